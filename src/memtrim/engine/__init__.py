@@ -1,0 +1,25 @@
+"""The native engine: allocator hooks, the line tracer, and their Python wrappers.
+
+Nothing above this layer imports ``_engine`` directly; it goes through
+:mod:`memtrim.engine.heap` and :mod:`memtrim.engine.tracer`.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+
+class EngineMissingError(ImportError):
+    """The C extension was not compiled (memtrim was not installed with pip)."""
+
+
+def load() -> ModuleType:
+    """Return the compiled ``_engine`` module, or raise a clear error."""
+    try:
+        from memtrim.engine import _engine
+    except ImportError as exc:  # pragma: no cover - depends on the build
+        raise EngineMissingError(
+            "memtrim's native engine was not compiled; install memtrim with "
+            "`pip install .` (it needs a C compiler and the Python headers)"
+        ) from exc
+    return _engine

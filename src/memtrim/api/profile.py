@@ -1,0 +1,211 @@
+"""The line-by-line memory profiler: ``@profile``, :class:`LineProfiler`, tables.
+
+Compatible with memory_profiler's ``@profile`` (bare, or with ``precision`` and
+``stream``), ``LineProfiler`` and ``show_results``; the numbers come from the
+engine's exact allocation accounting instead of RSS readings.
+"""
+
+from __future__ import annotations
+
+import inspect
+import linecache
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from types import CodeType
+from typing import Any, TextIO, TypeVar
+
+from memtrim.analysis.lines import FunctionTable, build_table
+from memtrim.api._wrap import wrap
+from memtrim.engine import heap, tracer
+from memtrim.reporters.text import write_tables
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_PRECISION = 3
+
+
+class ProfiledFunction:
+    """One profiled function: its engine table, and how many calls are running."""
+
+    def __init__(self, code: CodeType) -> None:
+        heap.ensure_installed()
+        self.code = code
+        self.table = tracer.new_table(code.co_firstlineno)
+        self.active = 0
+        self.lock = threading.Lock()
+        tracer.register(code, self.table)
+
+    @property
+    def name(self) -> str:
+        """The function's qualified name."""
+        return self.code.co_qualname
+
+    def snapshot(self) -> FunctionTable:
+        """The table as plain data, with source lines and ``mem_usage`` filled in."""
+        first, source = _source_of(self.code)
+        return build_table(
+            self.name,
+            self.code.co_filename,
+            tracer.table_stats(self.table),
+            source,
+            first,
+            heap.baseline_rss(),
+        )
+
+    def reset(self) -> None:
+        """Forget the measurements so far."""
+        tracer.reset_table(self.table)
+
+
+_registry: dict[CodeType, ProfiledFunction] = {}
+_registry_lock = threading.Lock()
+
+
+def profiled(code: CodeType) -> ProfiledFunction:
+    """The :class:`ProfiledFunction` for ``code``, registering it on first use."""
+    with _registry_lock:
+        fn = _registry.get(code)
+        if fn is None:
+            fn = _registry[code] = ProfiledFunction(code)
+        return fn
+
+
+def _source_of(code: CodeType) -> tuple[int, list[str]]:
+    try:
+        lines, first = inspect.getsourcelines(code)
+    except (OSError, TypeError):
+        return code.co_firstlineno, []
+    if first == 0:  # a module-level code object: the whole file
+        first = 1
+    return first, lines
+
+
+def code_of(func: Any) -> CodeType:
+    """The code object to profile for ``func`` (through ``functools.wraps`` layers)."""
+    if isinstance(func, (staticmethod, classmethod)):
+        func = func.__func__
+    inner = inspect.unwrap(func)
+    code = getattr(inner, "__code__", None)
+    if not isinstance(code, CodeType):
+        raise TypeError(f"profile() needs a Python function, not {type(func).__name__}")
+    return code
+
+
+def check_precision(precision: Any) -> int:
+    """Validate a precision: an integer from 0 to 12."""
+    if isinstance(precision, bool) or not isinstance(precision, int):
+        raise TypeError(f"precision must be an integer, not {type(precision).__name__}")
+    if not 0 <= precision <= 12:
+        raise ValueError(f"precision must be between 0 and 12, not {precision}")
+    return precision
+
+
+class LineProfiler:
+    """Profiles a set of functions line by line (memory_profiler's ``LineProfiler``).
+
+    Use it as a decorator or call :meth:`add_function`; :meth:`tables` gives the
+    results as plain data and :meth:`print_stats` prints them.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.functions: list[ProfiledFunction] = []
+        self.on_call_end: Callable[[ProfiledFunction], None] | None = None
+
+    def add_function(self, func: Any) -> ProfiledFunction:
+        """Profile ``func`` from now on; returns its record."""
+        return self.add_code(code_of(func))
+
+    def add_code(self, code: CodeType) -> ProfiledFunction:
+        """Profile a code object (and the code nested in it)."""
+        fn = profiled(code)
+        if fn not in self.functions:
+            self.functions.append(fn)
+        return fn
+
+    def __call__(self, func: F) -> F:
+        """Decorate ``func`` so that its calls are profiled."""
+        if isinstance(func, (staticmethod, classmethod)):
+            return type(func)(self(func.__func__))  # type: ignore[return-value]
+        fn = self.add_function(func)
+        return wrap(func, lambda: self._begin(fn), lambda: self._end(fn), tracer.enter, tracer.exit)
+
+    def _begin(self, fn: ProfiledFunction) -> None:
+        with fn.lock:
+            fn.active += 1
+
+    def _end(self, fn: ProfiledFunction) -> None:
+        with fn.lock:
+            fn.active -= 1
+            done = fn.active == 0
+        if done and self.on_call_end is not None:
+            self.on_call_end(fn)
+
+    def enable_by_count(self) -> None:
+        """memory_profiler compatibility: start tracing this thread."""
+        tracer.enter()
+
+    def disable_by_count(self) -> None:
+        """memory_profiler compatibility: undo :meth:`enable_by_count`."""
+        tracer.exit()
+
+    def tables(self) -> list[FunctionTable]:
+        """Every function's table, as plain data."""
+        return [fn.snapshot() for fn in self.functions]
+
+    def reset(self) -> None:
+        """Forget every measurement so far."""
+        for fn in self.functions:
+            fn.reset()
+
+    def print_stats(self, stream: TextIO | None = None, precision: int = DEFAULT_PRECISION) -> None:
+        """Print every table that has measurements."""
+        write_tables(self.tables(), stream or sys.stdout, check_precision(precision))
+
+
+def show_results(
+    prof: LineProfiler, stream: TextIO | None = None, precision: int = DEFAULT_PRECISION
+) -> None:
+    """memory_profiler's ``show_results``: print a profiler's tables."""
+    prof.print_stats(stream, precision)
+
+
+def profile(
+    func: Any = None,
+    stream: TextIO | None = None,
+    precision: int = DEFAULT_PRECISION,
+    backend: str | None = None,
+) -> Any:
+    """Profile a function line by line and print its table after each call.
+
+    Use as ``@profile`` or ``@profile(precision=4, stream=f)``. The table is
+    printed when no call of the function is running any more (so a recursive
+    function prints one table per outermost call), then the counts restart.
+    ``backend`` is accepted for memory_profiler compatibility and ignored: the
+    numbers always come from the allocator hooks.
+    """
+    check_precision(precision)
+    if func is None:
+        return lambda f: profile(f, stream=stream, precision=precision, backend=backend)
+    prof = LineProfiler()
+
+    def print_and_reset(fn: ProfiledFunction) -> None:
+        write_tables([fn.snapshot()], stream or sys.stdout, precision)
+        fn.reset()
+
+    prof.on_call_end = print_and_reset
+    return prof(func)
+
+
+def collect_tables(functions: Iterable[ProfiledFunction]) -> list[FunctionTable]:
+    """Snapshots of several functions, in order, without duplicates."""
+    seen: set[int] = set()
+    out = []
+    for fn in functions:
+        if fn.table not in seen:
+            seen.add(fn.table)
+            out.append(fn.snapshot())
+    return out
+
+
+def _clear_linecache_for(filename: str) -> None:
+    linecache.checkcache(filename)

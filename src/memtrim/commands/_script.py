@@ -1,0 +1,123 @@
+"""Run a user's script as ``__main__``, exactly as ``python script.py`` would.
+
+Shared by every command that runs a program. What must stay unchanged for the
+program: ``sys.argv``, ``sys.path[0]``, ``__name__``/``__file__``, its output,
+its exceptions (traceback without memtrim's frames) and its exit status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib.machinery import SourceFileLoader
+from types import CodeType, TracebackType
+
+from memtrim.commands.errors import CommandError
+
+
+@dataclass(frozen=True)
+class Script:
+    """A compiled script, ready to run."""
+
+    path: str
+    code: CodeType
+
+
+def load_script(path: str) -> Script:
+    """Read and compile ``path``; a :class:`CommandError` explains what is wrong."""
+    if not os.path.exists(path):
+        raise CommandError(f"no such file: {path}")
+    if os.path.isdir(path):
+        raise CommandError(f"{path} is a directory, not a Python script")
+    try:
+        with open(path, "rb") as handle:
+            source = handle.read()
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        code = compile(source, os.path.abspath(path), "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        where = f" (line {exc.lineno})" if exc.lineno else ""
+        raise CommandError(f"cannot compile {path}: {exc.msg}{where}") from None
+    except ValueError as exc:  # e.g. null bytes in the source
+        raise CommandError(f"cannot compile {path}: {exc}") from None
+    return Script(path, code)
+
+
+def functions_named(code: CodeType, name: str) -> list[CodeType]:
+    """Code objects in ``code`` whose qualified name or plain name is ``name``."""
+    found = []
+    stack = [code]
+    while stack:
+        current = stack.pop()
+        for const in current.co_consts:
+            if isinstance(const, CodeType):
+                if name in (const.co_qualname, const.co_name):
+                    found.append(const)
+                stack.append(const)
+    return sorted(found, key=lambda c: c.co_firstlineno)
+
+
+@contextlib.contextmanager
+def as_main(script: Script, args: list[str]) -> Iterator[types.ModuleType]:
+    """Make a fresh ``__main__`` module and the script's argv/path for the block."""
+    module = types.ModuleType("__main__")
+    abspath = os.path.abspath(script.path)
+    module.__dict__.update(
+        __file__=abspath,
+        __cached__=None,
+        __loader__=SourceFileLoader("__main__", abspath),
+        __spec__=None,
+        __package__=None,
+        __builtins__=__builtins__,
+    )
+    saved = sys.modules.get("__main__"), sys.argv[:], sys.path[:]
+    sys.modules["__main__"] = module
+    sys.argv[:] = [script.path, *args]
+    sys.path[0:1] = [os.path.dirname(os.path.realpath(script.path))]
+    try:
+        yield module
+    finally:
+        main, argv, path = saved
+        if main is not None:
+            sys.modules["__main__"] = main
+        sys.argv[:] = argv
+        sys.path[:] = path
+
+
+def run(script: Script, module: types.ModuleType) -> None:
+    """Execute the script in ``module``'s namespace; its exceptions propagate."""
+    exec(script.code, module.__dict__)
+
+
+def user_traceback(tb: TracebackType | None, filename: str) -> TracebackType | None:
+    """Drop the leading frames that belong to memtrim, up to the script's own."""
+    while tb is not None and tb.tb_frame.f_code.co_filename != filename:
+        tb = tb.tb_next
+    return tb
+
+
+def exit_like_python(exc: BaseException | None, filename: str) -> int:
+    """Report the script's outcome as the interpreter would; returns the exit status.
+
+    ``SystemExit`` is re-raised so the interpreter handles its code and message.
+    Other exceptions are printed through ``sys.excepthook`` (the script may
+    have replaced it) and give status 1; ``KeyboardInterrupt`` ends the
+    process with SIGINT, as CPython does.
+    """
+    if exc is None:
+        return 0
+    if isinstance(exc, SystemExit):
+        raise exc.with_traceback(None)
+    sys.excepthook(type(exc), exc, user_traceback(exc.__traceback__, filename))
+    if isinstance(exc, KeyboardInterrupt):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    return 1

@@ -1,0 +1,777 @@
+/* Exact heap accounting.
+ *
+ * We wrap the three CPython allocator domains (RAW, MEM, OBJ) and numpy's
+ * data-buffer handler.  Every block allocated while the hooks are in has its
+ * *requested* size recorded, so a free can subtract exactly what was added.
+ *
+ * Where sizes live: a shadow map, not a hash table.  Every block CPython and
+ * glibc hand out is 16-byte aligned, so each 16-byte granule of the address
+ * space owns at most one block start.  A three-level radix tree (like
+ * pymalloc's own) maps a granule to a uint16 holding size+1 (0 = not ours).
+ * Consecutive small allocations hit the same 8 KiB leaf, so the lookup stays
+ * in cache, and it costs 2 bytes per 16 bytes of small-object heap instead of
+ * a 16-32 byte hash entry per block.  Sizes too big for 16 bits, and blocks
+ * that are not 16-byte aligned, go to a small hash table under a mutex.
+ *
+ * Locking: the MEM and OBJ domains are only ever called with the GIL held
+ * (CPython's contract), so their path uses plain globals.  RAW and numpy may be
+ * called without the GIL; we check PyGILState_Check() and, without the GIL,
+ * take `nogil_lock` and use an atomic counter.  Leaves are installed with a
+ * compare-and-swap so both paths can create them.
+ *
+ * Reentrancy: pymalloc forwards big requests to PyMem_RawMalloc, which would
+ * count the block twice.  `t_guard` is set while we call an original
+ * allocator; a hook entered with it set passes straight through.
+ */
+#include "heap.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+MT_TLS int64_t mt_thread_cur;
+MT_TLS int64_t mt_thread_hwm;
+static MT_TLS int t_guard;
+
+/* ------------------------------------------------------------------ shadow map */
+
+#define GRAN_SHIFT 4
+#define LEAF_BITS 12
+#define L2_BITS 16
+#define L1_BITS 16
+#define ADDR_BITS (GRAN_SHIFT + LEAF_BITS + L2_BITS + L1_BITS) /* 48 */
+#define SLOT_BIG 0xFFFFu
+#define MAX_INLINE (SLOT_BIG - 2u) /* sizes 0..MAX_INLINE are stored as size+1 */
+
+typedef struct {
+    uint16_t v[1u << LEAF_BITS];
+} leaf_t;
+typedef struct {
+    leaf_t *leaf[1u << L2_BITS];
+} l2_t;
+
+static l2_t *l1[1u << L1_BITS]; /* BSS: pages become resident only when touched */
+static int64_t shadow_bytes;    /* memory the shadow map itself uses */
+
+static void *install_ptr(void **where, size_t size)
+{
+    void *fresh = calloc(1, size);
+    if (fresh == NULL) {
+        return NULL;
+    }
+    void *expected = NULL;
+    if (__atomic_compare_exchange_n(where, &expected, fresh, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE)) {
+        __atomic_add_fetch(&shadow_bytes, (int64_t)size, __ATOMIC_RELAXED);
+        return fresh;
+    }
+    free(fresh); /* another thread installed it first */
+    return expected;
+}
+
+static inline uint16_t *shadow_slot(uintptr_t a, int create)
+{
+    if (MT_UNLIKELY((a >> ADDR_BITS) != 0 || (a & 15u) != 0)) {
+        return NULL;
+    }
+    size_t i1 = a >> (ADDR_BITS - L1_BITS);
+    size_t i2 = (a >> (GRAN_SHIFT + LEAF_BITS)) & ((1u << L2_BITS) - 1);
+    size_t i3 = (a >> GRAN_SHIFT) & ((1u << LEAF_BITS) - 1);
+    l2_t *mid = __atomic_load_n(&l1[i1], __ATOMIC_ACQUIRE);
+    if (MT_UNLIKELY(mid == NULL)) {
+        if (!create || !(mid = install_ptr((void **)&l1[i1], sizeof(l2_t)))) {
+            return NULL;
+        }
+    }
+    leaf_t *leaf = __atomic_load_n(&mid->leaf[i2], __ATOMIC_ACQUIRE);
+    if (MT_UNLIKELY(leaf == NULL)) {
+        if (!create || !(leaf = install_ptr((void **)&mid->leaf[i2], sizeof(leaf_t)))) {
+            return NULL;
+        }
+    }
+    return &leaf->v[i3];
+}
+
+static void shadow_clear(void)
+{
+    for (size_t i = 0; i < (1u << L1_BITS); i++) {
+        l2_t *mid = l1[i];
+        if (mid == NULL) {
+            continue;
+        }
+        for (size_t j = 0; j < (1u << L2_BITS); j++) {
+            free(mid->leaf[j]);
+        }
+        free(mid);
+        l1[i] = NULL;
+    }
+    shadow_bytes = 0;
+}
+
+/* ------------------------------------------- big table: sizes over 16 bits */
+
+/* Open addressing with linear probing and backward-shift deletion.  Always
+ * accessed under big_lock; big blocks are rare, so the lock is cheap overall. */
+typedef struct {
+    uintptr_t key;
+    size_t size;
+} big_entry_t;
+
+static pthread_mutex_t big_lock = PTHREAD_MUTEX_INITIALIZER;
+static big_entry_t *big_tab;
+static size_t big_cap, big_len;
+static int64_t big_orphans; /* entries without a SLOT_BIG marker (unaligned or OOM) */
+
+static inline size_t big_hash(uintptr_t key)
+{
+    return (size_t)((key >> 4) * 0x9E3779B97F4A7C15ull);
+}
+
+static int big_grow(void)
+{
+    size_t cap = big_cap ? big_cap * 2 : 1024;
+    big_entry_t *tab = calloc(cap, sizeof(big_entry_t));
+    if (tab == NULL) {
+        return -1;
+    }
+    for (size_t i = 0; i < big_cap; i++) {
+        if (big_tab[i].key) {
+            size_t j = big_hash(big_tab[i].key) & (cap - 1);
+            while (tab[j].key) {
+                j = (j + 1) & (cap - 1);
+            }
+            tab[j] = big_tab[i];
+        }
+    }
+    free(big_tab);
+    shadow_bytes += (int64_t)((cap - big_cap) * sizeof(big_entry_t));
+    big_tab = tab;
+    big_cap = cap;
+    return 0;
+}
+
+static int big_put_locked(uintptr_t key, size_t size)
+{
+    if ((big_len + 1) * 2 > big_cap && big_grow() < 0) {
+        return -1;
+    }
+    size_t i = big_hash(key) & (big_cap - 1);
+    while (big_tab[i].key && big_tab[i].key != key) {
+        i = (i + 1) & (big_cap - 1);
+    }
+    if (!big_tab[i].key) {
+        big_len++;
+    }
+    big_tab[i].key = key;
+    big_tab[i].size = size;
+    return 0;
+}
+
+static int64_t big_take_locked(uintptr_t key)
+{
+    if (big_cap == 0) {
+        return -1;
+    }
+    size_t mask = big_cap - 1, i = big_hash(key) & mask;
+    while (big_tab[i].key && big_tab[i].key != key) {
+        i = (i + 1) & mask;
+    }
+    if (!big_tab[i].key) {
+        return -1;
+    }
+    int64_t size = (int64_t)big_tab[i].size;
+    /* backward-shift deletion keeps probe chains intact without tombstones */
+    size_t hole = i, j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (!big_tab[j].key) {
+            break;
+        }
+        size_t home = big_hash(big_tab[j].key) & mask;
+        if (((j - home) & mask) >= ((j - hole) & mask)) {
+            big_tab[hole] = big_tab[j];
+            hole = j;
+        }
+    }
+    big_tab[hole].key = 0;
+    big_len--;
+    return size;
+}
+
+static void big_clear_locked(void)
+{
+    free(big_tab);
+    big_tab = NULL;
+    big_cap = big_len = 0;
+    big_orphans = 0;
+}
+
+/* --------------------------------------------------------- size bookkeeping */
+
+static void record_big(uintptr_t a, uint16_t *slot, size_t size);
+
+static inline void record_size(void *p, size_t size)
+{
+    uintptr_t a = (uintptr_t)p;
+    uint16_t *slot = shadow_slot(a, 1);
+    if (MT_LIKELY(slot != NULL && size <= MAX_INLINE)) {
+        *slot = (uint16_t)(size + 1);
+        return;
+    }
+    record_big(a, slot, size);
+}
+
+/* Sizes over 16 bits, unaligned or unmappable blocks: the locked table. */
+static __attribute__((noinline)) void record_big(uintptr_t a, uint16_t *slot, size_t size)
+{
+    pthread_mutex_lock(&big_lock);
+    if (big_put_locked(a, size) == 0) {
+        if (slot) {
+            *slot = SLOT_BIG;
+        }
+        else {
+            big_orphans++;
+        }
+    }
+    pthread_mutex_unlock(&big_lock);
+}
+
+/* Forget a block; returns its recorded size, or -1 if it was not ours. */
+static inline int64_t take_size(void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    uint16_t *slot = shadow_slot(a, 0);
+    int marked = 0;
+    if (MT_LIKELY(slot != NULL)) {
+        uint16_t v = *slot;
+        if (MT_LIKELY(v != 0 && v != SLOT_BIG)) {
+            *slot = 0;
+            return (int64_t)v - 1;
+        }
+        if (v == SLOT_BIG) {
+            *slot = 0;
+            marked = 1;
+        }
+    }
+    if (!marked && __atomic_load_n(&big_orphans, __ATOMIC_RELAXED) == 0) {
+        return -1; /* the common "allocated before the hooks went in" case */
+    }
+    pthread_mutex_lock(&big_lock);
+    int64_t size = big_take_locked(a);
+    if (size >= 0 && !marked) {
+        big_orphans--;
+    }
+    pthread_mutex_unlock(&big_lock);
+    return size;
+}
+
+/* ------------------------------------------------------------------ counters */
+
+static int g_installed;   /* hooks in; written with the GIL and nogil_lock held */
+static int g_refcount;    /* GIL */
+static int64_t g_cur;     /* net bytes via the GIL path; GIL */
+static int64_t g_nogil;   /* net bytes via the no-GIL path; atomic */
+static int64_t g_peak;    /* GIL */
+static uint64_t g_allocs, g_frees;
+static pthread_mutex_t nogil_lock = PTHREAD_MUTEX_INITIALIZER;
+
+#define MAX_WATCH 64
+static struct {
+    int used;
+    int64_t max;
+} watches[MAX_WATCH];
+static int64_t g_watch_floor = INT64_MAX; /* lowest max among watches in use */
+
+static inline int64_t level_now(void)
+{
+    return g_cur + __atomic_load_n(&g_nogil, __ATOMIC_RELAXED);
+}
+
+int64_t mt_heap_level(void)
+{
+    return level_now();
+}
+
+static void watch_raise(int64_t level)
+{
+    int64_t floor = INT64_MAX;
+    for (int i = 0; i < MAX_WATCH; i++) {
+        if (watches[i].used) {
+            if (watches[i].max < level) {
+                watches[i].max = level;
+            }
+            if (watches[i].max < floor) {
+                floor = watches[i].max;
+            }
+        }
+    }
+    g_watch_floor = floor;
+}
+
+static inline void thread_add(int64_t delta)
+{
+    mt_thread_cur += delta;
+    if (mt_thread_cur > mt_thread_hwm) {
+        mt_thread_hwm = mt_thread_cur;
+    }
+}
+
+/* GIL held. */
+static inline void on_alloc_gil(void *p, size_t size)
+{
+    record_size(p, size);
+    g_cur += (int64_t)size;
+    g_allocs++;
+    thread_add((int64_t)size);
+    int64_t level = level_now();
+    if (level > g_peak) {
+        g_peak = level;
+    }
+    if (MT_UNLIKELY(level > g_watch_floor)) {
+        watch_raise(level);
+    }
+}
+
+static inline void on_free_gil(void *p)
+{
+    int64_t size = take_size(p);
+    if (size >= 0) {
+        g_cur -= size;
+        g_frees++;
+        mt_thread_cur -= size;
+    }
+}
+
+/* Without the GIL: serialize with uninstall through nogil_lock.  Peaks are not
+ * raised here (g_peak and the watches belong to the GIL); the next allocation
+ * made with the GIL sees the level including these bytes. */
+static void on_alloc_nogil(void *p, size_t size)
+{
+    pthread_mutex_lock(&nogil_lock);
+    if (g_installed) {
+        record_size(p, size);
+        __atomic_add_fetch(&g_nogil, (int64_t)size, __ATOMIC_RELAXED);
+        thread_add((int64_t)size);
+    }
+    pthread_mutex_unlock(&nogil_lock);
+}
+
+static int64_t take_nogil(void *p)
+{
+    int64_t size = -1;
+    pthread_mutex_lock(&nogil_lock);
+    if (g_installed) {
+        size = take_size(p);
+        if (size >= 0) {
+            __atomic_sub_fetch(&g_nogil, size, __ATOMIC_RELAXED);
+            mt_thread_cur -= size;
+        }
+    }
+    pthread_mutex_unlock(&nogil_lock);
+    return size;
+}
+
+/* ------------------------------------------------------------- the hooks */
+
+typedef struct {
+    PyMemAllocatorEx orig;
+    PyMemAllocatorDomain domain;
+} domain_t;
+
+static domain_t dom_raw = {.domain = PYMEM_DOMAIN_RAW};
+static domain_t dom_mem = {.domain = PYMEM_DOMAIN_MEM};
+static domain_t dom_obj = {.domain = PYMEM_DOMAIN_OBJ};
+
+/* MEM and OBJ: always called with the GIL. */
+static void *gil_malloc(void *ctx, size_t size)
+{
+    domain_t *d = ctx;
+    t_guard++;
+    void *p = d->orig.malloc(d->orig.ctx, size);
+    t_guard--;
+    if (MT_LIKELY(p != NULL && !t_guard)) {
+        on_alloc_gil(p, size);
+    }
+    return p;
+}
+
+static void *gil_calloc(void *ctx, size_t nelem, size_t elsize)
+{
+    domain_t *d = ctx;
+    t_guard++;
+    void *p = d->orig.calloc(d->orig.ctx, nelem, elsize);
+    t_guard--;
+    if (p != NULL && !t_guard) {
+        on_alloc_gil(p, nelem * elsize);
+    }
+    return p;
+}
+
+static void *gil_realloc(void *ctx, void *ptr, size_t size)
+{
+    domain_t *d = ctx;
+    if (t_guard) {
+        return d->orig.realloc(d->orig.ctx, ptr, size);
+    }
+    /* Take the old size first: once the original realloc frees `ptr`, its
+     * address may be handed out (and recorded) again. */
+    int64_t old = ptr ? take_size(ptr) : -1;
+    t_guard++;
+    void *p = d->orig.realloc(d->orig.ctx, ptr, size);
+    t_guard--;
+    if (p == NULL) {
+        if (old >= 0) {
+            record_size(ptr, (size_t)old); /* failed: the old block is intact */
+        }
+        return NULL;
+    }
+    if (old >= 0) {
+        g_cur -= old;
+        g_frees++;
+        mt_thread_cur -= old;
+    }
+    on_alloc_gil(p, size);
+    return p;
+}
+
+static void gil_free(void *ctx, void *ptr)
+{
+    domain_t *d = ctx;
+    if (ptr != NULL && !t_guard) {
+        on_free_gil(ptr);
+    }
+    d->orig.free(d->orig.ctx, ptr);
+}
+
+/* RAW: may be called without the GIL, and from inside pymalloc (t_guard). */
+static void account_alloc(void *p, size_t size)
+{
+    if (PyGILState_Check()) {
+        on_alloc_gil(p, size);
+    }
+    else {
+        on_alloc_nogil(p, size);
+    }
+}
+
+static int64_t account_take(void *p)
+{
+    if (PyGILState_Check()) {
+        int64_t size = take_size(p);
+        if (size >= 0) {
+            g_cur -= size;
+            g_frees++;
+            mt_thread_cur -= size;
+        }
+        return size;
+    }
+    return take_nogil(p);
+}
+
+static void *raw_malloc(void *ctx, size_t size)
+{
+    domain_t *d = ctx;
+    if (t_guard) {
+        return d->orig.malloc(d->orig.ctx, size);
+    }
+    t_guard++;
+    void *p = d->orig.malloc(d->orig.ctx, size);
+    if (p != NULL) {
+        account_alloc(p, size);
+    }
+    t_guard--;
+    return p;
+}
+
+static void *raw_calloc(void *ctx, size_t nelem, size_t elsize)
+{
+    domain_t *d = ctx;
+    if (t_guard) {
+        return d->orig.calloc(d->orig.ctx, nelem, elsize);
+    }
+    t_guard++;
+    void *p = d->orig.calloc(d->orig.ctx, nelem, elsize);
+    if (p != NULL) {
+        account_alloc(p, nelem * elsize);
+    }
+    t_guard--;
+    return p;
+}
+
+static void *raw_realloc(void *ctx, void *ptr, size_t size)
+{
+    domain_t *d = ctx;
+    if (t_guard) {
+        return d->orig.realloc(d->orig.ctx, ptr, size);
+    }
+    t_guard++;
+    int64_t old = ptr ? account_take(ptr) : -1;
+    void *p = d->orig.realloc(d->orig.ctx, ptr, size);
+    if (p == NULL && old >= 0) {
+        account_alloc(ptr, (size_t)old); /* failed: the old block is intact */
+    }
+    else if (p != NULL) {
+        account_alloc(p, size);
+    }
+    t_guard--;
+    return p;
+}
+
+static void raw_free(void *ctx, void *ptr)
+{
+    domain_t *d = ctx;
+    if (ptr != NULL && !t_guard) {
+        t_guard++;
+        account_take(ptr);
+        t_guard--;
+    }
+    d->orig.free(d->orig.ctx, ptr);
+}
+
+static void hook_domain(domain_t *d, int gil)
+{
+    PyMemAllocatorEx hooked = {
+        .ctx = d,
+        .malloc = gil ? gil_malloc : raw_malloc,
+        .calloc = gil ? gil_calloc : raw_calloc,
+        .realloc = gil ? gil_realloc : raw_realloc,
+        .free = gil ? gil_free : raw_free,
+    };
+    PyMem_GetAllocator(d->domain, &d->orig);
+    PyMem_SetAllocator(d->domain, &hooked);
+}
+
+int mt_heap_installed(void)
+{
+    return g_installed;
+}
+
+int mt_heap_install(void)
+{
+    if (g_refcount++ > 0) {
+        return 0;
+    }
+    g_cur = g_peak = 0;
+    g_nogil = 0;
+    g_allocs = g_frees = 0;
+    mt_thread_cur = mt_thread_hwm = 0;
+    pthread_mutex_lock(&nogil_lock);
+    g_installed = 1;
+    pthread_mutex_unlock(&nogil_lock);
+    hook_domain(&dom_raw, 0);
+    hook_domain(&dom_mem, 1);
+    hook_domain(&dom_obj, 1);
+    return 0;
+}
+
+int mt_heap_uninstall(void)
+{
+    if (g_refcount == 0) {
+        return -1;
+    }
+    if (--g_refcount > 0) {
+        return 0;
+    }
+    PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &dom_obj.orig);
+    PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &dom_mem.orig);
+    PyMem_SetAllocator(PYMEM_DOMAIN_RAW, &dom_raw.orig);
+    mt_numpy_unpatch();
+    /* A no-GIL raw call may still be inside a hook: it takes nogil_lock and
+     * then sees g_installed == 0, so the shadow can go once we hold it. */
+    pthread_mutex_lock(&nogil_lock);
+    g_installed = 0;
+    pthread_mutex_lock(&big_lock);
+    shadow_clear();
+    big_clear_locked();
+    pthread_mutex_unlock(&big_lock);
+    pthread_mutex_unlock(&nogil_lock);
+    for (int i = 0; i < MAX_WATCH; i++) {
+        watches[i].used = 0;
+    }
+    g_watch_floor = INT64_MAX;
+    return 0;
+}
+
+int64_t mt_heap_peak(void)
+{
+    return g_peak;
+}
+
+void mt_heap_reset_peak(void)
+{
+    g_peak = mt_heap_level();
+}
+
+void mt_heap_counts(uint64_t *allocs, uint64_t *frees)
+{
+    *allocs = g_allocs;
+    *frees = g_frees;
+}
+
+int64_t mt_heap_overhead(void)
+{
+    return __atomic_load_n(&shadow_bytes, __ATOMIC_RELAXED);
+}
+
+/* ------------------------------------------------------------------ watches */
+
+int mt_watch_begin(void)
+{
+    int64_t level = mt_heap_level();
+    for (int i = 0; i < MAX_WATCH; i++) {
+        if (!watches[i].used) {
+            watches[i].used = 1;
+            watches[i].max = level;
+            if (level < g_watch_floor) {
+                g_watch_floor = level;
+            }
+            return i;
+        }
+    }
+    return -1;
+}
+
+int64_t mt_watch_peak(int id)
+{
+    int64_t level = mt_heap_level(); /* no-GIL bytes are only folded in here */
+    if (level > watches[id].max) {
+        watches[id].max = level;
+    }
+    return watches[id].max;
+}
+
+void mt_watch_end(int id)
+{
+    watches[id].used = 0;
+    watch_raise(INT64_MIN); /* recompute the floor */
+}
+
+/* -------------------------------------------------------------------- numpy */
+
+/* numpy >= 1.22 (NEP 49) routes array data through a PyDataMem_Handler.  We
+ * wrap the functions of its *default* handler in place: a handler set through
+ * PyDataMem_SetHandler only applies to one context (thread), while the
+ * default one serves every thread.  Layout copied from numpy's public
+ * ndarraytypes.h, and checked by version and name before we touch it. */
+typedef struct {
+    void *ctx;
+    void *(*malloc)(void *ctx, size_t size);
+    void *(*calloc)(void *ctx, size_t nelem, size_t elsize);
+    void *(*realloc)(void *ctx, void *ptr, size_t new_size);
+    void (*free)(void *ctx, void *ptr, size_t size);
+} np_allocator_t;
+
+typedef struct {
+    char name[127];
+    uint8_t version;
+    np_allocator_t allocator;
+} np_handler_t;
+
+static np_handler_t *np_handler;
+static np_allocator_t np_orig;
+
+static void *np_malloc(void *ctx, size_t size)
+{
+    t_guard++; /* numpy may get its memory from PyMem_RawMalloc: count it once */
+    void *p = np_orig.malloc(ctx, size);
+    t_guard--;
+    if (p != NULL && !t_guard) {
+        account_alloc(p, size);
+    }
+    return p;
+}
+
+static void *np_calloc(void *ctx, size_t nelem, size_t elsize)
+{
+    t_guard++;
+    void *p = np_orig.calloc(ctx, nelem, elsize);
+    t_guard--;
+    if (p != NULL && !t_guard) {
+        account_alloc(p, nelem * elsize);
+    }
+    return p;
+}
+
+static void *np_realloc(void *ctx, void *ptr, size_t size)
+{
+    int outer = t_guard == 0;
+    int64_t old = (ptr && outer) ? account_take(ptr) : -1;
+    t_guard++;
+    void *p = np_orig.realloc(ctx, ptr, size);
+    t_guard--;
+    if (p == NULL && old >= 0) {
+        account_alloc(ptr, (size_t)old);
+    }
+    else if (p != NULL && outer) {
+        account_alloc(p, size);
+    }
+    return p;
+}
+
+static void np_free(void *ctx, void *ptr, size_t size)
+{
+    if (ptr != NULL && !t_guard) {
+        account_take(ptr);
+    }
+    t_guard++;
+    np_orig.free(ctx, ptr, size);
+    t_guard--;
+}
+
+int mt_numpy_patch(PyObject *capsule)
+{
+    if (np_handler != NULL) {
+        return 0;
+    }
+    np_handler_t *h = PyCapsule_GetPointer(capsule, "mem_handler");
+    if (h == NULL) {
+        return -1;
+    }
+    if (h->version != 1 || strncmp(h->name, "default_allocator", sizeof(h->name)) != 0) {
+        PyErr_SetString(PyExc_RuntimeError, "unexpected numpy memory handler");
+        return -1;
+    }
+    np_orig = h->allocator;
+    np_handler = h;
+    h->allocator.malloc = np_malloc;
+    h->allocator.calloc = np_calloc;
+    h->allocator.realloc = np_realloc;
+    h->allocator.free = np_free;
+    return 0;
+}
+
+void mt_numpy_unpatch(void)
+{
+    if (np_handler != NULL) {
+        np_handler->allocator = np_orig;
+        np_handler = NULL;
+    }
+}
+
+/* -------------------------------------------------------------- test helpers */
+
+void *mt_test_alloc(int domain, size_t size)
+{
+    switch (domain) {
+    case 0:
+        return PyMem_RawMalloc(size);
+    case 1:
+        return PyMem_Malloc(size);
+    default:
+        return PyObject_Malloc(size);
+    }
+}
+
+void mt_test_free(int domain, void *ptr)
+{
+    switch (domain) {
+    case 0:
+        PyMem_RawFree(ptr);
+        break;
+    case 1:
+        PyMem_Free(ptr);
+        break;
+    default:
+        PyObject_Free(ptr);
+    }
+}

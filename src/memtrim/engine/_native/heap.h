@@ -1,0 +1,36 @@
+/* Exact heap accounting: allocator hooks and a shadow map of block sizes. */
+#ifndef MEMTRIM_HEAP_H
+#define MEMTRIM_HEAP_H
+
+#include "compat.h"
+#include <stdint.h>
+
+/* Net bytes allocated by this thread (and freed by it) since the hooks went in,
+ * and the highest value that counter reached since the tracer last reset it.
+ * Thread-local, so no lock: only the owning thread reads or writes them. */
+extern MT_TLS int64_t mt_thread_cur;
+extern MT_TLS int64_t mt_thread_hwm;
+
+int mt_heap_install(void);   /* GIL held; reference-counted */
+int mt_heap_uninstall(void); /* GIL held */
+int mt_heap_installed(void);
+int64_t mt_heap_level(void);        /* live bytes allocated since install, all threads */
+int64_t mt_heap_peak(void);         /* highest level since install or last peak reset */
+void mt_heap_reset_peak(void);
+void mt_heap_counts(uint64_t *allocs, uint64_t *frees);
+int64_t mt_heap_overhead(void);    /* bytes the shadow map itself uses */
+
+/* Peak watches: independent "highest level since begin" slots (GIL held). */
+int mt_watch_begin(void);
+int64_t mt_watch_peak(int id);
+void mt_watch_end(int id);
+
+/* numpy data buffers: wrap numpy's default PyDataMem handler in place. */
+int mt_numpy_patch(PyObject *handler_capsule);
+void mt_numpy_unpatch(void);
+
+/* Test helpers: allocate exactly `size` bytes through one domain. */
+void *mt_test_alloc(int domain, size_t size);
+void mt_test_free(int domain, void *ptr);
+
+#endif

@@ -1,0 +1,326 @@
+/* memtrim.engine._engine: the Python face of the native engine.
+ *
+ * Thin wrappers only: every function returns ints, tuples or lists; the
+ * policy (what to hook when, how to group and print) lives in Python. */
+#include "compat.h"
+#include "heap.h"
+#include "tracer.h"
+
+/* Exported to other native modules (the sampler) through a capsule. */
+typedef struct {
+    int version;
+    int64_t (*heap_level)(void);
+    int (*heap_installed)(void);
+} mt_c_api_t;
+
+static mt_c_api_t c_api = {1, mt_heap_level, mt_heap_installed};
+
+static PyObject *py_heap_install(PyObject *self, PyObject *unused)
+{
+    mt_heap_install();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_heap_uninstall(PyObject *self, PyObject *unused)
+{
+    if (mt_heap_uninstall() < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "heap hooks are not installed");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_heap_installed(PyObject *self, PyObject *unused)
+{
+    return PyBool_FromLong(mt_heap_installed());
+}
+
+static PyObject *py_heap_level(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromLongLong(mt_heap_level());
+}
+
+static PyObject *py_heap_peak(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromLongLong(mt_heap_peak());
+}
+
+static PyObject *py_heap_reset_peak(PyObject *self, PyObject *unused)
+{
+    mt_heap_reset_peak();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_heap_counts(PyObject *self, PyObject *unused)
+{
+    uint64_t allocs, frees;
+    mt_heap_counts(&allocs, &frees);
+    return Py_BuildValue("(KKL)", (unsigned long long)allocs, (unsigned long long)frees,
+                         (long long)mt_heap_overhead());
+}
+
+static PyObject *py_thread_level(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromLongLong(mt_thread_cur);
+}
+
+static PyObject *py_watch_begin(PyObject *self, PyObject *unused)
+{
+    int id = mt_watch_begin();
+    if (id < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "too many nested peak watches (64 at most)");
+        return NULL;
+    }
+    return PyLong_FromLong(id);
+}
+
+static int watch_id(PyObject *arg, int *id)
+{
+    long v = PyLong_AsLong(arg);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (v < 0 || v >= 64) {
+        PyErr_SetString(PyExc_ValueError, "bad watch id");
+        return -1;
+    }
+    *id = (int)v;
+    return 0;
+}
+
+static PyObject *py_watch_peak(PyObject *self, PyObject *arg)
+{
+    int id;
+    if (watch_id(arg, &id) < 0) {
+        return NULL;
+    }
+    return PyLong_FromLongLong(mt_watch_peak(id));
+}
+
+static PyObject *py_watch_end(PyObject *self, PyObject *arg)
+{
+    int id;
+    if (watch_id(arg, &id) < 0) {
+        return NULL;
+    }
+    int64_t peak = mt_watch_peak(id);
+    mt_watch_end(id);
+    return PyLong_FromLongLong(peak);
+}
+
+/* numpy's C-API table: entry 306 is PyDataMem_DefaultHandler (numpy >= 1.22),
+ * a capsule named "mem_handler"; we check that before using it. */
+#define NUMPY_DEFAULT_HANDLER_SLOT 306
+
+static PyObject *py_numpy_patch(PyObject *self, PyObject *api_capsule)
+{
+    void **api = PyCapsule_GetPointer(api_capsule, NULL);
+    if (api == NULL) {
+        return NULL;
+    }
+    PyObject *handler = *(PyObject **)api[NUMPY_DEFAULT_HANDLER_SLOT];
+    if (handler == NULL || !PyCapsule_IsValid(handler, "mem_handler")) {
+        PyErr_SetString(PyExc_RuntimeError, "numpy has no default memory handler");
+        return NULL;
+    }
+    if (mt_numpy_patch(handler) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_new_table(PyObject *self, PyObject *arg)
+{
+    long first = PyLong_AsLong(arg);
+    if (first == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    int id = mt_tracer_new_table((int)first);
+    if (id < 0) {
+        return PyErr_NoMemory();
+    }
+    return PyLong_FromLong(id);
+}
+
+static PyObject *py_register_code(PyObject *self, PyObject *args)
+{
+    PyObject *code;
+    int table, is_root;
+    if (!PyArg_ParseTuple(args, "O!ip", &PyCode_Type, &code, &table, &is_root)) {
+        return NULL;
+    }
+    if (mt_tracer_register_code(code, table, is_root) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_unregister_code(PyObject *self, PyObject *code)
+{
+    if (!PyCode_Check(code)) {
+        PyErr_SetString(PyExc_TypeError, "expected a code object");
+        return NULL;
+    }
+    mt_tracer_unregister_code(code);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_table_stats(PyObject *self, PyObject *arg)
+{
+    long table = PyLong_AsLong(arg);
+    if (table == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return mt_tracer_table_stats((int)table);
+}
+
+static PyObject *py_reset_table(PyObject *self, PyObject *arg)
+{
+    long table = PyLong_AsLong(arg);
+    if (table == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    mt_tracer_reset_table((int)table);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_step_in(PyObject *self, PyObject *unused)
+{
+    if (mt_step_in() < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_step_out(PyObject *self, PyObject *unused)
+{
+    mt_step_out();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_trace_enter(PyObject *self, PyObject *unused)
+{
+    if (mt_trace_enter() < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_trace_exit(PyObject *self, PyObject *unused)
+{
+    mt_trace_exit();
+    Py_RETURN_NONE;
+}
+
+/* sys.monitoring callbacks (3.12+).  Registered from Python; METH_FASTCALL so
+ * the interpreter calls them without building a tuple. */
+static PyObject *cb_start(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs >= 1) {
+        mt_on_start(args[0]);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *cb_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs >= 2) {
+        int line = (int)PyLong_AsLong(args[1]);
+        if (line == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        mt_on_line(args[0], line);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *cb_end(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs >= 1) {
+        mt_on_end(args[0]);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_test_alloc(PyObject *self, PyObject *args)
+{
+    int domain;
+    Py_ssize_t size;
+    if (!PyArg_ParseTuple(args, "in", &domain, &size)) {
+        return NULL;
+    }
+    void *p = mt_test_alloc(domain, (size_t)size);
+    if (p == NULL) {
+        return PyErr_NoMemory();
+    }
+    return PyLong_FromVoidPtr(p);
+}
+
+static PyObject *py_test_free(PyObject *self, PyObject *args)
+{
+    int domain;
+    PyObject *addr;
+    if (!PyArg_ParseTuple(args, "iO", &domain, &addr)) {
+        return NULL;
+    }
+    void *p = PyLong_AsVoidPtr(addr);
+    if (p == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    mt_test_free(domain, p);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"heap_install", py_heap_install, METH_NOARGS, "Install the allocator hooks (counted)."},
+    {"heap_uninstall", py_heap_uninstall, METH_NOARGS, "Remove the hooks when the count hits 0."},
+    {"heap_installed", py_heap_installed, METH_NOARGS, "Are the hooks in?"},
+    {"heap_level", py_heap_level, METH_NOARGS, "Live bytes allocated since install."},
+    {"heap_peak", py_heap_peak, METH_NOARGS, "Highest level since install or reset."},
+    {"heap_reset_peak", py_heap_reset_peak, METH_NOARGS, "Reset the peak to the level."},
+    {"heap_counts", py_heap_counts, METH_NOARGS, "(allocations, frees, shadow bytes)."},
+    {"thread_level", py_thread_level, METH_NOARGS, "This thread's net bytes."},
+    {"watch_begin", py_watch_begin, METH_NOARGS, "Start a peak watch; returns its id."},
+    {"watch_peak", py_watch_peak, METH_O, "Highest level since the watch began."},
+    {"watch_end", py_watch_end, METH_O, "End a watch; returns its peak."},
+    {"numpy_patch", py_numpy_patch, METH_O, "Wrap numpy's default data handler."},
+    {"new_table", py_new_table, METH_O, "New line table; returns its id."},
+    {"register_code", py_register_code, METH_VARARGS, "Profile (code, table, is_root)."},
+    {"unregister_code", py_unregister_code, METH_O, "Stop profiling a code object."},
+    {"table_stats", py_table_stats, METH_O,
+     "[(line, occurrences, increment, peak, mem_usage)] for lines that ran."},
+    {"reset_table", py_reset_table, METH_O, "Zero a table."},
+    {"step_in", py_step_in, METH_NOARGS, "A wrapped profiled call (re)starts."},
+    {"step_out", py_step_out, METH_NOARGS, "A wrapped profiled call paused or ended."},
+    {"trace_enter", py_trace_enter, METH_NOARGS, "3.11: trace this thread (counted)."},
+    {"trace_exit", py_trace_exit, METH_NOARGS, "3.11: undo one trace_enter."},
+    {"cb_start", (PyCFunction)(void (*)(void))cb_start, METH_FASTCALL, "monitoring callback"},
+    {"cb_line", (PyCFunction)(void (*)(void))cb_line, METH_FASTCALL, "monitoring callback"},
+    {"cb_end", (PyCFunction)(void (*)(void))cb_end, METH_FASTCALL, "monitoring callback"},
+    {"test_alloc", py_test_alloc, METH_VARARGS, "Allocate (domain, size): 0 raw, 1 mem, 2 obj."},
+    {"test_free", py_test_free, METH_VARARGS, "Free (domain, address)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_engine", "memtrim's native engine.", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__engine(void)
+{
+    if (mt_tracer_init() < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "no code-object extra slot available");
+        return NULL;
+    }
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(m, "HAVE_MONITORING", MT_HAVE_MONITORING) < 0 ||
+        PyModule_AddObject(m, "_C_API", PyCapsule_New(&c_api, "memtrim.engine._engine._C_API",
+                                                       NULL)) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

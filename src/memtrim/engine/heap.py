@@ -1,0 +1,176 @@
+"""Exact heap accounting: install the allocator hooks and read the counters.
+
+The hooks count the *requested* size of every block allocated through
+CPython's three allocator domains (``PyMem_RawMalloc``, ``PyMem_Malloc``,
+``PyObject_Malloc``) and numpy's data buffers while they are installed. The
+"level" is the number of live bytes allocated since installation; blocks that
+existed before are not counted, on allocation or on free.
+
+Installation is reference-counted and process-wide. :func:`ensure_installed`
+installs once for the rest of the process (removed at exit); the
+:func:`installed` context manager installs for a block.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib.abc
+import importlib.machinery
+import sys
+from collections.abc import Iterator
+from types import ModuleType
+
+from memtrim.engine import load
+
+_engine = load()
+_NUMPY_CORE = ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath")
+_state = {"permanent": False, "baseline_rss": 0}
+
+
+def level() -> int:
+    """Live bytes allocated since the hooks went in (all threads)."""
+    return _engine.heap_level()
+
+
+def thread_level() -> int:
+    """Net bytes allocated minus freed by the calling thread since install."""
+    return _engine.thread_level()
+
+
+def peak() -> int:
+    """Highest :func:`level` since install or the last :func:`reset_peak`."""
+    return _engine.heap_peak()
+
+
+def reset_peak() -> None:
+    """Restart the peak from the current level."""
+    _engine.heap_reset_peak()
+
+
+def is_installed() -> bool:
+    """Are the hooks in?"""
+    return _engine.heap_installed()
+
+
+def baseline_rss() -> int:
+    """Resident set size of the process when the hooks were first installed."""
+    return _state["baseline_rss"]
+
+
+def acquire() -> None:
+    """Install the hooks (counted: each call needs one :func:`release`)."""
+    first = not _engine.heap_installed()
+    if first:
+        _state["baseline_rss"] = _current_rss()
+    _engine.heap_install()
+    if first:
+        _hook_numpy()
+
+
+def release() -> None:
+    """Undo one :func:`acquire`; the hooks come off when the count reaches zero."""
+    _engine.heap_uninstall()
+    if not _engine.heap_installed():
+        _unwatch_numpy()
+
+
+def ensure_installed() -> None:
+    """Install the hooks for the rest of the process (idempotent)."""
+    if not _state["permanent"]:
+        acquire()
+        _state["permanent"] = True
+        atexit.register(_release_permanent)
+
+
+def _release_permanent() -> None:
+    if _state["permanent"]:
+        _state["permanent"] = False
+        release()
+
+
+@contextlib.contextmanager
+def installed() -> Iterator[None]:
+    """Keep the hooks installed for the duration of a ``with`` block."""
+    acquire()
+    try:
+        yield
+    finally:
+        release()
+
+
+def _current_rss() -> int:
+    try:
+        import psutil
+
+        return psutil.Process().memory_info().rss
+    except Exception:  # psutil missing or the platform refuses: say 0, not a guess
+        return 0
+
+
+# ---------------------------------------------------------------- numpy
+
+
+def _patch_numpy(module: ModuleType) -> bool:
+    api = getattr(module, "_ARRAY_API", None)
+    if api is None:
+        return False
+    try:
+        _engine.numpy_patch(api)
+    except Exception:  # an unknown numpy: its buffers stay uncounted
+        return False
+    return True
+
+
+def _hook_numpy() -> None:
+    for name in _NUMPY_CORE:
+        module = sys.modules.get(name)
+        if module is not None and _patch_numpy(module):
+            return
+    if not any(isinstance(f, _NumpyWatcher) for f in sys.meta_path):
+        sys.meta_path.insert(0, _NumpyWatcher())
+
+
+def _unwatch_numpy() -> None:
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _NumpyWatcher)]
+
+
+class _NumpyWatcher(importlib.abc.MetaPathFinder):
+    """Patches numpy's data allocator as soon as numpy's core module loads."""
+
+    def find_spec(self, fullname, path, target=None):  # type: ignore[no-untyped-def]
+        if fullname not in _NUMPY_CORE:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _PatchingLoader(spec.loader)
+        return spec
+
+
+class _PatchingLoader(importlib.abc.Loader):
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self._loader = loader
+
+    def create_module(self, spec):  # type: ignore[no-untyped-def]
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self._loader.exec_module(module)
+        if _engine.heap_installed():
+            _patch_numpy(module)
+        _unwatch_numpy()
+
+
+def watch_begin() -> int:
+    """Start watching the peak from the current level; returns a watch id."""
+    return _engine.watch_begin()
+
+
+def watch_peak(watch: int) -> int:
+    """Highest level since ``watch`` began."""
+    return _engine.watch_peak(watch)
+
+
+def watch_end(watch: int) -> int:
+    """Stop ``watch``; returns the highest level seen since it began."""
+    return _engine.watch_end(watch)
