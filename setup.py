@@ -10,7 +10,7 @@ setup(
             "memtrim.engine._engine",
             sources=[NATIVE + name for name in ("module.c", "heap.c", "tracer.c")],
             depends=[NATIVE + name for name in ("heap.h", "tracer.h", "compat.h")],
-            extra_compile_args=["-O2", "-std=gnu11", "-fvisibility=hidden", "-Wall", "-Wno-missing-braces"],
+            extra_compile_args=["-O2", "-std=gnu11", "-fvisibility=hidden", "-Wall"],
         ),
     ],
 )

@@ -87,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"memtrim {__version__}")
         return 0
     name = argv.pop(0) if argv and argv[0] in commands else DEFAULT_COMMAND
+    if not argv and name == DEFAULT_COMMAND:
+        sys.stderr.write("memtrim: give a script to profile: memtrim script.py [args...]\n")
+        return 2
     try:
         command = _load(commands[name])
         parser = Parser(prog=f"memtrim {name}", description=command.__doc__)

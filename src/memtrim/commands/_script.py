@@ -8,6 +8,7 @@ its exceptions (traceback without memtrim's frames) and its exit status.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import signal
 import sys
@@ -18,6 +19,8 @@ from importlib.machinery import SourceFileLoader
 from types import CodeType, TracebackType
 
 from memtrim.commands.errors import CommandError
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 @dataclass(frozen=True)
@@ -49,15 +52,23 @@ def load_script(path: str) -> Script:
     return Script(path, code)
 
 
-def functions_named(code: CodeType, name: str) -> list[CodeType]:
-    """Code objects in ``code`` whose qualified name or plain name is ``name``."""
+def functions_named(code: CodeType, pattern: str) -> list[CodeType]:
+    """Functions in ``code`` whose qualified or plain name matches ``pattern``.
+
+    ``pattern`` is a name (``work``, ``Cache.get``) or a shell-style pattern
+    (``load_*``, ``*``); lambdas and comprehensions are never matched on their
+    own (they count toward the function that contains them).
+    """
     found = []
     stack = [code]
     while stack:
         current = stack.pop()
         for const in current.co_consts:
             if isinstance(const, CodeType):
-                if name in (const.co_qualname, const.co_name):
+                if not const.co_name.startswith("<") and (
+                    fnmatch.fnmatchcase(const.co_qualname, pattern)
+                    or fnmatch.fnmatchcase(const.co_name, pattern)
+                ):
                     found.append(const)
                 stack.append(const)
     return sorted(found, key=lambda c: c.co_firstlineno)
@@ -95,14 +106,20 @@ def run(script: Script, module: types.ModuleType) -> None:
     exec(script.code, module.__dict__)
 
 
-def user_traceback(tb: TracebackType | None, filename: str) -> TracebackType | None:
-    """Drop the leading frames that belong to memtrim, up to the script's own."""
-    while tb is not None and tb.tb_frame.f_code.co_filename != filename:
+def user_traceback(tb: TracebackType | None) -> TracebackType | None:
+    """The traceback without memtrim's own frames (its runner and wrappers)."""
+    frames = []
+    while tb is not None:
+        if not tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+            frames.append(tb)
         tb = tb.tb_next
-    return tb
+    rebuilt = None
+    for entry in reversed(frames):
+        rebuilt = TracebackType(rebuilt, entry.tb_frame, entry.tb_lasti, entry.tb_lineno)
+    return rebuilt
 
 
-def exit_like_python(exc: BaseException | None, filename: str) -> int:
+def exit_like_python(exc: BaseException | None) -> int:
     """Report the script's outcome as the interpreter would; returns the exit status.
 
     ``SystemExit`` is re-raised so the interpreter handles its code and message.
@@ -114,7 +131,8 @@ def exit_like_python(exc: BaseException | None, filename: str) -> int:
         return 0
     if isinstance(exc, SystemExit):
         raise exc.with_traceback(None)
-    sys.excepthook(type(exc), exc, user_traceback(exc.__traceback__, filename))
+    exc = exc.with_traceback(user_traceback(exc.__traceback__))
+    sys.excepthook(type(exc), exc, exc.__traceback__)
     if isinstance(exc, KeyboardInterrupt):
         sys.stdout.flush()
         sys.stderr.flush()

@@ -40,7 +40,8 @@ class ProfileCommand:
             action="append",
             default=[],
             metavar="NAME",
-            help="profile the script's function NAME (plain or qualified name); repeatable",
+            help="profile the script's functions named NAME (plain or qualified name, or a "
+            "pattern such as 'load_*'; repeatable)",
         )
         parser.add_argument(
             "--precision",
@@ -80,7 +81,7 @@ class ProfileCommand:
                 error = exc
         tracer.stop_everywhere()
         self._report(profiler, args)
-        return _script.exit_like_python(error, script.code.co_filename)
+        return _script.exit_like_python(error)
 
     def _report(self, profiler: LineProfiler, args: argparse.Namespace) -> None:
         tables = profiler.tables()

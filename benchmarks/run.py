@@ -1,0 +1,192 @@
+"""Run memtrim's benchmarks and write docs/benchmarks.md.
+
+    python benchmarks/run.py [--quick] [--python PY] [--out docs/benchmarks.md]
+
+Every comparison is measured in one sitting on this machine: memtrim next to
+plain Python and the peers, as ratios of wall time. Sections from other
+benchmark modules (``bench_*.py`` exposing ``run(quick) -> str``) are appended.
+Needs memory_profiler (and pyperformance for the workloads) in the interpreter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import math
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "article.py"
+WORKLOADS = ROOT.parent / "shared" / "bench" / "workloads.sh"
+LAUNCHERS = Path(__file__).resolve().parent / "launchers"
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
+    """Wall seconds of one run; fails loudly if the command fails."""
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{shlex.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    return elapsed
+
+
+def median_of(cmds: dict[str, list[str]], repeat: int) -> dict[str, float]:
+    """Run the commands in turn ``repeat`` times (interleaved); median seconds each."""
+    times: dict[str, list[float]] = {name: [] for name in cmds}
+    for _ in range(repeat):
+        for name, cmd in cmds.items():
+            times[name].append(timed(cmd))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def article_section(python: str, quick: bool) -> str:
+    repeat = 3 if quick else 5
+    big = median_of(
+        {
+            "plain": [python, str(EXAMPLE)],
+            "memtrim": [python, "-m", "memtrim", "-o", os.devnull, str(EXAMPLE)],
+        },
+        repeat,
+    )
+    small_size = "1000000"
+    small = median_of(
+        {
+            "plain": [python, str(EXAMPLE), small_size],
+            "memtrim": [python, "-m", "memtrim", "-o", os.devnull, str(EXAMPLE), small_size],
+        },
+        repeat,
+    )
+    mprof = timed([python, "-m", "memory_profiler", str(EXAMPLE), small_size])
+    lines = [
+        "## Line profiler: the article's example",
+        "",
+        "`examples/article.py`: the article's four examples (`memory_intensive` and the list,",
+        "`array` and numpy `allocate` functions), all decorated with `@profile`. Median of",
+        f"{repeat} interleaved runs; memory_profiler (its line mode, psutil backend) once, at the",
+        "smaller size because it is so slow.",
+        "",
+        "| size | plain python | `python -m memtrim` | ratio | memory_profiler | ratio |",
+        "| --- | --- | --- | --- | --- | --- |",
+        f"| 10**7 (the article's) | {big['plain']:.2f} s | {big['memtrim']:.2f} s "
+        f"| **{big['memtrim'] / big['plain']:.2f}×** | not run | |",
+        f"| 10**6 | {small['plain']:.2f} s | {small['memtrim']:.2f} s "
+        f"| **{small['memtrim'] / small['plain']:.2f}×** | {mprof:.1f} s "
+        f"| {mprof / small['plain']:.0f}× |",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def run_workloads(prefix: list[str], python: str, scale: float) -> dict[str, float]:
+    env = dict(os.environ, PYTHON=python, WORKLOAD_SCALE=str(scale))
+    proc = subprocess.run(
+        ["bash", str(WORKLOADS), *prefix], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+    results = {}
+    for line in proc.stdout.splitlines():
+        name, status, seconds = line.split("\t")
+        if status != "0":
+            raise RuntimeError(f"workload {name} failed under {prefix}: {proc.stderr[-2000:]}")
+        results[name] = float(seconds)
+    return results
+
+
+def geomean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def workloads_section(python: str, quick: bool) -> str:
+    if not WORKLOADS.exists():
+        return "## Line profiler: workloads\n\nNot run: `../shared/bench/workloads.sh` missing.\n"
+    if subprocess.run([python, "-c", "import pyperformance"], capture_output=True).returncode:
+        return "## Line profiler: workloads\n\nNot run: `pip install pyperformance` first.\n"
+    scale = 0.05 if quick else 0.2
+    launchers = {
+        "plain": [python],
+        "memtrim": [python, "-m", "memtrim", "-o", os.devnull, "-f", "*"],
+        "memory_profiler": [python, str(LAUNCHERS / "mprof_all.py")],
+    }
+    results = {name: run_workloads(prefix, python, scale) for name, prefix in launchers.items()}
+    names = list(results["plain"])
+    rows = [
+        "## Line profiler: workloads, every function decorated",
+        "",
+        "`../shared/bench/workloads.sh` (eight pyperformance programs, one process each) at",
+        f"`WORKLOAD_SCALE={scale}`, with every function of each benchmark script profiled line by",
+        "line: `python -m memtrim -f '*'`, and memory_profiler's `LineProfiler` given every code",
+        "object (`benchmarks/launchers/mprof_all.py`). One run each, same sitting.",
+        "",
+        "| workload | plain | memtrim | ratio | memory_profiler | ratio |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in names:
+        p, m, mp = (
+            results["plain"][name],
+            results["memtrim"][name],
+            results["memory_profiler"][name],
+        )
+        rows.append(
+            f"| {name} | {p:.2f} s | {m:.2f} s | {m / p:.2f}× | {mp:.2f} s | {mp / p:.0f}× |"
+        )
+    gm = geomean([results["memtrim"][n] / results["plain"][n] for n in names])
+    gmp = geomean([results["memory_profiler"][n] / results["plain"][n] for n in names])
+    rows += [f"| **geometric mean** | | | **{gm:.2f}×** | | **{gmp:.0f}×** |", ""]
+    return "\n".join(rows)
+
+
+def extra_sections(quick: bool) -> list[str]:
+    sections = []
+    for path in sorted(Path(__file__).resolve().parent.glob("bench_*.py")):
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sections.append(module.run(quick=quick))
+    return sections
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller workloads")
+    parser.add_argument("--python", default=sys.executable, help="interpreter to measure")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--only", choices=["article", "workloads", "extra"], action="append")
+    args = parser.parse_args()
+    only = set(args.only or ["article", "workloads", "extra"])
+    version = subprocess.run(
+        [args.python, "-c", "import sys; print(sys.version.split()[0])"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    header = [
+        "# Benchmarks",
+        "",
+        f"Measured {datetime.date.today()} with `python benchmarks/run.py"
+        f"{' --quick' if args.quick else ''}` on Python {version}, {platform.machine()},"
+        f" {os.cpu_count()} cores (a shared, noisy machine: compare ratios within a table, they",
+        "were measured in one sitting).",
+        "",
+    ]
+    sections = []
+    if "article" in only:
+        sections.append(article_section(args.python, args.quick))
+    if "workloads" in only:
+        sections.append(workloads_section(args.python, args.quick))
+    if "extra" in only:
+        sections.extend(extra_sections(args.quick))
+    Path(args.out).write_text("\n".join(header + sections))
+    print(Path(args.out).read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
