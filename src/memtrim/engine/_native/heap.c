@@ -775,3 +775,15 @@ void mt_test_free(int domain, void *ptr)
         PyObject_Free(ptr);
     }
 }
+
+void *mt_test_realloc(int domain, void *ptr, size_t size)
+{
+    switch (domain) {
+    case 0:
+        return PyMem_RawRealloc(ptr, size);
+    case 1:
+        return PyMem_Realloc(ptr, size);
+    default:
+        return PyObject_Realloc(ptr, size);
+    }
+}

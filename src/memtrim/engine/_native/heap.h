@@ -32,5 +32,6 @@ void mt_numpy_unpatch(void);
 /* Test helpers: allocate exactly `size` bytes through one domain. */
 void *mt_test_alloc(int domain, size_t size);
 void mt_test_free(int domain, void *ptr);
+void *mt_test_realloc(int domain, void *ptr, size_t size);
 
 #endif

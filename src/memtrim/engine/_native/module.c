@@ -256,6 +256,47 @@ static PyObject *py_test_alloc(PyObject *self, PyObject *args)
     return PyLong_FromVoidPtr(p);
 }
 
+static PyObject *py_test_realloc(PyObject *self, PyObject *args)
+{
+    int domain;
+    PyObject *addr;
+    Py_ssize_t size;
+    if (!PyArg_ParseTuple(args, "iOn", &domain, &addr, &size)) {
+        return NULL;
+    }
+    void *p = PyLong_AsVoidPtr(addr);
+    if (p == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    void *q = mt_test_realloc(domain, p, (size_t)size);
+    if (q == NULL) {
+        return PyErr_NoMemory();
+    }
+    return PyLong_FromVoidPtr(q);
+}
+
+/* Allocate, reallocate and free one block, reading the level in C between the
+ * steps, so that no Python object creeps into the figures. */
+static PyObject *py_test_roundtrip(PyObject *self, PyObject *args)
+{
+    int domain;
+    Py_ssize_t size, resize;
+    if (!PyArg_ParseTuple(args, "inn", &domain, &size, &resize)) {
+        return NULL;
+    }
+    int64_t l0 = mt_heap_level();
+    void *p = mt_test_alloc(domain, (size_t)size);
+    int64_t l1 = mt_heap_level();
+    void *q = p ? mt_test_realloc(domain, p, (size_t)resize) : NULL;
+    int64_t l2 = mt_heap_level();
+    mt_test_free(domain, q ? q : p);
+    int64_t l3 = mt_heap_level();
+    if (p == NULL || q == NULL) {
+        return PyErr_NoMemory();
+    }
+    return Py_BuildValue("(LLL)", (long long)(l1 - l0), (long long)(l2 - l1), (long long)(l3 - l2));
+}
+
 static PyObject *py_test_free(PyObject *self, PyObject *args)
 {
     int domain;
@@ -298,6 +339,9 @@ static PyMethodDef methods[] = {
     {"cb_line", (PyCFunction)(void (*)(void))cb_line, METH_FASTCALL, "monitoring callback"},
     {"cb_end", (PyCFunction)(void (*)(void))cb_end, METH_FASTCALL, "monitoring callback"},
     {"test_alloc", py_test_alloc, METH_VARARGS, "Allocate (domain, size): 0 raw, 1 mem, 2 obj."},
+    {"test_realloc", py_test_realloc, METH_VARARGS, "Reallocate (domain, address, size)."},
+    {"test_roundtrip", py_test_roundtrip, METH_VARARGS,
+     "(domain, size, resize) -> level changes of alloc, realloc, free."},
     {"test_free", py_test_free, METH_VARARGS, "Free (domain, address)."},
     {NULL, NULL, 0, NULL},
 };

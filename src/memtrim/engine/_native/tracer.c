@@ -60,6 +60,7 @@ typedef struct {
     int skip_line; /* nested code on its caller's line: the caller's record covers it */
     int recursive;
     int wrapped; /* called by memtrim's wrapper, which closes the call record */
+    int saved_foreign; /* 3.11: tstate_t.foreign of the frame below */
     record_t call;
     record_t line;
 } frame_t;
@@ -70,6 +71,7 @@ typedef struct tstate {
     int32_t *code_depth;
     int code_cap;
     int enter_count;
+    int foreign; /* 3.11: unprofiled frames running above the top profiled frame */
     int wrapped_next; /* the wrapper is about to call a profiled function */
     record_t pending; /* a wrapped call record, closed when the wrapper regains control */
     Py_tracefunc saved_func; /* 3.11: the tracer and profiler that were there */
@@ -481,17 +483,9 @@ static void line_tracing(int on)
     }
 }
 
-static int is_profiled_frame(PyFrameObject *frame)
-{
-    if (frame == NULL) {
-        return 0;
-    }
-    PyObject *code = (PyObject *)PyFrame_GetCode(frame);
-    int profiled = lookup(code) != NULL;
-    Py_DECREF(code);
-    return profiled;
-}
-
+/* Which frame runs next is tracked by counting unprofiled frames above the top
+ * profiled one, rather than by asking for the caller's frame object: that
+ * would create frame objects, i.e. allocations charged to the lines. */
 static int profilefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
 {
     (void)obj;
@@ -499,22 +493,37 @@ static int profilefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *
     if (what != PyTrace_CALL && what != PyTrace_RETURN) {
         return 0;
     }
+    tstate_t *ts = state();
+    if (ts == NULL) {
+        return 0;
+    }
     PyObject *code = (PyObject *)PyFrame_GetCode(frame);
     int profiled = lookup(code) != NULL;
     if (what == PyTrace_CALL) {
         if (profiled) {
+            int saved = ts->foreign, depth = ts->depth;
+            ts->foreign = 0;
             mt_on_start(code);
+            if (ts->depth > depth) {
+                ts->frames[ts->depth - 1].saved_foreign = saved;
+            }
         }
-        line_tracing(profiled);
-    }
-    else {
-        if (profiled) {
-            mt_on_end(code);
+        else {
+            ts->foreign++;
         }
-        PyFrameObject *back = PyFrame_GetBack(frame);
-        line_tracing(is_profiled_frame(back));
-        Py_XDECREF(back);
     }
+    else if (profiled) {
+        int depth = ts->depth;
+        int saved = depth ? ts->frames[depth - 1].saved_foreign : 0;
+        mt_on_end(code);
+        if (ts->depth < depth) {
+            ts->foreign = saved;
+        }
+    }
+    else if (ts->foreign > 0) {
+        ts->foreign--;
+    }
+    line_tracing(ts->depth > 0 && ts->foreign == 0);
     Py_DECREF(code);
     return 0;
 }
