@@ -3,14 +3,30 @@
 from setuptools import Extension, setup
 
 NATIVE = "src/memtrim/engine/_native/"
+FLAGS = ["-O2", "-std=gnu11", "-fvisibility=hidden", "-Wall"]
+ENGINE = ["module.c", "heap.c", "tracer.c", "profiler.c", "watchdog.c"]
+HEADERS = ["heap.h", "tracer.h", "profiler.h", "frames.h", "compat.h", "capi.h"]
 
 setup(
     ext_modules=[
         Extension(
             "memtrim.engine._engine",
-            sources=[NATIVE + name for name in ("module.c", "heap.c", "tracer.c")],
-            depends=[NATIVE + name for name in ("heap.h", "tracer.h", "compat.h")],
-            extra_compile_args=["-O2", "-std=gnu11", "-fvisibility=hidden", "-Wall"],
+            sources=[NATIVE + name for name in ENGINE],
+            depends=[NATIVE + name for name in HEADERS],
+            extra_compile_args=FLAGS,
+            libraries=["m"],
+        ),
+        Extension(
+            "memtrim.engine._sampler",
+            sources=[NATIVE + "sampler.c"],
+            depends=[NATIVE + "capi.h"],
+            extra_compile_args=[*FLAGS, "-pthread"],
+            extra_link_args=["-pthread"],
+        ),
+        Extension(
+            "memtrim.engine._objects",
+            sources=[NATIVE + "objects.c"],
+            extra_compile_args=FLAGS,
         ),
     ],
 )

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn, Protocol
 
+from memtrim.commands import _script
 from memtrim.commands.errors import CommandError
 
 # subcommand name -> module defining ``COMMAND``
@@ -44,6 +45,16 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise CommandError(message)
+
+
+def _value_options(parser: argparse.ArgumentParser) -> set[str]:
+    """The option strings of ``parser`` that take a value."""
+    return {
+        option
+        for action in parser._actions
+        if action.nargs != 0
+        for option in action.option_strings
+    }
 
 
 def available() -> dict[str, str]:
@@ -94,7 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = _load(commands[name])
         parser = Parser(prog=f"memtrim {name}", description=command.__doc__)
         command.prepare_parser(parser)
-        args = parser.parse_args(argv)
+        if getattr(command, "runs_program", False):
+            own, program = _script.split_program(argv, _value_options(parser))
+            args = parser.parse_args(own)
+            args.program = program
+        else:
+            args = parser.parse_args(argv)
         return command.run(args)
     except CommandError as exc:
         sys.stderr.write(f"memtrim: {exc}\n")

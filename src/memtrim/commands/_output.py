@@ -20,12 +20,26 @@ def check_writable(path: str) -> None:
         raise CommandError(f"cannot write {path}: permission denied")
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def write_atomic(path: str, data: str | bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename it into place."""
+    """Write to a temporary file beside ``path``, then rename it into place.
+
+    The file gets the usual permissions (0666 less the umask), not the
+    temporary file's 0600.
+    """
     directory = os.path.dirname(os.path.abspath(path))
     mode = "wb" if isinstance(data, bytes) else "w"
     fd, tmp = tempfile.mkstemp(prefix=".memtrim-", dir=directory)
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as f:
             f.write(data)
         os.replace(tmp, path)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import importlib.util
 import os
+import runpy
 import signal
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.machinery import SourceFileLoader
 from types import CodeType, TracebackType
@@ -139,3 +141,110 @@ def exit_like_python(exc: BaseException | None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
     return 1
+
+
+# ------------------------------------------------------- -m module, -c code
+
+
+@dataclass(frozen=True)
+class Program:
+    """What to run: a script, a module (``-m``) or a code string (``-c``)."""
+
+    kind: str  # "script", "module" or "code"
+    target: str
+    args: list[str]
+
+    @property
+    def label(self) -> list[str]:
+        """The command line as the user would type it after ``python``."""
+        if self.kind == "script":
+            return [self.target, *self.args]
+        return ["-m" if self.kind == "module" else "-c", self.target, *self.args]
+
+
+def split_program(argv: list[str], takes_value: set[str]) -> tuple[list[str], Program | None]:
+    """Split ``[memtrim options] (script | -m mod | -c code) [program args]``.
+
+    ``takes_value`` lists memtrim's options that consume the next word.
+    """
+    own: list[str] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word in ("-m", "-c"):
+            if i + 1 >= len(argv):
+                raise CommandError(
+                    f"argument {word}: expected a {'module' if word == '-m' else 'code'}"
+                )
+            kind = "module" if word == "-m" else "code"
+            return own, Program(kind, argv[i + 1], argv[i + 2 :])
+        if word == "--":
+            i += 1
+            break
+        if not word.startswith("-") or word == "-":
+            break
+        own.append(word)
+        if word in takes_value and "=" not in word:
+            if i + 1 < len(argv):
+                own.append(argv[i + 1])
+            i += 1
+        i += 1
+    if i >= len(argv):
+        return own, None
+    return own, Program("script", argv[i], argv[i + 1 :])
+
+
+def check_program(program: Program) -> Script | None:
+    """Fail early on a missing script or module, or code that does not compile."""
+    if program.kind == "script":
+        return load_script(program.target)
+    if program.kind == "module":
+        try:
+            spec = importlib.util.find_spec(program.target)
+        except (ImportError, ValueError) as exc:
+            raise CommandError(f"cannot find module {program.target}: {exc}") from None
+        if spec is None:
+            raise CommandError(f"no module named {program.target}")
+        return None
+    try:
+        code = compile(program.target, "<string>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as exc:
+        raise CommandError(f"cannot compile the -c code: {exc}") from None
+    return Script("<string>", code)
+
+
+def run_program(
+    program: Program,
+    script: Script | None,
+    around: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
+) -> None:
+    """Run it as ``python script``, ``python -m`` or ``python -c`` would.
+
+    ``around()`` is entered right before the program's first instruction and
+    left right after its last: what memtrim does to set the stage stays out.
+    """
+    if program.kind == "script":
+        assert script is not None
+        with as_main(script, program.args) as module, around():
+            run(script, module)
+        return
+    saved = sys.argv[:], sys.path[:], sys.modules.get("__main__")
+    try:
+        if program.kind == "module":
+            sys.argv[:] = [program.target, *program.args]
+            sys.path[0:1] = [os.getcwd()]
+            with around():
+                runpy._run_module_as_main(program.target, alter_argv=True)  # type: ignore[attr-defined]
+        else:
+            assert script is not None
+            module = types.ModuleType("__main__")
+            module.__dict__.update(__builtins__=__builtins__, __spec__=None, __loader__=None)
+            sys.modules["__main__"] = module
+            sys.argv[:] = ["-c", *program.args]
+            sys.path[0:1] = [""]
+            with around():
+                exec(script.code, module.__dict__)
+    finally:
+        sys.argv[:], sys.path[:] = saved[0], saved[1]
+        if saved[2] is not None:
+            sys.modules["__main__"] = saved[2]

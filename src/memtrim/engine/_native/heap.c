@@ -24,6 +24,7 @@
  * allocator; a hook entered with it set passes straight through.
  */
 #include "heap.h"
+#include "profiler.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -45,6 +46,7 @@ static MT_TLS int t_guard;
 
 typedef struct {
     uint16_t v[1u << LEAF_BITS];
+    uint32_t *ids; /* while profiling: the profiler's id of each block */
 } leaf_t;
 typedef struct {
     leaf_t *leaf[1u << L2_BITS];
@@ -69,14 +71,14 @@ static void *install_ptr(void **where, size_t size)
     return expected;
 }
 
-static inline uint16_t *shadow_slot(uintptr_t a, int create)
+static inline leaf_t *shadow_leaf(uintptr_t a, int create, size_t *index)
 {
     if (MT_UNLIKELY((a >> ADDR_BITS) != 0 || (a & 15u) != 0)) {
         return NULL;
     }
     size_t i1 = a >> (ADDR_BITS - L1_BITS);
     size_t i2 = (a >> (GRAN_SHIFT + LEAF_BITS)) & ((1u << L2_BITS) - 1);
-    size_t i3 = (a >> GRAN_SHIFT) & ((1u << LEAF_BITS) - 1);
+    *index = (a >> GRAN_SHIFT) & ((1u << LEAF_BITS) - 1);
     l2_t *mid = __atomic_load_n(&l1[i1], __ATOMIC_ACQUIRE);
     if (MT_UNLIKELY(mid == NULL)) {
         if (!create || !(mid = install_ptr((void **)&l1[i1], sizeof(l2_t)))) {
@@ -89,7 +91,38 @@ static inline uint16_t *shadow_slot(uintptr_t a, int create)
             return NULL;
         }
     }
-    return &leaf->v[i3];
+    return leaf;
+}
+
+static inline void set_id(leaf_t *leaf, size_t index, uint32_t id)
+{
+    uint32_t *ids = __atomic_load_n(&leaf->ids, __ATOMIC_ACQUIRE);
+    if (ids == NULL) {
+        if (id == 0) {
+            return;
+        }
+        ids = install_ptr((void **)&leaf->ids, sizeof(uint32_t) << LEAF_BITS);
+        if (ids == NULL) {
+            return;
+        }
+    }
+    ids[index] = id;
+}
+
+/* The profiler's ids go when a recording ends; the next one starts clean. */
+static void shadow_clear_ids(void)
+{
+    for (size_t i = 0; i < (1u << L1_BITS); i++) {
+        l2_t *mid = l1[i];
+        for (size_t j = 0; mid != NULL && j < (1u << L2_BITS); j++) {
+            leaf_t *leaf = mid->leaf[j];
+            if (leaf != NULL && leaf->ids != NULL) {
+                free(leaf->ids);
+                leaf->ids = NULL;
+                shadow_bytes -= (int64_t)(sizeof(uint32_t) << LEAF_BITS);
+            }
+        }
+    }
 }
 
 static void shadow_clear(void)
@@ -100,7 +133,10 @@ static void shadow_clear(void)
             continue;
         }
         for (size_t j = 0; j < (1u << L2_BITS); j++) {
-            free(mid->leaf[j]);
+            if (mid->leaf[j] != NULL) {
+                free(mid->leaf[j]->ids);
+                free(mid->leaf[j]);
+            }
         }
         free(mid);
         l1[i] = NULL;
@@ -115,6 +151,7 @@ static void shadow_clear(void)
 typedef struct {
     uintptr_t key;
     size_t size;
+    uint32_t id;
 } big_entry_t;
 
 static pthread_mutex_t big_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -150,7 +187,7 @@ static int big_grow(void)
     return 0;
 }
 
-static int big_put_locked(uintptr_t key, size_t size)
+static int big_put_locked(uintptr_t key, size_t size, uint32_t id)
 {
     if ((big_len + 1) * 2 > big_cap && big_grow() < 0) {
         return -1;
@@ -164,10 +201,11 @@ static int big_put_locked(uintptr_t key, size_t size)
     }
     big_tab[i].key = key;
     big_tab[i].size = size;
+    big_tab[i].id = id;
     return 0;
 }
 
-static int64_t big_take_locked(uintptr_t key)
+static int64_t big_take_locked(uintptr_t key, uint32_t *id)
 {
     if (big_cap == 0) {
         return -1;
@@ -180,6 +218,7 @@ static int64_t big_take_locked(uintptr_t key)
         return -1;
     }
     int64_t size = (int64_t)big_tab[i].size;
+    *id = big_tab[i].id;
     /* backward-shift deletion keeps probe chains intact without tombstones */
     size_t hole = i, j = i;
     for (;;) {
@@ -208,24 +247,29 @@ static void big_clear_locked(void)
 
 /* --------------------------------------------------------- size bookkeeping */
 
-static void record_big(uintptr_t a, uint16_t *slot, size_t size);
+static void record_big(uintptr_t a, uint16_t *slot, size_t size, uint32_t id);
 
-static inline void record_size(void *p, size_t size)
+static inline void record_size(void *p, size_t size, uint32_t id)
 {
     uintptr_t a = (uintptr_t)p;
-    uint16_t *slot = shadow_slot(a, 1);
-    if (MT_LIKELY(slot != NULL && size <= MAX_INLINE)) {
-        *slot = (uint16_t)(size + 1);
+    size_t index;
+    leaf_t *leaf = shadow_leaf(a, 1, &index);
+    if (MT_LIKELY(leaf != NULL && size <= MAX_INLINE)) {
+        leaf->v[index] = (uint16_t)(size + 1);
+        if (MT_UNLIKELY(id != 0 || leaf->ids != NULL)) {
+            set_id(leaf, index, id);
+        }
         return;
     }
-    record_big(a, slot, size);
+    record_big(a, leaf ? &leaf->v[index] : NULL, size, id);
 }
 
 /* Sizes over 16 bits, unaligned or unmappable blocks: the locked table. */
-static __attribute__((noinline)) void record_big(uintptr_t a, uint16_t *slot, size_t size)
+static __attribute__((noinline)) void record_big(uintptr_t a, uint16_t *slot, size_t size,
+                                                 uint32_t id)
 {
     pthread_mutex_lock(&big_lock);
-    if (big_put_locked(a, size) == 0) {
+    if (big_put_locked(a, size, id) == 0) {
         if (slot) {
             *slot = SLOT_BIG;
         }
@@ -236,20 +280,26 @@ static __attribute__((noinline)) void record_big(uintptr_t a, uint16_t *slot, si
     pthread_mutex_unlock(&big_lock);
 }
 
-/* Forget a block; returns its recorded size, or -1 if it was not ours. */
-static inline int64_t take_size(void *p)
+/* Forget a block; returns its recorded size (and profiler id), or -1 if it
+ * was not ours. */
+static inline int64_t take_size(void *p, uint32_t *id)
 {
     uintptr_t a = (uintptr_t)p;
-    uint16_t *slot = shadow_slot(a, 0);
+    size_t index;
+    leaf_t *leaf = shadow_leaf(a, 0, &index);
     int marked = 0;
-    if (MT_LIKELY(slot != NULL)) {
-        uint16_t v = *slot;
+    *id = 0;
+    if (MT_LIKELY(leaf != NULL)) {
+        uint16_t v = leaf->v[index];
         if (MT_LIKELY(v != 0 && v != SLOT_BIG)) {
-            *slot = 0;
+            leaf->v[index] = 0;
+            if (MT_UNLIKELY(leaf->ids != NULL)) {
+                *id = leaf->ids[index];
+            }
             return (int64_t)v - 1;
         }
         if (v == SLOT_BIG) {
-            *slot = 0;
+            leaf->v[index] = 0;
             marked = 1;
         }
     }
@@ -257,7 +307,7 @@ static inline int64_t take_size(void *p)
         return -1; /* the common "allocated before the hooks went in" case */
     }
     pthread_mutex_lock(&big_lock);
-    int64_t size = big_take_locked(a);
+    int64_t size = big_take_locked(a, id);
     if (size >= 0 && !marked) {
         big_orphans--;
     }
@@ -319,52 +369,75 @@ static inline void thread_add(int64_t delta)
 /* GIL held. */
 static inline void on_alloc_gil(void *p, size_t size)
 {
-    record_size(p, size);
+    /* attribute first, so that a peak this allocation makes includes it */
+    uint32_t id = MT_UNLIKELY(mt_rec_on) ? mt_rec_alloc(p, size) : 0;
+    record_size(p, size, id);
     g_cur += (int64_t)size;
     g_allocs++;
     thread_add((int64_t)size);
     int64_t level = level_now();
     if (level > g_peak) {
         g_peak = level;
+        if (MT_UNLIKELY(mt_rec_on)) {
+            mt_rec_new_peak();
+        }
     }
     if (MT_UNLIKELY(level > g_watch_floor)) {
         watch_raise(level);
+    }
+    if (MT_UNLIKELY(mt_limit_tripped)) {
+        mt_watchdog_poke();
+    }
+}
+
+/* GIL held: a block of `size` bytes (profiler id `id`) went away. */
+static inline void forget_gil(void *p, int64_t size, uint32_t id)
+{
+    g_cur -= size;
+    g_frees++;
+    mt_thread_cur -= size;
+    if (MT_UNLIKELY(id != 0 && mt_rec_on)) {
+        mt_rec_free(p, id, (size_t)size);
     }
 }
 
 static inline void on_free_gil(void *p)
 {
-    int64_t size = take_size(p);
+    uint32_t id;
+    int64_t size = take_size(p, &id);
     if (size >= 0) {
-        g_cur -= size;
-        g_frees++;
-        mt_thread_cur -= size;
+        forget_gil(p, size, id);
     }
 }
 
 /* Without the GIL: serialize with uninstall through nogil_lock.  Peaks are not
  * raised here (g_peak and the watches belong to the GIL); the next allocation
- * made with the GIL sees the level including these bytes. */
+ * made with the GIL sees the level including these bytes.  Such blocks are not
+ * attributed to code (no Python frame can be read without the GIL). */
 static void on_alloc_nogil(void *p, size_t size)
 {
     pthread_mutex_lock(&nogil_lock);
     if (g_installed) {
-        record_size(p, size);
+        record_size(p, size, 0);
         __atomic_add_fetch(&g_nogil, (int64_t)size, __ATOMIC_RELAXED);
         thread_add((int64_t)size);
     }
     pthread_mutex_unlock(&nogil_lock);
 }
 
-static int64_t take_nogil(void *p)
+static int64_t take_nogil(void *p, uint32_t *id)
 {
     int64_t size = -1;
+    *id = 0;
     pthread_mutex_lock(&nogil_lock);
     if (g_installed) {
-        size = take_size(p);
+        size = take_size(p, id);
         if (size >= 0) {
             __atomic_sub_fetch(&g_nogil, size, __ATOMIC_RELAXED);
             mt_thread_cur -= size;
+            if (*id != 0 && mt_rec_on) {
+                mt_rec_free_nogil(p, *id, (size_t)size);
+            }
         }
     }
     pthread_mutex_unlock(&nogil_lock);
@@ -415,20 +488,19 @@ static void *gil_realloc(void *ctx, void *ptr, size_t size)
     }
     /* Take the old size first: once the original realloc frees `ptr`, its
      * address may be handed out (and recorded) again. */
-    int64_t old = ptr ? take_size(ptr) : -1;
+    uint32_t old_id = 0;
+    int64_t old = ptr ? take_size(ptr, &old_id) : -1;
     t_guard++;
     void *p = d->orig.realloc(d->orig.ctx, ptr, size);
     t_guard--;
     if (p == NULL) {
         if (old >= 0) {
-            record_size(ptr, (size_t)old); /* failed: the old block is intact */
+            record_size(ptr, (size_t)old, old_id); /* failed: the old block is intact */
         }
         return NULL;
     }
     if (old >= 0) {
-        g_cur -= old;
-        g_frees++;
-        mt_thread_cur -= old;
+        forget_gil(ptr, old, old_id);
     }
     on_alloc_gil(p, size);
     return p;
@@ -454,18 +526,30 @@ static void account_alloc(void *p, size_t size)
     }
 }
 
-static int64_t account_take(void *p)
+/* Forget a block being freed or reallocated; returns its size and id. */
+static int64_t account_take(void *p, uint32_t *id)
 {
     if (PyGILState_Check()) {
-        int64_t size = take_size(p);
+        int64_t size = take_size(p, id);
         if (size >= 0) {
-            g_cur -= size;
-            g_frees++;
-            mt_thread_cur -= size;
+            forget_gil(p, size, *id);
         }
         return size;
     }
-    return take_nogil(p);
+    return take_nogil(p, id);
+}
+
+/* A realloc failed after account_take: put the block back as it was. */
+static void account_restore(void *p, int64_t size, uint32_t id)
+{
+    if (PyGILState_Check()) {
+        /* the profiler already counted the free; count it allocated again */
+        on_alloc_gil(p, (size_t)size);
+    }
+    else {
+        on_alloc_nogil(p, (size_t)size);
+    }
+    (void)id;
 }
 
 static void *raw_malloc(void *ctx, size_t size)
@@ -505,10 +589,11 @@ static void *raw_realloc(void *ctx, void *ptr, size_t size)
         return d->orig.realloc(d->orig.ctx, ptr, size);
     }
     t_guard++;
-    int64_t old = ptr ? account_take(ptr) : -1;
+    uint32_t id = 0;
+    int64_t old = ptr ? account_take(ptr, &id) : -1;
     void *p = d->orig.realloc(d->orig.ctx, ptr, size);
     if (p == NULL && old >= 0) {
-        account_alloc(ptr, (size_t)old); /* failed: the old block is intact */
+        account_restore(ptr, old, id); /* failed: the old block is intact */
     }
     else if (p != NULL) {
         account_alloc(p, size);
@@ -522,7 +607,8 @@ static void raw_free(void *ctx, void *ptr)
     domain_t *d = ctx;
     if (ptr != NULL && !t_guard) {
         t_guard++;
-        account_take(ptr);
+        uint32_t id;
+        account_take(ptr, &id);
         t_guard--;
     }
     d->orig.free(d->orig.ctx, ptr);
@@ -600,6 +686,27 @@ int64_t mt_heap_peak(void)
 void mt_heap_reset_peak(void)
 {
     g_peak = mt_heap_level();
+}
+
+void mt_heap_clear_ids(void)
+{
+    pthread_mutex_lock(&nogil_lock);
+    pthread_mutex_lock(&big_lock);
+    shadow_clear_ids();
+    for (size_t i = 0; i < big_cap; i++) {
+        big_tab[i].id = 0;
+    }
+    pthread_mutex_unlock(&big_lock);
+    pthread_mutex_unlock(&nogil_lock);
+}
+
+/* A forked child has one thread: locks another thread held at fork time would
+ * never be released, so start them afresh. */
+void mt_heap_after_fork(void)
+{
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    nogil_lock = fresh;
+    big_lock = fresh;
 }
 
 void mt_heap_counts(uint64_t *allocs, uint64_t *frees)
@@ -695,12 +802,13 @@ static void *np_calloc(void *ctx, size_t nelem, size_t elsize)
 static void *np_realloc(void *ctx, void *ptr, size_t size)
 {
     int outer = t_guard == 0;
-    int64_t old = (ptr && outer) ? account_take(ptr) : -1;
+    uint32_t id = 0;
+    int64_t old = (ptr && outer) ? account_take(ptr, &id) : -1;
     t_guard++;
     void *p = np_orig.realloc(ctx, ptr, size);
     t_guard--;
     if (p == NULL && old >= 0) {
-        account_alloc(ptr, (size_t)old);
+        account_restore(ptr, old, id);
     }
     else if (p != NULL && outer) {
         account_alloc(p, size);
@@ -711,7 +819,8 @@ static void *np_realloc(void *ctx, void *ptr, size_t size)
 static void np_free(void *ctx, void *ptr, size_t size)
 {
     if (ptr != NULL && !t_guard) {
-        account_take(ptr);
+        uint32_t id;
+        account_take(ptr, &id);
     }
     t_guard++;
     np_orig.free(ctx, ptr, size);

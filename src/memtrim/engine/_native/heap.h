@@ -17,6 +17,8 @@ int mt_heap_installed(void);
 int64_t mt_heap_level(void);        /* live bytes allocated since install, all threads */
 int64_t mt_heap_peak(void);         /* highest level since install or last peak reset */
 void mt_heap_reset_peak(void);
+void mt_heap_clear_ids(void);      /* forget profiler ids (GIL held) */
+void mt_heap_after_fork(void);     /* in a forked child */
 void mt_heap_counts(uint64_t *allocs, uint64_t *frees);
 int64_t mt_heap_overhead(void);    /* bytes the shadow map itself uses */
 
@@ -28,6 +30,10 @@ void mt_watch_end(int id);
 /* numpy data buffers: wrap numpy's default PyDataMem handler in place. */
 int mt_numpy_patch(PyObject *handler_capsule);
 void mt_numpy_unpatch(void);
+
+/* The --limit watchdog (watchdog.c) trips this; the hooks then poke it. */
+extern volatile int mt_limit_tripped;
+void mt_watchdog_poke(void);
 
 /* Test helpers: allocate exactly `size` bytes through one domain. */
 void *mt_test_alloc(int domain, size_t size);

@@ -2,16 +2,13 @@
  *
  * Thin wrappers only: every function returns ints, tuples or lists; the
  * policy (what to hook when, how to group and print) lives in Python. */
+#include "capi.h"
 #include "compat.h"
 #include "heap.h"
+#include "profiler.h"
 #include "tracer.h"
 
-/* Exported to other native modules (the sampler) through a capsule. */
-typedef struct {
-    int version;
-    int64_t (*heap_level)(void);
-    int (*heap_installed)(void);
-} mt_c_api_t;
+#include <pthread.h>
 
 static mt_c_api_t c_api = {1, mt_heap_level, mt_heap_installed};
 
@@ -242,6 +239,52 @@ static PyObject *cb_end(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+static PyObject *py_rec_start(PyObject *self, PyObject *args)
+{
+    int exact;
+    long long sample_bytes;
+    if (!PyArg_ParseTuple(args, "pL", &exact, &sample_bytes)) {
+        return NULL;
+    }
+    if (!mt_heap_installed()) {
+        PyErr_SetString(PyExc_RuntimeError, "install the heap hooks before recording");
+        return NULL;
+    }
+    mt_rec_stop();
+    mt_heap_clear_ids();
+    mt_heap_reset_peak();
+    if (mt_rec_start(exact, sample_bytes) < 0) {
+        return PyErr_NoMemory();
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_rec_stop(PyObject *self, PyObject *unused)
+{
+    mt_rec_stop();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_rec_snapshot(PyObject *self, PyObject *unused)
+{
+    return mt_rec_snapshot();
+}
+
+static PyObject *py_rec_clear(PyObject *self, PyObject *unused)
+{
+    mt_rec_clear();
+    mt_heap_clear_ids();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_rec_recording(PyObject *self, PyObject *unused)
+{
+    return PyBool_FromLong(mt_rec_on);
+}
+
+PyObject *mt_watchdog_start(PyObject *self, PyObject *args); /* watchdog.c */
+PyObject *mt_watchdog_stop(PyObject *self, PyObject *unused);
+
 static PyObject *py_test_alloc(PyObject *self, PyObject *args)
 {
     int domain;
@@ -338,6 +381,15 @@ static PyMethodDef methods[] = {
     {"cb_start", (PyCFunction)(void (*)(void))cb_start, METH_FASTCALL, "monitoring callback"},
     {"cb_line", (PyCFunction)(void (*)(void))cb_line, METH_FASTCALL, "monitoring callback"},
     {"cb_end", (PyCFunction)(void (*)(void))cb_end, METH_FASTCALL, "monitoring callback"},
+    {"rec_start", py_rec_start, METH_VARARGS,
+     "Start attributing allocations: (exact, sample_bytes)."},
+    {"rec_stop", py_rec_stop, METH_NOARGS, "Stop attributing; the data stays."},
+    {"rec_snapshot", py_rec_snapshot, METH_NOARGS, "The call tree and its statistics."},
+    {"rec_clear", py_rec_clear, METH_NOARGS, "Free the recorded data."},
+    {"rec_recording", py_rec_recording, METH_NOARGS, "Is a recording running?"},
+    {"watchdog_start", mt_watchdog_start, METH_VARARGS,
+     "(limit_bytes, interval_s): raise MemoryError in the main thread at that RSS."},
+    {"watchdog_stop", mt_watchdog_stop, METH_NOARGS, "Stop; returns the RSS that tripped it."},
     {"test_alloc", py_test_alloc, METH_VARARGS, "Allocate (domain, size): 0 raw, 1 mem, 2 obj."},
     {"test_realloc", py_test_realloc, METH_VARARGS, "Reallocate (domain, address, size)."},
     {"test_roundtrip", py_test_roundtrip, METH_VARARGS,
@@ -350,8 +402,19 @@ static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_engine", "memtrim's native engine.", -1, methods,
 };
 
+static void after_fork_in_child(void)
+{
+    mt_heap_after_fork();
+    mt_rec_after_fork();
+}
+
 PyMODINIT_FUNC PyInit__engine(void)
 {
+    static int atfork_done;
+    if (!atfork_done) {
+        pthread_atfork(NULL, NULL, after_fork_in_child);
+        atfork_done = 1;
+    }
     if (mt_tracer_init() < 0) {
         PyErr_SetString(PyExc_RuntimeError, "no code-object extra slot available");
         return NULL;
@@ -361,7 +424,7 @@ PyMODINIT_FUNC PyInit__engine(void)
         return NULL;
     }
     if (PyModule_AddIntConstant(m, "HAVE_MONITORING", MT_HAVE_MONITORING) < 0 ||
-        PyModule_AddObject(m, "_C_API", PyCapsule_New(&c_api, "memtrim.engine._engine._C_API",
+        PyModule_AddObject(m, "_C_API", PyCapsule_New(&c_api, MT_CAPI_CAPSULE,
                                                        NULL)) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -1,0 +1,348 @@
+"""The whole-program profile (``memtrim run``) as plain data, and its file format.
+
+A :class:`Capture` is aggregated, not an event log: its size depends on how
+much code ran, not on how long it ran.
+
+- ``frames``: the distinct code locations (file, function, line).
+- ``nodes``: exact attribution. Each node is a frame under a parent node (or a
+  thread root, ``frame == -1``); its :class:`Counts` say how many bytes and
+  blocks were live at the peak (``peak``), still live at exit (``leaks``), and
+  allocated over the whole run (``allocated``), charged to that node itself
+  (not to its children). In ``exact`` mode the nodes form full call stacks; in
+  the default mode each node is one frame under its thread's root: the exact
+  figures per line.
+- ``stacks``: full call stacks for the flame graph. In ``exact`` mode the same
+  as ``nodes``; in the default mode, unbiased estimates from allocations
+  sampled on average once every ``sample_bytes`` bytes.
+
+File format (version 1): the 16 bytes ``b"MEMTRIM-CAPTURE\\n"``, a 4-byte
+big-endian format version, a 4-byte big-endian flags word (0), an 8-byte
+big-endian length of the body, then the body: zlib-compressed UTF-8 JSON of
+:meth:`Capture.to_dict`. See ``docs/run.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+MAGIC = b"MEMTRIM-CAPTURE\n"
+FORMAT_VERSION = 1
+_HEADER = struct.Struct(">16sIIQ")
+VIEWS = ("peak", "leaks", "allocated")
+
+
+class CaptureError(Exception):
+    """A capture file that cannot be read: missing, truncated, corrupt or too new."""
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One code location."""
+
+    filename: str
+    function: str
+    lineno: int
+
+    def label(self) -> str:
+        """``function (file:line)``."""
+        return f"{self.function} ({self.filename}:{self.lineno})"
+
+
+@dataclass(slots=True)
+class Counts:
+    """Bytes and number of blocks."""
+
+    bytes: int = 0
+    count: int = 0
+
+    def add(self, other: Counts) -> None:
+        """Add ``other`` into this one."""
+        self.bytes += other.bytes
+        self.count += other.count
+
+
+@dataclass(slots=True)
+class Node:
+    """A frame in the call tree, with the bytes charged to it in each view."""
+
+    parent: int  # index of the parent node, -1 for a thread root
+    frame: int  # index into Capture.frames, -1 for a thread root
+    thread: int  # index into Capture.threads
+    peak: Counts = field(default_factory=Counts)
+    leaks: Counts = field(default_factory=Counts)
+    allocated: Counts = field(default_factory=Counts)
+
+    def view(self, name: str) -> Counts:
+        """The counts of one view: ``peak``, ``leaks`` or ``allocated``."""
+        return getattr(self, name)
+
+
+@dataclass(slots=True)
+class Capture:
+    """Everything ``memtrim run`` recorded about one process."""
+
+    meta: dict[str, Any]
+    peak_bytes: int
+    peak_time: float
+    end_bytes: int
+    frames: list[Frame]
+    threads: list[str]
+    nodes: list[Node]
+    stacks: list[Node]
+    timeline: list[tuple[float, int, int]]  # (seconds since start, heap bytes, RSS bytes)
+    sources: dict[str, dict[int, str]] = field(default_factory=dict)
+
+    @property
+    def exact(self) -> bool:
+        """Was every block attributed to its full stack (``--exact``)?"""
+        return bool(self.meta.get("exact"))
+
+    def stack_of(self, index: int, nodes: list[Node] | None = None) -> list[Frame]:
+        """Frames from the outermost call to node ``index`` (thread roots left out)."""
+        nodes = self.nodes if nodes is None else nodes
+        out = []
+        while index >= 0:
+            node = nodes[index]
+            if node.frame >= 0:
+                out.append(self.frames[node.frame])
+            index = node.parent
+        out.reverse()
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready plain data (the body of the capture file)."""
+        return {
+            "meta": self.meta,
+            "peak_bytes": self.peak_bytes,
+            "peak_time": self.peak_time,
+            "end_bytes": self.end_bytes,
+            "frames": [[f.filename, f.function, f.lineno] for f in self.frames],
+            "threads": self.threads,
+            "nodes": [_node_row(n) for n in self.nodes],
+            "stacks": None if self.stacks is self.nodes else [_node_row(n) for n in self.stacks],
+            "timeline": [list(point) for point in self.timeline],
+            "sources": {
+                name: {str(k): v for k, v in lines.items()} for name, lines in self.sources.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Capture:
+        """The inverse of :meth:`to_dict`."""
+        try:
+            nodes = [_node_from_row(row) for row in data["nodes"]]
+            stacks = (
+                nodes if data["stacks"] is None else [_node_from_row(r) for r in data["stacks"]]
+            )
+            return cls(
+                meta=dict(data["meta"]),
+                peak_bytes=int(data["peak_bytes"]),
+                peak_time=float(data["peak_time"]),
+                end_bytes=int(data["end_bytes"]),
+                frames=[Frame(str(f), str(fn), int(n)) for f, fn, n in data["frames"]],
+                threads=[str(t) for t in data["threads"]],
+                nodes=nodes,
+                stacks=stacks,
+                timeline=[(float(t), int(h), int(r)) for t, h, r in data["timeline"]],
+                sources={
+                    name: {int(k): str(v) for k, v in lines.items()}
+                    for name, lines in data.get("sources", {}).items()
+                },
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CaptureError(f"malformed capture data ({exc})") from None
+
+
+def _node_row(node: Node) -> list[int]:
+    return [
+        node.parent,
+        node.frame,
+        node.thread,
+        node.peak.bytes,
+        node.peak.count,
+        node.leaks.bytes,
+        node.leaks.count,
+        node.allocated.bytes,
+        node.allocated.count,
+    ]
+
+
+def _node_from_row(row: list[int]) -> Node:
+    parent, frame, thread, pb, pc, lb, lc, ab, ac = (int(v) for v in row)
+    return Node(parent, frame, thread, Counts(pb, pc), Counts(lb, lc), Counts(ab, ac))
+
+
+# ------------------------------------------------------------------ the file
+
+
+def dumps(capture: Capture) -> bytes:
+    """Serialize to the versioned file format."""
+    body = zlib.compress(json.dumps(capture.to_dict(), separators=(",", ":")).encode(), 6)
+    return _HEADER.pack(MAGIC, FORMAT_VERSION, 0, len(body)) + body
+
+
+def loads(data: bytes, name: str = "capture") -> Capture:
+    """Parse the file format; :class:`CaptureError` says what is wrong."""
+    if len(data) < _HEADER.size or not data.startswith(MAGIC):
+        if len(data) < len(MAGIC) and MAGIC.startswith(data):
+            raise CaptureError(f"{name} is truncated")
+        raise CaptureError(f"{name} is not a memtrim capture")
+    _, version, _flags, length = _HEADER.unpack_from(data)
+    if version > FORMAT_VERSION:
+        raise CaptureError(
+            f"{name} has capture format version {version}; this memtrim reads up to "
+            f"version {FORMAT_VERSION}: upgrade memtrim"
+        )
+    body = data[_HEADER.size :]
+    if len(body) < length:
+        raise CaptureError(f"{name} is truncated ({len(body)} of {length} bytes of data)")
+    try:
+        payload = json.loads(zlib.decompress(body[:length]))
+    except (zlib.error, ValueError, UnicodeDecodeError):
+        raise CaptureError(f"{name} is corrupt") from None
+    if not isinstance(payload, dict):
+        raise CaptureError(f"{name} is corrupt")
+    return Capture.from_dict(payload)
+
+
+def read(path: str) -> Capture:
+    """Load a capture file."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise CaptureError(f"no such capture file: {path}") from None
+    except IsADirectoryError:
+        raise CaptureError(f"{path} is a directory, not a capture file") from None
+    except OSError as exc:
+        raise CaptureError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return loads(data, path)
+
+
+# --------------------------------------------------------------- analysis
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """One line of code in one view: the bytes and blocks charged to it."""
+
+    frame: Frame
+    bytes: int
+    count: int
+    stack: tuple[Frame, ...]  # a representative full stack ending at this line
+    share: float  # of the view's total
+
+
+def view_total(capture: Capture, view: str) -> int:
+    """Bytes in a view: live at the peak, live at exit, or allocated in all."""
+    return sum(node.view(view).bytes for node in capture.nodes)
+
+
+def sites(capture: Capture, view: str, limit: int | None = None) -> list[Site]:
+    """Per line of code, largest first: the exact figures of ``view``."""
+    _check_view(view)
+    totals: dict[int, Counts] = {}
+    for node in capture.nodes:
+        if node.frame < 0:
+            continue
+        counts = node.view(view)
+        if counts.bytes or counts.count:
+            totals.setdefault(node.frame, Counts()).add(counts)
+    stacks = _heaviest_stacks(capture, view)
+    whole = max(view_total(capture, view), 1)
+    ranked = sorted(totals.items(), key=lambda item: (-item[1].bytes, item[0]))
+    out = []
+    for frame, counts in ranked[:limit]:
+        if counts.bytes <= 0:
+            continue
+        stack = stacks.get(frame) or (capture.frames[frame],)
+        out.append(
+            Site(capture.frames[frame], counts.bytes, counts.count, stack, counts.bytes / whole)
+        )
+    return out
+
+
+def _heaviest_stacks(capture: Capture, view: str) -> dict[int, tuple[Frame, ...]]:
+    best: dict[int, tuple[int, int]] = {}
+    for index, node in enumerate(capture.stacks):
+        if node.frame < 0:
+            continue
+        weight = node.view(view).bytes
+        if weight > best.get(node.frame, (-1, -1))[0]:
+            best[node.frame] = (weight, index)
+    return {
+        frame: tuple(capture.stack_of(index, capture.stacks)) for frame, (_, index) in best.items()
+    }
+
+
+@dataclass(slots=True)
+class StackTree:
+    """A call tree for a flame graph: cumulative bytes per node, children sorted."""
+
+    name: str
+    frame: Frame | None
+    self_bytes: int = 0
+    total_bytes: int = 0
+    children: list[StackTree] = field(default_factory=list)
+
+
+def stack_tree(capture: Capture, view: str) -> StackTree:
+    """The ``stacks`` call tree of a view, rooted at "all", then threads."""
+    _check_view(view)
+    trees: list[StackTree] = []
+    for node in capture.stacks:
+        frame = capture.frames[node.frame] if node.frame >= 0 else None
+        name = frame.function if frame else f"thread {capture.threads[node.thread]}"
+        trees.append(StackTree(name, frame, max(node.view(view).bytes, 0)))
+    root = StackTree("all", None)
+    for index, node in enumerate(capture.stacks):
+        parent = trees[node.parent] if node.parent >= 0 else root
+        parent.children.append(trees[index])
+    _sum_tree(root)
+    return root
+
+
+def _sum_tree(root: StackTree) -> None:
+    order: list[StackTree] = []
+    todo = [root]
+    while todo:  # iterative: call trees can be deeper than the recursion limit
+        node = todo.pop()
+        order.append(node)
+        todo.extend(node.children)
+    for node in reversed(order):
+        node.total_bytes = node.self_bytes + sum(child.total_bytes for child in node.children)
+        node.children = [c for c in node.children if c.total_bytes > 0]
+        node.children.sort(key=lambda c: -c.total_bytes)
+
+
+def iter_tree(root: StackTree) -> Iterator[tuple[int, StackTree]]:
+    """Depth-first (depth, node) pairs, heaviest child first."""
+    todo = [(0, root)]
+    while todo:
+        depth, node = todo.pop()
+        yield depth, node
+        todo.extend((depth + 1, child) for child in reversed(node.children))
+
+
+def _check_view(view: str) -> None:
+    if view not in VIEWS:
+        raise ValueError(f"unknown view {view!r}: use one of {', '.join(VIEWS)}")
+
+
+def decimate(points: Iterable[tuple[float, int, int]], limit: int) -> list[tuple[float, int, int]]:
+    """At most ``limit`` timeline points, keeping each bucket's highest heap point."""
+    points = list(points)
+    if len(points) <= limit:
+        return points
+    size = len(points) / limit
+    out = []
+    for bucket in range(limit):
+        chunk = points[int(bucket * size) : int((bucket + 1) * size)]
+        if chunk:
+            out.append(max(chunk, key=lambda p: (p[1], p[2])))
+    return out

@@ -1,0 +1,171 @@
+"""Public API for objects: deep sizes, retained sizes, heap census, why alive.
+
+``asizeof``, ``asizesof``, ``asized`` and ``flatsize`` take Pympler's names,
+options and (for ordinary objects) numbers; see ``docs/objects.md`` for where
+memtrim deliberately differs.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import IO, Any
+
+from memtrim.analysis import census as _census
+from memtrim.analysis import referrers as _referrers
+from memtrim.analysis import sizing as _sizing
+from memtrim.analysis._retained import Retained
+from memtrim.analysis._retained import retained as _retained
+from memtrim.analysis.census import Census, GrowthRow
+from memtrim.analysis.referrers import Chain
+from memtrim.reporters import objects as _report
+
+__all__ = [
+    "Asized",
+    "Census",
+    "Chain",
+    "GrowthRow",
+    "Retained",
+    "Why",
+    "asized",
+    "asizeof",
+    "asizesof",
+    "census",
+    "flatsize",
+    "growth",
+    "retained",
+    "why",
+]
+
+
+class Asized(_sizing.SizedNode):
+    """Size information of one object: ``name``, ``size`` (deep), ``flat``, ``refs``."""
+
+    def format(
+        self,
+        format: str = _report.SIZE_FORMAT,
+        depth: int = -1,
+        order_by: str = "size",
+        indent: str = "",
+    ) -> str:
+        """The article's layout: ``repr size=N flat=M``, children indented, largest first."""
+        return _report.asized_text(self, format, depth, order_by, indent)
+
+    def __str__(self) -> str:
+        return f"size {self.size!r}, flat {self.flat!r}, refs[{len(self.refs)}], name {self.name!r}"
+
+
+def _as_asized(node: _sizing.SizedNode) -> Asized:
+    out = Asized(node.name, node.size, node.flat)
+    stack = [(node, out)]
+    while stack:
+        src, dst = stack.pop()
+        for ref in src.refs:
+            child = Asized(ref.name, ref.size, ref.flat)
+            dst.refs.append(child)
+            stack.append((ref, child))
+    return out
+
+
+def asizeof(*objs: Any, **opts: Any) -> int:
+    """Combined deep size in bytes of ``objs``, shared objects counted once.
+
+    Options (Pympler's names): ``align=8``, ``clip=80``, ``code=False``,
+    ``frames=False``, ``ignored=True``, ``limit=None`` (Pympler: 100), and
+    ``footprint=False`` (True: allocator footprint instead of Pympler figures).
+    """
+    options = _sizing.Options.parse(opts)
+    return sum(_sizing.totals(objs, options))
+
+
+def asizesof(*objs: Any, **opts: Any) -> tuple[int, ...]:
+    """Deep size of each object; objects already counted for an earlier one count 0."""
+    options = _sizing.Options.parse(opts)
+    sizes = _sizing.totals(objs, options)
+    first: dict[int, int] = {}
+    for obj, size in zip(objs, sizes, strict=True):
+        first.setdefault(id(obj), size)
+    return tuple(first[id(obj)] for obj in objs)
+
+
+def asized(*objs: Any, detail: int = 0, **opts: Any) -> Asized | tuple[Asized, ...]:
+    """Size tree(s) with named referents down to ``detail`` levels.
+
+    One object gives one :class:`Asized`, several give a tuple. ``.format()``
+    prints Pympler's layout.
+    """
+    if not isinstance(detail, int) or isinstance(detail, bool):
+        raise TypeError(f"detail must be an int, not {type(detail).__name__}")
+    if detail < 0:
+        raise ValueError(f"detail must be >= 0, not {detail}")
+    options = _sizing.Options.parse(opts)
+    walk = _sizing.Walk(options)
+    walk.exclude_top(objs)
+    trees = tuple(_as_asized(_sizing.sized_tree(walk, obj, detail)) for obj in objs)
+    return trees[0] if len(trees) == 1 else trees
+
+
+def flatsize(obj: Any, align: int = 0, **opts: Any) -> int:
+    """Flat size of one object (no referents), like Pympler's (unaligned by default)."""
+    options = _sizing.Options.parse({**opts, "align": align})
+    return _sizing.flat(obj, options)
+
+
+def retained(obj: Any, **opts: Any) -> Retained:
+    """Bytes that would be freed if ``obj`` went away, next to its reachable size.
+
+    ``.retained`` counts only what nothing else refers to; ``.reachable`` is
+    ``asizeof(obj)``. A child shared with anything outside ``obj`` is not retained.
+    """
+    return _retained(obj, _sizing.Options.parse(opts))
+
+
+def census() -> Census:
+    """Every live object grouped by type (count, bytes, largest).
+
+    ``print(c)`` gives a text table, ``rich.print(c)`` a rich table,
+    ``c.rows()``/``c.as_dict()`` plain data, ``c2 - c1`` what grew.
+    """
+    return _census.take()
+
+
+_last: list[Census] = []
+
+
+def growth(limit: int = 25, file: IO[str] | None = None) -> list[GrowthRow]:
+    """Print (and return) what grew since the previous call, by type, in count and bytes.
+
+    The first call prints the largest types, like objgraph's ``show_growth``.
+    """
+    if not isinstance(limit, int) or limit < 0:
+        raise ValueError(f"limit must be an int >= 0, not {limit!r}")
+    now = _census.take()
+    rows = now - _last[0] if _last else now.diff(Census({}))
+    _last[:] = [now]
+    grown = [r for r in rows if r.count_delta > 0 or r.bytes_delta > 0][:limit]
+    print(_report.growth_text(grown, limit), file=file or sys.stdout)
+    return grown
+
+
+class Why(list):
+    """The chains found by :func:`why` (a list of :class:`Chain`), printable."""
+
+    def __str__(self) -> str:
+        return _report.chains_text(self)
+
+    def dot(self) -> str:
+        """Graphviz DOT source of the chains."""
+        return _report.chains_dot(self)
+
+
+def why(obj: Any, chains: int = 1) -> Why:
+    """Shortest reference chain(s) from a root to ``obj``.
+
+    Roots are module globals (class attributes through their module) and the
+    local variables of every thread's frames. ``print(why(x))`` shows e.g.
+    ``app.CACHE -> dict['users'] -> list[3] -> <User object>``.
+    """
+    if not isinstance(chains, int) or isinstance(chains, bool):
+        raise TypeError(f"chains must be an int, not {type(chains).__name__}")
+    if chains < 1:
+        raise ValueError(f"chains must be >= 1, not {chains}")
+    return Why(_referrers.why(obj, chains, skip_frames=1))

@@ -1,0 +1,184 @@
+"""Profile a whole program: what was live at the peak, what leaked, who allocated.
+
+:class:`ProgramProfiler` drives the engine's recorder and a native sampling
+thread for the timeline, and builds a :class:`~memtrim.analysis.capture.Capture`::
+
+    with ProgramProfiler() as profiler:
+        main()
+    capture = profiler.capture
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from memtrim import __version__
+from memtrim.analysis.capture import Capture, decimate
+from memtrim.analysis.capture_build import build
+from memtrim.engine import heap, load
+
+_engine = load()
+DEFAULT_SAMPLE_BYTES = 256 * 1024
+DEFAULT_INTERVAL = 0.01
+TIMELINE_POINTS = 2000
+
+
+class ProgramProfiler:
+    """Records every allocation of the process between :meth:`start` and :meth:`stop`.
+
+    ``exact=False`` (the default) charges each block exactly to the line that
+    allocated it and samples full stacks (one per ``sample_bytes`` allocated,
+    on average) for the flame graph; ``exact=True`` charges every block to its
+    full stack. ``interval`` is the timeline's sampling period in seconds.
+    ``is_entry(code)`` tells which code objects called from memtrim's own
+    frames are the program's (the rest is memtrim's bookkeeping).
+    """
+
+    def __init__(
+        self,
+        *,
+        exact: bool = False,
+        sample_bytes: int = DEFAULT_SAMPLE_BYTES,
+        interval: float = DEFAULT_INTERVAL,
+        meta: dict[str, Any] | None = None,
+        is_entry: Callable[[Any], bool] | None = None,
+    ) -> None:
+        if sample_bytes <= 0:
+            raise ValueError(f"sample_bytes must be positive, not {sample_bytes}")
+        if not interval > 0:
+            raise ValueError(f"interval must be positive, not {interval}")
+        self.exact = exact
+        self.sample_bytes = sample_bytes
+        self.interval = interval
+        self.meta = dict(meta or {})
+        self.is_entry = is_entry
+        self.capture: Capture | None = None
+        self._sampler: Any = None
+        self._samples: list[Any] = []
+        self._t0 = 0.0
+        self._wall0 = 0.0
+        self._running = False
+        self._paused: tuple[int, int, float] | None = None
+
+    def start(self) -> None:
+        """Install the hooks and start recording."""
+        if self._running:
+            raise RuntimeError("this profiler is already running")
+        heap.acquire()
+        self._samples = []
+        self._t0 = time.monotonic()
+        self._wall0 = time.time()
+        self._start_sampler()
+        _engine.rec_start(self.exact, self.sample_bytes)
+        self._running = True
+
+    def pause(self) -> None:
+        """Stop attributing allocations; :meth:`stop` builds the capture later."""
+        if self._running and self._paused is None:
+            _engine.rec_stop()
+            self._paused = (_engine.heap_peak(), _engine.heap_level(), time.monotonic())
+
+    def stop(self) -> Capture:
+        """Stop recording and build :attr:`capture` (safe to call twice)."""
+        if not self._running:
+            if self.capture is None:
+                raise RuntimeError("this profiler was never started")
+            return self.capture
+        self.pause()
+        assert self._paused is not None
+        peak, end, stopped = self._paused
+        self._running = False
+        self._paused = None
+        duration = stopped - self._t0
+        self._stop_sampler()
+        raw = _engine.rec_snapshot()
+        _engine.rec_clear()
+        heap.release()
+        timeline = self._timeline(duration, end)
+        peak_time = max(timeline, key=lambda p: p[1])[0] if timeline else 0.0
+        meta = {
+            "memtrim": __version__,
+            "python": sys.version.split()[0],
+            "platform": sys.platform,
+            "pid": os.getpid(),
+            "started": self._wall0,
+            "duration": duration,
+            "interval": self.interval,
+            **self.meta,
+        }
+        self.capture = build(
+            raw,
+            meta=meta,
+            peak_bytes=peak,
+            peak_time=peak_time,
+            end_bytes=end,
+            timeline=timeline,
+            thread_names=_thread_names(),
+            is_entry=self.is_entry,
+        )
+        return self.capture
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child that goes on recording: a new sampling thread."""
+        self.meta["parent_pid"] = self.meta.get("pid", None)
+        self._sampler = None
+        self._start_sampler()
+
+    # ----------------------------------------------------------- timeline
+
+    def _start_sampler(self) -> None:
+        try:
+            from memtrim.engine.sampler import Sampler
+
+            self._sampler = Sampler(os.getpid(), self.interval, heap=True)
+            self._sampler.start()
+        except Exception:  # no sampler on this platform: the timeline stays empty
+            self._sampler = None
+
+    def _stop_sampler(self) -> None:
+        if self._sampler is None:
+            return
+        try:
+            self._sampler.stop()
+            self._samples.extend(self._sampler.drain())
+        except Exception:
+            pass
+        self._sampler = None
+
+    def _timeline(self, duration: float, end: int) -> list[tuple[float, int, int]]:
+        t0_ns = int(self._t0 * 1e9)
+        points = []
+        last_heap = 0
+        for t_ns, heap_level, rss in self._samples:
+            last_heap = heap_level if heap_level is not None else last_heap
+            points.append(((t_ns - t0_ns) / 1e9, max(last_heap, 0), rss[0][1] if rss else 0))
+        points = [p for p in points if p[0] >= 0]
+        rss_now = points[-1][2] if points else 0
+        points.append((duration, end, rss_now))
+        return decimate(points, TIMELINE_POINTS)
+
+    # ----------------------------------------------------- context manager
+
+    def __enter__(self) -> ProgramProfiler:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _thread_names() -> dict[int, str]:
+    names = {t.ident: t.name for t in threading.enumerate() if t.ident is not None}
+    names.setdefault(threading.main_thread().ident or 0, "MainThread")
+    return names

@@ -1,0 +1,60 @@
+"""Render a capture of `memtrim run`: terminal summary, HTML, JSON.
+
+memtrim report CAPTURE [--html FILE] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from memtrim.analysis import capture as capture_file
+from memtrim.analysis.capture import Capture
+from memtrim.commands import _output
+from memtrim.commands.errors import CommandError
+
+
+def write_outputs(
+    capture: Capture, path: str | None, html: str | None, json: str | None, force: bool
+) -> None:
+    """Write the capture file and the requested reports, each whole or not at all."""
+    if path:
+        _output.write_atomic(path, capture_file.dumps(capture))
+    if html:
+        from memtrim.reporters.html import render_html
+
+        _output.write_atomic(html, render_html(capture))
+    if json:
+        from memtrim.reporters.capture_json import dumps_capture
+
+        _output.write_atomic(json, dumps_capture(capture))
+
+
+class ReportCommand:
+    """Show a capture written by `memtrim run` and turn it into HTML or JSON."""
+
+    name = "report"
+
+    def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("capture", help="a capture file written by memtrim run")
+        parser.add_argument("--html", metavar="FILE", help="write the HTML report")
+        parser.add_argument("--json", metavar="FILE", help="write the JSON report")
+        parser.add_argument("--top", type=int, default=8, help="lines per table (default 8)")
+
+    def run(self, args: argparse.Namespace) -> int:
+        try:
+            capture = capture_file.read(args.capture)
+        except capture_file.CaptureError as exc:
+            raise CommandError(str(exc)) from None
+        for path in (args.html, args.json):
+            if path:
+                _output.check_writable(path)
+        write_outputs(capture, None, args.html, args.json, force=True)
+        if not (args.html or args.json):
+            from memtrim.reporters.summary import render_summary
+
+            render_summary(capture, sys.stdout, top=args.top)
+        return 0
+
+
+COMMAND = ReportCommand()

@@ -1,0 +1,110 @@
+"""The terminal summary of a capture: peak, top lines and stacks, leaks, timeline."""
+
+from __future__ import annotations
+
+import os
+from typing import TextIO
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from memtrim.analysis.capture import Capture, Site, sites, view_total
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def human(n: float) -> str:
+    """Bytes as B / KiB / MiB / GiB with three significant digits or so."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def sparkline(values: list[int], width: int = 60) -> str:
+    """Values as a row of block characters, each the highest of its bucket."""
+    if not values:
+        return ""
+    step = max(len(values) / width, 1.0)
+    buckets = [
+        max(values[int(i * step) : max(int((i + 1) * step), int(i * step) + 1)])
+        for i in range(min(width, len(values)))
+    ]
+    top = max(buckets) or 1
+    return "".join(
+        _BARS[min(int(v / top * (len(_BARS) - 1) + 0.5), len(_BARS) - 1)] for v in buckets
+    )
+
+
+def _short(path: str) -> str:
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return rel if not rel.startswith("..") else path
+
+
+def _sites_table(title: str, rows: list[Site], capture: Capture) -> Table:
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("bytes", justify="right")
+    table.add_column("blocks", justify="right")
+    table.add_column("share", justify="right")
+    table.add_column("where")
+    table.add_column("source", overflow="ellipsis", no_wrap=True, max_width=60)
+    for site in rows:
+        frame = site.frame
+        source = capture.sources.get(frame.filename, {}).get(frame.lineno, "")
+        table.add_row(
+            human(site.bytes),
+            f"{site.count:,}",
+            f"{site.share:.0%}",
+            Text(f"{_short(frame.filename)}:{frame.lineno} {frame.function}"),
+            Text(source),
+        )
+    return table
+
+
+def _stacks(capture: Capture, rows: list[Site], console: Console) -> None:
+    console.print(Text("Stacks of the top lines at the peak (outermost call first):", style="bold"))
+    for site in rows:
+        chain = " → ".join(f.function for f in site.stack) or site.frame.function
+        console.print(Text(f"  {human(site.bytes):>10}  {chain}"))
+
+
+def render_summary(
+    capture: Capture, stream: TextIO, top: int = 8, width: int | None = None
+) -> None:
+    """Write the summary to ``stream`` (colours only if it is a terminal)."""
+    console = Console(file=stream, width=width or 120, highlight=False, soft_wrap=False)
+    meta = capture.meta
+    mode = (
+        "exact" if capture.exact else f"sampled stacks (1 per {human(meta.get('sample_bytes', 0))})"
+    )
+    console.print(
+        Text(
+            f"memtrim run: {' '.join(meta.get('command', []))}\n"
+            f"peak {human(capture.peak_bytes)} at {capture.peak_time:.2f} s of "
+            f"{meta.get('duration', 0):.2f} s; still allocated at exit "
+            f"{human(capture.end_bytes)}; mode: {mode}",
+            style="bold",
+        )
+    )
+    peak_sites = sites(capture, "peak", top)
+    console.print(_sites_table("Live at the peak, by line", peak_sites, capture))
+    _stacks(capture, peak_sites[:5], console)
+    console.print(
+        _sites_table("Still allocated at exit, by line", sites(capture, "leaks", top), capture)
+    )
+    allocated = view_total(capture, "allocated")
+    console.print(
+        _sites_table(
+            f"Allocated over the run ({human(allocated)} in all), by line",
+            sites(capture, "allocated", top),
+            capture,
+        )
+    )
+    if capture.timeline:
+        console.print(Text(f"heap {sparkline([p[1] for p in capture.timeline])}"))
+        console.print(Text(f"RSS  {sparkline([p[2] for p in capture.timeline])}"))

@@ -1,0 +1,185 @@
+"""`memtrim record` and `memtrim plot`: parsing in process, end to end in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from memtrim.analysis.recording import dumps, load
+from memtrim.analysis.timeline import Sample, Timeline
+from memtrim.commands import main
+
+MIB = 2**20
+
+SCRIPT = """\
+import sys
+import memtrim
+
+print("argv", sys.argv, __name__)
+print("to stderr", file=sys.stderr)
+with memtrim.phase("load"):
+    data = bytearray(40 * 2**20)
+memtrim.phase("drop")
+del data
+sys.exit(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+"""
+
+
+def one_line_error(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("memtrim: ")
+    assert message in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["record"], "give a script to run or --pid PID"),
+        (["record", "--interval", "0", "x.py"], "invalid interval '0'"),
+        (["record", "--interval", "-1", "x.py"], "invalid interval"),
+        (["record", "--interval", "soon", "x.py"], "invalid interval 'soon'"),
+        (["record", "--pid", "abc"], "invalid PID 'abc'"),
+        (["record", "--pid", "0"], "invalid PID '0'"),
+        (["record", "--pid", "12", "x.py"], "one of them"),
+        (["record", "no_such_script.py"], "no such file"),
+        (["plot", "no_such.mtrec"], "cannot read no_such.mtrec"),
+    ],
+)
+def test_bad_input_is_one_line_and_status_2(capsys, tmp_path, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    one_line_error(capsys, argv, message)
+
+
+def test_record_refuses_a_pid_that_does_not_exist(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    one_line_error(capsys, ["record", "--pid", str(proc.pid)], "no process with PID")
+
+
+def test_plot_bad_files(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    one_line_error(capsys, ["plot"], "no recording in")
+    (tmp_path / "memtrim_1.mtrec").write_text("memtrim-timeline 1\n{}")
+    one_line_error(capsys, ["plot"], "truncated")
+    (tmp_path / "bad.mtrec").write_text("memtrim-timeline 9\n")
+    one_line_error(capsys, ["plot", "bad.mtrec"], "newer than this memtrim reads")
+    good = tmp_path / "good.mtrec"
+    good.write_text(dumps(Timeline(samples=(Sample(0.0, MIB),))))
+    one_line_error(capsys, ["plot", str(good), "-o", "x.pdf"], "name it .png, .svg or .html")
+    (tmp_path / "taken.png").write_text("")
+    one_line_error(capsys, ["plot", str(good), "-o", "taken.png"], "use --force")
+
+
+def test_the_program_behaves_as_without_memtrim(runner):
+    script = runner.write(SCRIPT)
+    plain = runner.python(str(script), "3", "x y")
+    recorded = runner.memtrim("record", "-o", "out.mtrec", str(script), "3", "x y")
+    assert recorded.returncode == plain.returncode == 3
+    assert recorded.stdout == plain.stdout
+    assert recorded.stdout.startswith("argv ['" + str(script) + "', '3', 'x y'] __main__")
+    ours = recorded.stderr.splitlines()
+    assert ours[:-1] == plain.stderr.splitlines()
+    assert ours[-1].startswith("memtrim: ") and ours[-1].endswith("recorded to out.mtrec")
+    quiet = runner.memtrim("record", "-q", "-o", "q.mtrec", str(script))
+    assert (quiet.returncode, quiet.stderr) == (0, plain.stderr)
+
+
+def test_an_uncaught_exception_is_reported_like_python(runner):
+    script = runner.write("import sys\nprint('hi')\n1 / 0\n")
+    plain = runner.python(str(script))
+    recorded = runner.memtrim("record", "-q", "-o", "out.mtrec", str(script))
+    assert recorded.returncode == plain.returncode == 1
+    assert recorded.stderr == plain.stderr
+    assert load(str(runner.tmp_path / "out.mtrec")).exit_code == 1
+
+
+def test_the_recording_holds_samples_phases_and_exact_peaks(runner):
+    script = runner.write(SCRIPT)
+    out = runner.tmp_path / "out.mtrec"
+    proc = runner.memtrim("record", "-q", "--interval", "0.02", "-o", str(out), str(script))
+    assert proc.returncode == 0, proc.stderr
+    timeline = load(str(out))
+    assert timeline.exit_code == 0 and timeline.interval == 0.02
+    assert timeline.command == (str(script),)
+    assert [p.name for p in timeline.phases] == ["load", "drop"]
+    load_phase = timeline.phases[0]
+    assert 40 * MIB <= load_phase.peak_heap < 40 * MIB + 1024
+    assert load_phase.peak_rss >= 40 * MIB
+    assert len(timeline.samples) >= 2 and timeline.has_heap
+    assert timeline.peak_rss is not None
+    assert timeline.peak_rss - timeline.samples[0].rss >= 0.98 * 40 * MIB
+
+
+CHILD_SCRIPT = """\
+import subprocess, sys
+subprocess.run([sys.executable, "-c",
+                "import time; data = bytearray(60 * 2**20); time.sleep(0.6)"], check=True)
+"""
+
+
+@pytest.mark.parametrize("flag", ["-C", "-M"])
+def test_children_are_recorded(runner, flag):
+    script = runner.write(CHILD_SCRIPT)
+    out = runner.tmp_path / "out.mtrec"
+    proc = runner.memtrim("record", "-q", flag, "--interval", "0.05", "-o", str(out), str(script))
+    assert proc.returncode == 0, proc.stderr
+    timeline = load(str(out))
+    assert timeline.include_children == (flag == "-C")
+    assert timeline.multiprocess == (flag == "-M")
+    biggest = max(value for s in timeline.samples for _, value in s.children)
+    assert biggest >= 60 * MIB
+
+
+def test_no_heap_records_rss_only(runner):
+    script = runner.write(SCRIPT)
+    out = runner.tmp_path / "out.mtrec"
+    proc = runner.memtrim("record", "-q", "--no-heap", "-o", str(out), str(script))
+    assert proc.returncode == 0, proc.stderr
+    timeline = load(str(out))
+    assert not timeline.has_heap
+    assert [p.peak_heap for p in timeline.phases] == [None, None]
+    assert timeline.phases[0].peak_rss >= 40 * MIB
+
+
+def test_record_pid_follows_a_process_to_its_end(runner):
+    target = subprocess.Popen(
+        [sys.executable, "-c", "import time; data = bytearray(50 * 2**20); time.sleep(1.0)"]
+    )
+    try:
+        out = runner.tmp_path / "pid.mtrec"
+        proc = runner.memtrim(
+            "record", "--pid", str(target.pid), "--interval", "0.05", "-o", str(out)
+        )
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        target.wait(timeout=30)
+    timeline = load(str(out))
+    assert timeline.pid == target.pid
+    assert max(s.rss for s in timeline.samples) >= 50 * MIB
+    assert not psutil.Process().children()
+
+
+def test_plot_the_newest_recording(runner):
+    pytest.importorskip("matplotlib")
+    script = runner.write(SCRIPT)
+    made = runner.memtrim("record", "-q", str(script))  # the default name
+    assert made.returncode == 0, made.stderr
+    (default,) = runner.tmp_path.glob("memtrim_*.mtrec")
+    assert re.fullmatch(r"memtrim_\d{8}_\d{6}\.mtrec", default.name)
+    older = runner.tmp_path / "memtrim_99999999_999999.mtrec"  # sorts last, is older
+    older.write_text(default.read_text())
+    os.utime(older, (1, 1))
+    plotted = runner.memtrim("plot")
+    assert plotted.returncode == 0, plotted.stderr
+    assert default.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
+    assert not older.with_suffix(".png").exists()
+    page = runner.memtrim("plot", "-o", "page.html")
+    assert page.returncode == 0, page.stderr
+    assert "<svg" in (runner.tmp_path / "page.html").read_text()

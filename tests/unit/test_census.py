@@ -1,0 +1,153 @@
+"""Heap census: counts and bytes by type, untracked objects, diffs, rendering."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import pytest
+
+import memtrim
+from memtrim.analysis import _layout, census, sizing
+from memtrim.analysis.census import CensusRow, GrowthRow
+from memtrim.reporters import objects as report
+
+
+@pytest.fixture(params=["native", "python"])
+def engine(request, monkeypatch):
+    if request.param == "python":
+        monkeypatch.setattr(census, "_native", None)
+    elif census._native is None:
+        pytest.skip("native extension not built")
+    return request.param
+
+
+class Tracked:
+    pass
+
+
+class Untracked(int):
+    """No __dict__, not a GC type: gc.get_objects() never lists these."""
+
+    __slots__ = ()
+
+
+def charged(obj: object) -> int:
+    """What a census charges one object: getsizeof plus its inline values storage."""
+    return sys.getsizeof(obj) + _layout.inline_nbytes(obj)
+
+
+def test_counts_new_instances_exactly(engine):
+    before = memtrim.census()
+    items = [Tracked() for _ in range(1000)]
+    after = memtrim.census()
+    row = after.get(Tracked)
+    assert row is not None
+    expected = sum(map(charged, items))
+    assert (row.count, row.bytes) == (1000, expected)
+    grown = {r.type: r for r in after - before}
+    mine = grown[census.type_name(Tracked)]
+    assert (mine.count_delta, mine.bytes_delta) == (1000, expected)
+    assert before.get(Tracked) is None
+
+
+class WithAttrs:
+    def __init__(self, i: int) -> None:
+        self.a = i
+        self.b = str(i)
+
+
+def test_inline_values_are_charged_to_their_instance_like_asizeof(engine):
+    items = [WithAttrs(i) for i in range(50)]
+    if _layout.inline_values(items[0]) is None:
+        pytest.skip("no inline values on this interpreter build")
+    row = memtrim.census().get(WithAttrs)
+    assert row is not None and row.count == 50
+    flats = []
+    for obj in items:  # asizeof's flat sizes (unaligned): the instance and its values storage
+        tree = memtrim.asized(obj, detail=1, align=1)
+        values = tree.get("__dict__")
+        flats.append(tree.flat + values.flat)
+    assert row.bytes == sum(flats) > 50 * sys.getsizeof(items[0])
+    materialized = items[0].__dict__  # built now: the dict carries the values from here on
+    row = memtrim.census().get(WithAttrs)
+    assert row.bytes == sum(flats[1:]) + sys.getsizeof(items[0])
+    assert materialized
+
+
+def test_finds_untracked_objects_through_tracked_ones(engine):
+    holder = [Untracked(i) for i in range(500)]
+    row = memtrim.census().get(Untracked)
+    assert row is not None
+    assert row.count == 500
+    assert row.bytes == sum(sys.getsizeof(x) for x in holder)
+    assert row.largest == max(sys.getsizeof(x) for x in holder)
+
+
+def test_diff_leaves_out_memtrims_own_bookkeeping(engine):
+    first = memtrim.census()
+    second = memtrim.census()
+    names = {r.type for r in second - first}
+    assert census.type_name(census.Census) not in names
+    assert "weakref.ReferenceType" not in names
+    assert second.get(census.Census) is None
+
+
+def test_native_and_python_agree_on_a_type(monkeypatch):
+    if census._native is None:
+        pytest.skip("native extension not built")
+    holder = [Untracked(i) for i in range(100)]
+    native = census.take().get(Untracked)
+    monkeypatch.setattr(census, "_native", None)
+    python = census.take().get(Untracked)
+    assert (
+        native
+        == python
+        == CensusRow(
+            census.type_name(Untracked),
+            100,
+            sum(map(sys.getsizeof, holder)),
+            sys.getsizeof(holder[-1]),
+        )
+    )
+
+
+def test_growth_prints_what_grew():
+    memtrim.growth(file=io.StringIO())
+    keep = [Tracked() for _ in range(7)]
+    out = io.StringIO()
+    rows = memtrim.growth(file=out)
+    row = next(r for r in rows if r.type == census.type_name(Tracked))
+    assert (row.count_delta, row.bytes_delta) == (7, sum(map(charged, keep)))
+    assert census.type_name(Tracked) in out.getvalue()
+    with pytest.raises(ValueError):
+        memtrim.growth(limit=-1)
+
+
+def test_census_text_and_rich_rendering():
+    rows = [CensusRow("dict", 3, 600, 400), CensusRow("str", 10, 500, 60)]
+    assert report.census_text(rows) == (
+        "type  count  bytes  largest\ndict      3    600      400\nstr      10    500       60"
+    )
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=80)
+    console.print(report.census_table(rows))
+    assert "dict" in console.file.getvalue() and "600" in console.file.getvalue()
+
+
+def test_growth_text():
+    rows = [GrowthRow("list", 12, 2, 1000, 128), GrowthRow("int", 5, -1, 140, -28)]
+    assert report.growth_text(rows).splitlines() == [
+        "type  count  +count  bytes  +bytes",
+        "list     12      +2   1000    +128",
+        "int       5      -1    140     -28",
+    ]
+
+
+def test_census_plain_data():
+    holder = [Untracked(i) for i in range(3)]
+    data = memtrim.census().as_dict()
+    assert data[census.type_name(Untracked)]["count"] == 3
+    assert data[census.type_name(Untracked)]["bytes"] == sum(map(sys.getsizeof, holder))
+    assert sizing.getsizeof(holder) == sys.getsizeof(holder)
