@@ -46,13 +46,14 @@ class _Lines:
 class _Interner:
     def __init__(self) -> None:
         self.frames: list[Frame] = []
-        self._index: dict[Frame, int] = {}
+        self._index: dict[tuple[str, str, int], int] = {}
 
-    def add(self, frame: Frame) -> int:
-        index = self._index.get(frame)
+    def add(self, filename: str, function: str, lineno: int) -> int:
+        key = (filename, function, lineno)
+        index = self._index.get(key)
         if index is None:
-            index = self._index[frame] = len(self.frames)
-            self.frames.append(frame)
+            index = self._index[key] = len(self.frames)
+            self.frames.append(Frame(filename, function, lineno))
         return index
 
 
@@ -166,8 +167,7 @@ def build(
             thread_of[index] = max(lasti, 0)
             continue
         thread_of[index] = thread_of[parent] if parent >= 0 else 0
-        frame = Frame(code.co_filename, code.co_qualname, lines.line(code, lasti))
-        frame_of[index] = interner.add(frame)
+        frame_of[index] = interner.add(code.co_filename, code.co_qualname, lines.line(code, lasti))
     ours = [code is not None and code.co_filename.startswith(_PACKAGE) for _, code, _ in raw_nodes]
     drop = _runner_nodes(raw_nodes, ours, is_entry or (lambda code: True))
     nodes = _merge(raw_nodes, raw["stats"], frame_of, thread_of, drop)

@@ -17,6 +17,7 @@ import atexit
 import contextlib
 import importlib.abc
 import importlib.machinery
+import os
 import sys
 from collections.abc import Iterator
 from types import ModuleType
@@ -100,6 +101,11 @@ def installed() -> Iterator[None]:
 
 
 def _current_rss() -> int:
+    try:  # Linux: one read, without importing psutil (this runs at startup)
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGESIZE")
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import psutil
 

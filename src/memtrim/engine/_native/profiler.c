@@ -180,8 +180,25 @@ static uint32_t new_node(int32_t parent, PyCodeObject *code, int32_t lasti)
     return id;
 }
 
-/* The child of `parent` for frame (code, lasti), created on first use. */
+/* Bounds on the call tree.  Recursive code can make the number of distinct
+ * stacks grow exponentially (a recursive generator over a binary tree has a
+ * stack per path); past SOFT_NODES a new stack keeps its known outer frames and
+ * its leaf only, so per-line figures stay exact; past HARD_NODES a block is
+ * charged to the deepest frame already known. */
+#define SOFT_NODES 50000u
+#define HARD_NODES 100000u
+
+/* The child of `parent` for frame (code, lasti), created on first use unless
+ * the tree holds `limit` nodes already (then returns 0). */
+static uint32_t find_child(uint32_t parent, PyCodeObject *code, int32_t lasti, uint32_t limit);
+
 static uint32_t child(uint32_t parent, PyCodeObject *code, int32_t lasti)
+{
+    uint32_t id = find_child(parent, code, lasti, HARD_NODES);
+    return id ? id : parent;
+}
+
+static uint32_t find_child(uint32_t parent, PyCodeObject *code, int32_t lasti, uint32_t limit)
 {
     if ((index_len + 1) * 2 > index_cap && index_grow() < 0) {
         return parent;
@@ -197,9 +214,12 @@ static uint32_t child(uint32_t parent, PyCodeObject *code, int32_t lasti)
             return id;
         }
     }
+    if (nnodes >= limit) {
+        return 0;
+    }
     uint32_t id = new_node((int32_t)parent, code, lasti);
     if (id == 0) {
-        return parent;
+        return 0;
     }
     index_tab[i] = id;
     index_len++;
@@ -263,7 +283,14 @@ static uint32_t stack_node(rec_thread_t *t, PyThreadState *ts)
     }
     uint32_t node = k ? stack[k - 1].node : t->root;
     for (int i = k; i < n; i++) {
-        node = child(node, codes[n - 1 - i], lastis[n - 1 - i]);
+        uint32_t next = find_child(node, codes[n - 1 - i], lastis[n - 1 - i], SOFT_NODES);
+        if (next == 0) {
+            /* the tree is full: keep the leaf under the deepest known frame,
+             * and do not cache this truncated stack */
+            t->stack_depth = i;
+            return child(node, codes[0], lastis[0]);
+        }
+        node = next;
         stack[i] = (cache_t){codes[n - 1 - i], lastis[n - 1 - i], node};
     }
     t->stack_depth = n;
