@@ -204,3 +204,29 @@ def test_bad_input(runner, args, message):
     assert message in proc.stderr
     assert proc.stderr.count("\n") == 1
     assert "Traceback" not in proc.stderr
+
+
+def test_follow_fork_profiles_multiprocessing_pool_workers(runner):
+    script = runner.write(
+        """
+        import multiprocessing as mp
+        def work(n):
+            data = bytearray(n * 2**20)
+            return len(data)
+        if __name__ == "__main__":
+            with mp.get_context("fork").Pool(2) as pool:
+                print(sum(pool.map(work, [3, 4, 5])))
+        """
+    )
+    plain = runner.python(str(script))
+    cap = runner.tmp_path / "pool.memtrim"
+    proc = runner.memtrim("run", "-q", "--follow-fork", "-o", str(cap), str(script))
+    assert proc.returncode == plain.returncode == 0
+    assert proc.stdout == plain.stdout
+    assert proc.stderr == plain.stderr  # no worker tracebacks
+    workers = [p for p in runner.tmp_path.glob("pool.*.memtrim")]
+    assert len(workers) == 2
+    allocated = sum(
+        node.allocated.bytes for path in workers for node in capture_file.read(str(path)).nodes
+    )
+    assert allocated >= 12 * 2**20

@@ -48,10 +48,6 @@ def _positive(kind: type) -> Any:
     return parse
 
 
-class _Terminated(BaseException):
-    """SIGTERM reached the program: unwind, write the profile, then die of it."""
-
-
 class RunCommand:
     """Profile a whole program: the peak, leaks and allocators, line by line and stack by stack."""
 
@@ -137,7 +133,7 @@ class _Session:
         real_exit = os._exit
         os._exit = self._os_exit  # type: ignore[assignment]
         os.register_at_fork(after_in_child=self._after_fork)
-        old_term = signal.signal(signal.SIGTERM, _raise_terminated)
+        self.old_term = signal.signal(signal.SIGTERM, self._on_sigterm)
         error: BaseException | None = None
         self.real_exit = real_exit
         if self.args.limit:
@@ -151,13 +147,9 @@ class _Session:
             error = exc
         finally:
             tripped = engine.watchdog_stop() if self.args.limit else 0
-            signal.signal(signal.SIGTERM, old_term)
+            signal.signal(signal.SIGTERM, self.old_term)
         self._finish(error, tripped)
         os._exit = real_exit  # type: ignore[assignment]
-        if isinstance(error, _Terminated):
-            sys.stdout.flush()
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
         return _script.exit_like_python(error)
 
     @contextlib.contextmanager
@@ -179,8 +171,14 @@ class _Session:
             return
         self.written = True
         self.profiler.meta["exit"] = exit_info or _exit_info(error, tripped)
-        capture = self.profiler.stop()
-        write_outputs(capture, self.output, self.args.html, self.args.json, force=True)
+        # A SIGTERM now (a multiprocessing pool terminating its workers) would
+        # cut the capture short: hold it until the files are written.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            capture = self.profiler.stop()
+            write_outputs(capture, self.output, self.args.html, self.args.json, force=True)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         if not self.args.quiet:
             from memtrim.reporters.summary import render_summary
 
@@ -198,6 +196,17 @@ class _Session:
         finally:
             self.real_exit(status)
 
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        # Like plain Python, die of the signal at once (no unwinding, no
+        # finally blocks); only write the profile first.
+        info = {"kind": "signal", "code": -signal.SIGTERM, "message": "SIGTERM"}
+        try:
+            self._finish(None, exit_info=info)
+        finally:
+            sys.stdout.flush()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
     def _after_fork(self) -> None:
         from memtrim.engine import load
 
@@ -210,6 +219,9 @@ class _Session:
             self.profiler.after_fork_in_child()
         else:
             load().rec_stop()  # the child is not profiled
+            self.owner = -1
+            if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
+                signal.signal(signal.SIGTERM, self.old_term)
 
 
 def _entry_test(program: Any, script: Any) -> Any:
@@ -217,10 +229,6 @@ def _entry_test(program: Any, script: Any) -> Any:
     if program.kind == "module":
         return lambda code: "runpy" in code.co_filename
     return lambda code: code is script.code
-
-
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise _Terminated()
 
 
 def _exit_info(error: BaseException | None, tripped: int) -> dict[str, Any]:
@@ -232,8 +240,6 @@ def _exit_info(error: BaseException | None, tripped: int) -> dict[str, Any]:
             "kind": "exit",
             "code": code if isinstance(code, int) else (0 if code is None else 1),
         }
-    if isinstance(error, _Terminated):
-        return {"kind": "signal", "code": -signal.SIGTERM, "message": "SIGTERM"}
     if isinstance(error, KeyboardInterrupt):
         return {"kind": "signal", "code": -signal.SIGINT, "message": "KeyboardInterrupt"}
     if isinstance(error, MemoryError):
