@@ -71,7 +71,7 @@ static void *install_ptr(void **where, size_t size)
     return expected;
 }
 
-static inline leaf_t *shadow_leaf(uintptr_t a, int create, size_t *index)
+static inline __attribute__((always_inline)) leaf_t *shadow_leaf(uintptr_t a, int create, size_t *index)
 {
     if (MT_UNLIKELY((a >> ADDR_BITS) != 0 || (a & 15u) != 0)) {
         return NULL;
@@ -249,7 +249,7 @@ static void big_clear_locked(void)
 
 static void record_big(uintptr_t a, uint16_t *slot, size_t size, uint32_t id);
 
-static inline void record_size(void *p, size_t size, uint32_t id)
+static inline __attribute__((always_inline)) void record_size(void *p, size_t size, uint32_t id)
 {
     uintptr_t a = (uintptr_t)p;
     size_t index;
@@ -282,7 +282,7 @@ static __attribute__((noinline)) void record_big(uintptr_t a, uint16_t *slot, si
 
 /* Forget a block; returns its recorded size (and profiler id), or -1 if it
  * was not ours. */
-static inline int64_t take_size(void *p, uint32_t *id)
+static inline __attribute__((always_inline)) int64_t take_size(void *p, uint32_t *id)
 {
     uintptr_t a = (uintptr_t)p;
     size_t index;
