@@ -99,7 +99,9 @@ def test_threads_are_attributed_per_thread(runner):
         keep = {}
         def worker(name, n):
             keep[name] = [bytearray(10000) for _ in range(n)]
-        threads = [threading.Thread(target=worker, args=(f"w{i}", 100), name=f"w{i}") for i in range(2)]
+        threads = [
+            threading.Thread(target=worker, args=(f"w{i}", 100), name=f"w{i}") for i in range(2)
+        ]
         for t in threads: t.start()
         for t in threads: t.join()
         """,

@@ -1,6 +1,9 @@
-"""why(): shortest reference chains from module globals and frame locals."""
+"""why(): shortest reference chains from module globals, class attributes, frames, threads."""
 
 from __future__ import annotations
+
+import gc
+import threading
 
 import pytest
 
@@ -47,11 +50,109 @@ def test_class_attribute_chain(engine):
     Registry.items.append(target)
     try:
         chain = memtrim.why(target)[0]
-        assert str(chain) == (
-            f"{__name__}.Registry -> type.__dict__ -> dict['items'] -> list[0] -> <User object>"
-        )
+        assert str(chain) == f"{__name__}.Registry.items -> list[0] -> <User object>"
+        assert chain.root == Root("class", f"{__name__}.Registry.items")
     finally:
         Registry.items.clear()
+
+
+class Outer:
+    class Inner:
+        slots: dict = {}
+
+
+def test_nested_class_attribute_chain(engine):
+    target = User()
+    Outer.Inner.slots["x"] = target
+    try:
+        assert str(memtrim.why(target)) == (
+            f"{__name__}.Outer.Inner.slots -> dict['x'] -> <User object>"
+        )
+    finally:
+        Outer.Inner.slots.clear()
+
+
+def test_materialized_instance_dict_reads_as_an_attribute(engine):
+    owner, target = User(), User()
+    owner.__dict__["friend"] = target  # a real dict: instance -> dict -> value
+    CACHE["owner"] = owner
+    del owner
+    try:
+        assert (
+            str(memtrim.why(target))
+            == f"{__name__}.CACHE -> dict['owner'] -> User.friend -> <User object>"
+        )
+    finally:
+        CACHE.clear()
+
+
+def _hold(box: list, event: threading.Event) -> None:
+    del box  # only the thread's args hold it now
+    event.wait()
+
+
+def test_thread_args_are_roots(engine):
+    target, event = User(), threading.Event()
+    thread = threading.Thread(target=_hold, args=([target], event), name="holder")
+    thread.start()
+    try:
+        chain = memtrim.why(target)[0]
+        assert str(chain) == "thread 'holder'._args -> tuple[0] -> list[0] -> <User object>"
+        assert chain.root.kind == "thread"
+    finally:
+        event.set()
+        thread.join()
+        del thread
+
+
+def _wait_with(items: list, event: threading.Event) -> None:
+    event.wait()
+
+
+def test_thread_frame_locals_are_named_by_thread(engine):
+    target, event = User(), threading.Event()
+    thread = threading.Thread(target=_wait_with, args=([target], event), name="waiter")
+    thread.start()
+    try:
+        chain = memtrim.why(target)[0]
+        assert chain.root.kind == "frame"
+        assert chain.root.name.startswith("waiter: _wait_with (")
+        assert chain.root.name.endswith(" local items")
+        assert chain.steps == [("list", "[0]")]
+    finally:
+        event.set()
+        thread.join()
+
+
+def test_gc_garbage_is_a_root(engine):
+    target = User()
+    box = [target]
+    gc.garbage.append(box)
+    del box
+    try:
+        assert str(memtrim.why(target)) == "gc.garbage -> list[0] -> list[0] -> <User object>"
+    finally:
+        gc.garbage.clear()
+
+
+HELD = None
+
+
+def test_a_module_global_that_is_the_target_comes_after_other_chains(engine):
+    global HELD
+    target = User()
+    HELD = target
+    try:
+        assert str(memtrim.why(target)) == f"{__name__}.HELD -> <User object>"
+        CACHE["x"] = [target]
+        texts = [str(c) for c in memtrim.why(target, chains=3)]
+        assert texts[0] == f"{__name__}.CACHE -> dict['x'] -> list[0] -> <User object>"
+        assert texts[1] == f"{__name__}.HELD -> <User object>"
+        assert texts[2].endswith(" local target -> <User object>")  # the caller's own name
+        assert "test_a_module_global_that_is_the_target" in texts[2]
+    finally:
+        HELD = None
+        CACHE.clear()
 
 
 def test_frame_local_chain(engine):
@@ -97,6 +198,22 @@ def test_several_chains(engine):
                 f"{__name__}.CACHE -> dict['b'] -> tuple[0] -> <User object>",
             ]
         )
+    finally:
+        CACHE.clear()
+
+
+def test_several_chains_shortest_first(engine):
+    target = User()
+    CACHE["deep"] = {"x": [target]}
+    CACHE["flat"] = [target]
+    try:
+        chains = memtrim.why(target, chains=5)
+        assert [str(c) for c in chains[:2]] == [
+            f"{__name__}.CACHE -> dict['flat'] -> list[0] -> <User object>",
+            f"{__name__}.CACHE -> dict['deep'] -> dict['x'] -> list[0] -> <User object>",
+        ]
+        lengths = [len(c.steps) for c in chains]
+        assert lengths[:2] == sorted(lengths[:2])
     finally:
         CACHE.clear()
 

@@ -143,13 +143,13 @@ def _module_refs(obj: Any) -> Iterator[tuple[str, Any]]:
 
 
 def _slot_names(tp: type) -> Iterator[str]:
-    for klass in tp.__mro__:
-        slots = klass.__dict__.get("__slots__", ())
+    for klass in _layout.tattr(tp, "__mro__"):
+        slots = _layout.tattr(klass, "__dict__").get("__slots__", ())
         for name in (slots,) if isinstance(slots, str) else slots:
             if not isinstance(name, str):
                 continue
             if name.startswith("__") and not name.endswith("__"):
-                name = f"_{klass.__name__.lstrip('_')}{name}"
+                name = f"_{_layout.tattr(klass, '__name__').lstrip('_')}{name}"
             yield name
 
 
@@ -162,8 +162,8 @@ def slot_members(tp: type) -> list[tuple[str, types.MemberDescriptorType]]:
         if name in seen or name in ("__dict__", "__weakref__"):
             continue
         seen.add(name)
-        for klass in tp.__mro__:
-            descr = klass.__dict__.get(name)
+        for klass in _layout.tattr(tp, "__mro__"):
+            descr = _layout.tattr(klass, "__dict__").get(name)
             if isinstance(descr, types.MemberDescriptorType):
                 members.append((name, descr))
                 break
@@ -175,9 +175,10 @@ def _slot_refs(obj: Any) -> Iterator[tuple[str, Any]]:
     tp = type(obj)
     for name, descr in slot_members(tp):
         try:
-            yield name, descr.__get__(obj, tp)
-        except Exception:
-            pass
+            value = descr.__get__(obj, tp)
+        except Exception:  # an unset slot
+            continue
+        yield name, value
 
 
 def instance_dict(obj: Any) -> Any:
@@ -185,7 +186,7 @@ def instance_dict(obj: Any) -> Any:
     values = _layout.inline_values(obj)
     if values is not None:
         return InlineDict(values)
-    if _layout.has_managed_dict(type(obj)) or type(obj).__dictoffset__:
+    if _layout.has_managed_dict(type(obj)) or _layout.tattr(type(obj), "__dictoffset__"):
         return _layout.materialized_dict(obj)
     return None
 
@@ -340,7 +341,11 @@ def _module_name(obj: Any) -> str:
 
 
 def _is_numpy(tp: type) -> bool:
-    return any(k.__module__ == "numpy" and k.__name__ == "ndarray" for k in tp.__mro__)
+    tattr = _layout.tattr
+    return any(
+        tattr(k, "__module__") == "numpy" and tattr(k, "__name__") == "ndarray"
+        for k in tattr(tp, "__mro__")
+    )
 
 
 def _class_handler(obj: type) -> Handler:
@@ -373,7 +378,8 @@ def _dynamic_handler(obj: Any, tp: type, frames: bool) -> Handler:
         return _callable_handler(obj, tp)
     if issubclass(tp, dict):
         return _DICT
-    if tp.__module__ == "weakref" and tp.__name__ in ("WeakKeyDictionary", "WeakValueDictionary"):
+    module, name = _layout.tattr(tp, "__module__"), _layout.tattr(tp, "__name__")
+    if module == "weakref" and name in ("WeakKeyDictionary", "WeakValueDictionary"):
         return _DICT
     if issubclass(tp, types.CellType):
         return Handler("data", _cell_refs)

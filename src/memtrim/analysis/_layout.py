@@ -44,6 +44,39 @@ _SUPPORTED = WORD == 8 and sys.implementation.name == "cpython" and (3, 11) <= P
 _FREE_THREADED = bool(getattr(sys, "_is_gil_enabled", lambda: True)() is False)
 
 
+_TYPE_SLOTS = {
+    name: type.__dict__[name]
+    for name in (
+        "__mro__",
+        "__flags__",
+        "__basicsize__",
+        "__itemsize__",
+        "__dictoffset__",
+        "__module__",
+        "__name__",
+        "__qualname__",
+        "__dict__",
+    )
+}
+
+
+def tattr(tp: type, name: str) -> Any:
+    """A type's own ``__mro__``, ``__flags__``, ``__basicsize__``... read from the
+    type object itself: a metaclass property of the same name cannot lie (the
+    layout readers below turn these numbers into addresses)."""
+    return _TYPE_SLOTS[name].__get__(tp)
+
+
+def lookup(tp: type, name: str) -> Any:
+    """What ``name`` resolves to on instances of ``tp`` (MRO order, no descriptor
+    call, no metaclass involved); None if nothing defines it."""
+    for klass in tattr(tp, "__mro__"):
+        namespace = tattr(klass, "__dict__")
+        if name in namespace:
+            return namespace[name]
+    return None
+
+
 class InlineValues(NamedTuple):
     """Attributes of an instance whose ``__dict__`` was never materialized."""
 
@@ -66,7 +99,7 @@ def _deref(addr: int) -> Any:
 
 def has_managed_dict(tp: type) -> bool:
     """True when instances of ``tp`` keep their ``__dict__`` in the managed slot."""
-    return _SUPPORTED and not _FREE_THREADED and bool(tp.__flags__ & TPFLAGS_MANAGED_DICT)
+    return _SUPPORTED and not _FREE_THREADED and bool(tattr(tp, "__flags__") & TPFLAGS_MANAGED_DICT)
 
 
 def materialized_dict(obj: object) -> dict | None:
@@ -82,7 +115,7 @@ def materialized_dict(obj: object) -> dict | None:
 
 def _plain_dict(obj: object, tp: type) -> dict | None:
     """The ``__dict__`` of an instance whose type stores it at ``tp_dictoffset``."""
-    offset = getattr(tp, "__dictoffset__", 0)
+    offset = tattr(tp, "__dictoffset__")
     if offset > 0 and _SUPPORTED:
         ptr = _word(id(obj) + offset)
         return _deref(ptr) if ptr else None
@@ -121,7 +154,7 @@ _KEYS_AT = _keys_offset() if _SUPPORTED and not _FREE_THREADED else None
 
 def _shared_keys(tp: type) -> tuple[int, int, int] | None:
     """(address of first entry, dk_nentries, usable slots) of a class's shared keys."""
-    if _KEYS_AT is None or not tp.__flags__ & TPFLAGS_HEAPTYPE:
+    if _KEYS_AT is None or not tattr(tp, "__flags__") & TPFLAGS_HEAPTYPE:
         return None
     keys = _word(id(tp) + _KEYS_AT * WORD)
     if not keys or _byte(keys + 10) != DICT_KEYS_SPLIT:
@@ -140,9 +173,9 @@ def _values_address(obj: object, tp: type) -> int | None:
     if PY == (3, 12):
         ptr = _word(id(obj) - 3 * WORD)
         return ptr + 1 if ptr & 1 else None  # stored as values - 1
-    if not tp.__flags__ & TPFLAGS_INLINE_VALUES or _word(id(obj) - 3 * WORD):
+    if not tattr(tp, "__flags__") & TPFLAGS_INLINE_VALUES or _word(id(obj) - 3 * WORD):
         return None
-    header = id(obj) + tp.__basicsize__
+    header = id(obj) + tattr(tp, "__basicsize__")
     return header + WORD if _byte(header + 3) else None  # values->valid
 
 
@@ -199,9 +232,13 @@ def embedded_values_nbytes(obj: object) -> int:
     moved out into a dict of their own.
     """
     tp = type(obj)
-    if PY < (3, 13) or not has_managed_dict(tp) or not tp.__flags__ & TPFLAGS_INLINE_VALUES:
+    if (
+        PY < (3, 13)
+        or not has_managed_dict(tp)
+        or not tattr(tp, "__flags__") & TPFLAGS_INLINE_VALUES
+    ):
         return 0
-    capacity = _byte(id(obj) + tp.__basicsize__)
+    capacity = _byte(id(obj) + tattr(tp, "__basicsize__"))
     return WORD + capacity * WORD + -(-capacity // WORD) * WORD
 
 

@@ -147,7 +147,7 @@ def _sizeof(obj: Any) -> int:
     try:
         size = sys.getsizeof(obj)
     except Exception:
-        size = type(obj).__basicsize__
+        size = _layout.tattr(type(obj), "__basicsize__")
     return size + _layout.inline_nbytes(obj)
 
 

@@ -63,15 +63,23 @@ class Chain:
 
 @dataclass
 class RootSet:
-    """The objects a search starts from and what to call each of them."""
+    """The objects a search starts from and what to call each of them.
+
+    A root that *is* the target is not searched from; its names are kept,
+    all of them, in ``direct``.
+    """
 
     objects: list[Any]
     labels: dict[int, Root]
     skip: list[Any]
+    target: Any = None
+    direct: list[Root] = field(default_factory=list)
 
     def add(self, obj: Any, root: Root) -> None:
         """A root, unless the object is one already (the first name wins)."""
-        if id(obj) not in self.labels:
+        if obj is self.target:
+            self.direct.append(root)
+        elif id(obj) not in self.labels:
             self.labels[id(obj)] = root
             self.objects.append(obj)
 
@@ -112,27 +120,48 @@ def _module_roots(add: Add, namespaces: list[tuple[str, dict]]) -> None:
                 add(value, Root("module", f"{module}.{key}"))
 
 
-def _class_roots(add: Add, namespaces: list[tuple[str, dict]]) -> None:
-    """Attributes of the classes each module defines (and their nested classes)."""
+def _is_class(obj: Any) -> bool:
+    return issubclass(type(obj), type)  # not isinstance: a dead weakproxy raises there
+
+
+_PLAIN_DUNDERS = frozenset({"__dict__", "__weakref__", "__doc__", "__module__", "__qualname__"})
+
+
+def _class_roots(add: Add, namespaces: list[tuple[str, dict]]) -> list[Any]:
+    """Attributes of the classes each module defines (and their nested classes).
+
+    Returns the class dicts: every value in them is a root, so the search
+    need not (and should not) enter them again.
+    """
     done: set[int] = set()
+    class_dicts: list[Any] = []
     for module, namespace in namespaces:
         todo = [
             value
             for value in namespace.values()
-            if isinstance(value, type) and _static(value, "__module__") == module
+            if _is_class(value) and _static(value, "__module__") == module
         ]
         while todo:
             cls = todo.pop()
-            if id(cls) in done or not cls.__flags__ & _layout.TPFLAGS_HEAPTYPE:
+            if id(cls) in done or not _layout.tattr(cls, "__flags__") & _layout.TPFLAGS_HEAPTYPE:
                 continue
             done.add(id(cls))
             qualname = _static(cls, "__qualname__") or cls.__name__
-            for key, value in _items(type.__dict__["__dict__"].__get__(cls)):
-                if not isinstance(key, str) or (key.startswith("__") and key.endswith("__")):
+            for key, value in _class_items(cls):
+                if not isinstance(key, str) or key in _PLAIN_DUNDERS:
                     continue
                 add(value, Root("class", f"{module}.{qualname}.{key}"))
-                if isinstance(value, type) and _static(value, "__module__") == module:
+                if _is_class(value) and _static(value, "__module__") == module:
                     todo.append(value)
+            class_dicts += [ref for ref in gc.get_referents(cls) if type(ref) is dict]
+    return class_dicts
+
+
+def _class_items(cls: type) -> list[tuple[Any, Any]]:
+    try:  # the mappingproxy of a class wraps a real dict: no user code runs
+        return list(type.__dict__["__dict__"].__get__(cls).items())
+    except Exception:
+        return []
 
 
 def _garbage_roots(add: Add) -> None:
@@ -182,7 +211,6 @@ def _locals(frame: Any) -> list[tuple[str, Any]]:
         return []
 
 
-
 def _thread_roots(add: Add) -> None:
     for thread in threading.enumerate() + list(getattr(threading, "_limbo", {}).values()):
         label = f"thread {_static(thread, '_name') or '?'!r}"
@@ -193,10 +221,10 @@ def _thread_roots(add: Add) -> None:
         add(thread, Root("thread", label))
 
 
-def collect_roots(skip_frames: int = 1) -> RootSet:
+def collect_roots(skip_frames: int = 1, target: Any = None) -> RootSet:
     """Module globals, class attributes, gc.garbage, frame locals, threads."""
-    roots = RootSet([], {}, [])
-    own: set[int] = set()
+    roots = RootSet([], {}, [], target)
+    own: set[int] = {id(sys._getframe())}
     frame = sys._getframe(1)
     for _ in range(skip_frames):
         if frame is None:
@@ -206,11 +234,15 @@ def collect_roots(skip_frames: int = 1) -> RootSet:
     ownframes = _frames_by_id(own)
     namespaces = _namespaces()
     _module_roots(roots.add, namespaces)
-    _class_roots(roots.add, namespaces)
+    class_dicts = _class_roots(roots.add, namespaces)
     _garbage_roots(roots.add)
     _frame_roots(roots.add, own, {id(ns) for _, ns in namespaces})
     _thread_roots(roots.add)
-    roots.skip = [*ownframes, roots.objects, roots.labels]
+    # Every value of a module's globals or of a class's dict is a root of its
+    # own: a chain through the namespace (a function's __globals__) is never
+    # shorter, and would hide a root that *is* the target.
+    holders = [ns for _, ns in namespaces] + class_dicts
+    roots.skip = [*ownframes, roots, roots.objects, roots.labels, *holders]
     return roots
 
 
@@ -261,7 +293,7 @@ def _path_py(roots: list[Any], target: Any, skip: list[Any]) -> list[Any] | None
 
 
 def _is_gc_type(obj: Any) -> bool:
-    return bool(type(obj).__flags__ & _layout.TPFLAGS_HAVE_GC)
+    return bool(_layout.tattr(type(obj), "__flags__") & _layout.TPFLAGS_HAVE_GC)
 
 
 def find_paths(
@@ -310,9 +342,14 @@ def _attr_name(obj: Any, child: Any) -> str | None:
         for name, value in values.items:
             if value is child:
                 return name
-    namespace = _layout.materialized_dict(obj) if type(obj).__dictoffset__ else None
+    has_dict = _layout.tattr(type(obj), "__dictoffset__")
+    namespace = _layout.materialized_dict(obj) if has_dict else None
     if namespace is child:
         return "__dict__"
+    if type(namespace) is dict:  # 3.13 traverses the values inside the object even then
+        key = _attribute_key(namespace, child)
+        if key is not None:
+            return key
     for name, value in _kinds._slot_refs(obj):
         if value is child:
             return name
@@ -347,54 +384,83 @@ def accessor(obj: Any, child: Any) -> str:
     if isinstance(obj, types.FrameType):
         name = _frame_local(obj, child)
         return f" local {name}" if name else " (stack)"
-    if isinstance(obj, type):
-        return ".__dict__" if child is obj.__dict__ or isinstance(child, dict) else ".__mro__"
+    if _is_class(obj):
+        if type(child) is dict:
+            return ".__dict__"
+        return ".__mro__" if child is _static(obj, "__mro__") else ""
+    if isinstance(obj, types.ModuleType):
+        return ".__dict__" if child is _static(obj, "__dict__") else ""
     if isinstance(obj, types.CellType):
         return ".cell_contents"
     if isinstance(obj, types.FunctionType):
         for name in ("__globals__", "__defaults__", "__closure__", "__kwdefaults__", "__dict__"):
-            if getattr(obj, name, None) is child:
+            if _static(obj, name) is child:
                 return f".{name}"
     name = _attr_name(obj, child)
     return f".{name}" if name else ""
 
 
+def _container_name(obj: Any) -> str:
+    """``dict``, ``list``, ``User``; a class by its own name, a module as ``module 'm'``."""
+    if _is_class(obj):
+        name = _static(obj, "__qualname__")
+        return name if isinstance(name, str) else _kinds.safe_repr(obj, 40)
+    if isinstance(obj, types.ModuleType):
+        return f"module {_static(obj, '__name__')!r}"
+    return type(obj).__name__
+
+
+def _attribute_key(namespace: Any, child: Any) -> str | None:
+    """The key of ``child`` in an attribute dict, if it reads as ``.key``."""
+    found = _dict_key(namespace, child)
+    if found and found[0] == "value" and isinstance(found[1], str) and found[1].isidentifier():
+        return found[1]
+    return None
+
+
 def describe_chain(path: list[Any], roots: RootSet) -> Chain:
-    """Turn a chain of objects into readable plain data."""
+    """Turn a chain of objects into readable plain data.
+
+    ``obj.__dict__ -> dict['name']`` reads ``Type.name``.
+    """
     root = roots.labels.get(id(path[0]), Root("object", _kinds.safe_repr(path[0], 60)))
     chain = Chain(root, target=short_repr(path[-1]))
-    start = 0
-    if root.kind == "module" and len(path) > 1:
-        found = _dict_key(path[0], path[1])
-        if found and found[0] == "value":
-            chain.root = Root("module", f"{root.name}.{found[1]}")
-            start = 1
-    for obj, child in zip(path[start:-1], path[start + 1 :], strict=True):
-        chain.steps.append((type(obj).__name__, accessor(obj, child)))
+    i = 0
+    while i < len(path) - 1:
+        obj, child = path[i], path[i + 1]
+        step = accessor(obj, child)
+        if step == ".__dict__" and i + 2 < len(path):
+            key = _attribute_key(child, path[i + 2])
+            if key is not None:
+                chain.steps.append((_container_name(obj), f".{key}"))
+                i += 2
+                continue
+        chain.steps.append((_container_name(obj), step))
+        i += 1
     return chain
 
 
 def short_repr(obj: Any) -> str:
     """``<User object>`` for instances, a clipped repr for everything else."""
     tp = type(obj)
-    if tp.__repr__ is object.__repr__:
-        return f"<{tp.__qualname__} object>"
+    if _layout.lookup(tp, "__repr__") is object.__dict__["__repr__"]:
+        return f"<{_layout.tattr(tp, '__qualname__')} object>"
     return _kinds.safe_repr(obj, 60)
 
 
 def why(target: Any, count: int = 1, skip_frames: int = 0, native: Any = "auto") -> list[Chain]:
-    """Shortest chains from a root to ``target`` as plain data (empty if none).
+    """Up to ``count`` chains from a root to ``target`` as plain data, shortest first
+    (empty if none).
 
-    A local variable that *is* the target (typically the caller's own name for
-    it) is only reported when nothing else holds the target.
+    A root that *is* the target (typically the caller's own name for it, a
+    local or a module global) is not searched from: such names come after the
+    chains through other objects, to fill up ``count``.
     """
-    roots = collect_roots(skip_frames + 1)
-    direct = [o for o in roots.objects if o is target]
-    roots.objects[:] = [o for o in roots.objects if o is not target]
+    roots = collect_roots(skip_frames + 1, target)
     try:
-        paths = find_paths(target, roots, count, native)
-        if not paths:
-            paths = [[o] for o in direct[:count]]
-        return [describe_chain(path, roots) for path in paths]
+        chains = [describe_chain(path, roots) for path in find_paths(target, roots, count, native)]
+        chains += [Chain(root, [], short_repr(target)) for root in roots.direct]
+        return chains[:count]
     finally:
-        del roots, direct
+        roots.target = None
+        del roots

@@ -71,19 +71,21 @@ def _builtin_sizeof(obj: Any) -> int:
     """``__sizeof__`` of the nearest C base type: what ``sys.getsizeof`` would
     compute if the class had not overridden (or broken) ``__sizeof__``."""
     tp = type(obj)
-    for klass in tp.__mro__:
-        if not klass.__flags__ & _layout.TPFLAGS_HEAPTYPE and "__sizeof__" in klass.__dict__:
+    tattr = _layout.tattr
+    for klass in tattr(tp, "__mro__"):
+        namespace = tattr(klass, "__dict__")
+        if not tattr(klass, "__flags__") & _layout.TPFLAGS_HEAPTYPE and "__sizeof__" in namespace:
             try:
-                size = klass.__dict__["__sizeof__"](obj)
+                size = namespace["__sizeof__"](obj)
                 break
             except Exception:
                 continue
     else:
-        size = tp.__basicsize__
-    if tp.__flags__ & _layout.TPFLAGS_HAVE_GC:
+        size = tattr(tp, "__basicsize__")
+    if tattr(tp, "__flags__") & _layout.TPFLAGS_HAVE_GC:
         size += _kinds.GC_HEAD
     if _layout.has_managed_dict(tp) or (
-        sys.version_info >= (3, 12) and tp.__flags__ & (1 << 3)  # managed weakref
+        sys.version_info >= (3, 12) and tattr(tp, "__flags__") & (1 << 3)  # managed weakref
     ):
         size += 2 * _layout.WORD
     return size
@@ -178,13 +180,6 @@ def describe(obj: Any, opts: Options, depth: int) -> tuple[int, list[Any]]:
 _OBJECT_SIZEOF = object.__dict__["__sizeof__"]
 
 
-def _mro_lookup(tp: type, name: str) -> Any:
-    for klass in tp.__mro__:
-        if name in klass.__dict__:
-            return klass.__dict__[name]
-    return None
-
-
 def native_plan(obj: Any, opts: Options) -> tuple[int, tuple[Any, ...]] | None:
     """Whether the native walker may size objects of ``type(obj)`` itself.
 
@@ -199,12 +194,16 @@ def native_plan(obj: Any, opts: Options) -> tuple[int, tuple[Any, ...]] | None:
         if _handler(obj, opts) is not _kinds.INSTANCE:
             return None
         tp = type(obj)
-        if not _layout.has_managed_dict(tp) and tp.__dictoffset__ < 0:
+        if not _layout.has_managed_dict(tp) and _layout.tattr(tp, "__dictoffset__") < 0:
             return None  # dict after variable-size items: _layout reads it via gc
-        sizeof = _mro_lookup(tp, "__sizeof__")
+        sizeof = _layout.lookup(tp, "__sizeof__")
         if type(sizeof) is not types.MethodDescriptorType:
             return None  # __sizeof__ written in Python: may raise or lie
-        size = sys.getsizeof(obj) if sizeof is _OBJECT_SIZEOF and not tp.__itemsize__ else -1
+        size = (
+            sys.getsizeof(obj)
+            if sizeof is _OBJECT_SIZEOF and not _layout.tattr(tp, "__itemsize__")
+            else -1
+        )
         return size, tuple(descr for _, descr in _kinds.slot_members(tp))
     except Exception:
         return None

@@ -158,11 +158,15 @@ class Why(list):
 
 
 def why(obj: Any, chains: int = 1) -> Why:
-    """Shortest reference chain(s) from a root to ``obj``.
+    """Shortest reference chain(s) from a root to ``obj``, shortest first.
 
-    Roots are module globals (class attributes through their module) and the
-    local variables of every thread's frames. ``print(why(x))`` shows e.g.
-    ``app.CACHE -> dict['users'] -> list[3] -> <User object>``.
+    Roots are module globals (``app.CACHE``), class attributes
+    (``app.Config.REGISTRY``), ``gc.garbage``, the local variables of every
+    thread's frames and ``threading.Thread`` objects with their target and
+    args. ``print(why(x))`` shows e.g.
+    ``app.CACHE -> dict['users'] -> list[3] -> <User object>``. Names that are
+    ``obj`` itself (your own variable) come after the chains through other
+    objects.
     """
     if not isinstance(chains, int) or isinstance(chains, bool):
         raise TypeError(f"chains must be an int, not {type(chains).__name__}")

@@ -142,7 +142,10 @@ def chain_text(chain: Any) -> str:
 def chains_text(chains: Sequence[Any]) -> str:
     """All chains, one per line, or a note when nothing holds the object."""
     if not chains:
-        return "no reference chain from a root (module global, frame local) was found"
+        return (
+            "no reference chain from a root (module global, class attribute, frame local,"
+            " thread) was found"
+        )
     return "\n".join(chain_text(c) for c in chains)
 
 
