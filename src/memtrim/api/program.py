@@ -65,6 +65,7 @@ class ProgramProfiler:
         self._wall0 = 0.0
         self._running = False
         self._paused: tuple[int, int, float] | None = None
+        self._base = 0
 
     def start(self) -> None:
         """Install the hooks and start recording."""
@@ -75,6 +76,9 @@ class ProgramProfiler:
         self._t0 = time.monotonic()
         self._wall0 = time.time()
         self._start_sampler()
+        # Blocks allocated before now (memtrim's own, or the program's before
+        # profiling) are not the profiled code's: figures start from here.
+        self._base = _engine.heap_level()
         _engine.rec_start(self.exact, self.sample_bytes)
         self._running = True
 
@@ -82,7 +86,12 @@ class ProgramProfiler:
         """Stop attributing allocations; :meth:`stop` builds the capture later."""
         if self._running and self._paused is None:
             _engine.rec_stop()
-            self._paused = (_engine.heap_peak(), _engine.heap_level(), time.monotonic())
+            base = self._base
+            self._paused = (
+                _engine.heap_peak() - base,
+                _engine.heap_level() - base,
+                time.monotonic(),
+            )
 
     def stop(self) -> Capture:
         """Stop recording and build :attr:`capture` (safe to call twice)."""
@@ -133,9 +142,9 @@ class ProgramProfiler:
     # ----------------------------------------------------------- timeline
 
     def _start_sampler(self) -> None:
+        if Sampler is None:
+            return
         try:
-            from memtrim.engine.sampler import Sampler
-
             self._sampler = Sampler(os.getpid(), self.interval, heap=True)
             self._sampler.start()
         except Exception:  # no sampler on this platform: the timeline stays empty
@@ -156,7 +165,7 @@ class ProgramProfiler:
         points = []
         last_heap = 0
         for t_ns, heap_level, rss in self._samples:
-            last_heap = heap_level if heap_level is not None else last_heap
+            last_heap = heap_level - self._base if heap_level is not None else last_heap
             points.append(((t_ns - t0_ns) / 1e9, max(last_heap, 0), rss[0][1] if rss else 0))
         points = [p for p in points if p[0] >= 0]
         rss_now = points[-1][2] if points else 0
@@ -176,6 +185,18 @@ class ProgramProfiler:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _sampler_class() -> Any:
+    try:
+        from memtrim.engine.sampler import Sampler
+    except ImportError:  # pragma: no cover - no sampler on this platform
+        return None
+    return Sampler
+
+
+# imported now, not while the hooks count: its objects are not the program's
+Sampler = _sampler_class()
 
 
 def _thread_names() -> dict[int, str]:
