@@ -12,8 +12,6 @@ captures' sizes and the time to render memtrim's reports.
 
 from __future__ import annotations
 
-import math
-import os
 import shutil
 import subprocess
 import sys
@@ -21,8 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-WORKLOADS = ROOT.parent / "shared" / "bench" / "workloads.sh"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _workloads import geomean, missing, run_rounds
+
 LAUNCHERS = Path(__file__).resolve().parent / "launchers"
 
 
@@ -72,27 +71,6 @@ def launchers(python: str, out: Path) -> dict[str, list[str]]:
     return table
 
 
-def run_workloads(prefix: list[str], python: str, scale: float, out: Path, tag: str):
-    """{program: (seconds, peak RSS bytes)} for one launcher."""
-    timed = ["/usr/bin/time", "-f", "%M", "-o", f"{out}/rss-{tag}-{{name}}.txt", *prefix]
-    env = dict(os.environ, PYTHON=python, WORKLOAD_SCALE=str(scale))
-    proc = subprocess.run(
-        ["bash", str(WORKLOADS), *timed], capture_output=True, text=True, env=env, cwd=out
-    )
-    results = {}
-    for line in proc.stdout.splitlines():
-        name, status, seconds = line.split("\t")
-        if status != "0":
-            raise RuntimeError(f"{name} failed under {prefix[:4]}: {proc.stderr[-1500:]}")
-        rss_kb = int((out / f"rss-{tag}-{name}.txt").read_text().split()[-1])
-        results[name] = (float(seconds), rss_kb * 1024)
-    return results
-
-
-def geomean(values: list[float]) -> float:
-    return math.exp(sum(math.log(v) for v in values) / len(values))
-
-
 def render_times(python: str, out: Path) -> list[str]:
     captures = sorted(out.glob("mt-*.memtrim"), key=lambda p: p.stat().st_size)
     if not captures:
@@ -118,32 +96,27 @@ def render_times(python: str, out: Path) -> list[str]:
 
 def run(quick: bool = False, python: str = sys.executable) -> str:
     """The markdown section for docs/benchmarks.md."""
-    if not WORKLOADS.exists():
-        return "## Whole-program profiler\n\nNot run: `../shared/bench/workloads.sh` missing.\n"
-    if subprocess.run([python, "-c", "import pyperformance"], capture_output=True).returncode:
-        return "## Whole-program profiler\n\nNot run: `pip install pyperformance` first.\n"
-    scale = 0.3 if quick else 1.0
+    why_not = missing(python)
+    if why_not:
+        return f"## Whole-program profiler\n\nNot run: {why_not}.\n"
+    scale, rounds = (0.3, 1) if quick else (1.0, 3)
     out = Path(tempfile.mkdtemp(prefix="memtrim-bench-"))
     try:
-        table = launchers(python, out)
-        results = {
-            name: run_workloads(prefix, python, scale, out, str(i))
-            for i, (name, prefix) in enumerate(table.items())
-        }
-        return _markdown(results, scale, out, python)
+        results = run_rounds(launchers(python, out), python, scale, rounds, out, rss=True)
+        return _markdown(results, scale, rounds, out, python)
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
 
-def _markdown(results, scale, out: Path, python: str) -> str:
+def _markdown(results, scale: float, rounds: int, out: Path, python: str) -> str:
     plain = results["plain python"]
     programs = list(plain)
     lines = [
         "## Whole-program profiler: `memtrim run` and the peers",
         "",
-        f"`../shared/bench/workloads.sh` at `WORKLOAD_SCALE={scale}`, one run per launcher, all",
-        "in one sitting; wall-time ratio to plain Python per program, geometric mean last.",
-        "Peak RSS from `/usr/bin/time`.",
+        f"`../shared/bench/workloads.sh` at `WORKLOAD_SCALE={scale}`, {rounds} interleaved",
+        "round(s) of every launcher in one sitting, median per program; wall-time ratio to plain",
+        "Python per program, geometric mean last. Peak RSS from `/usr/bin/time` (median).",
         "",
         "| launcher | " + " | ".join(programs) + " | **geomean** | extra peak RSS (median) |",
         "| --- | " + " | ".join("---" for _ in programs) + " | --- | --- |",

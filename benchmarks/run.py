@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib.util
-import math
 import os
 import platform
 import shlex
@@ -25,8 +24,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "article.py"
-WORKLOADS = ROOT.parent / "shared" / "bench" / "workloads.sh"
 LAUNCHERS = Path(__file__).resolve().parent / "launchers"
+sys.path.insert(0, str(LAUNCHERS.parent))
+from _workloads import geomean, missing, run_rounds  # noqa: E402
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
@@ -86,36 +86,18 @@ def article_section(python: str, quick: bool) -> str:
     return "\n".join(lines)
 
 
-def run_workloads(prefix: list[str], python: str, scale: float) -> dict[str, float]:
-    env = dict(os.environ, PYTHON=python, WORKLOAD_SCALE=str(scale))
-    proc = subprocess.run(
-        ["bash", str(WORKLOADS), *prefix], capture_output=True, text=True, env=env, cwd=ROOT
-    )
-    results = {}
-    for line in proc.stdout.splitlines():
-        name, status, seconds = line.split("\t")
-        if status != "0":
-            raise RuntimeError(f"workload {name} failed under {prefix}: {proc.stderr[-2000:]}")
-        results[name] = float(seconds)
-    return results
-
-
-def geomean(values: list[float]) -> float:
-    return math.exp(sum(math.log(v) for v in values) / len(values))
-
-
 def workloads_section(python: str, quick: bool) -> str:
-    if not WORKLOADS.exists():
-        return "## Line profiler: workloads\n\nNot run: `../shared/bench/workloads.sh` missing.\n"
-    if subprocess.run([python, "-c", "import pyperformance"], capture_output=True).returncode:
-        return "## Line profiler: workloads\n\nNot run: `pip install pyperformance` first.\n"
+    why_not = missing(python)
+    if why_not:
+        return f"## Line profiler: workloads\n\nNot run: {why_not}.\n"
     scale = 0.05 if quick else 0.2
     launchers = {
         "plain": [python],
         "memtrim": [python, "-m", "memtrim", "-o", os.devnull, "-f", "*"],
         "memory_profiler": [python, str(LAUNCHERS / "mprof_all.py")],
     }
-    results = {name: run_workloads(prefix, python, scale) for name, prefix in launchers.items()}
+    timed = run_rounds(launchers, python, scale, 1, ROOT)
+    results = {name: {p: t for p, (t, _rss) in res.items()} for name, res in timed.items()}
     names = list(results["plain"])
     rows = [
         "## Line profiler: workloads, every function decorated",

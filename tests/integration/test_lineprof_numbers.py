@@ -102,7 +102,9 @@ def test_array_and_numpy(runner):
     )
     lines = tables["arrays"]
     # sys.getsizeof(array) == 80_000_064 (object + data)
-    assert 0 <= lines[7]["increment"] - 80_000_064 <= FIRST_RUN_NOISE
+    # (once seen 29 bytes below on 3.13 in CI: the runtime freed a small block
+    # during the line's first run; still within the noise, on either side)
+    assert abs(lines[7]["increment"] - 80_000_064) <= FIRST_RUN_NOISE
     assert 80_000_000 <= lines[8]["increment"] <= 80_000_000 + 512  # data + the ndarray object
     assert 16_000_000 <= lines[9]["increment"] <= 16_000_000 + 512
     assert lines[10]["increment"] == -lines[8]["increment"]

@@ -118,6 +118,8 @@ class _Session:
         self.output = output
         self.owner = os.getpid()
         self.written = False
+        self.writing = False  # the capture is being written: a SIGTERM waits
+        self.term_pending = False
         self.profiler = ProgramProfiler(
             exact=args.exact,
             sample_bytes=args.sample_bytes,
@@ -169,16 +171,21 @@ class _Session:
     ) -> None:
         if self.written or os.getpid() != self.owner:
             return
-        self.written = True
-        self.profiler.meta["exit"] = exit_info or _exit_info(error, tripped)
         # A SIGTERM now (a multiprocessing pool terminating its workers) would
-        # cut the capture short: hold it until the files are written.
+        # cut the capture short: hold it until the files are written. The
+        # mask keeps the signal from arriving; `writing` makes the handler of
+        # one that arrived already wait (see _on_sigterm).
+        self.written = self.writing = True
         held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         try:
+            self.profiler.meta["exit"] = exit_info or _exit_info(error, tripped)
             capture = self.profiler.stop()
             write_outputs(capture, self.output, self.args.html, self.args.json, force=True)
         finally:
+            self.writing = False
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        if self.term_pending:
+            self._die_of_sigterm()
         if not self.args.quiet:
             from memtrim.reporters.summary import render_summary
 
@@ -199,13 +206,19 @@ class _Session:
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         # Like plain Python, die of the signal at once (no unwinding, no
         # finally blocks); only write the profile first.
+        if self.writing:
+            self.term_pending = True  # _finish dies of it once the files are written
+            return
         info = {"kind": "signal", "code": -signal.SIGTERM, "message": "SIGTERM"}
         try:
             self._finish(None, exit_info=info)
         finally:
-            sys.stdout.flush()
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
+            self._die_of_sigterm()
+
+    def _die_of_sigterm(self) -> None:
+        sys.stdout.flush()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
 
     def _after_fork(self) -> None:
         from memtrim.engine import load

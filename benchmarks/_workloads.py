@@ -1,0 +1,85 @@
+"""Running ``../shared/bench/workloads.sh`` under launchers: shared by the benchmarks.
+
+Each launcher runs the eight programs in one process per program; rounds go
+through every launcher in turn (interleaved), so a slow spell on this shared
+machine hits all launchers alike, and each program's figure is its median
+over the rounds.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKLOADS = ROOT.parent / "shared" / "bench" / "workloads.sh"
+
+
+def missing(python: str) -> str | None:
+    """Why the workloads cannot run with ``python``, or None if they can."""
+    if not WORKLOADS.exists():
+        return "`../shared/bench/workloads.sh` missing"
+    if subprocess.run([python, "-c", "import pyperformance"], capture_output=True).returncode:
+        return "`pip install pyperformance` first"
+    return None
+
+
+def run_once(
+    prefix: list[str], python: str, scale: float, cwd: Path, rss_file: str | None = None
+) -> dict[str, tuple[float, int]]:
+    """{program: (wall seconds, peak RSS bytes or 0)} for one run of every program.
+
+    ``rss_file`` (with ``{name}`` in it) wraps each program in ``/usr/bin/time``
+    to read its peak RSS.
+    """
+    if rss_file:
+        prefix = ["/usr/bin/time", "-f", "%M", "-o", rss_file, *prefix]
+    env = dict(os.environ, PYTHON=python, WORKLOAD_SCALE=str(scale))
+    proc = subprocess.run(
+        ["bash", str(WORKLOADS), *prefix], capture_output=True, text=True, env=env, cwd=cwd
+    )
+    results = {}
+    for line in proc.stdout.splitlines():
+        name, status, seconds = line.split("\t")
+        if status != "0":
+            raise RuntimeError(f"workload {name} failed under {prefix[:6]}: {proc.stderr[-2000:]}")
+        rss = 0
+        if rss_file:
+            rss = int(Path(cwd, rss_file.format(name=name)).read_text().split()[-1]) * 1024
+        results[name] = (float(seconds), rss)
+    return results
+
+
+def run_rounds(
+    launchers: dict[str, list[str]],
+    python: str,
+    scale: float,
+    rounds: int,
+    cwd: Path,
+    rss: bool = False,
+) -> dict[str, dict[str, tuple[float, int]]]:
+    """{launcher: {program: (median seconds, median peak RSS)}} over interleaved rounds."""
+    runs: dict[str, list[dict[str, tuple[float, int]]]] = {name: [] for name in launchers}
+    for _ in range(rounds):
+        for index, (name, prefix) in enumerate(launchers.items()):
+            rss_file = f"rss-{index}-{{name}}.txt" if rss else None
+            runs[name].append(run_once(prefix, python, scale, cwd, rss_file))
+    out: dict[str, dict[str, tuple[float, int]]] = {}
+    for name, results in runs.items():
+        programs = results[0]
+        out[name] = {
+            program: (
+                statistics.median(r[program][0] for r in results),
+                int(statistics.median(r[program][1] for r in results)),
+            )
+            for program in programs
+        }
+    return out
+
+
+def geomean(values: list[float]) -> float:
+    """Geometric mean of positive ratios."""
+    return math.exp(sum(math.log(v) for v in values) / len(values))
