@@ -182,7 +182,7 @@ def _node_from_row(row: list[int]) -> Node:
 
 def dumps(capture: Capture) -> bytes:
     """Serialize to the versioned file format."""
-    body = zlib.compress(json.dumps(capture.to_dict(), separators=(",", ":")).encode(), 6)
+    body = zlib.compress(json.dumps(capture.to_dict(), separators=(",", ":")).encode(), 1)
     return _HEADER.pack(MAGIC, FORMAT_VERSION, 0, len(body)) + body
 
 
@@ -246,38 +246,115 @@ def view_total(capture: Capture, view: str) -> int:
 def sites(capture: Capture, view: str, limit: int | None = None) -> list[Site]:
     """Per line of code, largest first: the exact figures of ``view``."""
     _check_view(view)
-    totals: dict[int, Counts] = {}
+    totals: dict[int, list[int]] = {}
+    whole = 0
     for node in capture.nodes:
-        if node.frame < 0:
-            continue
         counts = node.view(view)
-        if counts.bytes or counts.count:
-            totals.setdefault(node.frame, Counts()).add(counts)
-    stacks = _heaviest_stacks(capture, view)
-    whole = max(view_total(capture, view), 1)
-    ranked = sorted(totals.items(), key=lambda item: (-item[1].bytes, item[0]))
-    out = []
-    for frame, counts in ranked[:limit]:
-        if counts.bytes <= 0:
-            continue
-        stack = stacks.get(frame) or (capture.frames[frame],)
-        out.append(
-            Site(capture.frames[frame], counts.bytes, counts.count, stack, counts.bytes / whole)
+        whole += counts.bytes
+        if node.frame >= 0 and (counts.bytes or counts.count):
+            acc = totals.get(node.frame)
+            if acc is None:
+                totals[node.frame] = [counts.bytes, counts.count]
+            else:
+                acc[0] += counts.bytes
+                acc[1] += counts.count
+    ranked = sorted(totals.items(), key=lambda item: (-item[1][0], item[0]))
+    ranked = [item for item in ranked[:limit] if item[1][0] > 0]
+    stacks = _heaviest_stacks(capture, view, {frame for frame, _ in ranked})
+    whole = max(whole, 1)
+    return [
+        Site(
+            capture.frames[frame],
+            size,
+            count,
+            stacks.get(frame) or (capture.frames[frame],),
+            size / whole,
         )
-    return out
+        for frame, (size, count) in ranked
+    ]
 
 
-def _heaviest_stacks(capture: Capture, view: str) -> dict[int, tuple[Frame, ...]]:
+def _heaviest_stacks(capture: Capture, view: str, frames: set[int]) -> dict[int, tuple[Frame, ...]]:
+    """For each of ``frames``, the stack of its heaviest node in ``capture.stacks``."""
     best: dict[int, tuple[int, int]] = {}
     for index, node in enumerate(capture.stacks):
-        if node.frame < 0:
-            continue
-        weight = node.view(view).bytes
-        if weight > best.get(node.frame, (-1, -1))[0]:
-            best[node.frame] = (weight, index)
+        if node.frame in frames:
+            weight = node.view(view).bytes
+            if weight > best.get(node.frame, (-1, -1))[0]:
+                best[node.frame] = (weight, index)
     return {
         frame: tuple(capture.stack_of(index, capture.stacks)) for frame, (_, index) in best.items()
     }
+
+
+@dataclass(frozen=True, slots=True)
+class Unattributed:
+    """Bytes of a view that no line of Python code can be charged with."""
+
+    reason: str
+    thread: str
+    bytes: int
+    count: int
+
+
+# the pseudo-thread the capture builder gives blocks allocated without the GIL
+NOGIL_THREAD = "(allocated without the GIL)"
+
+
+def unattributed(capture: Capture, view: str) -> list[Unattributed]:
+    """What a view holds outside any line, per thread, largest first.
+
+    Blocks allocated without the GIL (C code that released it); blocks made by
+    C code with no Python frame running in the thread; and, in a program with
+    more than a million distinct lines, blocks that found the call tree full.
+    """
+    _check_view(view)
+    full = bool(capture.meta.get("tree_full_blocks"))
+    out = []
+    for node in capture.nodes:
+        counts = node.view(view)
+        if node.frame >= 0 or not (counts.bytes or counts.count):
+            continue
+        thread = capture.threads[node.thread]
+        if thread == NOGIL_THREAD:
+            reason = "allocated without the GIL"
+        elif full:
+            reason = "no Python frame, or the call tree was full"
+        else:
+            reason = "no Python frame running"
+        out.append(Unattributed(reason, thread, counts.bytes, counts.count))
+    return sorted(out, key=lambda u: -u.bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class StackSite:
+    """One call stack ending at a line, with the bytes charged there through it."""
+
+    stack: tuple[Frame, ...]
+    bytes: int
+    count: int
+
+
+def stacks_at(capture: Capture, view: str, frame: Frame, limit: int = 3) -> list[StackSite]:
+    """The heaviest call stacks that end at ``frame``'s line, largest first.
+
+    Exact in ``--exact`` captures; estimates from the sampled stacks otherwise.
+    """
+    _check_view(view)
+    try:
+        wanted = capture.frames.index(frame)
+    except ValueError:
+        return []
+    found = [
+        (node.view(view), index)
+        for index, node in enumerate(capture.stacks)
+        if node.frame == wanted and node.view(view).bytes > 0
+    ]
+    found.sort(key=lambda item: -item[0].bytes)
+    return [
+        StackSite(tuple(capture.stack_of(index, capture.stacks)), counts.bytes, counts.count)
+        for counts, index in found[:limit]
+    ]
 
 
 @dataclass(slots=True)

@@ -1,46 +1,36 @@
 """Turn the engine's raw recording into a :class:`~memtrim.analysis.capture.Capture`.
 
-The engine hands over its call tree as ``(parent, code, instruction)`` nodes
-with one statistics tuple per node (live, total and at-peak bytes and
-counts). Here instructions become line numbers, nodes that land on the same
-line under the same parent are merged, and branches with nothing in them are
-dropped.
+The engine hands over its call tree as ``(parent, slot, line)`` nodes, a list
+of code slots ``(filename, qualname, first line)``, and one statistics tuple
+per node (live, total and at-peak bytes and counts), plus the statistics of
+the blocks allocated without the GIL. Here nodes that land on the same line
+under the same parent are merged, memtrim's own frames are taken out, and
+branches with nothing in them are dropped.
 """
 
 from __future__ import annotations
 
-import bisect
 import linecache
 import os
 from collections.abc import Callable, Sequence
-from types import CodeType
 from typing import Any
 
-from memtrim.analysis.capture import VIEWS, Capture, Counts, Frame, Node, sites
+from memtrim.analysis.capture import NOGIL_THREAD, VIEWS, Capture, Counts, Frame, Node, sites
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 # engine stats tuple: (live_b, live_c, total_b, total_c, peak_b, peak_c)
 RawStats = tuple[int, int, int, int, int, int]
+RawNode = tuple[int, int, int]  # (parent, slot or -1, line or thread index)
+# Files of memtrim's that run inside the program's own calls (the import
+# loader that patches numpy): their frames are left out of the stacks, and
+# what they allocate is charged to their caller. The engine skips them when
+# it picks the line of a block.
+TRANSPARENT = (os.path.join(_PACKAGE, "engine", "heap.py"),)
+# memtrim's hooks in the program's threads: left out with what they call, but
+# unlike the runner, the frames that call them are the program's.
+BOOKKEEPING = (os.path.join(_PACKAGE, "api", "_threads.py"),)
 
-
-class _Lines:
-    """Instruction index -> line number, per code object (cached)."""
-
-    def __init__(self) -> None:
-        self._tables: dict[int, tuple[list[int], list[int | None], CodeType]] = {}
-
-    def line(self, code: CodeType, lasti: int) -> int:
-        table = self._tables.get(id(code))
-        if table is None:
-            starts, lines = [], []
-            for start, _end, line in code.co_lines():
-                starts.append(start)
-                lines.append(line)
-            table = self._tables[id(code)] = (starts, lines, code)
-        starts, lines, _ = table
-        index = bisect.bisect_right(starts, lasti * 2) - 1
-        line = lines[index] if index >= 0 else None
-        return line if line is not None else code.co_firstlineno
+EntryTest = Callable[[str, str], bool]  # (filename, qualname) -> the program's first frame?
 
 
 class _Interner:
@@ -63,86 +53,116 @@ def _counts(stats: RawStats) -> tuple[Counts, Counts, Counts]:
 
 
 def _runner_nodes(
-    raw_nodes: Sequence[tuple[int, Any, int]], ours: list[bool], is_entry: Callable[[Any], bool]
+    raw_nodes: Sequence[RawNode],
+    ours: list[bool],
+    entry: list[bool],
+    bookkeeping: list[bool],
 ) -> list[bool]:
     """Nodes to drop: memtrim's runner, what called it and what it called.
 
     The program runs inside memtrim's runner; its stacks should start at the
-    program's own first frame (an ``is_entry`` code called by the runner), and
+    program's own first frame (an ``entry`` node called by the runner), and
     what the runner allocates (itself or through the standard library) is
-    memtrim's bookkeeping, not the program's.
+    memtrim's bookkeeping, not the program's. ``bookkeeping`` nodes (hooks
+    inside the program's calls) are dropped with what they call, not with
+    their callers.
     """
-    drop = list(ours)
+    drop = [a or b for a, b in zip(ours, bookkeeping, strict=True)]
     for index in range(len(raw_nodes) - 1, 0, -1):  # children come after parents
         parent = raw_nodes[index][0]
-        if drop[index] and parent > 0 and raw_nodes[parent][1] is not None:
+        if drop[index] and not bookkeeping[index] and parent > 0 and raw_nodes[parent][1] >= 0:
             drop[parent] = True  # the runner's callers
     helper = [False] * len(raw_nodes)
     for index in range(1, len(raw_nodes)):
-        parent, code, _ = raw_nodes[index]
-        if parent <= 0 or code is None or ours[index]:
+        parent, slot, _ = raw_nodes[index]
+        if parent <= 0 or slot < 0 or ours[index] or bookkeeping[index]:
             continue
-        if helper[parent] or (ours[parent] and not is_entry(code)):
-            helper[index] = drop[index] = True  # called by the runner for itself
+        if helper[parent] or bookkeeping[parent] or (ours[parent] and not entry[index]):
+            helper[index] = drop[index] = True  # called by memtrim for itself
     return drop
 
 
 def _merge(
-    raw_nodes: Sequence[tuple[int, Any, int]],
+    raw_nodes: Sequence[RawNode],
     raw_stats: Sequence[RawStats],
     frame_of: list[int],
     thread_of: list[int],
     drop: list[bool],
+    transparent: list[bool],
 ) -> list[Node]:
-    """Nodes with one child per (parent, line), statistics added up."""
-    out: list[Node] = []
+    """Nodes with one child per (parent, line), statistics added up.
+
+    Plain lists of integers while merging (this runs over every node of big
+    trees); :class:`Node` objects only for the nodes kept.
+    """
+    parents: list[int] = []
+    keys: list[tuple[int, int, int]] = []
+    sums: list[list[int]] = []  # [peak_b, peak_c, leaks_b, leaks_c, alloc_b, alloc_c]
     new_index: list[int] = [-1] * len(raw_nodes)
     by_key: dict[tuple[int, int, int], int] = {}
-    for old, (parent, _code, _lasti) in enumerate(raw_nodes):
-        if old == 0:
-            continue  # the engine's "not attributed" node
+    for old in range(1, len(raw_nodes)):  # node 0 is the engine's "not attributed"
+        parent = raw_nodes[old][0]
         new_parent = new_index[parent] if parent > 0 else -1
         if drop[old]:
             # children of a dropped frame hang from the thread's root
-            new_index[old] = _root_of(out, new_parent)
+            while new_parent >= 0 and parents[new_parent] >= 0:
+                new_parent = parents[new_parent]
+            new_index[old] = new_parent
             continue
-        key = (new_parent, frame_of[old], thread_of[old])
-        index = by_key.get(key)
-        if index is None:
-            index = by_key[key] = len(out)
-            out.append(Node(new_parent, frame_of[old], thread_of[old]))
-        node = out[index]
-        peak, leaks, allocated = _counts(raw_stats[old])
-        node.peak.add(peak)
-        node.leaks.add(leaks)
-        node.allocated.add(allocated)
+        if transparent[old] and new_parent >= 0:
+            index = new_parent  # charged to the caller; children hang from it
+        else:
+            key = (new_parent, frame_of[old], thread_of[old])
+            index = by_key.get(key, -1)
+            if index < 0:
+                index = by_key[key] = len(parents)
+                parents.append(new_parent)
+                keys.append(key)
+                sums.append([0, 0, 0, 0, 0, 0])
+        live_b, live_c, total_b, total_c, peak_b, peak_c = raw_stats[old]
+        acc = sums[index]
+        acc[0] += peak_b
+        acc[1] += peak_c
+        acc[2] += live_b
+        acc[3] += live_c
+        acc[4] += total_b
+        acc[5] += total_c
         new_index[old] = index
-    return _prune(out)
+    return _prune(parents, keys, sums)
 
 
-def _root_of(nodes: list[Node], index: int) -> int:
-    while index >= 0 and nodes[index].parent >= 0:
-        index = nodes[index].parent
-    return index
-
-
-def _prune(nodes: list[Node]) -> list[Node]:
-    """Drop subtrees with nothing in any view; keeps parents before children."""
-    keep = [False] * len(nodes)
-    for index in range(len(nodes) - 1, -1, -1):  # children come after parents
-        node = nodes[index]
-        if keep[index] or any(node.view(v).bytes or node.view(v).count for v in VIEWS):
-            keep[index] = True
-            if node.parent >= 0:
-                keep[node.parent] = True
+def _prune(
+    parents: list[int], keys: list[tuple[int, int, int]], sums: list[list[int]]
+) -> list[Node]:
+    """Nodes of the subtrees with something in a view; parents before children."""
+    keep = [any(acc) for acc in sums]
+    for index in range(len(parents) - 1, -1, -1):  # children come after parents
+        if keep[index] and parents[index] >= 0:
+            keep[parents[index]] = True
     remap: dict[int, int] = {}
     out = []
-    for index, node in enumerate(nodes):
+    for index, acc in enumerate(sums):
         if keep[index]:
             remap[index] = len(out)
-            node.parent = remap.get(node.parent, -1)
-            out.append(node)
+            _, frame, thread = keys[index]
+            out.append(
+                Node(
+                    remap.get(parents[index], -1),
+                    frame,
+                    thread,
+                    Counts(acc[0], acc[1]),
+                    Counts(acc[2], acc[3]),
+                    Counts(acc[4], acc[5]),
+                )
+            )
     return out
+
+
+def _nogil_root(nodes: list[Node], stats: RawStats, thread: int) -> None:
+    """Blocks allocated without the GIL: a root of their own, if there are any."""
+    if any(stats):
+        peak, leaks, allocated = _counts(stats)
+        nodes.append(Node(-1, -1, thread, peak, leaks, allocated))
 
 
 def build(
@@ -153,30 +173,60 @@ def build(
     peak_time: float,
     end_bytes: int,
     timeline: list[tuple[float, int, int]],
-    thread_names: dict[int, str],
-    is_entry: Callable[[Any], bool] | None = None,
+    thread_names: Callable[[int, int], str] | dict[int, str],
+    is_entry: EntryTest | None = None,
 ) -> Capture:
-    """Build the capture from ``_engine.rec_snapshot()`` and what the run observed."""
-    raw_nodes = raw["nodes"]
-    lines = _Lines()
+    """Build the capture from ``_engine.rec_snapshot()`` and what the run observed.
+
+    ``thread_names`` is ``{ident: name}``, or a function of ``(ident, n)`` for
+    the ``n``-th thread the engine saw with that ident (idents are reused).
+    """
+    raw_nodes: list[RawNode] = raw["nodes"]
+    slots: list[tuple[str, str, int]] = raw["slots"]
     interner = _Interner()
     frame_of = [-1] * len(raw_nodes)
     thread_of = [0] * len(raw_nodes)
-    for index, (parent, code, lasti) in enumerate(raw_nodes):
-        if code is None:  # a thread root: lasti holds the thread's index
-            thread_of[index] = max(lasti, 0)
+    ours = [False] * len(raw_nodes)
+    entry = [False] * len(raw_nodes)
+    transparent = [False] * len(raw_nodes)
+    bookkeeping = [False] * len(raw_nodes)
+    is_ours = [
+        name.startswith(_PACKAGE) and name not in TRANSPARENT and name not in BOOKKEEPING
+        for name, _, _ in slots
+    ]
+    is_transparent = [name in TRANSPARENT for name, _, _ in slots]
+    is_bookkeeping = [name in BOOKKEEPING for name, _, _ in slots]
+    is_start = [bool(is_entry(name, qual)) if is_entry else True for name, qual, _ in slots]
+    for index, (parent, slot, line) in enumerate(raw_nodes):
+        if slot < 0:  # a thread root: `line` holds the thread's index
+            thread_of[index] = max(line, 0)
             continue
         thread_of[index] = thread_of[parent] if parent >= 0 else 0
-        frame_of[index] = interner.add(code.co_filename, code.co_qualname, lines.line(code, lasti))
-    ours = [code is not None and code.co_filename.startswith(_PACKAGE) for _, code, _ in raw_nodes]
-    drop = _runner_nodes(raw_nodes, ours, is_entry or (lambda code: True))
-    nodes = _merge(raw_nodes, raw["stats"], frame_of, thread_of, drop)
+        filename, qualname, _first = slots[slot]
+        frame_of[index] = interner.add(filename, qualname, line)
+        ours[index] = is_ours[slot]
+        entry[index] = is_start[slot]
+        transparent[index] = is_transparent[slot]
+        bookkeeping[index] = is_bookkeeping[slot]
+    drop = _runner_nodes(raw_nodes, ours, entry, bookkeeping)
+    nodes = _merge(raw_nodes, raw["stats"], frame_of, thread_of, drop, transparent)
     if raw["sampled"] is None:
         stacks = nodes
     else:
-        stacks = _merge(raw_nodes, raw["sampled"], frame_of, thread_of, drop)
-    threads = [thread_names.get(ident, f"thread {ident}") for ident in raw["threads"]]
-    meta = {**meta, "exact": bool(raw["exact"]), "sample_bytes": int(raw["sample_bytes"])}
+        stacks = _merge(raw_nodes, raw["sampled"], frame_of, thread_of, drop, transparent)
+    threads = _thread_list(raw["threads"], thread_names)
+    nogil = raw.get("nogil")
+    if nogil is not None and any(nogil):
+        threads.append(NOGIL_THREAD)
+        _nogil_root(nodes, nogil, len(threads) - 1)
+        if stacks is not nodes:
+            _nogil_root(stacks, nogil, len(threads) - 1)
+    meta = {
+        **meta,
+        "exact": bool(raw["exact"]),
+        "sample_bytes": int(raw["sample_bytes"]),
+        "tree_full_blocks": int(raw.get("tree_full_blocks", 0)),
+    }
     capture = Capture(
         meta=meta,
         peak_bytes=peak_bytes,
@@ -190,6 +240,18 @@ def build(
     )
     capture.sources = _sources(capture)
     return capture
+
+
+def _thread_list(idents: list[int], names: Callable[[int, int], str] | dict[int, str]) -> list[str]:
+    seen: dict[int, int] = {}
+    out = []
+    for ident in idents:
+        n = seen[ident] = seen.get(ident, -1) + 1
+        if callable(names):
+            out.append(names(ident, n))
+        else:
+            out.append(names.get(ident, f"thread {ident}"))
+    return out
 
 
 def _sources(capture: Capture, per_view: int = 200) -> dict[str, dict[int, str]]:

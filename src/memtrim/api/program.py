@@ -10,17 +10,19 @@ thread for the timeline, and builds a :class:`~memtrim.analysis.capture.Capture`
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import sys
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
 from memtrim import __version__
 from memtrim.analysis.capture import Capture, decimate
-from memtrim.analysis.capture_build import build
+from memtrim.analysis.capture_build import TRANSPARENT, EntryTest, build
+from memtrim.api._threads import ThreadNames
 from memtrim.engine import heap, load
 
 _engine = load()
@@ -36,8 +38,8 @@ class ProgramProfiler:
     allocated it and samples full stacks (one per ``sample_bytes`` allocated,
     on average) for the flame graph; ``exact=True`` charges every block to its
     full stack. ``interval`` is the timeline's sampling period in seconds.
-    ``is_entry(code)`` tells which code objects called from memtrim's own
-    frames are the program's (the rest is memtrim's bookkeeping).
+    ``is_entry(filename, qualname)`` tells which code called from memtrim's
+    own frames is the program's (the rest is memtrim's bookkeeping).
     """
 
     def __init__(
@@ -47,7 +49,7 @@ class ProgramProfiler:
         sample_bytes: int = DEFAULT_SAMPLE_BYTES,
         interval: float = DEFAULT_INTERVAL,
         meta: dict[str, Any] | None = None,
-        is_entry: Callable[[Any], bool] | None = None,
+        is_entry: EntryTest | None = None,
     ) -> None:
         if sample_bytes <= 0:
             raise ValueError(f"sample_bytes must be positive, not {sample_bytes}")
@@ -66,6 +68,7 @@ class ProgramProfiler:
         self._running = False
         self._paused: tuple[int, int, float] | None = None
         self._base = 0
+        self._threads = ThreadNames()
 
     def start(self) -> None:
         """Install the hooks and start recording."""
@@ -75,11 +78,13 @@ class ProgramProfiler:
         self._samples = []
         self._t0 = time.monotonic()
         self._wall0 = time.time()
+        self._pid = os.getpid()
         self._start_sampler()
         # Blocks allocated before now (memtrim's own, or the program's before
         # profiling) are not the profiled code's: figures start from here.
         self._base = _engine.heap_level()
-        _engine.rec_start(self.exact, self.sample_bytes)
+        self._threads.start()
+        _engine.rec_start(self.exact, self.sample_bytes, TRANSPARENT)
         self._running = True
 
     def pause(self) -> None:
@@ -106,8 +111,13 @@ class ProgramProfiler:
         self._paused = None
         duration = stopped - self._t0
         self._stop_sampler()
+        with no_gc():
+            return self._build(duration, peak, end)
+
+    def _build(self, duration: float, peak: int, end: int) -> Capture:
         raw = _engine.rec_snapshot()
         _engine.rec_clear()
+        self._threads.stop()
         heap.release()
         timeline = self._timeline(duration, end)
         peak_time = max(timeline, key=lambda p: p[1])[0] if timeline else 0.0
@@ -128,14 +138,15 @@ class ProgramProfiler:
             peak_time=peak_time,
             end_bytes=end,
             timeline=timeline,
-            thread_names=_thread_names(),
+            thread_names=self._threads.name,
             is_entry=self.is_entry,
         )
         return self.capture
 
     def after_fork_in_child(self) -> None:
         """In a forked child that goes on recording: a new sampling thread."""
-        self.meta["parent_pid"] = self.meta.get("pid", None)
+        self.meta["parent_pid"] = self._pid
+        self._pid = os.getpid()
         self._sampler = None
         self._start_sampler()
 
@@ -164,7 +175,7 @@ class ProgramProfiler:
         t0_ns = int(self._t0 * 1e9)
         points = []
         last_heap = 0
-        for t_ns, heap_level, rss in self._samples:
+        for t_ns, heap_level, rss, *_marks in self._samples:
             last_heap = heap_level - self._base if heap_level is not None else last_heap
             points.append(((t_ns - t0_ns) / 1e9, max(last_heap, 0), rss[0][1] if rss else 0))
         points = [p for p in points if p[0] >= 0]
@@ -199,7 +210,14 @@ def _sampler_class() -> Any:
 Sampler = _sampler_class()
 
 
-def _thread_names() -> dict[int, str]:
-    names = {t.ident: t.name for t in threading.enumerate() if t.ident is not None}
-    names.setdefault(threading.main_thread().ident or 0, "MainThread")
-    return names
+@contextlib.contextmanager
+def no_gc() -> Iterator[None]:
+    """The garbage collector off for a block that makes many objects of memtrim's:
+    collections it would trigger traverse the whole of the program's heap."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -199,18 +199,36 @@ def check_program(program: Program) -> Script | None:
     if program.kind == "script":
         return load_script(program.target)
     if program.kind == "module":
-        try:
-            spec = importlib.util.find_spec(program.target)
-        except (ImportError, ValueError) as exc:
-            raise CommandError(f"cannot find module {program.target}: {exc}") from None
-        if spec is None:
-            raise CommandError(f"no module named {program.target}")
+        check_module(program.target)
         return None
     try:
         code = compile(program.target, "<string>", "exec", dont_inherit=True)
     except (SyntaxError, ValueError) as exc:
         raise CommandError(f"cannot compile the -c code: {exc}") from None
     return Script("<string>", code)
+
+
+def check_module(name: str) -> None:
+    """Fail early if the top-level package of ``-m name`` cannot be found.
+
+    Only the top level is looked up, on the path ``python -m`` would use (the
+    current directory first): finding ``pkg.sub`` would import ``pkg``
+    before profiling starts. What goes wrong below it is reported by runpy,
+    word for word as ``python -m`` does.
+    """
+    top = name.partition(".")[0]
+    if not top or not all(part.isidentifier() for part in name.split(".")):
+        raise CommandError(f"invalid module name {name!r}")
+    saved = sys.path[:]
+    sys.path[0:1] = [os.getcwd()]
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError) as exc:
+        raise CommandError(f"cannot find module {top}: {exc}") from None
+    finally:
+        sys.path[:] = saved
+    if spec is None:
+        raise CommandError(f"no module named {top}")
 
 
 def run_program(

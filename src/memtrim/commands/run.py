@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from memtrim.api.program import DEFAULT_INTERVAL, DEFAULT_SAMPLE_BYTES, ProgramProfiler
+from memtrim.api.program import DEFAULT_INTERVAL, DEFAULT_SAMPLE_BYTES, ProgramProfiler, no_gc
 from memtrim.commands import _output, _script
 from memtrim.commands.errors import CommandError
 from memtrim.commands.report import write_outputs
@@ -179,8 +179,9 @@ class _Session:
         held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         try:
             self.profiler.meta["exit"] = exit_info or _exit_info(error, tripped)
-            capture = self.profiler.stop()
-            write_outputs(capture, self.output, self.args.html, self.args.json, force=True)
+            with no_gc():
+                capture = self.profiler.stop()
+                write_outputs(capture, self.output, self.args.html, self.args.json, force=True)
         finally:
             self.writing = False
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
@@ -240,8 +241,10 @@ class _Session:
 def _entry_test(program: Any, script: Any) -> Any:
     """Which code, called by memtrim's runner, is the program's first frame."""
     if program.kind == "module":
-        return lambda code: "runpy" in code.co_filename
-    return lambda code: code is script.code
+        return lambda filename, qualname: "runpy" in filename
+    return lambda filename, qualname: (
+        filename == script.code.co_filename and qualname == script.code.co_qualname
+    )
 
 
 def _exit_info(error: BaseException | None, tripped: int) -> dict[str, Any]:

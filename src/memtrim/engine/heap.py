@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import importlib.abc
 import importlib.machinery
 import os
 import sys
 from collections.abc import Iterator
 from types import ModuleType
+from typing import Any
 
 from memtrim.engine import load
 
@@ -141,8 +141,12 @@ def _unwatch_numpy() -> None:
     sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _NumpyWatcher)]
 
 
-class _NumpyWatcher(importlib.abc.MetaPathFinder):
-    """Patches numpy's data allocator as soon as numpy's core module loads."""
+class _NumpyWatcher:
+    """Patches numpy's data allocator as soon as numpy's core module loads.
+
+    A meta path finder by duck typing: ``importlib.abc`` costs 20 ms to import
+    (it pulls in ``importlib.resources``), on every ``memtrim`` start.
+    """
 
     def find_spec(self, fullname, path, target=None):  # type: ignore[no-untyped-def]
         if fullname not in _NUMPY_CORE:
@@ -153,8 +157,8 @@ class _NumpyWatcher(importlib.abc.MetaPathFinder):
         return spec
 
 
-class _PatchingLoader(importlib.abc.Loader):
-    def __init__(self, loader: importlib.abc.Loader) -> None:
+class _PatchingLoader:
+    def __init__(self, loader: Any) -> None:
         self._loader = loader
 
     def create_module(self, spec):  # type: ignore[no-untyped-def]

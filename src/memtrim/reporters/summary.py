@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import TextIO
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from memtrim.analysis.capture import Capture, Site, sites, view_total
+from memtrim.analysis.capture import (
+    Capture,
+    Frame,
+    Site,
+    sites,
+    stacks_at,
+    unattributed,
+    view_total,
+)
 
 _BARS = "▁▂▃▄▅▆▇█"
 
@@ -39,20 +48,35 @@ def sparkline(values: list[int], width: int = 60) -> str:
 
 
 def _short(path: str) -> str:
+    """A path as short as it can be told: relative to the current directory,
+    else to the ``sys.path`` entry it lies in (``json/decoder.py``)."""
     try:
         rel = os.path.relpath(path)
     except ValueError:
-        return path
-    return rel if not rel.startswith("..") else path
+        rel = path
+    if not rel.startswith(".."):
+        return rel
+    best = path
+    for entry in sys.path[1:]:
+        if entry and path.startswith(entry.rstrip(os.sep) + os.sep):
+            candidate = path[len(entry.rstrip(os.sep)) + 1 :]
+            if len(candidate) < len(best):
+                best = candidate
+    return best
+
+
+def _where(frame: Frame) -> str:
+    return f"{_short(frame.filename)}:{frame.lineno}"
 
 
 def _sites_table(title: str, rows: list[Site], capture: Capture) -> Table:
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-    table.add_column("bytes", justify="right")
-    table.add_column("blocks", justify="right")
-    table.add_column("share", justify="right")
-    table.add_column("where")
-    table.add_column("source", overflow="ellipsis", no_wrap=True, max_width=60)
+    table.add_column("bytes", justify="right", no_wrap=True)
+    table.add_column("blocks", justify="right", no_wrap=True)
+    table.add_column("share", justify="right", no_wrap=True)
+    table.add_column("line", overflow="fold", max_width=44)
+    table.add_column("function", overflow="ellipsis", no_wrap=True, max_width=24)
+    table.add_column("source", overflow="ellipsis", no_wrap=True, max_width=44)
     for site in rows:
         frame = site.frame
         source = capture.sources.get(frame.filename, {}).get(frame.lineno, "")
@@ -60,17 +84,35 @@ def _sites_table(title: str, rows: list[Site], capture: Capture) -> Table:
             human(site.bytes),
             f"{site.count:,}",
             f"{site.share:.0%}",
-            Text(f"{_short(frame.filename)}:{frame.lineno} {frame.function}"),
+            Text(_where(frame)),
+            Text(frame.function),
             Text(source),
         )
     return table
 
 
-def _stacks(capture: Capture, rows: list[Site], console: Console) -> None:
-    console.print(Text("Stacks of the top lines at the peak (outermost call first):", style="bold"))
+def _unattributed(capture: Capture, view: str, console: Console) -> None:
+    for item in unattributed(capture, view):
+        console.print(
+            Text(
+                f"  not in any line: {human(item.bytes)} in {item.count:,} blocks "
+                f"({item.reason}; thread {item.thread})"
+            )
+        )
+
+
+def _stacks(capture: Capture, rows: list[Site], console: Console, depth: int = 6) -> None:
+    estimate = "" if capture.exact else " (sampled estimates)"
+    console.print(Text(f"Stacks at the peak of the top lines{estimate}:", style="bold"))
     for site in rows:
-        chain = " → ".join(f.function for f in site.stack) or site.frame.function
-        console.print(Text(f"  {human(site.bytes):>10}  {chain}"))
+        console.print(Text(f"  {_where(site.frame)} {site.frame.function}: {human(site.bytes)}"))
+        for found in stacks_at(capture, "peak", site.frame):
+            frames = list(found.stack)
+            shown = frames[-depth:]
+            chain = " → ".join(f"{f.function} ({_where(f)})" for f in shown)
+            more = "… → " if len(frames) > len(shown) else ""
+            mark = "" if capture.exact else "~"
+            console.print(Text(f"    {mark}{human(found.bytes):>10}  {more}{chain}"))
 
 
 def render_summary(
@@ -93,10 +135,12 @@ def render_summary(
     )
     peak_sites = sites(capture, "peak", top)
     console.print(_sites_table("Live at the peak, by line", peak_sites, capture))
-    _stacks(capture, peak_sites[:5], console)
+    _unattributed(capture, "peak", console)
+    _stacks(capture, peak_sites[:3], console)
     console.print(
         _sites_table("Still allocated at exit, by line", sites(capture, "leaks", top), capture)
     )
+    _unattributed(capture, "leaks", console)
     allocated = view_total(capture, "allocated")
     console.print(
         _sites_table(
@@ -106,5 +150,7 @@ def render_summary(
         )
     )
     if capture.timeline:
-        console.print(Text(f"heap {sparkline([p[1] for p in capture.timeline])}"))
-        console.print(Text(f"RSS  {sparkline([p[2] for p in capture.timeline])}"))
+        heap = [p[1] for p in capture.timeline]
+        rss = [p[2] for p in capture.timeline]
+        console.print(Text(f"heap {sparkline(heap)} max {human(max(heap))}"))
+        console.print(Text(f"RSS  {sparkline(rss)} max {human(max(rss))}"))

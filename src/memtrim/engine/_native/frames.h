@@ -48,6 +48,28 @@ static inline PyCodeObject *mt_frame_code(mt_frame_t *f)
 #endif
 }
 
+/* Where the frame is in its code: a pointer into the code object's bytecode,
+ * so (frame, pointer) tells both the code and the instruction with two loads. */
+static inline const void *mt_frame_ip(mt_frame_t *f)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return f->instr_ptr;
+#else
+    return f->prev_instr;
+#endif
+}
+
+/* A C-stack shim frame (3.12+): never a Python frame of the program. */
+static inline int mt_frame_is_shim(mt_frame_t *f)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return f->owner == FRAME_OWNED_BY_CSTACK;
+#else
+    (void)f;
+    return 0;
+#endif
+}
+
 /* Index of the instruction running in the frame, in code units. */
 static inline int mt_frame_lasti(mt_frame_t *f)
 {

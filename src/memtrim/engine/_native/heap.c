@@ -34,6 +34,18 @@ MT_TLS int64_t mt_thread_cur;
 MT_TLS int64_t mt_thread_hwm;
 static MT_TLS int t_guard;
 
+/* For the profiler: allocations it causes itself (a code object's first
+ * co_extra) pass through uncounted, like pymalloc's own calls. */
+void mt_heap_guard_enter(void)
+{
+    t_guard++;
+}
+
+void mt_heap_guard_exit(void)
+{
+    t_guard--;
+}
+
 /* ------------------------------------------------------------------ shadow map */
 
 #define GRAN_SHIFT 4
@@ -413,12 +425,13 @@ static inline void on_free_gil(void *p)
 /* Without the GIL: serialize with uninstall through nogil_lock.  Peaks are not
  * raised here (g_peak and the watches belong to the GIL); the next allocation
  * made with the GIL sees the level including these bytes.  Such blocks are not
- * attributed to code (no Python frame can be read without the GIL). */
+ * attributed to code (the profiler's tree belongs to the GIL): the profiler
+ * counts them apart. */
 static void on_alloc_nogil(void *p, size_t size)
 {
     pthread_mutex_lock(&nogil_lock);
     if (g_installed) {
-        record_size(p, size, 0);
+        record_size(p, size, mt_rec_on ? mt_rec_alloc_nogil(size) : 0);
         __atomic_add_fetch(&g_nogil, (int64_t)size, __ATOMIC_RELAXED);
         thread_add((int64_t)size);
     }

@@ -11,6 +11,8 @@
 extern MT_TLS int64_t mt_thread_cur;
 extern MT_TLS int64_t mt_thread_hwm;
 
+void mt_heap_guard_enter(void); /* the calling thread's allocations pass uncounted */
+void mt_heap_guard_exit(void);
 int mt_heap_install(void);   /* GIL held; reference-counted */
 int mt_heap_uninstall(void); /* GIL held */
 int mt_heap_installed(void);

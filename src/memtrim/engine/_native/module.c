@@ -243,17 +243,27 @@ static PyObject *py_rec_start(PyObject *self, PyObject *args)
 {
     int exact;
     long long sample_bytes;
-    if (!PyArg_ParseTuple(args, "pL", &exact, &sample_bytes)) {
+    PyObject *hidden = NULL;
+    if (!PyArg_ParseTuple(args, "pL|O", &exact, &sample_bytes, &hidden)) {
         return NULL;
     }
     if (!mt_heap_installed()) {
         PyErr_SetString(PyExc_RuntimeError, "install the heap hooks before recording");
         return NULL;
     }
+    PyObject *hidden_seq = NULL;
+    if (hidden != NULL && hidden != Py_None) {
+        hidden_seq = PySequence_Fast(hidden, "hidden must be a sequence of file names");
+        if (hidden_seq == NULL) {
+            return NULL;
+        }
+    }
     mt_rec_stop();
     mt_heap_clear_ids();
     mt_heap_reset_peak();
-    if (mt_rec_start(exact, sample_bytes) < 0) {
+    int failed = mt_rec_start(exact, sample_bytes, hidden_seq) < 0;
+    Py_XDECREF(hidden_seq);
+    if (failed) {
         return PyErr_NoMemory();
     }
     Py_RETURN_NONE;
@@ -382,7 +392,7 @@ static PyMethodDef methods[] = {
     {"cb_line", (PyCFunction)(void (*)(void))cb_line, METH_FASTCALL, "monitoring callback"},
     {"cb_end", (PyCFunction)(void (*)(void))cb_end, METH_FASTCALL, "monitoring callback"},
     {"rec_start", py_rec_start, METH_VARARGS,
-     "Start attributing allocations: (exact, sample_bytes)."},
+     "Start attributing allocations: (exact, sample_bytes[, hidden_files])."},
     {"rec_stop", py_rec_stop, METH_NOARGS, "Stop attributing; the data stays."},
     {"rec_snapshot", py_rec_snapshot, METH_NOARGS, "The call tree and its statistics."},
     {"rec_clear", py_rec_clear, METH_NOARGS, "Free the recorded data."},

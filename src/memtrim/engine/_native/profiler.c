@@ -1,7 +1,7 @@
 /* Whole-program allocation profiling (memtrim run).
  *
  * Every allocation made with the GIL is attributed to a node of a call tree
- * (a trie of (code object, instruction) frames under a per-thread root), and
+ * (a trie of (code slot, instruction) frames under a per-thread root), and
  * its node id is kept with the block in the heap's shadow map, so the free
  * subtracts from the same node.  Two modes:
  *
@@ -12,6 +12,12 @@
  *  - exact: a block is charged to its full stack.  The thread's previous stack
  *    is cached, so only the frames that changed are looked up.
  *
+ * Nodes name code by *slot*, not by code object: a slot is the code's file,
+ * qualified name, first line and line table, copied out when the code is
+ * first seen (its id is then cached in the code's co_extra).  The tree holds
+ * no reference to code objects, so the program's code dies when the program
+ * drops it, and code compiled again from the same source shares its nodes.
+ *
  * Per node we keep live, total and at-peak bytes and counts.  "At peak" uses
  * an epoch: each new process-wide peak bumps `epoch`; a node about to change
  * first saves its current values if it has not done so in this epoch.  The
@@ -19,11 +25,14 @@
  * at O(1) per allocation.
  *
  * Locking: everything here runs with the GIL held (the heap hooks call in
- * only from their GIL path); frees made without the GIL are queued under
- * `queue_lock` and applied at the next call with the GIL.
+ * only from their GIL path), except the counting of blocks allocated without
+ * the GIL and of their frees, which take `queue_lock` (frees of attributed
+ * blocks made without the GIL are queued and applied at the next call with
+ * the GIL).
  */
 #include "profiler.h"
 #include "frames.h"
+#include "heap.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -31,6 +40,8 @@
 #include <string.h>
 
 #define SAMPLED_BIT 0x80000000u
+#define NOGIL_ID 0x7FFFFFFFu /* the id of blocks allocated without the GIL */
+#define NO_SLOT UINT32_MAX
 #define MAX_DEPTH 512
 
 typedef struct {
@@ -38,33 +49,102 @@ typedef struct {
     uint64_t epoch;
 } stat_t;
 
+/* A node is a frame under a parent node; thread roots have parent -1 and slot
+ * NO_SLOT, and keep the thread's index in `lasti`.  The line is resolved when
+ * the node is made, while its code object is certainly alive: nodes hold no
+ * reference to code, so the program's code objects die when the program lets
+ * them go. */
 typedef struct {
-    int32_t parent; /* -1 for a thread root */
-    int32_t lasti;  /* instruction index; for a thread root, the thread index */
-    PyCodeObject *code;
+    int32_t parent;
+    int32_t lasti;
+    uint32_t slot;
+    int32_t line;
 } node_t;
+
+/* A code slot: what identifies code for attribution, copied out of the code
+ * object (file, qualified name, first line, and a hash of the line table).
+ * Code objects compiled from the same source (a string eval'ed in a loop, a
+ * module imported twice) share a slot, and so share nodes: the tree grows
+ * with the program's distinct code, not with the number of code objects. */
+typedef struct {
+    uint64_t hash;
+    void *file; /* the str's characters (kind bytes each), malloc'ed */
+    void *name;
+    Py_ssize_t file_len, name_len;
+    int file_kind, name_kind;
+    int first_line;
+    uint64_t table_hash;
+    Py_ssize_t table_len;
+    int hidden; /* memtrim's own frame inside the program's calls: not a leaf */
+} slot_t;
 
 int mt_rec_on;
 static int rec_exact;
 static int64_t rec_sample_bytes;
 static unsigned rec_generation;
 static uint64_t epoch = 1;
+static uint64_t tree_full_blocks; /* blocks charged to a thread root: the tree was full */
 
 static node_t *nodes;
 static stat_t *stats;   /* attribution of every block */
 static stat_t *sampled; /* estimates from sampled full stacks (default mode) */
 static uint32_t nnodes, nodes_cap;
-static uint32_t *index_tab; /* (parent, code, lasti) -> node id; 0 = empty */
+static uint32_t *index_tab; /* (parent, slot, lasti) -> node id; 0 = empty */
 static size_t index_cap, index_len;
+
+static slot_t *slots;
+static uint32_t nslots, slots_cap;
+static uint32_t *slot_tab; /* slot content hash -> slot id + 1; 0 = empty */
+static size_t slot_tab_cap;
+static Py_ssize_t extra_index = -1; /* code object -> (generation, slot) */
+
+/* (slot, instruction) -> line: PyCode_Addr2Line walks the whole line table,
+ * and in exact mode one instruction appears under many parents. */
+typedef struct {
+    uint64_t key; /* (slot + 1) << 32 | instruction; 0 = empty */
+    int32_t line;
+} line_entry_t;
+static line_entry_t *line_tab;
+static size_t line_cap, line_len;
+
+/* Blocks allocated without the GIL cannot be given to a node (the tree belongs
+ * to the GIL); they are counted here, under queue_lock, and shown apart. */
+static stat_t nogil_stat;
+
+/* Files whose frames are memtrim's own, inside the program's calls (the
+ * numpy-patching import loader): a block is charged to the frame below. */
+#define MAX_HIDDEN 4
+static PyObject *hidden_files[MAX_HIDDEN];
+static int nhidden;
 
 static unsigned long *thread_idents;
 static uint32_t nthreads, threads_cap;
 
 typedef struct {
     PyCodeObject *code;
+    void *tag; /* the code's co_extra value: tells a new code object at a reused address */
     int lasti;
     uint32_t node;
 } cache_t;
+
+/* Exact mode: the thread's last stack, root first, as (frame, instruction
+ * pointer) pairs with the node each prefix led to.  A caller cannot move while
+ * its callee runs, so comparing these two pointers per frame finds the part of
+ * the stack that did not change at a fraction of the cost of resolving every
+ * frame's code and line.  (A pair can only match a different frame if a code
+ * object died and another took its address and instruction offset between two
+ * allocations of this thread: another thread's doing, at the same depth and
+ * call site.  We accept that.) */
+typedef struct {
+    mt_frame_t *frame;
+    const void *ip;
+    uint32_t node;
+} stack_entry_t;
+
+/* Default mode: a direct-mapped cache of (code, instruction) -> leaf node, so
+ * that a loop allocating at a few places finds its nodes without the tree's
+ * hash table. */
+#define LEAF_CACHE 256
 
 /* Per-thread state, allocated on a thread's first attributed allocation.
  * One thread-local pointer: the static TLS space of a dlopen'ed module is
@@ -73,12 +153,10 @@ typedef struct {
     unsigned generation;
     uint32_t root;
     int stack_depth;
-    cache_t stack[MAX_DEPTH]; /* exact mode: the last stack, root first */
-    PyCodeObject *codes[MAX_DEPTH];
-    int lastis[MAX_DEPTH];
-    PyCodeObject *leaf_code; /* default mode: the last leaf */
-    int leaf_lasti;
-    uint32_t leaf_node;
+    stack_entry_t stack[MAX_DEPTH]; /* the last stack, root first */
+    mt_frame_t *frames[MAX_DEPTH];  /* scratch: the current stack, innermost first */
+    const void *ips[MAX_DEPTH];
+    cache_t leaves[LEAF_CACHE];
     int64_t countdown;
     uint64_t rng;
 } rec_thread_t;
@@ -117,12 +195,197 @@ void mt_rec_new_peak(void)
     epoch++;
 }
 
+/* ------------------------------------------------------------------ slots */
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+    h ^= v + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2);
+    return h;
+}
+
+/* The characters of a str, copied with plain malloc: the profiler's own
+ * memory is not the program's (libc malloc is not hooked). */
+static void *copy_chars(PyObject *s, Py_ssize_t *len, int *kind)
+{
+    if (!PyUnicode_Check(s)) {
+        *len = 0;
+        *kind = PyUnicode_1BYTE_KIND;
+        return NULL;
+    }
+    *len = PyUnicode_GET_LENGTH(s);
+    *kind = PyUnicode_KIND(s);
+    size_t bytes = (size_t)*len * (size_t)*kind;
+    void *out = malloc(bytes ? bytes : 1);
+    if (out != NULL) {
+        memcpy(out, PyUnicode_DATA(s), bytes);
+    }
+    return out;
+}
+
+static int same_chars(PyObject *s, const void *chars, Py_ssize_t len, int kind)
+{
+    if (!PyUnicode_Check(s)) {
+        return len == 0;
+    }
+    return PyUnicode_GET_LENGTH(s) == len && (int)PyUnicode_KIND(s) == kind &&
+           memcmp(PyUnicode_DATA(s), chars, (size_t)len * (size_t)kind) == 0;
+}
+
+/* Hashes that are cached on the objects, so reading them allocates nothing;
+ * -1 (an unhashable object) still gives a usable key. */
+static uint64_t str_hash(PyObject *s)
+{
+    if (!PyUnicode_Check(s)) {
+        return 0;
+    }
+    Py_hash_t h = PyObject_Hash(s);
+    if (h == -1) {
+        PyErr_Clear();
+    }
+    return (uint64_t)h;
+}
+
+static uint64_t bytes_hash(PyObject *b, Py_ssize_t *len)
+{
+    if (b == NULL || !PyBytes_Check(b)) {
+        *len = 0;
+        return 0;
+    }
+    *len = PyBytes_GET_SIZE(b);
+    Py_hash_t h = PyObject_Hash(b);
+    if (h == -1) {
+        PyErr_Clear();
+    }
+    return (uint64_t)h;
+}
+
+static int is_hidden(PyObject *filename)
+{
+    for (int i = 0; i < nhidden; i++) {
+        if (filename == hidden_files[i] ||
+            (PyUnicode_Check(filename) && PyUnicode_Compare(filename, hidden_files[i]) == 0)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int slot_tab_grow(void)
+{
+    size_t cap = slot_tab_cap ? slot_tab_cap * 2 : 1024;
+    uint32_t *tab = calloc(cap, sizeof(uint32_t));
+    if (tab == NULL) {
+        return -1;
+    }
+    for (size_t i = 0; i < slot_tab_cap; i++) {
+        if (slot_tab[i]) {
+            size_t j = (size_t)slots[slot_tab[i] - 1].hash & (cap - 1);
+            while (tab[j]) {
+                j = (j + 1) & (cap - 1);
+            }
+            tab[j] = slot_tab[i];
+        }
+    }
+    free(slot_tab);
+    slot_tab = tab;
+    slot_tab_cap = cap;
+    return 0;
+}
+
+/* The slot of code with this content, made on first use; NO_SLOT if out of
+ * memory. */
+static uint32_t slot_by_content(PyCodeObject *code)
+{
+    PyObject *file = code->co_filename, *name = code->co_qualname;
+    Py_ssize_t table_len;
+    uint64_t table_hash = bytes_hash(code->co_linetable, &table_len);
+    uint64_t h = mix(mix(mix(str_hash(file), str_hash(name)), (uint64_t)code->co_firstlineno),
+                     table_hash);
+    if ((nslots + 1) * 2 > slot_tab_cap && slot_tab_grow() < 0) {
+        return NO_SLOT;
+    }
+    size_t mask = slot_tab_cap - 1, i = (size_t)h & mask;
+    for (; slot_tab[i]; i = (i + 1) & mask) {
+        slot_t *s = &slots[slot_tab[i] - 1];
+        if (s->hash == h && s->first_line == code->co_firstlineno && s->table_hash == table_hash &&
+            s->table_len == table_len && same_chars(file, s->file, s->file_len, s->file_kind) &&
+            same_chars(name, s->name, s->name_len, s->name_kind)) {
+            return slot_tab[i] - 1;
+        }
+    }
+    if (nslots == slots_cap) {
+        uint32_t cap = slots_cap ? slots_cap * 2 : 256;
+        slot_t *grown = realloc(slots, sizeof(slot_t) * cap);
+        if (grown == NULL) {
+            return NO_SLOT;
+        }
+        slots = grown;
+        slots_cap = cap;
+    }
+    slot_t *s = &slots[nslots];
+    memset(s, 0, sizeof(*s));
+    s->hash = h;
+    s->first_line = code->co_firstlineno;
+    s->table_hash = table_hash;
+    s->table_len = table_len;
+    s->file = copy_chars(file, &s->file_len, &s->file_kind);
+    s->name = copy_chars(name, &s->name_len, &s->name_kind);
+    if (s->file == NULL || s->name == NULL) {
+        free(s->file);
+        free(s->name);
+        return NO_SLOT;
+    }
+    s->hidden = is_hidden(file);
+    slot_tab[i] = ++nslots;
+    return nslots - 1;
+}
+
+/* co_extra's layout (codeobject.c's _PyCodeObjectExtra, the same from 3.6 to
+ * 3.13), read inline: the allocation hooks look it up for every block. */
+typedef struct {
+    Py_ssize_t ce_size;
+    void *ce_extras[1];
+} mt_code_extra_t;
+
+static inline void *code_tag(PyCodeObject *code)
+{
+    mt_code_extra_t *e = (mt_code_extra_t *)code->co_extra;
+    return (e != NULL && extra_index >= 0 && extra_index < e->ce_size) ? e->ce_extras[extra_index]
+                                                                        : NULL;
+}
+
+static inline void *make_tag(uint32_t slot)
+{
+    return (void *)(((uintptr_t)rec_generation << 32) | (uintptr_t)(slot + 1));
+}
+
+/* The slot of a code object: cached in the code's co_extra, tagged with the
+ * recording's generation so a later recording does not trust an old value. */
+static inline uint32_t slot_of(PyCodeObject *code)
+{
+    uintptr_t v = (uintptr_t)code_tag(code);
+    if (MT_LIKELY(v != 0 && (unsigned)(v >> 32) == rec_generation)) {
+        return (uint32_t)(v & 0xFFFFFFFFu) - 1;
+    }
+    uint32_t slot = slot_by_content(code);
+    if (slot != NO_SLOT && extra_index >= 0) {
+        /* The first extra a code object gets is an allocation: memtrim's, not
+         * the program's, so the hooks must not count it. */
+        mt_heap_guard_enter();
+        if (MT_CODE_SET_EXTRA((PyObject *)code, extra_index, make_tag(slot)) < 0) {
+            PyErr_Clear();
+        }
+        mt_heap_guard_exit();
+    }
+    return slot;
+}
+
 /* ------------------------------------------------------------------ nodes */
 
-static inline size_t node_hash(int32_t parent, PyCodeObject *code, int32_t lasti)
+static inline size_t node_hash(int32_t parent, uint32_t slot, int32_t lasti)
 {
     uint64_t h = (uint64_t)(uint32_t)parent * 0x9E3779B97F4A7C15ull;
-    h ^= ((uint64_t)(uintptr_t)code >> 4) * 0xC2B2AE3D27D4EB4Full;
+    h ^= (uint64_t)slot * 0xC2B2AE3D27D4EB4Full;
     h ^= (uint64_t)(uint32_t)lasti * 0x165667B19E3779F9ull;
     return (size_t)(h ^ (h >> 29));
 }
@@ -138,7 +401,7 @@ static int index_grow(void)
         uint32_t id = index_tab[i];
         if (id) {
             node_t *n = &nodes[id];
-            size_t j = node_hash(n->parent, n->code, n->lasti) & (cap - 1);
+            size_t j = node_hash(n->parent, n->slot, n->lasti) & (cap - 1);
             while (tab[j]) {
                 j = (j + 1) & (cap - 1);
             }
@@ -151,7 +414,7 @@ static int index_grow(void)
     return 0;
 }
 
-static uint32_t new_node(int32_t parent, PyCodeObject *code, int32_t lasti)
+static uint32_t new_node(int32_t parent, uint32_t slot, int32_t lasti, int32_t line)
 {
     if (nnodes == nodes_cap) {
         uint32_t cap = nodes_cap ? nodes_cap * 2 : 1024;
@@ -165,59 +428,116 @@ static uint32_t new_node(int32_t parent, PyCodeObject *code, int32_t lasti)
             return 0;
         }
         stats = s;
-        stat_t *z = realloc(sampled, sizeof(stat_t) * cap);
-        if (z == NULL) {
-            return 0;
+        if (!rec_exact) {
+            stat_t *z = realloc(sampled, sizeof(stat_t) * cap);
+            if (z == NULL) {
+                return 0;
+            }
+            sampled = z;
         }
-        sampled = z;
         nodes_cap = cap;
     }
     uint32_t id = nnodes++;
-    nodes[id] = (node_t){parent, lasti, code};
-    Py_XINCREF(code); /* GIL held: keeps the code (and the id) valid until clear */
+    nodes[id] = (node_t){parent, lasti, slot, line};
     memset(&stats[id], 0, sizeof(stat_t));
-    memset(&sampled[id], 0, sizeof(stat_t));
+    if (sampled != NULL) {
+        memset(&sampled[id], 0, sizeof(stat_t));
+    }
     return id;
 }
 
 /* Bounds on the call tree.  Recursive code can make the number of distinct
  * stacks grow exponentially (a recursive generator over a binary tree has a
  * stack per path); past SOFT_NODES a new stack keeps its known outer frames and
- * its leaf only, so per-line figures stay exact; past HARD_NODES a block is
- * charged to the deepest frame already known. */
-#define SOFT_NODES 50000u
-#define HARD_NODES 100000u
+ * its leaf only, so per-line figures stay exact; past HARD_NODES (a million
+ * distinct lines: 128 MB of tables) a block is charged to the deepest frame
+ * already known, and counted in tree_full_blocks. */
+#define SOFT_NODES 200000u
+#define HARD_NODES 1048576u
 
-/* The child of `parent` for frame (code, lasti), created on first use unless
- * the tree holds `limit` nodes already (then returns 0). */
-static uint32_t find_child(uint32_t parent, PyCodeObject *code, int32_t lasti, uint32_t limit);
+/* The child of `parent` for frame (code, lasti) of `slot`, created on first
+ * use unless the tree holds `limit` nodes already (then returns 0). */
+static uint32_t find_child(uint32_t parent, uint32_t slot, PyCodeObject *code, int32_t lasti,
+                           uint32_t limit);
 
-static uint32_t child(uint32_t parent, PyCodeObject *code, int32_t lasti)
+static uint32_t child(uint32_t parent, uint32_t slot, PyCodeObject *code, int32_t lasti)
 {
-    uint32_t id = find_child(parent, code, lasti, HARD_NODES);
-    return id ? id : parent;
-}
-
-static uint32_t find_child(uint32_t parent, PyCodeObject *code, int32_t lasti, uint32_t limit)
-{
-    if ((index_len + 1) * 2 > index_cap && index_grow() < 0) {
+    uint32_t id = slot == NO_SLOT ? 0 : find_child(parent, slot, code, lasti, HARD_NODES);
+    if (id == 0) {
+        tree_full_blocks++;
         return parent;
     }
-    size_t mask = index_cap - 1, i = node_hash((int32_t)parent, code, lasti) & mask;
+    return id;
+}
+
+static int line_tab_grow(void)
+{
+    size_t cap = line_cap ? line_cap * 2 : 4096;
+    line_entry_t *tab = calloc(cap, sizeof(line_entry_t));
+    if (tab == NULL) {
+        return -1;
+    }
+    for (size_t i = 0; i < line_cap; i++) {
+        if (line_tab[i].key) {
+            size_t j = (size_t)(line_tab[i].key * 0x9E3779B97F4A7C15ull >> 20) & (cap - 1);
+            while (tab[j].key) {
+                j = (j + 1) & (cap - 1);
+            }
+            tab[j] = line_tab[i];
+        }
+    }
+    free(line_tab);
+    line_tab = tab;
+    line_cap = cap;
+    return 0;
+}
+
+/* The line of an instruction; PyCode_Addr2Line allocates nothing. */
+static int32_t line_of(uint32_t slot, PyCodeObject *code, int32_t lasti)
+{
+    uint64_t key = ((uint64_t)(slot + 1) << 32) | (uint32_t)lasti;
+    size_t i = 0;
+    if ((line_len + 1) * 2 <= line_cap || line_tab_grow() == 0) {
+        size_t mask = line_cap - 1;
+        for (i = (size_t)(key * 0x9E3779B97F4A7C15ull >> 20) & mask; line_tab[i].key;
+             i = (i + 1) & mask) {
+            if (line_tab[i].key == key) {
+                return line_tab[i].line;
+            }
+        }
+    }
+    int line = PyCode_Addr2Line(code, lasti < 0 ? -1 : lasti * (int)sizeof(_Py_CODEUNIT));
+    if (line < 0) {
+        line = code->co_firstlineno;
+    }
+    if (line_tab != NULL && (line_len + 1) * 2 <= line_cap) {
+        line_tab[i] = (line_entry_t){key, line};
+        line_len++;
+    }
+    return line;
+}
+
+static uint32_t find_child(uint32_t parent, uint32_t slot, PyCodeObject *code, int32_t lasti,
+                           uint32_t limit)
+{
+    if ((index_len + 1) * 2 > index_cap && index_grow() < 0) {
+        return 0;
+    }
+    size_t mask = index_cap - 1, i = node_hash((int32_t)parent, slot, lasti) & mask;
     for (;; i = (i + 1) & mask) {
         uint32_t id = index_tab[i];
         if (id == 0) {
             break;
         }
         node_t *n = &nodes[id];
-        if (n->code == code && n->lasti == lasti && n->parent == (int32_t)parent) {
+        if (n->slot == slot && n->lasti == lasti && n->parent == (int32_t)parent) {
             return id;
         }
     }
     if (nnodes >= limit) {
         return 0;
     }
-    uint32_t id = new_node((int32_t)parent, code, lasti);
+    uint32_t id = new_node((int32_t)parent, slot, lasti, line_of(slot, code, lasti));
     if (id == 0) {
         return 0;
     }
@@ -248,10 +568,10 @@ static rec_thread_t *enter_thread(void)
     }
     uint32_t index = nthreads++;
     thread_idents[index] = PyThread_get_thread_ident();
-    t->root = new_node(-1, NULL, (int32_t)index);
+    t->root = new_node(-1, NO_SLOT, (int32_t)index, 0);
     t->generation = rec_generation;
     t->stack_depth = 0;
-    t->leaf_code = NULL;
+    memset(t->leaves, 0, sizeof(t->leaves));
     t->countdown = 0;
     if (t->rng == 0) {
         t->rng = 0x9E3779B97F4A7C15ull ^ (uint64_t)thread_idents[index] ^ (uint64_t)(uintptr_t)t;
@@ -263,40 +583,57 @@ static rec_thread_t *enter_thread(void)
 
 static uint32_t stack_node(rec_thread_t *t, PyThreadState *ts)
 {
-    PyCodeObject **codes = t->codes;
-    int *lastis = t->lastis;
+    mt_frame_t **frames = t->frames;
+    const void **ips = t->ips;
     int n = 0;
     for (mt_frame_t *f = mt_current_frame(ts); f != NULL && n < MAX_DEPTH; f = f->previous) {
-        PyCodeObject *code = mt_frame_code(f);
-        if (code != NULL) {
-            codes[n] = code;
-            lastis[n] = mt_frame_lasti(f);
+        if (!mt_frame_is_shim(f)) {
+            frames[n] = f;
+            ips[n] = mt_frame_ip(f);
             n++;
         }
     }
     /* frames are innermost first; the cache is root first */
-    cache_t *stack = t->stack;
+    stack_entry_t *stack = t->stack;
     int k = 0;
-    while (k < n && k < t->stack_depth && stack[k].code == codes[n - 1 - k] &&
-           stack[k].lasti == lastis[n - 1 - k]) {
+    while (k < n && k < t->stack_depth && stack[k].frame == frames[n - 1 - k] &&
+           stack[k].ip == ips[n - 1 - k]) {
         k++;
     }
     uint32_t node = k ? stack[k - 1].node : t->root;
     for (int i = k; i < n; i++) {
-        uint32_t next = find_child(node, codes[n - 1 - i], lastis[n - 1 - i], SOFT_NODES);
-        if (next == 0) {
-            /* the tree is full: keep the leaf under the deepest known frame,
-             * and do not cache this truncated stack */
-            t->stack_depth = i;
-            return child(node, codes[0], lastis[0]);
+        mt_frame_t *f = frames[n - 1 - i];
+        PyCodeObject *code = mt_frame_code(f);
+        if (code != NULL) { /* frames still being set up pass through */
+            uint32_t slot = slot_of(code);
+            int lasti = mt_frame_lasti(f);
+            uint32_t next = slot == NO_SLOT ? 0 : find_child(node, slot, code, lasti, SOFT_NODES);
+            if (next == 0) {
+                /* the tree is full: keep the leaf under the deepest known
+                 * frame, and do not cache this truncated stack */
+                t->stack_depth = i;
+                PyCodeObject *leaf = NULL;
+                int j = 0;
+                for (; j < n && (leaf = mt_frame_code(frames[j])) == NULL; j++) {
+                }
+                return leaf ? child(node, slot_of(leaf), leaf, mt_frame_lasti(frames[j])) : node;
+            }
+            node = next;
         }
-        node = next;
-        stack[i] = (cache_t){codes[n - 1 - i], lastis[n - 1 - i], node};
+        stack[i] = (stack_entry_t){f, ips[n - 1 - i], node};
     }
     t->stack_depth = n;
     return node;
 }
 
+static inline size_t leaf_hash(PyCodeObject *code, int lasti)
+{
+    uintptr_t h = ((uintptr_t)code >> 4) ^ ((uintptr_t)(unsigned)lasti * 0x9E3779B1u);
+    return (size_t)(h ^ (h >> 8)) & (LEAF_CACHE - 1);
+}
+
+/* Default mode: the innermost frame that is the program's (memtrim's hidden
+ * frames pass the block on to their caller). */
 static uint32_t leaf_node(rec_thread_t *t, PyThreadState *ts)
 {
     for (mt_frame_t *f = mt_current_frame(ts); f != NULL; f = f->previous) {
@@ -305,12 +642,18 @@ static uint32_t leaf_node(rec_thread_t *t, PyThreadState *ts)
             continue;
         }
         int lasti = mt_frame_lasti(f);
-        if (code != t->leaf_code || lasti != t->leaf_lasti) {
-            t->leaf_code = code;
-            t->leaf_lasti = lasti;
-            t->leaf_node = child(t->root, code, lasti);
+        cache_t *e = &t->leaves[leaf_hash(code, lasti)];
+        void *tag = code_tag(code);
+        if (MT_LIKELY(e->code == code && e->lasti == lasti && e->tag == tag && tag != NULL)) {
+            return e->node;
         }
-        return t->leaf_node;
+        uint32_t slot = slot_of(code);
+        if (slot != NO_SLOT && slots[slot].hidden) {
+            continue;
+        }
+        uint32_t node = child(t->root, slot, code, lasti);
+        *e = (cache_t){code, code_tag(code), lasti, node};
+        return node;
     }
     return t->root;
 }
@@ -427,6 +770,7 @@ typedef struct {
     size_t size;
 } queued_t;
 
+/* queue_lock protects the queue of frees made without the GIL and nogil_stat. */
 static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
 static queued_t *queue;
 static size_t queue_len, queue_cap;
@@ -461,10 +805,29 @@ uint32_t mt_rec_alloc(void *ptr, size_t size)
     return node;
 }
 
+uint32_t mt_rec_alloc_nogil(size_t size)
+{
+    pthread_mutex_lock(&queue_lock);
+    stat_add(&nogil_stat, (int64_t)size);
+    pthread_mutex_unlock(&queue_lock);
+    return NOGIL_ID;
+}
+
+static void nogil_sub(size_t size)
+{
+    pthread_mutex_lock(&queue_lock);
+    stat_sub(&nogil_stat, (int64_t)size);
+    pthread_mutex_unlock(&queue_lock);
+}
+
 void mt_rec_free(void *ptr, uint32_t id, size_t size)
 {
     if (MT_UNLIKELY(queue_pending)) {
         drain_queue();
+    }
+    if (MT_UNLIKELY(id == NOGIL_ID)) {
+        nogil_sub(size);
+        return;
     }
     uint32_t node = id & ~SAMPLED_BIT;
     if (node == 0 || node >= nnodes) {
@@ -481,6 +844,10 @@ void mt_rec_free(void *ptr, uint32_t id, size_t size)
 
 void mt_rec_free_nogil(void *ptr, uint32_t id, size_t size)
 {
+    if (id == NOGIL_ID) {
+        nogil_sub(size);
+        return;
+    }
     pthread_mutex_lock(&queue_lock);
     if (queue_len == queue_cap) {
         size_t cap = queue_cap ? queue_cap * 2 : 256;
@@ -523,15 +890,25 @@ static void drain_queue(void)
 
 static void clear_all(void)
 {
-    for (uint32_t i = 0; i < nnodes; i++) {
-        Py_XDECREF(nodes[i].code);
+    for (uint32_t i = 0; i < nslots; i++) {
+        free(slots[i].file);
+        free(slots[i].name);
     }
+    free(slots);
+    free(slot_tab);
+    free(line_tab);
+    line_tab = NULL;
+    line_cap = line_len = 0;
     free(nodes);
     free(stats);
     free(sampled);
     free(index_tab);
     free(samples);
     free(thread_idents);
+    slots = NULL;
+    slot_tab = NULL;
+    nslots = slots_cap = 0;
+    slot_tab_cap = 0;
     nodes = NULL;
     stats = sampled = NULL;
     index_tab = NULL;
@@ -541,20 +918,38 @@ static void clear_all(void)
     index_cap = index_len = 0;
     samples_cap = samples_len = 0;
     nthreads = threads_cap = 0;
+    tree_full_blocks = 0;
+    for (int i = 0; i < nhidden; i++) {
+        Py_CLEAR(hidden_files[i]);
+    }
+    nhidden = 0;
     pthread_mutex_lock(&queue_lock);
     queue_len = 0;
     queue_pending = 0;
+    memset(&nogil_stat, 0, sizeof(nogil_stat));
     pthread_mutex_unlock(&queue_lock);
 }
 
-int mt_rec_start(int exact, int64_t sample_bytes)
+int mt_rec_start(int exact, int64_t sample_bytes, PyObject *hidden)
 {
     clear_all();
+    if (extra_index < 0) {
+        extra_index = MT_REQUEST_CODE_EXTRA(NULL);
+    }
     rec_exact = exact;
     rec_sample_bytes = exact ? 0 : sample_bytes;
     rec_generation++;
     epoch = 1;
-    if (new_node(-1, NULL, -1) != 0) { /* node 0: "not attributed" */
+    if (hidden != NULL) {
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(hidden);
+        for (Py_ssize_t i = 0; i < n && nhidden < MAX_HIDDEN; i++) {
+            PyObject *item = PySequence_Fast_GET_ITEM(hidden, i);
+            if (PyUnicode_Check(item)) {
+                hidden_files[nhidden++] = Py_NewRef(item);
+            }
+        }
+    }
+    if (new_node(-1, NO_SLOT, -1, 0) != 0) { /* node 0: "not attributed" */
         return -1;
     }
     mt_rec_on = 1;
@@ -584,21 +979,38 @@ static PyObject *stat_tuple(stat_t *s)
                          (long long)(at_peak ? s->peak_c : s->live_c));
 }
 
-/* Plain data: {"nodes": [(parent, code, lasti)], "stats": [...], "sampled":
- * [...] or None, "threads": [ident]}.  Call after mt_rec_stop(). */
+static PyObject *slot_tuple(slot_t *s)
+{
+    PyObject *file = PyUnicode_FromKindAndData(s->file_kind, s->file, s->file_len);
+    PyObject *name = PyUnicode_FromKindAndData(s->name_kind, s->name, s->name_len);
+    PyObject *out = (file && name) ? Py_BuildValue("(OOi)", file, name, s->first_line) : NULL;
+    Py_XDECREF(file);
+    Py_XDECREF(name);
+    return out;
+}
+
+/* Plain data, after mt_rec_stop():
+ *   "nodes": [(parent, slot, line)]   slot -1 for a thread root (then `line`
+ *            is the thread's index) and for node 0, "not attributed";
+ *   "slots": [(filename, qualname, first line)];
+ *   "stats", "sampled" (or None): a tuple per node;
+ *   "nogil": the stats of blocks allocated without the GIL;
+ *   "threads": [ident]; "exact", "sample_bytes", "tree_full_blocks". */
 PyObject *mt_rec_snapshot(void)
 {
     PyObject *node_list = PyList_New(nnodes);
+    PyObject *slot_list = PyList_New(nslots);
     PyObject *stat_list = PyList_New(nnodes);
     PyObject *sample_list = rec_sample_bytes > 0 ? PyList_New(nnodes) : Py_NewRef(Py_None);
     PyObject *threads = PyList_New(nthreads);
-    if (!node_list || !stat_list || !sample_list || !threads) {
+    PyObject *nogil = NULL;
+    if (!node_list || !slot_list || !stat_list || !sample_list || !threads) {
         goto error;
     }
     for (uint32_t i = 0; i < nnodes; i++) {
         node_t *n = &nodes[i];
-        PyObject *code = n->code ? (PyObject *)n->code : Py_None;
-        PyObject *item = Py_BuildValue("(iOi)", n->parent, code, n->lasti);
+        int slot = n->slot == NO_SLOT ? -1 : (int)n->slot;
+        PyObject *item = Py_BuildValue("(iii)", n->parent, slot, slot < 0 ? n->lasti : n->line);
         PyObject *st = stat_tuple(&stats[i]);
         if (item == NULL || st == NULL) {
             Py_XDECREF(item);
@@ -615,6 +1027,13 @@ PyObject *mt_rec_snapshot(void)
             PyList_SET_ITEM(sample_list, i, sp);
         }
     }
+    for (uint32_t i = 0; i < nslots; i++) {
+        PyObject *item = slot_tuple(&slots[i]);
+        if (item == NULL) {
+            goto error;
+        }
+        PyList_SET_ITEM(slot_list, i, item);
+    }
     for (uint32_t i = 0; i < nthreads; i++) {
         PyObject *ident = PyLong_FromUnsignedLong(thread_idents[i]);
         if (ident == NULL) {
@@ -622,15 +1041,24 @@ PyObject *mt_rec_snapshot(void)
         }
         PyList_SET_ITEM(threads, i, ident);
     }
-    PyObject *result = Py_BuildValue("{sNsNsNsNsisL}", "nodes", node_list, "stats", stat_list,
-                                     "sampled", sample_list, "threads", threads, "exact",
-                                     rec_exact, "sample_bytes", (long long)rec_sample_bytes);
-    return result;
+    pthread_mutex_lock(&queue_lock);
+    stat_t nogil_copy = nogil_stat;
+    pthread_mutex_unlock(&queue_lock);
+    if ((nogil = stat_tuple(&nogil_copy)) == NULL) {
+        goto error;
+    }
+    return Py_BuildValue("{sNsNsNsNsNsNsisLsK}", "nodes", node_list, "slots", slot_list,
+                         "stats", stat_list, "sampled", sample_list, "nogil", nogil, "threads",
+                         threads, "exact", rec_exact, "sample_bytes",
+                         (long long)rec_sample_bytes, "tree_full_blocks",
+                         (unsigned long long)tree_full_blocks);
 error:
     Py_XDECREF(node_list);
+    Py_XDECREF(slot_list);
     Py_XDECREF(stat_list);
     Py_XDECREF(sample_list);
     Py_XDECREF(threads);
+    Py_XDECREF(nogil);
     return NULL;
 }
 

@@ -12,12 +12,15 @@ extern int mt_rec_on;
  * return the id to keep with the block; the id comes back on free. */
 uint32_t mt_rec_alloc(void *ptr, size_t size);
 void mt_rec_free(void *ptr, uint32_t id, size_t size);
-/* Without the GIL: queue the free for the next call with the GIL. */
+/* Without the GIL: count the block apart (no frame can be charged without the
+ * GIL); a free is queued for the next call with the GIL. */
+uint32_t mt_rec_alloc_nogil(size_t size);
 void mt_rec_free_nogil(void *ptr, uint32_t id, size_t size);
 /* A new process-wide peak was reached (GIL held). */
 void mt_rec_new_peak(void);
 
-int mt_rec_start(int exact, int64_t sample_bytes);
+/* `hidden`: a list of file names (or NULL) whose frames are never leaves. */
+int mt_rec_start(int exact, int64_t sample_bytes, PyObject *hidden);
 void mt_rec_stop(void);
 PyObject *mt_rec_snapshot(void);
 void mt_rec_after_fork(void);

@@ -1,0 +1,78 @@
+"""Names of the threads a recording saw, even those that ended before it did.
+
+This module's frames run inside the program's threads (a hook on
+``threading.Thread``); the capture builder leaves them, and what they call,
+out of the program's figures (see ``BOOKKEEPING`` in ``analysis.capture_build``).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+
+class ThreadNames:
+    """The names of the threads seen while recording, in the order they started.
+
+    The engine keeps one root per thread, in the order threads first allocated;
+    idents are reused once a thread ends, so a name is looked up as "the n-th
+    thread with this ident": those alive when recording began, then those
+    started since (recorded by a hook on ``threading.Thread._set_ident``, with
+    their final name taken when they end).
+    """
+
+    def __init__(self) -> None:
+        self._by_ident: dict[int, list[str]] = {}
+        self._live: dict[int, threading.Thread] = {}
+        self._patched: tuple[Any, Any] | None = None
+
+    def start(self) -> None:
+        self._by_ident = {}
+        for thread in threading.enumerate():
+            if thread.ident is not None:
+                self._by_ident[thread.ident] = [thread.name]
+                self._live[thread.ident] = thread
+        cls = threading.Thread
+        set_ident, delete = cls._set_ident, cls._delete  # type: ignore[attr-defined]
+        names = self
+
+        def _set_ident(thread: threading.Thread) -> None:
+            set_ident(thread)
+            names._started(thread)
+
+        def _delete(thread: threading.Thread) -> None:
+            names._ended(thread)
+            delete(thread)
+
+        self._patched = (set_ident, delete)
+        cls._set_ident = _set_ident  # type: ignore[attr-defined]
+        cls._delete = _delete  # type: ignore[attr-defined]
+
+    def stop(self) -> None:
+        if self._patched is not None:
+            cls = threading.Thread
+            cls._set_ident, cls._delete = self._patched  # type: ignore[attr-defined]
+            self._patched = None
+        for ident, thread in list(self._live.items()):
+            self._ended(thread, ident)
+
+    def _started(self, thread: threading.Thread) -> None:
+        if thread.ident is not None:
+            self._by_ident.setdefault(thread.ident, []).append(thread.name)
+            self._live[thread.ident] = thread
+
+    def _ended(self, thread: threading.Thread, ident: int | None = None) -> None:
+        ident = thread.ident if ident is None else ident
+        names = self._by_ident.get(ident) if ident is not None else None
+        if names and self._live.get(ident) is thread:
+            names[-1] = thread.name  # renamed while it ran
+            del self._live[ident]
+
+    def name(self, ident: int, n: int) -> str:
+        """The name of the ``n``-th thread (from 0) seen with ``ident``."""
+        names = self._by_ident.get(ident, [])
+        if n < len(names):
+            return names[n]
+        if ident == threading.main_thread().ident:
+            return "MainThread"
+        return f"thread {ident}"
