@@ -326,6 +326,20 @@ def unattributed(capture: Capture, view: str) -> list[Unattributed]:
     return sorted(out, key=lambda u: -u.bytes)
 
 
+def by_thread(capture: Capture, view: str) -> list[tuple[str, int, int]]:
+    """``(thread name, bytes, blocks)`` of a view per thread, largest first."""
+    _check_view(view)
+    totals: dict[int, list[int]] = {}
+    for node in capture.nodes:
+        counts = node.view(view)
+        if counts.bytes or counts.count:
+            acc = totals.setdefault(node.thread, [0, 0])
+            acc[0] += counts.bytes
+            acc[1] += counts.count
+    ranked = sorted(totals.items(), key=lambda item: -item[1][0])
+    return [(capture.threads[thread], size, count) for thread, (size, count) in ranked]
+
+
 @dataclass(frozen=True, slots=True)
 class StackSite:
     """One call stack ending at a line, with the bytes charged there through it."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from memtrim.analysis import capture as capture_file
 from memtrim.analysis.capture import Capture
@@ -17,17 +18,31 @@ from memtrim.commands.errors import CommandError
 def write_outputs(
     capture: Capture, path: str | None, html: str | None, json: str | None, force: bool
 ) -> None:
-    """Write the capture file and the requested reports, each whole or not at all."""
+    """Write the capture file and the requested reports, each whole or not at all.
+
+    A file that cannot be written raises :class:`CommandError` (after the
+    others were tried); nothing half-written is left behind.
+    """
+    failed: list[str] = []
     if path:
-        _output.write_atomic(path, capture_file.dumps(capture))
+        _write(path, lambda: capture_file.dumps(capture), failed)
     if html:
         from memtrim.reporters.html import render_html
 
-        _output.write_atomic(html, render_html(capture))
+        _write(html, lambda: render_html(capture), failed)
     if json:
         from memtrim.reporters.capture_json import dumps_capture
 
-        _output.write_atomic(json, dumps_capture(capture))
+        _write(json, lambda: dumps_capture(capture), failed)
+    if failed:
+        raise CommandError("; ".join(failed))
+
+
+def _write(path: str, render: Callable[[], str | bytes], failed: list[str]) -> None:
+    try:
+        _output.write_atomic(path, render())
+    except OSError as exc:
+        failed.append(f"cannot write {path}: {exc.strerror or exc}")
 
 
 class ReportCommand:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import posix
 import re
 import signal
 import sys
@@ -18,6 +19,7 @@ from memtrim.api.program import DEFAULT_INTERVAL, DEFAULT_SAMPLE_BYTES, ProgramP
 from memtrim.commands import _output, _script
 from memtrim.commands.errors import CommandError
 from memtrim.commands.report import write_outputs
+from memtrim.engine import load
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
@@ -118,6 +120,7 @@ class _Session:
         self.output = output
         self.owner = os.getpid()
         self.written = False
+        self.write_failed = False
         self.writing = False  # the capture is being written: a SIGTERM waits
         self.term_pending = False
         self.profiler = ProgramProfiler(
@@ -129,18 +132,19 @@ class _Session:
         )
 
     def run(self) -> int:
-        from memtrim.engine import load
-
         engine = load()
         real_exit = os._exit
-        os._exit = self._os_exit  # type: ignore[assignment]
+        # os._exit and posix._exit are one function under two names
+        os._exit = posix._exit = self._os_exit  # type: ignore[assignment]
         os.register_at_fork(after_in_child=self._after_fork)
         self.old_term = signal.signal(signal.SIGTERM, self._on_sigterm)
         error: BaseException | None = None
         self.real_exit = real_exit
         if self.args.limit:
             try:
-                engine.watchdog_start(self.args.limit, min(self.args.interval, 0.05))
+                engine.watchdog_start(
+                    self.args.limit, min(self.args.interval, 0.05), self._on_limit_exceeded
+                )
             except OSError as exc:
                 raise CommandError(str(exc)) from None
         try:
@@ -151,7 +155,9 @@ class _Session:
             tripped = engine.watchdog_stop() if self.args.limit else 0
             signal.signal(signal.SIGTERM, self.old_term)
         self._finish(error, tripped)
-        os._exit = real_exit  # type: ignore[assignment]
+        os._exit = posix._exit = real_exit  # type: ignore[assignment]
+        if self.write_failed and _exit_info(error, tripped)["code"] == 0:
+            return 2  # the program went well, its profile did not
         return _script.exit_like_python(error)
 
     @contextlib.contextmanager
@@ -171,6 +177,9 @@ class _Session:
     ) -> None:
         if self.written or os.getpid() != self.owner:
             return
+        self.profiler.pause()  # first: what follows is memtrim's, not the program's
+        if self.args.limit:
+            tripped = max(tripped, load().watchdog_stop())  # memtrim's growth is not the program's
         # A SIGTERM now (a multiprocessing pool terminating its workers) would
         # cut the capture short: hold it until the files are written. The
         # mask keeps the signal from arriving; `writing` makes the handler of
@@ -181,7 +190,11 @@ class _Session:
             self.profiler.meta["exit"] = exit_info or _exit_info(error, tripped)
             with no_gc():
                 capture = self.profiler.stop()
-                write_outputs(capture, self.output, self.args.html, self.args.json, force=True)
+                try:
+                    write_outputs(capture, self.output, self.args.html, self.args.json, force=True)
+                except CommandError as exc:  # a disk filled up, a directory went away
+                    self.write_failed = True
+                    sys.stderr.write(f"memtrim: {exc}\n")
         finally:
             self.writing = False
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
@@ -204,6 +217,26 @@ class _Session:
         finally:
             self.real_exit(status)
 
+    def _on_limit_exceeded(self, rss: int) -> None:
+        # The program handled the MemoryError of --limit and went on growing:
+        # write what was live and end it as the kernel's OOM killer would.
+        info = {
+            "kind": "limit",
+            "code": -signal.SIGKILL,
+            "message": f"resident memory grew on past the --limit ({rss} bytes)",
+            "rss": rss,
+        }
+        try:
+            self._finish(None, exit_info=info)
+        finally:
+            sys.stderr.write(
+                "memtrim: the program went on past the --limit after its MemoryError: "
+                "stopped (SIGKILL)\n"
+            )
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         # Like plain Python, die of the signal at once (no unwinding, no
         # finally blocks); only write the profile first.
@@ -222,8 +255,6 @@ class _Session:
         os.kill(os.getpid(), signal.SIGTERM)
 
     def _after_fork(self) -> None:
-        from memtrim.engine import load
-
         if self.args.follow_fork:
             self.owner = os.getpid()
             base, ext = os.path.splitext(self.output)

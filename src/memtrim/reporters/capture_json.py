@@ -7,6 +7,10 @@ largest first; ``stack`` goes from the outermost call to the line)::
                                           "bytes", "count", "stack": [...]}]},
      "leaks": {"bytes", "sites": [...]}, "allocated": {"bytes", "sites": [...]},
      "timeline": [{"time", "heap", "rss"}], "meta": {...}}
+
+Each view also has ``"unattributed"``: the bytes no line can be charged with
+(allocated without the GIL, or by C code with no Python frame), with the
+reason and thread, and ``"threads"``: the view's bytes per thread.
 """
 
 from __future__ import annotations
@@ -14,7 +18,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from memtrim.analysis.capture import Capture, Frame, Site, sites, view_total
+from memtrim.analysis.capture import (
+    Capture,
+    Frame,
+    Site,
+    by_thread,
+    sites,
+    unattributed,
+    view_total,
+)
 
 SITES_PER_VIEW = 100
 
@@ -32,8 +44,24 @@ def _site(site: Site) -> dict[str, Any]:
     }
 
 
+def _view(capture: Capture, view: str, limit: int) -> dict[str, Any]:
+    return {
+        "bytes": view_total(capture, view),
+        "sites": [_site(s) for s in sites(capture, view, limit)],
+        "unattributed": [
+            {"reason": u.reason, "thread": u.thread, "bytes": u.bytes, "count": u.count}
+            for u in unattributed(capture, view)
+        ],
+        "threads": [
+            {"name": name, "bytes": size, "count": count}
+            for name, size, count in by_thread(capture, view)
+        ],
+    }
+
+
 def capture_to_dict(capture: Capture, limit: int = SITES_PER_VIEW) -> dict[str, Any]:
     """The documented JSON shape of a capture."""
+    peak = _view(capture, "peak", limit)
     return {
         "format": "memtrim-run",
         "version": 1,
@@ -41,17 +69,11 @@ def capture_to_dict(capture: Capture, limit: int = SITES_PER_VIEW) -> dict[str, 
         "peak": {
             "bytes": capture.peak_bytes,
             "time": capture.peak_time,
-            "attributed": view_total(capture, "peak"),
-            "sites": [_site(s) for s in sites(capture, "peak", limit)],
+            "attributed": peak.pop("bytes"),
+            **peak,
         },
-        "leaks": {
-            "bytes": view_total(capture, "leaks"),
-            "sites": [_site(s) for s in sites(capture, "leaks", limit)],
-        },
-        "allocated": {
-            "bytes": view_total(capture, "allocated"),
-            "sites": [_site(s) for s in sites(capture, "allocated", limit)],
-        },
+        "leaks": _view(capture, "leaks", limit),
+        "allocated": _view(capture, "allocated", limit),
         "timeline": [{"time": t, "heap": h, "rss": r} for t, h, r in capture.timeline],
     }
 

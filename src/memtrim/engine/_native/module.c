@@ -398,7 +398,8 @@ static PyMethodDef methods[] = {
     {"rec_clear", py_rec_clear, METH_NOARGS, "Free the recorded data."},
     {"rec_recording", py_rec_recording, METH_NOARGS, "Is a recording running?"},
     {"watchdog_start", mt_watchdog_start, METH_VARARGS,
-     "(limit_bytes, interval_s): raise MemoryError in the main thread at that RSS."},
+     "(limit_bytes, interval_s[, on_exceeded]): raise MemoryError in the main thread at that "
+     "RSS; call on_exceeded(rss) there if the program grows on past it."},
     {"watchdog_stop", mt_watchdog_stop, METH_NOARGS, "Stop; returns the RSS that tripped it."},
     {"test_alloc", py_test_alloc, METH_VARARGS, "Allocate (domain, size): 0 raw, 1 mem, 2 obj."},
     {"test_realloc", py_test_realloc, METH_VARARGS, "Reallocate (domain, address, size)."},
@@ -431,6 +432,10 @@ PyMODINIT_FUNC PyInit__engine(void)
     }
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) {
+        return NULL;
+    }
+    if (mt_tracer_add_to_module(m) < 0 || mt_wrapper_add_to_module(m) < 0) {
+        Py_DECREF(m);
         return NULL;
     }
     if (PyModule_AddIntConstant(m, "HAVE_MONITORING", MT_HAVE_MONITORING) < 0 ||
