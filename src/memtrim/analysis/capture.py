@@ -298,7 +298,7 @@ class Unattributed:
 
 
 # the pseudo-thread the capture builder gives blocks allocated without the GIL
-NOGIL_THREAD = "(allocated without the GIL)"
+NOGIL_THREAD = "allocated without the GIL"
 
 
 def unattributed(capture: Capture, view: str) -> list[Unattributed]:

@@ -28,7 +28,7 @@ from importlib import resources
 from operator import attrgetter
 from typing import Any
 
-from memtrim.analysis.capture import VIEWS, Capture, Counts, decimate
+from memtrim.analysis.capture import VIEWS, Capture, Counts, decimate, unattributed
 
 SITES_PER_VIEW = 200  # top lines embedded per view
 FILES_PER_VIEW = 200  # files embedded per view
@@ -238,11 +238,14 @@ def _view(
     shape: _Shape,
 ) -> dict[str, Any]:
     lines = [(frame, c) for frame, c in counts.items() if c.bytes > 0]
-    unattributed = sum(max(n.view(view).bytes, 0) for n in capture.nodes if n.frame < 0)
+    outside = unattributed(capture, view)
     return {
         "total": sum(c.bytes for _, c in lines),
         "blocks": sum(c.count for _, c in lines),
-        "unattributed": unattributed,
+        "unattributed": sum(max(u.bytes, 0) for u in outside),
+        "whole": sum(c.bytes for _, c in lines) + sum(max(u.bytes, 0) for u in outside),
+        "whole_blocks": sum(c.count for _, c in lines) + sum(max(u.count, 0) for u in outside),
+        "unattributed_why": [[u.reason, u.thread, u.bytes] for u in outside if u.bytes > 0],
         "lines": len(lines),
         "sites": _rows(_largest(lines, SITES_PER_VIEW), tables),
         "files": _files(capture, lines, tables),

@@ -188,12 +188,12 @@
     );
     header.appendChild(el("div", { cls: "command", id: "command", text: commandText(meta) }));
     var peakAt = "at " + seconds(D.peak_time) + (duration ? " of " + seconds(duration) : "");
-    var allocated = D.views.allocated.total;
+    var allocated = D.views.allocated.whole;
     header.appendChild(
       el("dl", { cls: "facts" }, [
         fact("Peak", human(D.peak_bytes), peakAt, exact(D.peak_bytes)),
         fact("Still allocated at exit", human(D.end_bytes), "leaks, caches, globals", exact(D.end_bytes)),
-        fact("Allocated over the run", human(allocated), count(D.views.allocated.blocks) + " blocks", exact(allocated)),
+        fact("Allocated over the run", human(allocated), count(D.views.allocated.whole_blocks) + " blocks", exact(allocated)),
         fact("Duration", seconds(duration), D.timeline.length + " timeline samples"),
         fact("Mode", sampled ? "sampled stacks" : "exact", sampled ? "1 stack per " + rate + " allocated" : "every block, full stack"),
         fact("Exit", el("span", { cls: "status", text: exit.text }), exit.small, exit.text, (exit.bad ? "bad" : exit.bad === false ? "good" : "") + (exit.text.length > 24 ? " long" : "")),
@@ -221,9 +221,9 @@
     var nav = document.getElementById("views");
     var box = el("div", { cls: "tabs", role: "tablist" });
     VIEWS.forEach(function (v) {
-      var tab = el("button", { cls: "tab", type: "button", role: "tab", "data-view": v, title: VIEW_NAMES[v] + ": " + exact(D.views[v].total) }, [
+      var tab = el("button", { cls: "tab", type: "button", role: "tab", "data-view": v, title: VIEW_NAMES[v] + ": " + exact(D.views[v].whole) }, [
         VIEW_NAMES[v],
-        el("b", { text: human(D.views[v].total) }),
+        el("b", { text: human(D.views[v].whole) }),
       ]);
       tab.addEventListener("click", function () {
         setView(v, true);
@@ -706,7 +706,12 @@
     box.textContent = "";
     document.getElementById("lines-title").textContent = "Top lines: " + VIEW_VERB[v];
     var note = count(view.lines) + " lines, " + human(view.total) + " in all (exact per line). Click a line to highlight its stacks in the graph.";
-    if (view.unattributed > 0) note += " Not attributed to a line (allocated without the GIL): " + human(view.unattributed) + ".";
+    if (view.unattributed > 0) {
+      var why = (view.unattributed_why || []).map(function (u) {
+        return human(u[2]) + " " + u[0] + (u[0] === "allocated without the GIL" ? "" : " (thread " + u[1] + ")");
+      });
+      note += " Not in any line: " + why.join("; ") + ".";
+    }
     document.getElementById("lines-note").textContent = note;
     if (!view.sites.length) {
       box.appendChild(el("p", { cls: "empty", text: "No line of Python code has bytes " + VIEW_VERB[v] + "." }));
