@@ -4,7 +4,7 @@ from setuptools import Extension, setup
 
 NATIVE = "src/memtrim/engine/_native/"
 FLAGS = ["-O2", "-std=gnu11", "-fvisibility=hidden", "-Wall"]
-ENGINE = ["module.c", "heap.c", "tracer.c", "profiler.c", "watchdog.c"]
+ENGINE = ["module.c", "heap.c", "tracer.c", "wrapper.c", "profiler.c", "watchdog.c"]
 HEADERS = ["heap.h", "tracer.h", "profiler.h", "frames.h", "compat.h", "capi.h"]
 
 setup(
@@ -26,6 +26,7 @@ setup(
         Extension(
             "memtrim.engine._objects",
             sources=[NATIVE + "objects.c"],
+            depends=[NATIVE + "frames.h", NATIVE + "compat.h"],
             extra_compile_args=FLAGS,
         ),
     ],

@@ -8,9 +8,9 @@ LEAK = """
 import io
 import json
 import sys
+import tracemalloc
 
 import memtrim
-from memtrim.analysis import _layout
 
 
 class Session:
@@ -24,18 +24,33 @@ SESSIONS = []
 
 def serve(n):
     for i in range(n):
-        SESSIONS.append(Session(i))  # the leak: sessions are never dropped
+        session = Session(i)  # MAKE: the object and its attribute storage
+        SESSIONS.append(session)  # the leak: sessions are never dropped
 
 
+def allocated_on(snapshot, marker):
+    # bytes still held that were allocated right on the line marked `marker`
+    lines = open(__file__).read().splitlines()
+    lineno = next(i for i, text in enumerate(lines, 1) if marker in text)
+    return sum(
+        t.size for t in snapshot.traces
+        if t.traceback[0].filename == __file__ and t.traceback[0].lineno == lineno
+    )
+
+
+[Session(i) for i in range(40)]  # the class's shared keys stop shrinking
 memtrim.growth(file=io.StringIO())  # baseline
 before = memtrim.census()
+tracemalloc.start(1)
 serve(2000)
+real = allocated_on(tracemalloc.take_snapshot(), "# " + "MAKE")
+tracemalloc.stop()
 after = memtrim.census()
 grown = {row.type: row for row in after - before}
 out = io.StringIO()
 printed = memtrim.growth(file=out)
 expected = {
-    "__main__.Session": sum(sys.getsizeof(s) + _layout.inline_nbytes(s) for s in SESSIONS),
+    "__main__.Session": real,
     "str": sum(sys.getsizeof(s.user) for s in SESSIONS),
     "list_count": len(SESSIONS),
 }
@@ -69,3 +84,22 @@ def test_census_diff_shows_a_leaking_loop_in_bytes(runner):
         str(expected["__main__.Session"]),
         f"+{expected['__main__.Session']}",
     ]
+
+
+def test_growth_shows_nothing_of_its_own_from_the_second_call_on(runner):
+    script = runner.write(
+        """
+        import io
+        import json
+        import memtrim
+
+        for i in range(4):  # nothing is kept from one call to the next
+            out = io.StringIO()
+            grown = len(memtrim.growth(file=out))
+            if i:
+                print(json.dumps([out.getvalue().splitlines()[1:], grown]))
+        """
+    )
+    proc = runner.python(str(script))
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(line) for line in proc.stdout.splitlines()] == [[[], 0]] * 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import sys
 
@@ -11,6 +12,7 @@ import memtrim
 from memtrim.analysis import _layout, census, sizing
 from memtrim.analysis.census import CensusRow, GrowthRow
 from memtrim.reporters import objects as report
+from tests.unit._measure import traced
 
 
 @pytest.fixture(params=["native", "python"])
@@ -32,18 +34,20 @@ class Untracked(int):
     __slots__ = ()
 
 
-def charged(obj: object) -> int:
-    """What a census charges one object: getsizeof plus its inline values storage."""
-    return sys.getsizeof(obj) + _layout.inline_nbytes(obj)
+def make_tracked(n: int) -> tuple[int, list[Tracked]]:
+    """n new instances and the bytes CPython allocated for them (tracemalloc)."""
+    warm = [Tracked() for _ in range(40)]  # the class's shared keys stop shrinking
+    del warm
+    size, items = traced(lambda: [Tracked() for _ in range(n)])
+    return size - sys.getsizeof(items), items  # the list's own blocks are traced too
 
 
 def test_counts_new_instances_exactly(engine):
     before = memtrim.census()
-    items = [Tracked() for _ in range(1000)]
+    expected, _items = make_tracked(1000)  # kept alive until the census
     after = memtrim.census()
     row = after.get(Tracked)
     assert row is not None
-    expected = sum(map(charged, items))
     assert (row.count, row.bytes) == (1000, expected)
     grown = {r.type: r for r in after - before}
     mine = grown[census.type_name(Tracked)]
@@ -114,11 +118,12 @@ def test_native_and_python_agree_on_a_type(monkeypatch):
 
 def test_growth_prints_what_grew():
     memtrim.growth(file=io.StringIO())
-    keep = [Tracked() for _ in range(7)]
+    expected, keep = make_tracked(7)
     out = io.StringIO()
     rows = memtrim.growth(file=out)
     row = next(r for r in rows if r.type == census.type_name(Tracked))
-    assert (row.count_delta, row.bytes_delta) == (7, sum(map(charged, keep)))
+    assert (row.count_delta, row.bytes_delta) == (7, expected)
+    assert keep
     assert census.type_name(Tracked) in out.getvalue()
     with pytest.raises(ValueError):
         memtrim.growth(limit=-1)
@@ -151,3 +156,29 @@ def test_census_plain_data():
     assert data[census.type_name(Untracked)]["count"] == 3
     assert data[census.type_name(Untracked)]["bytes"] == sum(map(sys.getsizeof, holder))
     assert sizing.getsizeof(holder) == sys.getsizeof(holder)
+
+
+def test_growth_leaves_out_its_own_bookkeeping():
+    for _ in range(3):
+        memtrim.growth(file=io.StringIO())
+    out = io.StringIO()
+    assert memtrim.growth(file=out) == []
+    assert out.getvalue().splitlines() == ["type  count  +count  bytes  +bytes"]
+
+
+def _local_only(native):
+    """An untracked tuple of untracked floats held by nothing but a local."""
+    before = census.take(native)
+    values = tuple(float(i) + 0.5 for i in range(1000))
+    gc.collect()  # the GC untracks a tuple of atoms
+    assert not gc.is_tracked(values)
+    after = census.take(native)
+    return {r.type: r for r in after - before}, values
+
+
+def test_counts_what_only_a_running_frame_holds(engine):
+    native = census._native
+    grown, values = _local_only(native)
+    assert grown["float"].count_delta == 1000
+    assert grown["float"].bytes_delta == 1000 * sys.getsizeof(0.5)
+    assert values

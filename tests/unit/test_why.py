@@ -234,3 +234,14 @@ def test_bad_options():
         memtrim.why(object(), chains=0)
     with pytest.raises(TypeError):
         memtrim.why(object(), chains="2")
+
+
+def test_memtrims_own_modules_are_no_roots(engine):
+    from memtrim.analysis import _kinds
+
+    for target in (None, type, int, User):
+        for chain in memtrim.why(target, chains=5):
+            assert not chain.root.name.startswith("memtrim"), str(chain)
+    # only memtrim's own module holds it: no chain, only this frame's names for it
+    chains = list(memtrim.why(_kinds.STATIC, chains=5))
+    assert [str(c) for c in chains if c.steps or c.root.kind != "frame"] == []

@@ -2,10 +2,18 @@
 
 The rules follow Pympler 1.1's ``asizeof`` defaults (so users moving over see
 the numbers they know), with the corrections listed in ``docs/objects.md``:
-numpy arrays charge only the data they own, ``deque`` items and a
-``memoryview``'s exporter are counted, instance attributes are read without
-materializing ``__dict__``, and no user-level ``__getattr__``, ``__len__`` or
-``__sizeof__`` can break sizing.
+numpy arrays charge only the data they own (and an object array counts the
+objects it holds), ``deque`` items, a ``memoryview``'s exporter, the items of
+``list``/``tuple``/``set``/``frozenset`` subclasses and a generator's local
+variables are counted, instance attributes are read without materializing
+``__dict__``, and no user code runs: ``__getattr__``, ``__len__``,
+``__sizeof__``, properties and ``__class__`` overrides are never called
+(``repr`` is, for the names of an ``asized`` tree only).
+
+Referents come with a *label*: a string (an attribute name), or
+``("K", key)`` / ``("V", key)`` for a mapping's keys and values, turned into
+text by :func:`label_text` only when a name is shown (``asized``), so that
+sizing never calls ``repr``.
 
 A handler is chosen once per type (per class object for classes) and cached.
 """
@@ -15,7 +23,6 @@ from __future__ import annotations
 import array
 import collections
 import gc
-import inspect
 import os
 import struct
 import sys
@@ -29,7 +36,8 @@ from memtrim.analysis import _layout
 
 GC_HEAD = 16 if sys.version_info >= (3, 8) else 24
 _IGNORED_MODULES = frozenset({"builtins", "types"})
-Refs = Callable[[Any], Iterable[tuple[str, Any]]]
+Label = str | tuple[str, Any]  # see label_text
+Refs = Callable[[Any], Iterable[tuple[Label, Any]]]
 
 
 class Handler(NamedTuple):
@@ -54,9 +62,26 @@ class InlineDict:
         return "__dict__ (inline values)"
 
 
+def runs_code(attr: Any) -> bool:
+    """True if reading ``attr`` through an instance would call Python code: a
+    property (or subclass), or an object whose class defines ``__get__`` in
+    Python (``functools.cached_property``...)."""
+    tp = type(attr)
+    if issubclass(tp, property):
+        return True
+    if not _layout.tattr(tp, "__flags__") & _layout.TPFLAGS_HEAPTYPE:
+        return False
+    getter = _layout.lookup(tp, "__get__")
+    return getter is not None and type(getter) is not types.WrapperDescriptorType
+
+
 def _static_attr(obj: Any, name: str) -> tuple[bool, Any]:
-    """``getattr`` that never runs ``__getattr__`` (or ``__getattribute__`` overrides)."""
+    """``getattr`` that runs no user code: never ``__getattr__``, a
+    ``__getattribute__`` override, or a property / Python descriptor."""
     try:
+        attr = _layout.lookup(type(obj), name)
+        if attr is not None and runs_code(attr):
+            return False, None
         return True, object.__getattribute__(obj, name)
     except Exception:
         return False, None
@@ -82,51 +107,97 @@ def _prefixed(obj: Any, prefix: str, exclude: tuple[str, ...] = ()) -> Iterator[
 def safe_repr(obj: Any, clip: int = 80) -> str:
     """``repr`` that cannot raise, clipped in the middle like Pympler's."""
     try:
-        text = repr(obj).replace(os.linesep, "\\n")
+        text = repr(obj)
     except Exception:
         text = "N/A"
+    if _LINESEP in text:
+        text = text.replace(_LINESEP, "\\n")
     if len(text) > clip > 0 and clip // 2 - 2 > 0:
         half = clip // 2 - 2
         text = text[:half] + "...." + text[-half:]
     return text
 
 
+_LINESEP = os.linesep
+# exact types whose instances never have a __name__ (named by their repr)
+_NAMELESS = frozenset(
+    {dict, list, tuple, set, frozenset, int, float, complex, bool, str, bytes, bytearray}
+    | {type(None)}
+)
+
+
 def name_of(obj: Any, clip: int = 80) -> str:
     """Pympler's display name: ``__name__`` if the object has a string one, else repr."""
+    if type(obj) in _NAMELESS:
+        return safe_repr(obj, clip)
     found, name = _static_attr(obj, "__name__")
-    if found and isinstance(name, str) and name:
-        return name
+    if found and issubclass(type(name), str) and name:
+        return str.__str__(name)
     return safe_repr(obj, clip)
+
+
+def label_texts(refs: list[tuple[Label, Any]], clip: int = 80) -> list[str]:
+    """:func:`label_text` of many referents (one call for all the children of a node)."""
+    nameless, text, clipped = _NAMELESS, label_text, safe_repr
+    return [
+        clipped(ref, clip) if label == "" and type(ref) in nameless else text(label, ref, clip)
+        for label, ref in refs
+    ]
+
+
+def label_text(label: Label, ref: Any, clip: int = 80) -> str:
+    """The display name of a referent: its label, or Pympler's ``name_of``."""
+    if type(label) is tuple:
+        kind, key = label
+        if kind == "K":
+            return f"[K] {safe_str(key)}"
+        return f"[V] {safe_str(key)}: {safe_repr(ref)}"
+    return label or name_of(ref, clip)
 
 
 # -- referents, one function per kind ------------------------------------------------------
 
 
-def _seq_refs(obj: Any) -> Iterator[tuple[str, Any]]:
+def _seq_refs(obj: Any) -> Iterator[tuple[Label, Any]]:
     for item in list(obj):  # only exact list/tuple/set/frozenset get here
         yield "", item
 
 
+_SEQUENCE_BASES = (list, tuple, set, frozenset)
+
+
+def _items_of_subclass(obj: Any) -> list[Any]:
+    """The items of a list/tuple/set/frozenset subclass, read through the
+    builtin's own ``__iter__`` (an override is never called)."""
+    for base in _SEQUENCE_BASES:
+        if issubclass(type(obj), base):
+            try:
+                return list(base.__iter__(obj))
+            except Exception:
+                return []
+    return []
+
+
 def _dict_items(obj: Any) -> Iterable[tuple[Any, Any]]:
-    if isinstance(obj, dict):
+    if issubclass(type(obj), dict):
         return list(dict.items(obj))
     return list(obj.items())
 
 
-def _dict_refs(obj: Any) -> Iterator[tuple[str, Any]]:
+def _dict_refs(obj: Any) -> Iterator[tuple[Label, Any]]:
     try:
         items = _dict_items(obj)
     except Exception:
         return
     for key, value in items:
-        yield f"[K] {safe_str(key)}", key
-        yield f"[V] {safe_str(key)}: {safe_repr(value)}", value
+        yield ("K", key), key
+        yield ("V", key), value
 
 
-def _inline_refs(obj: InlineDict) -> Iterator[tuple[str, Any]]:
+def _inline_refs(obj: InlineDict) -> Iterator[tuple[Label, Any]]:
     for key, value in obj.items:
-        yield f"[K] {key}", key
-        yield f"[V] {key}: {safe_repr(value)}", value
+        yield ("K", key), key
+        yield ("V", key), value
 
 
 def safe_str(obj: Any) -> str:
@@ -137,16 +208,20 @@ def safe_str(obj: Any) -> str:
         return safe_repr(obj)
 
 
-def _module_refs(obj: Any) -> Iterator[tuple[str, Any]]:
+def _module_refs(obj: Any) -> Iterator[tuple[Label, Any]]:
     found, namespace = _static_attr(obj, "__dict__")
-    return _dict_refs(namespace) if found and isinstance(namespace, dict) else iter(())
+    return _dict_refs(namespace) if found and type(namespace) is dict else iter(())
 
 
 def _slot_names(tp: type) -> Iterator[str]:
     for klass in _layout.tattr(tp, "__mro__"):
         slots = _layout.tattr(klass, "__dict__").get("__slots__", ())
-        for name in (slots,) if isinstance(slots, str) else slots:
-            if not isinstance(name, str):
+        try:
+            names = [slots] if issubclass(type(slots), str) else list(slots)
+        except Exception:  # a __slots__ that is not iterable: nothing to read
+            names = []
+        for name in names:
+            if type(name) is not str:
                 continue
             if name.startswith("__") and not name.endswith("__"):
                 name = f"_{_layout.tattr(klass, '__name__').lstrip('_')}{name}"
@@ -164,7 +239,7 @@ def slot_members(tp: type) -> list[tuple[str, types.MemberDescriptorType]]:
         seen.add(name)
         for klass in _layout.tattr(tp, "__mro__"):
             descr = _layout.tattr(klass, "__dict__").get(name)
-            if isinstance(descr, types.MemberDescriptorType):
+            if type(descr) is types.MemberDescriptorType:
                 members.append((name, descr))
                 break
     return members
@@ -191,12 +266,19 @@ def instance_dict(obj: Any) -> Any:
     return None
 
 
-def _inst_refs(obj: Any) -> Iterator[tuple[str, Any]]:
+def _inst_refs(obj: Any) -> Iterator[tuple[Label, Any]]:
     namespace = instance_dict(obj)
     if namespace is not None:
         yield "__dict__", namespace
     yield "__class__", type(obj)
     yield from _slot_refs(obj)
+
+
+def _subclass_refs(obj: Any) -> Iterator[tuple[Label, Any]]:
+    """A list/tuple/set/frozenset subclass: its attributes, then its items."""
+    yield from _inst_refs(obj)
+    for item in _items_of_subclass(obj):
+        yield "", item
 
 
 def _namedtuple_refs(obj: Any) -> Iterator[tuple[str, Any]]:
@@ -230,7 +312,7 @@ def _weak_refs(obj: Any) -> Iterator[tuple[str, Any]]:
         target = weakref.ref.__call__(obj)
     except Exception:
         return
-    yield name_of(target), target
+    yield "", target  # named after the target (label_text)
 
 
 def _cell_refs(obj: Any) -> Iterator[tuple[str, Any]]:
@@ -241,7 +323,7 @@ def _cell_refs(obj: Any) -> Iterator[tuple[str, Any]]:
 
 def _iter_refs(obj: Any) -> Iterator[tuple[str, Any]]:
     found, label = _static_attr(obj, "__name__")
-    label = label if found and isinstance(label, str) and label else "iteref"
+    label = str.__str__(label) if found and issubclass(type(label), str) and label else "iteref"
     for ref in gc.get_referents(obj):
         yield label, ref
 
@@ -258,10 +340,71 @@ def _pref(prefix: str, *names: str, exclude: tuple[str, ...] = ()) -> Refs:
     return refs
 
 
-def _gen_refs(obj: Any) -> Iterator[tuple[str, Any]]:
-    frame = getattr(obj, "gi_frame", None)
-    if frame is not None:
-        yield "f_code", frame.f_code
+try:
+    from memtrim.engine._objects import frame_values as _frame_values
+except ImportError:  # the extension was not compiled: read the frame with ctypes
+    _frame_values = _layout.frame_values
+
+_CODE_ATTRS = {"generator": "gi_code", "coroutine": "cr_code", "async_generator": "ag_code"}
+
+
+def _gen_refs(obj: Any) -> Iterator[tuple[Label, Any]]:
+    """A generator's (coroutine's) code, then what its frame holds: each set
+    local variable (``local NAME``) and, when suspended, the evaluation stack
+    (``(stack)``: a ``for`` loop's iterator...), read without ``gi_frame``."""
+    found, code = _static_attr(obj, _CODE_ATTRS.get(_layout.tattr(type(obj), "__name__"), ""))
+    if found:
+        yield "f_code", code
+    for name, value in frame_locals(obj):
+        yield (f"local {name}" if name else "(stack)"), value
+
+
+def frame_locals(gen: Any) -> list[tuple[str, Any]]:
+    """``(name, value)`` of what a generator's frame holds (name "" for the stack)."""
+    try:
+        return _frame_values(gen) or []
+    except Exception:
+        return []
+
+
+def _method_refs(obj: Any) -> Iterator[tuple[Label, Any]]:
+    """Pympler's ``_im_refs``: ``__doc__``, ``__name__`` and ``__code__``, which a
+    bound method passes through from its function (``getattr(method, name)``)."""
+    found, func = _static_attr(obj, "__func__")
+    for name in ("__doc__", "__name__", "__code__"):
+        ok, value = _static_attr(obj, name)
+        if name != "__doc__" or not ok:
+            ok, value = _static_attr(func, name) if found else (False, None)
+        if ok:
+            yield name, value
+
+
+def _ndarray_class(tp: type) -> Any:
+    for klass in _layout.tattr(tp, "__mro__"):
+        if _layout.tattr(klass, "__module__") == "numpy" and _layout.tattr(klass, "__name__") == (
+            "ndarray"
+        ):
+            return klass
+    return None
+
+
+def _numpy_refs(obj: Any) -> Iterator[tuple[Label, Any]]:
+    """The objects an array of dtype ``object`` holds, if the array owns its
+    buffer (a view's items are held by its base). Read through ndarray's own
+    C descriptors and ``tolist`` (no subclass override runs)."""
+    nd = _ndarray_class(type(obj))
+    try:
+        namespace = _layout.tattr(nd, "__dict__")
+        dtype = namespace["dtype"].__get__(obj)
+        flags = namespace["flags"].__get__(obj)
+        if type(dtype).kind.__get__(dtype) != "O" or not flags.owndata:
+            return
+        flat = namespace["ravel"](obj, "K")  # owns its data: a view, no copy
+        items = namespace["tolist"](flat)
+    except Exception:
+        return
+    for item in items:
+        yield "", item
 
 
 def _class_refs(obj: Any) -> Iterator[tuple[str, Any]]:
@@ -282,6 +425,10 @@ INSTANCE = _INST  # plain instances: the native walker sizes these itself (sizin
 _LEAF = Handler("data", None)
 _DICT = Handler("data", _dict_refs)
 _SEQ = Handler("data", _seq_refs)
+_SUBCLASS = Handler("data", _subclass_refs)
+_NUMPY = Handler("data", _numpy_refs)
+_INLINE = Handler("data", _inline_refs)
+_GENERATOR = Handler("data", _gen_refs)
 _IGNORED = Handler("code", None, ignored=True)
 _IGNORED_DATA = Handler("data", None, ignored=True)
 
@@ -308,11 +455,13 @@ def _static_handlers() -> dict[type, Handler]:
         table[os.statvfs_result] = Handler("data", _pref("f_"))
     table[types.TracebackType] = Handler("data", _pref("tb_"))
     table[weakref.KeyedRef] = table[weakref.ReferenceType] = Handler("data", _weak_refs)
-    table[types.GeneratorType] = Handler("data", _gen_refs)
+    for tp in (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType):
+        table[tp] = _GENERATOR
     for tp in (object, super, type):
         table[tp] = _IGNORED
-    for tp in (classmethod, staticmethod, types.MethodType):
+    for tp in (classmethod, staticmethod):
         table[tp] = Handler("code", _pref("im_", "__doc__", "__name__", "__code__"))
+    table[types.MethodType] = Handler("code", _method_refs)
     table[weakref.CallableProxyType] = Handler("code", None)
     _add_iterators(table)
     table[collections.deque] = Handler("data", _deque_refs)
@@ -337,7 +486,7 @@ STATIC = _static_handlers()
 def _module_name(obj: Any) -> str:
     """The ``__module__`` attribute as Pympler's ``getattr(obj, '__module__', '')`` sees it."""
     found, value = _static_attr(obj, "__module__")
-    return value if found and isinstance(value, str) else ""
+    return value if found and type(value) is str else ""
 
 
 def _is_numpy(tp: type) -> bool:
@@ -357,7 +506,7 @@ def _class_handler(obj: type) -> Handler:
 def _callable_handler(obj: Any, tp: type) -> Handler:
     if issubclass(tp, type):
         return _class_handler(obj)
-    if inspect.isbuiltin(obj):
+    if issubclass(tp, types.BuiltinFunctionType):
         return _IGNORED
     if issubclass(tp, types.FunctionType):
         return Handler("code", _pref("func_", "__doc__", "__name__", "__code__", "__closure__"))
@@ -366,7 +515,18 @@ def _callable_handler(obj: Any, tp: type) -> Handler:
     return _INST  # any other callable: sized like an instance
 
 
-def _dynamic_handler(obj: Any, tp: type, frames: bool) -> Handler:
+_DICT_METHODS = (
+    ("items", "keys", "values", "__len__", "get", "has_key"),
+    ("iteritems", "iterkeys", "itervalues", "__len__", "get", "has_key"),
+)
+
+
+def _infers_dict(tp: type) -> bool:
+    """Pympler's ``infer=True`` duck typing (``_infer_dict``), on the class."""
+    return any(all(callable(_layout.lookup(tp, name)) for name in names) for names in _DICT_METHODS)
+
+
+def _dynamic_handler(obj: Any, tp: type, frames: bool, infer: bool = False) -> Handler:
     """Pympler's ``_typedef`` decision order for types without a static rule."""
     if issubclass(tp, types.ModuleType):
         return STATIC[types.ModuleType]
@@ -381,11 +541,17 @@ def _dynamic_handler(obj: Any, tp: type, frames: bool) -> Handler:
     module, name = _layout.tattr(tp, "__module__"), _layout.tattr(tp, "__name__")
     if module == "weakref" and name in ("WeakKeyDictionary", "WeakValueDictionary"):
         return _DICT
+    if infer and _infers_dict(tp):
+        return _DICT
     if issubclass(tp, types.CellType):
         return Handler("data", _cell_refs)
-    if issubclass(tp, tuple) and "_fields" in dir(tp):
+    if issubclass(tp, tuple) and _layout.lookup(tp, "_fields") is not None:
         return Handler("data", _namedtuple_refs)
-    if _is_numpy(tp) or issubclass(tp, array.array):
+    if issubclass(tp, _SEQUENCE_BASES):
+        return _SUBCLASS
+    if _is_numpy(tp):
+        return _NUMPY
+    if issubclass(tp, array.array):
         return _LEAF
     if issubclass(tp, collections.deque):
         return STATIC[collections.deque]
@@ -399,7 +565,7 @@ def _dynamic_handler(obj: Any, tp: type, frames: bool) -> Handler:
 _cache: dict[Any, Handler] = {}
 
 
-def handler_for(obj: Any, frames: bool = False) -> Handler:
+def handler_for(obj: Any, frames: bool = False, infer: bool = False) -> Handler:
     """The sizing rule for ``obj`` (cached per type; classes per class object)."""
     tp = type(obj)
     if issubclass(tp, type):
@@ -408,10 +574,11 @@ def handler_for(obj: Any, frames: bool = False) -> Handler:
     if handler is not None:
         return handler
     if tp is InlineDict:
-        return Handler("data", _inline_refs)
-    handler = _cache.get((tp, frames))
+        return _INLINE
+    key = (tp, frames, infer)
+    handler = _cache.get(key)
     if handler is None:
-        handler = _dynamic_handler(obj, tp, frames)
+        handler = _dynamic_handler(obj, tp, frames, infer)
         if not callable(obj):
-            _cache[(tp, frames)] = handler
+            _cache[key] = handler
     return handler

@@ -10,17 +10,36 @@ object and of its class, never freed memory), and fall back to
 
 Layouts read here (64-bit builds, default GIL build):
 
-* 3.11: dict pointer at ``obj - 3 words``, values pointer at ``obj - 4 words``;
-  the values array holds ``usable`` slots (``usable = dk_nentries + dk_usable``
-  of the class's shared keys).
+* 3.11: dict pointer at ``obj - 3 words``, values pointer at ``obj - 4 words``.
 * 3.12: ``obj - 3 words`` holds either a dict pointer or, tagged with bit 0, a
-  values pointer (stored as ``values - 1``); a prefix before the values stores
-  its own size in its last byte.
+  values pointer (stored as ``values - 1``).
+* 3.11 and 3.12: the values array is a block of its own: a prefix of
+  ``P = round_up_8(S + 2)`` bytes (its last byte stores ``P``, the one before
+  it how many attributes are set, then their insertion order) and ``S``
+  pointers. ``S`` is the number of slots the class's shared keys offered when
+  the object was made (``dk_nentries + dk_usable``, after ``dk_usable`` was
+  decremented for this object). CPython does not record ``S``; it is the
+  class's current ``dk_nentries + dk_usable`` for every instance made once
+  ``dk_usable`` stopped shrinking (about the 30th instance of a class on), and
+  larger for the first instances, which :func:`_values_nbytes` bounds from
+  below with ``P``.
 * 3.13: the values live inside the object at ``tp_basicsize``: a 4-byte header
-  (capacity, size, embedded, valid), ``capacity`` pointers, then ``capacity``
-  order bytes rounded to a word; the dict pointer is still at ``obj - 3 words``.
-  A dict built over them keeps pointing into the object (``ma_values``, the
-  sixth word of the dict, with ``embedded`` set).
+  (capacity, size, embedded, valid), ``capacity`` pointers, then the order
+  bytes; the dict pointer is still at ``obj - 3 words``. A dict built over
+  them keeps pointing into the object (``ma_values``, the sixth word of the
+  dict, with ``embedded`` set). The object was allocated with room for the
+  slots the shared keys offered *before* the decrement that fixed its
+  capacity: one slot more than ``capacity`` while ``dk_usable`` was still
+  shrinking (see :func:`_embedded_nbytes`).
+* Shared keys (``ht_cached_keys``): ``dk_log2_index_bytes`` at +9, the kind
+  at +10, ``dk_usable`` at +16, ``dk_nentries`` at +24, indices at +32, then
+  (key, value) entries of two words.
+* Generators, coroutines and async generators (:func:`frame_values`): the
+  interpreter frame is the last member of the object, its ``localsplus`` array
+  starts at ``tp_basicsize`` (the type's basic size is
+  ``offsetof(gi_iframe) + offsetof(localsplus)``), ``stacktop`` (an int) is
+  the word before it, and ``gi_frame_state`` (an int8) sits 5 bytes before the
+  frame (72 bytes before ``localsplus``).
 
 ``memtrim.engine._objects`` reads the same fields in C (``read_inline_values``
 in ``objects.c``); the two must change together.
@@ -152,8 +171,16 @@ def _keys_offset() -> int | None:
 _KEYS_AT = _keys_offset() if _SUPPORTED and not _FREE_THREADED else None
 
 
-def _shared_keys(tp: type) -> tuple[int, int, int] | None:
-    """(address of first entry, dk_nentries, usable slots) of a class's shared keys."""
+class SharedKeys(NamedTuple):
+    """What ``_layout`` reads from a class's shared keys (``ht_cached_keys``)."""
+
+    entries: int  # address of the first (key, value) entry
+    nentries: int  # dk_nentries: attribute names known to the class
+    usable: int  # dk_usable: names that can still be added
+
+
+def _shared_keys(tp: type) -> SharedKeys | None:
+    """The shared keys of a heap type, if it has split (shared) keys."""
     if _KEYS_AT is None or not tattr(tp, "__flags__") & TPFLAGS_HEAPTYPE:
         return None
     keys = _word(id(tp) + _KEYS_AT * WORD)
@@ -161,7 +188,7 @@ def _shared_keys(tp: type) -> tuple[int, int, int] | None:
         return None
     usable, nentries = _word(keys + 2 * WORD), _word(keys + 3 * WORD)
     entries = keys + 4 * WORD + (1 << _byte(keys + 9))
-    return entries, nentries, usable + nentries
+    return SharedKeys(entries, nentries, usable)
 
 
 def _values_address(obj: object, tp: type) -> int | None:
@@ -179,28 +206,55 @@ def _values_address(obj: object, tp: type) -> int | None:
     return header + WORD if _byte(header + 3) else None  # values->valid
 
 
-def _values_nbytes(values: int, slots: int) -> int:
-    if PY == (3, 11):
-        return slots * WORD
-    if PY == (3, 12):
-        return _byte(values - 1) + slots * WORD  # prefix stores its own size
-    capacity = _byte(values - WORD)
-    return WORD + capacity * WORD + -(-capacity // WORD) * WORD
+def _round8(n: int) -> int:
+    return -(-n // WORD) * WORD
+
+
+def _values_nbytes(values: int, keys: SharedKeys) -> int:
+    """Bytes of the separate values block of a 3.11/3.12 instance.
+
+    The block is ``P + S * 8`` bytes, ``P = round8(S + 2)`` stored in the byte
+    before the values. ``S`` itself is not stored: it is the class's current
+    ``dk_nentries + dk_usable`` unless the object was made while that number
+    was still shrinking; then ``P`` says it is at least ``P - 9``. The
+    smallest ``S`` consistent with both is taken (exact for every instance
+    made once the class's keys stopped shrinking).
+    """
+    prefix = _byte(values - 1)
+    slots = max(keys.nentries + keys.usable, prefix - 9, 1)
+    return prefix + slots * WORD
+
+
+def _embedded_nbytes(capacity: int, keys: SharedKeys | None) -> int:
+    """3.13: bytes allocated for an instance's values inside the object.
+
+    ``_PyType_AllocNoTrack`` sizes them from the shared keys' slot count
+    *before* ``_PyObject_InitInlineValues`` decrements ``dk_usable`` and fixes
+    ``capacity``: while ``dk_usable`` is still shrinking, the allocation has
+    room for ``capacity + 1`` slots. An object whose capacity exceeds the
+    class's current slot count was made then; so was every object while
+    ``dk_usable > 1``. (The one instance whose creation took ``dk_usable``
+    from 2 to 1 cannot be told from the later ones: it is charged 8 bytes
+    less than it holds.)
+    """
+    slots = capacity
+    if keys is not None and (capacity > keys.nentries + keys.usable or keys.usable > 1):
+        slots += 1
+    return _round8(slots) + (slots + 1) * WORD  # order bytes, header word, slots
 
 
 def _inline_slots(obj: object, tp: type) -> tuple[int, int, int, int] | None:
-    """(values address, entries address, entries to read, slots) if ``obj`` has inline values."""
+    """(values address, entries address, entries to read, nbytes) if ``obj`` has inline values."""
     if not has_managed_dict(tp):
         return None
     values = _values_address(obj, tp)
     keys = _shared_keys(tp) if values else None
     if keys is None or values is None:
         return None
-    entries, nentries, slots = keys
     if PY >= (3, 13):
-        slots = _byte(values - WORD)  # capacity, fixed when the object was made
-        nentries = min(nentries, slots)
-    return values, entries, nentries, slots
+        capacity = _byte(values - WORD)  # fixed when the object was made
+        return values, keys.entries, min(keys.nentries, capacity), _embedded_nbytes(capacity, keys)
+    return values, keys.entries, keys.nentries, _values_nbytes(values, keys)
 
 
 def inline_values(obj: object) -> InlineValues | None:
@@ -208,20 +262,20 @@ def inline_values(obj: object) -> InlineValues | None:
     found = _inline_slots(obj, type(obj))
     if found is None:
         return None
-    values, entries, nentries, slots = found
+    values, entries, nentries, nbytes = found
     items = []
     for i in range(nentries):
         ptr = _word(values + i * WORD)
         key = _word(entries + i * 2 * WORD)
         if ptr and key:
             items.append((_deref(key), _deref(ptr)))
-    return InlineValues(_values_nbytes(values, slots), tuple(items))
+    return InlineValues(nbytes, tuple(items))
 
 
 def inline_nbytes(obj: object) -> int:
     """``inline_values(obj).nbytes`` without reading the attributes (0 if none)."""
     found = _inline_slots(obj, type(obj))
-    return 0 if found is None else _values_nbytes(found[0], found[3])
+    return 0 if found is None else found[3]
 
 
 def embedded_values_nbytes(obj: object) -> int:
@@ -239,7 +293,7 @@ def embedded_values_nbytes(obj: object) -> int:
     ):
         return 0
     capacity = _byte(id(obj) + tattr(tp, "__basicsize__"))
-    return WORD + capacity * WORD + -(-capacity // WORD) * WORD
+    return _embedded_nbytes(capacity, _shared_keys(tp))
 
 
 def dict_values_embedded(mapping: dict) -> bool:
@@ -249,3 +303,60 @@ def dict_values_embedded(mapping: dict) -> bool:
         return False
     values = _word(id(mapping) + 5 * WORD)  # ob_refcnt, ob_type, ma_used, watcher tag, ma_keys
     return bool(values) and bool(_byte(values + 2))
+
+
+_GEN_TYPES = ("generator", "coroutine", "async_generator")
+_FRAME_COMPLETED = 1  # gi_frame_state: < 0 suspended or not started, 0 running
+
+
+def _is_generator_type(tp: type) -> bool:
+    return (
+        not tattr(tp, "__flags__") & TPFLAGS_HEAPTYPE
+        and tattr(tp, "__module__") == "builtins"
+        and tattr(tp, "__name__") in _GEN_TYPES
+    )
+
+
+def _local_names(code: Any) -> list[str]:
+    """``co_localsplusnames``: the names of the frame's local, cell and free slots."""
+    names = []
+    while True:
+        try:
+            names.append(code._varname_from_oparg(len(names)))
+        except (IndexError, AttributeError):
+            return names
+
+
+def frame_values(gen: object) -> list[tuple[str, Any]] | None:
+    """What a generator's (coroutine's) frame holds, read without creating a frame object.
+
+    ``[(local name, value), ...]`` for every set local, cell and free slot,
+    then ``("", value)`` for the evaluation stack of a suspended generator (a
+    ``for`` loop's iterator...). Empty once the generator finished; None if
+    ``gen`` is not a generator or the layout is not supported. (Reading
+    ``gi_frame`` would create a frame object that stays with the generator.)
+    """
+    tp = type(gen)
+    if not _SUPPORTED or _FREE_THREADED or not _is_generator_type(tp):
+        return None
+    localsplus = id(gen) + tattr(tp, "__basicsize__")
+    state = ctypes.c_int8.from_address(localsplus - 72 - 5).value
+    if state >= _FRAME_COMPLETED:
+        return []
+    code = object.__getattribute__(gen, _CODE_ATTR[tp.__name__])
+    names = _local_names(code)
+    found = []
+    for i, name in enumerate(names):
+        ptr = _word(localsplus + i * WORD)
+        if ptr:
+            found.append((name, _deref(ptr)))
+    if state < 0:  # suspended or not started: stacktop is valid
+        top = ctypes.c_int.from_address(localsplus - WORD).value
+        for i in range(len(names), max(top, len(names))):
+            ptr = _word(localsplus + i * WORD)
+            if ptr:
+                found.append(("", _deref(ptr)))
+    return found
+
+
+_CODE_ATTR = {"generator": "gi_code", "coroutine": "cr_code", "async_generator": "ag_code"}

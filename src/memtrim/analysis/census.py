@@ -1,17 +1,22 @@
 """A census of the heap: every live object grouped by type, and diffs of two.
 
 Objects come from ``gc.get_objects()`` plus every object the GC does not track
-(ints, strings, tuples of atoms...) reachable from them through untracked
-objects, as Pympler's ``muppy`` finds them. Bytes are ``sys.getsizeof``
-figures (what ``muppy``'s summary reports), except that an instance whose
-attributes live in 3.11+ inline values (no ``__dict__`` built) is charged that
-storage too, as ``asizeof`` charges it (to its ``__dict__ (inline values)``).
+(ints, strings, tuples of atoms...) reachable from them, or from the local
+variables of any thread's frames, through untracked objects, as Pympler's
+``muppy`` finds them (``muppy`` misses what only a running frame holds).
+Bytes are ``sys.getsizeof`` figures (what ``muppy``'s summary reports, but a
+``__sizeof__`` written in Python is never called: ``sizing.getsizeof``),
+except that an instance whose attributes live in 3.11+ inline values (no
+``__dict__`` built) is charged that storage too, as ``asizeof`` charges it
+(to its ``__dict__ (inline values)``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import sys
+import types
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -131,6 +136,19 @@ def _bookkeeping(extra: Iterable[Any]) -> list[Any]:
     return skip
 
 
+def own_globals() -> list[dict]:
+    """The globals of memtrim's own modules: frames running them hold memtrim's
+    bookkeeping (left out of a census) and are no roots or holders for
+    ``why()`` and ``retained()``."""
+    found = []
+    for name, module in list(sys.modules.items()):
+        if (name == "memtrim" or name.startswith("memtrim.")) and type(module) is types.ModuleType:
+            namespace = module.__dict__
+            if type(namespace) is dict:
+                found.append(namespace)
+    return found
+
+
 def take(native: Any = "auto") -> Census:
     """Count every live object by type (native walker when available)."""
     native = _native if native == "auto" else native
@@ -138,20 +156,37 @@ def take(native: Any = "auto") -> Census:
     objs = gc.get_objects()
     skip = _bookkeeping([objs, sys._getframe()])
     skip.append(skip)
-    table = native.census(objs, skip) if native is not None else _census_py(objs, skip)
-    del objs, skip
+    own = own_globals()
+    census = native.census if native is not None else _census_py
+    table = census(objs, skip, own)
+    del objs, skip, own
     return Census(table)
 
 
 def _sizeof(obj: Any) -> int:
-    try:
-        size = sys.getsizeof(obj)
-    except Exception:
-        size = _layout.tattr(type(obj), "__basicsize__")
-    return size + _layout.inline_nbytes(obj)
+    from memtrim.analysis.sizing import getsizeof
+
+    return getsizeof(obj) + _layout.inline_nbytes(obj)
 
 
-def _census_py(objs: list[Any], skip: list[Any]) -> dict[type, tuple[int, int, int]]:
+def frame_locals(own: list[dict]) -> list[Any]:
+    """The local variables of every frame of every thread, except frames
+    running with globals in ``own`` (the Python fallback: it creates frame
+    objects, which the native walks do not)."""
+    values: list[Any] = []
+    skip = {id(ns) for ns in own}
+    for frame in sys._current_frames().values():
+        while frame is not None:
+            if id(frame.f_globals) not in skip:
+                with contextlib.suppress(Exception):
+                    values += list(frame.f_locals.values())
+            frame = frame.f_back
+    return values
+
+
+def _census_py(
+    objs: list[Any], skip: list[Any], own: list[dict]
+) -> dict[type, tuple[int, int, int]]:
     """The same census as the native one, in Python."""
     seen = {id(o) for o in skip}
     rows: dict[type, list[int]] = {}
@@ -166,16 +201,24 @@ def _census_py(objs: list[Any], skip: list[Any]) -> dict[type, tuple[int, int, i
             row[1] += size
             row[2] = max(row[2], size)
 
-    for obj in objs:
-        if id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        count(obj)
-        todo = [obj]
+    def untracked_from(todo: list[Any]) -> None:
         while todo:
             for ref in gc.get_referents(todo.pop()):
                 if not gc.is_tracked(ref) and id(ref) not in seen:
                     seen.add(id(ref))
                     count(ref)
                     todo.append(ref)
+
+    for obj in objs:
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        count(obj)
+        untracked_from([obj])
+    seen.add(id(seen))
+    for value in frame_locals(own):  # a running frame does not report its locals
+        if not gc.is_tracked(value) and id(value) not in seen:
+            seen.add(id(value))
+            count(value)
+            untracked_from([value])
     return {tp: (row[0], row[1], row[2]) for tp, row in rows.items()}

@@ -6,6 +6,7 @@ Roots, in this order (on a tie in length, the earlier kind names the chain):
   its own, named ``module.NAME`` (modules imported last first, so a global
   ``from app import CACHE`` copied into ``__main__`` is named where it was
   defined); a module's running top-level frame is not a separate root;
+  memtrim's own modules are no roots, and the search never enters them;
 * class attributes: every attribute (except dunders) of every class defined
   by a module, found through its globals and nested classes,
   ``module.Class.NAME``;
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memtrim.analysis import _kinds, _layout
+from memtrim.analysis.census import own_globals
 
 try:
     from memtrim.engine import _objects as _native
@@ -95,11 +97,16 @@ def _static(obj: Any, name: str) -> Any:
         return None
 
 
+def _is_own(name: Any) -> bool:
+    return type(name) is str and (name == "memtrim" or name.startswith("memtrim."))
+
+
 def _namespaces() -> list[tuple[str, dict]]:
-    """(module name, globals) of every module, the most recently imported first."""
+    """(module name, globals) of every module, the most recently imported first;
+    memtrim's own modules left out."""
     found = []
     for name, module in reversed(list(sys.modules.items())):
-        if isinstance(module, types.ModuleType):
+        if not _is_own(name) and issubclass(type(module), types.ModuleType):
             namespace = _static(module, "__dict__")
             if type(namespace) is dict:
                 found.append((name, namespace))
@@ -116,7 +123,7 @@ def _items(namespace: Any) -> list[tuple[Any, Any]]:
 def _module_roots(add: Add, namespaces: list[tuple[str, dict]]) -> None:
     for module, namespace in namespaces:
         for key, value in _items(namespace):
-            if isinstance(key, str):
+            if issubclass(type(key), str):
                 add(value, Root("module", f"{module}.{key}"))
 
 
@@ -148,7 +155,7 @@ def _class_roots(add: Add, namespaces: list[tuple[str, dict]]) -> list[Any]:
             done.add(id(cls))
             qualname = _static(cls, "__qualname__") or cls.__name__
             for key, value in _class_items(cls):
-                if not isinstance(key, str) or key in _PLAIN_DUNDERS:
+                if not issubclass(type(key), str) or key in _PLAIN_DUNDERS:
                     continue
                 add(value, Root("class", f"{module}.{qualname}.{key}"))
                 if _is_class(value) and _static(value, "__module__") == module:
@@ -182,12 +189,15 @@ def _frame_roots(add: Add, own: set[int], namespaces: set[int]) -> None:
     # A module's top-level frame has the module's globals as its locals: those
     # are module roots already, named through the module.
     names = _thread_names()
+    memtrim = {id(ns) for ns in own_globals()}  # memtrim's own code, in any thread
     for ident, frame in sys._current_frames().items():
         thread = names.get(ident, f"thread {ident}")
         while frame is not None:
             code = frame.f_code
-            if id(frame) in own or (
-                not code.co_flags & _CO_OPTIMIZED and id(_f_locals(frame)) in namespaces
+            if (
+                id(frame) in own
+                or id(frame.f_globals) in memtrim
+                or (not code.co_flags & _CO_OPTIMIZED and id(_f_locals(frame)) in namespaces)
             ):
                 frame = frame.f_back
                 continue
@@ -241,9 +251,25 @@ def collect_roots(skip_frames: int = 1, target: Any = None) -> RootSet:
     # Every value of a module's globals or of a class's dict is a root of its
     # own: a chain through the namespace (a function's __globals__) is never
     # shorter, and would hide a root that *is* the target.
-    holders = [ns for _, ns in namespaces] + class_dicts
+    holders = [ns for _, ns in namespaces] + class_dicts + _own_holders()
     roots.skip = [*ownframes, roots, roots.objects, roots.labels, *holders]
     return roots
+
+
+def _own_holders() -> list[Any]:
+    """memtrim's own modules, their globals and their classes' dicts: a chain
+    through memtrim's bookkeeping (``sys.modules`` -> a memtrim module -> its
+    handler cache) is never an answer."""
+    found: list[Any] = []
+    for name, module in list(sys.modules.items()):
+        if _is_own(name) and issubclass(type(module), types.ModuleType):
+            found.append(module)
+    for namespace in own_globals():
+        found.append(namespace)
+        for value in list(namespace.values()):
+            if _is_class(value) and _layout.tattr(value, "__flags__") & _layout.TPFLAGS_HEAPTYPE:
+                found += [ref for ref in gc.get_referents(value) if type(ref) is dict]
+    return found
 
 
 def _frames_by_id(ids: set[int]) -> list[Any]:
@@ -366,9 +392,25 @@ def _frame_local(frame: Any, child: Any) -> str | None:
     return None
 
 
+def _generator_local(gen: Any, child: Any) -> str:
+    """A suspended generator's (coroutine's) frame: `` local x`` or `` (stack)``."""
+    for name, value in _kinds.frame_locals(gen):
+        if value is child:
+            return f" local {name}" if name else " (stack)"
+    return ""
+
+
+_GENERATORS = (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)
+
+
 def accessor(obj: Any, child: Any) -> str:
     """How to get from ``obj`` to ``child``: ``['key']``, ``[3]``, ``.attr``..."""
-    if isinstance(obj, dict):
+    tp = type(obj)
+    if tp in _GENERATORS:
+        step = _generator_local(obj, child)
+        if step:
+            return step
+    if issubclass(tp, dict):
         found = _dict_key(obj, child)
         if found is None:
             return ""
@@ -379,20 +421,20 @@ def accessor(obj: Any, child: Any) -> str:
         for i, item in enumerate(obj):
             if item is child:
                 return f"[{i}]"
-    if isinstance(obj, (set, frozenset)):
+    if issubclass(tp, (set, frozenset)):
         return "{item}"
-    if isinstance(obj, types.FrameType):
+    if issubclass(tp, types.FrameType):
         name = _frame_local(obj, child)
         return f" local {name}" if name else " (stack)"
     if _is_class(obj):
         if type(child) is dict:
             return ".__dict__"
         return ".__mro__" if child is _static(obj, "__mro__") else ""
-    if isinstance(obj, types.ModuleType):
+    if issubclass(tp, types.ModuleType):
         return ".__dict__" if child is _static(obj, "__dict__") else ""
-    if isinstance(obj, types.CellType):
+    if issubclass(tp, types.CellType):
         return ".cell_contents"
-    if isinstance(obj, types.FunctionType):
+    if issubclass(tp, types.FunctionType):
         for name in ("__globals__", "__defaults__", "__closure__", "__kwdefaults__", "__dict__"):
             if _static(obj, name) is child:
                 return f".{name}"
@@ -404,8 +446,8 @@ def _container_name(obj: Any) -> str:
     """``dict``, ``list``, ``User``; a class by its own name, a module as ``module 'm'``."""
     if _is_class(obj):
         name = _static(obj, "__qualname__")
-        return name if isinstance(name, str) else _kinds.safe_repr(obj, 40)
-    if isinstance(obj, types.ModuleType):
+        return name if type(name) is str else _kinds.safe_repr(obj, 40)
+    if issubclass(type(obj), types.ModuleType):
         return f"module {_static(obj, '__name__')!r}"
     return type(obj).__name__
 
@@ -413,7 +455,7 @@ def _container_name(obj: Any) -> str:
 def _attribute_key(namespace: Any, child: Any) -> str | None:
     """The key of ``child`` in an attribute dict, if it reads as ``.key``."""
     found = _dict_key(namespace, child)
-    if found and found[0] == "value" and isinstance(found[1], str) and found[1].isidentifier():
+    if found and found[0] == "value" and type(found[1]) is str and found[1].isidentifier():
         return found[1]
     return None
 

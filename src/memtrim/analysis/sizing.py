@@ -5,28 +5,47 @@ objects in the order Pympler's recursive ``_sizer`` does, so that the same
 object is charged to the same parent. Each object is counted once per call;
 the top-level objects are never charged to one another.
 
-When the native extension ``memtrim.engine._objects`` is importable the totals
-are computed by its walker. It sizes the exact builtin containers and scalars
+When the native extension ``memtrim.engine._objects`` is importable the walk
+runs in its ``Walker``. It sizes the exact builtin containers and scalars
 itself; for every other type it asks :func:`native_plan` once whether the
 objects are plain instances it can size too (reading ``__dict__``, inline
 values and ``__slots__`` the way ``_layout`` and ``_kinds`` do), and asks
-:func:`describe` about everything else. The tests compare both paths object
-by object.
+:func:`describe` about everything else. :class:`PyWalk` is the same walk in
+Python (no extension); the tests compare both object by object.
+
+An ``asized`` tree is built in Python only for its top ``detail`` levels (the
+nodes whose children are shown); the deep size of every shown leaf comes from
+one walk over all the leaves of a parent (:meth:`PyWalk.deep`).
+
+No user code runs while sizing: a ``__sizeof__`` written in Python is never
+called (:func:`getsizeof`), attributes are read without ``__getattr__`` or
+properties (``_kinds``). Only the names of an ``asized`` tree call ``repr``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import sys
 import types
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from memtrim.analysis import _kinds, _layout
 
-_OPTIONS = ("align", "clip", "code", "footprint", "frames", "ignored", "limit")
 _SMALL_REQUEST = 512  # pymalloc serves requests up to this size
 _PYMALLOC_ALIGN = 16
+
+
+# -- options ---------------------------------------------------------------------------------
+
+_BOOL_OPTIONS = ("code", "derive", "footprint", "frames", "ignored", "infer", "save")
+# Pympler options that only change Pympler's printed statistics (memtrim prints none),
+# or that memtrim's rules already cover: accepted, checked, without effect (docs/objects.md).
+_NO_EFFECT = ("above", "cutoff", "derive", "detail", "save", "stats", "stream")
+_COMMON = ("align", "clip", "code", "footprint", "frames", "ignored", "infer", "limit")
+_PYMPLER = ("above", "cutoff", "derive", "detail", "stats", "stream")
 
 
 @dataclass(frozen=True)
@@ -39,66 +58,131 @@ class Options:
     footprint: bool = False
     frames: bool = False
     ignored: bool = True
+    infer: bool = False
     limit: int | None = None  # Pympler stops at depth 100; memtrim walks everything
 
     @classmethod
     def parse(cls, opts: dict[str, Any], extra: Iterable[str] = ()) -> Options:
-        """Validate keyword options: unknown names raise TypeError, bad values ValueError."""
-        unknown = sorted(set(opts) - set(_OPTIONS) - set(extra))
+        """Validate keyword options: unknown names and wrong types raise
+        TypeError, bad values ValueError. ``extra`` names options one function
+        accepts besides the common ones (``all`` for ``asizeof``...)."""
+        known = set(_COMMON) | set(_PYMPLER) | set(extra)
+        unknown = sorted(set(opts) - known)
         if unknown:
             raise TypeError(f"unknown option(s): {', '.join(unknown)}")
-        picked = {k: v for k, v in opts.items() if k in _OPTIONS}
-        align = picked.get("align", 8)
-        if not isinstance(align, int) or align < 0 or (align > 1 and align & (align - 1)):
-            raise ValueError(f"align must be 0, 1 or a power of 2, not {align!r}")
-        limit = picked.get("limit")
-        if limit is not None and (not isinstance(limit, int) or limit < 0):
-            raise ValueError(f"limit must be None or an int >= 0, not {limit!r}")
-        clip = picked.get("clip", 80)
-        if not isinstance(clip, int):
-            raise TypeError(f"clip must be an int, not {type(clip).__name__}")
-        return cls(**picked)
+        for name, value in opts.items():
+            _check(name, value)
+        return cls(**{k: v for k, v in opts.items() if k in _COMMON})
 
     @property
     def mask(self) -> int:
         return self.align - 1 if self.align > 1 else 0
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check(name: str, value: Any) -> None:
+    """Raise TypeError / ValueError for a bad option value."""
+    if name in _BOOL_OPTIONS:
+        if type(value) is not bool:
+            raise TypeError(f"{name} must be True or False, not {value!r}")
+    elif name == "align":
+        if not _is_int(value):
+            raise TypeError(f"align must be an int, not {type(value).__name__}")
+        if value < 0 or (value > 1 and value & (value - 1)):
+            raise ValueError(f"align must be 0, 1 or a power of 2, not {value!r}")
+    elif name in ("limit", "detail", "cutoff"):
+        _check_count(name, value, none_ok=name == "limit")
+    elif name == "clip":
+        if not _is_int(value):
+            raise TypeError(f"clip must be an int, not {type(value).__name__}")
+    elif name in ("above", "stats"):
+        if not (_is_int(value) or isinstance(value, float)):
+            raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+        if not value >= 0:
+            raise ValueError(f"{name} must be >= 0, not {value!r}")
+    elif name == "stream":
+        if value is not None and not callable(getattr(value, "write", None)):
+            raise TypeError(f"stream must be None or have a write() method, not {value!r}")
+    elif name == "all" and value not in (None, False, True):
+        raise TypeError(f"all must be True, False or None, not {value!r}")
+
+
+def _check_count(name: str, value: Any, none_ok: bool = False) -> None:
+    if value is None and none_ok:
+        return
+    if not _is_int(value):
+        kind = "None or an int" if none_ok else "an int"
+        raise TypeError(f"{name} must be {kind}, not {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, not {value!r}")
+
+
 # -- flat sizes ------------------------------------------------------------------------------
 
+_MANAGED_WEAKREF = 1 << 3  # Py_TPFLAGS_MANAGED_WEAKREF, 3.12+
 
-def _builtin_sizeof(obj: Any) -> int:
-    """``__sizeof__`` of the nearest C base type: what ``sys.getsizeof`` would
-    compute if the class had not overridden (or broken) ``__sizeof__``."""
+
+def _preheader(obj: Any) -> int:
+    """What ``sys.getsizeof`` adds to ``__sizeof__``: the GC header and the
+    managed dict/weakref pointers (3.13: none for a static type object)."""
     tp = type(obj)
-    tattr = _layout.tattr
-    for klass in tattr(tp, "__mro__"):
-        namespace = tattr(klass, "__dict__")
-        if not tattr(klass, "__flags__") & _layout.TPFLAGS_HEAPTYPE and "__sizeof__" in namespace:
-            try:
-                size = namespace["__sizeof__"](obj)
-                break
-            except Exception:
-                continue
-    else:
-        size = tattr(tp, "__basicsize__")
-    if tattr(tp, "__flags__") & _layout.TPFLAGS_HAVE_GC:
-        size += _kinds.GC_HEAD
-    if _layout.has_managed_dict(tp) or (
-        sys.version_info >= (3, 12) and tattr(tp, "__flags__") & (1 << 3)  # managed weakref
+    flags = _layout.tattr(tp, "__flags__")
+    if (
+        sys.version_info >= (3, 13)
+        and tp is type
+        and not _layout.tattr(obj, "__flags__") & _layout.TPFLAGS_HEAPTYPE
     ):
-        size += 2 * _layout.WORD
-    return size
+        return 0
+    size = _kinds.GC_HEAD if flags & _layout.TPFLAGS_HAVE_GC else 0
+    managed = _layout.TPFLAGS_MANAGED_DICT
+    if sys.version_info >= (3, 12):
+        managed |= _MANAGED_WEAKREF
+    return size + (2 * _layout.WORD if flags & managed else 0)
+
+
+def _c_sizeof(tp: type) -> Any:
+    """The ``__sizeof__`` to call for instances of ``tp``: its own if it is
+    written in C, else the nearest C base's (None if there is none)."""
+    sizeof = _layout.lookup(tp, "__sizeof__")
+    if type(sizeof) is types.MethodDescriptorType:
+        return sizeof
+    for klass in _layout.tattr(tp, "__mro__"):
+        found = _layout.tattr(klass, "__dict__").get("__sizeof__")
+        if type(found) is types.MethodDescriptorType:
+            return found
+    return None
 
 
 def getsizeof(obj: Any) -> int:
-    """``sys.getsizeof`` that survives a raising or lying ``__sizeof__``."""
+    """``sys.getsizeof`` that never runs a ``__sizeof__`` written in Python.
+
+    A class that overrides ``__sizeof__`` in Python is sized by the nearest C
+    base's ``__sizeof__`` (``object.__sizeof__``: the basic size and items)
+    plus what ``sys.getsizeof`` adds, as if there were no override; a C
+    ``__sizeof__`` that fails gives the type's basic size. (The census in C
+    does the same: ``sizeof_rule`` in ``objects.c``.)
+    """
     if type(obj) is _kinds.InlineDict:
         return obj.nbytes
-    try:
-        return sys.getsizeof(obj)
-    except Exception:
-        return _builtin_sizeof(obj)
+    tp = type(obj)
+    sizeof = _c_sizeof(tp)
+    if sizeof is not None and sizeof is _layout.lookup(tp, "__sizeof__"):
+        try:
+            return sys.getsizeof(obj)
+        except Exception:
+            pass
+    size = -1
+    if sizeof is not None:
+        try:
+            size = int(sizeof(obj))
+        except Exception:
+            size = -1
+    if size < 0:
+        size = _layout.tattr(tp, "__basicsize__")
+    return size + _preheader(obj)
 
 
 def _allocated(nbytes: int) -> int:
@@ -140,7 +224,7 @@ def footprint_of(obj: Any, raw: int) -> int:
 
 def flat(obj: Any, opts: Options, handler: _kinds.Handler | None = None) -> int:
     """The flat size of one object under ``opts`` (0 for ignored objects)."""
-    handler = handler or _kinds.handler_for(obj, opts.frames)
+    handler = handler or _handler(obj, opts)
     if not is_sized(handler, opts):
         return 0
     raw = getsizeof(obj)
@@ -159,9 +243,16 @@ def is_sized(handler: _kinds.Handler, opts: Options) -> bool:
 
 def _handler(obj: Any, opts: Options) -> _kinds.Handler:
     try:
-        return _kinds.handler_for(obj, opts.frames)
+        return _kinds.handler_for(obj, opts.frames, opts.infer)
     except Exception:  # a hostile metaclass (__dir__, __mro__...): size it as an instance
         return _kinds.INSTANCE
+
+
+def _follows(handler: _kinds.Handler, opts: Options, depth: int) -> bool:
+    """Whether the referents of an object found at ``depth`` are followed."""
+    if handler.refs is None or (handler.module and depth):
+        return False
+    return opts.limit is None or depth < opts.limit
 
 
 def describe(obj: Any, opts: Options, depth: int) -> tuple[int, list[Any]]:
@@ -170,9 +261,7 @@ def describe(obj: Any, opts: Options, depth: int) -> tuple[int, list[Any]]:
     if not is_sized(handler, opts):
         return 0, []
     size = flat(obj, opts, handler)
-    if handler.refs is None or (handler.module and depth):
-        return size, []
-    if opts.limit is not None and depth >= opts.limit:
+    if not _follows(handler, opts, depth):
         return size, []
     return size, [ref for _, ref in _safe_refs(handler, obj)]
 
@@ -198,7 +287,7 @@ def native_plan(obj: Any, opts: Options) -> tuple[int, tuple[Any, ...]] | None:
             return None  # dict after variable-size items: _layout reads it via gc
         sizeof = _layout.lookup(tp, "__sizeof__")
         if type(sizeof) is not types.MethodDescriptorType:
-            return None  # __sizeof__ written in Python: may raise or lie
+            return None  # __sizeof__ written in Python: getsizeof() sizes it without calling it
         size = (
             sys.getsizeof(obj)
             if sizeof is _OBJECT_SIZEOF and not _layout.tattr(tp, "__itemsize__")
@@ -209,7 +298,7 @@ def native_plan(obj: Any, opts: Options) -> tuple[int, tuple[Any, ...]] | None:
         return None
 
 
-def _safe_refs(handler: _kinds.Handler, obj: Any) -> list[tuple[str, Any]]:
+def _safe_refs(handler: _kinds.Handler, obj: Any) -> list[tuple[_kinds.Label, Any]]:
     try:
         return list(handler.refs(obj))  # type: ignore[misc]
     except Exception:
@@ -219,71 +308,113 @@ def _safe_refs(handler: _kinds.Handler, obj: Any) -> list[tuple[str, Any]]:
 # -- walks -----------------------------------------------------------------------------------
 
 
-@dataclass
-class Walk:
-    """State shared by the objects sized in one call: what was seen already.
+class PyWalk:
+    """The sizing walk in Python: what one call has seen, and walks from there.
 
     Every object sized is kept alive until the call ends (``keep``): referents
     made on the fly (a class's ``__dict__`` proxy, a bound method, an inline
     values stand-in) would otherwise be freed after sizing and their ids
     reused by the next such object, which would then be skipped as seen.
+    The native ``Walker`` has the same methods.
     """
 
-    opts: Options
-    seen: dict[int, int] = field(default_factory=dict)  # id -> 0 top-level, 1 sized
-    keep: list[Any] = field(default_factory=list)
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        self.seen: set[int] = set()
+        self.keep: list[Any] = []
 
-    def exclude_top(self, objs: Iterable[Any]) -> None:
+    def exclude(self, objs: list[Any]) -> None:
+        """Mark objects seen without sizing them (top-level objects)."""
         for obj in objs:
-            self.seen.setdefault(id(obj), 0)
+            self.claim(obj)
 
     def claim(self, obj: Any) -> bool:
-        """Mark ``obj`` sized; False if it was seen already."""
+        """Mark ``obj`` seen; False if it was seen already."""
         key = id(obj)
         if key in self.seen:
             return False
-        self.seen[key] = 1
+        self.seen.add(key)
         self.keep.append(obj)
         return True
 
+    def sizes(self, objs: list[Any]) -> list[int]:
+        """Deep size of each top-level object (0 for a repeat in ``objs``)."""
+        done: set[int] = set()
+        totals = []
+        for obj in objs:
+            self.claim(obj)
+            first = id(obj) not in done
+            done.add(id(obj))
+            totals.append(self._walk(obj, 0)[0] if first else 0)
+        return totals
 
-def deep_total(walk: Walk, obj: Any) -> int:
-    """Size ``obj`` as a top-level object of ``walk``: 0 if already sized."""
-    key = id(obj)
-    if walk.seen.get(key) == 1:
-        return 0
-    walk.seen[key] = 1
-    return _walk_from(walk, obj, 0)
+    def deep(self, objs: list[Any], depth: int) -> list[int]:
+        """Claim each object found at ``depth`` in turn: ``[size, flat, ...]``,
+        ``-1, -1`` for one seen before."""
+        out: list[int] = []
+        for obj in objs:
+            out += self._walk(obj, depth) if self.claim(obj) else (-1, -1)
+        return out
+
+    def _walk(self, obj: Any, depth: int) -> tuple[int, int]:
+        """(deep size, own flat size) of ``obj``, already claimed."""
+        opts = self.opts
+        total = top_flat = 0
+        stack: list[tuple[Any, int]] = [(obj, depth)]
+        first = True
+        while stack:
+            current, level = stack.pop()
+            if not first and not self.claim(current):
+                continue
+            size, refs = describe(current, opts, level)
+            if first:
+                top_flat, first = size, False
+            total += size
+            if refs:
+                stack.extend((ref, level + 1) for ref in reversed(refs))
+        return total, top_flat
 
 
-def _walk_from(walk: Walk, obj: Any, depth: int) -> int:
-    opts = walk.opts
-    total = 0
-    stack: list[tuple[Any, int]] = [(obj, depth)]
-    first = True
-    while stack:
-        current, level = stack.pop()
-        if not first and not walk.claim(current):
-            continue
-        first = False
-        size, refs = describe(current, opts, level)
-        total += size
-        if refs:
-            stack.extend((ref, level + 1) for ref in reversed(refs))
-    return total
+try:
+    from memtrim.engine import _objects as _native
+except ImportError:  # the extension was not compiled: pure-Python walk, same results
+    _native = None
 
 
-def child_total(walk: Walk, obj: Any, depth: int) -> int:
-    """Deep size of a referent found at ``depth`` (0 if seen before)."""
-    if not walk.claim(obj):
-        return 0
-    return _walk_from(walk, obj, depth)
+def new_walk(opts: Options, native: Any = "auto") -> Any:
+    """A walk for one call: the native ``Walker`` if available, else :class:`PyWalk`."""
+    native = _native if native == "auto" else native
+    if native is None:
+        return PyWalk(opts)
+    return native.Walker(*walker_args(opts))
+
+
+def walker_args(opts: Options) -> tuple[Any, ...]:
+    """The native walker's arguments for ``opts`` (``Walker`` and ``retained``)."""
+    limit = -1 if opts.limit is None else opts.limit
+    return (
+        lambda obj: native_plan(obj, opts),
+        lambda obj, depth: describe(obj, opts, depth),
+        _kinds.InlineDict,
+        opts.mask,
+        limit,
+        opts.footprint,
+        not (opts.code and not opts.ignored),  # the class of bytes is never sized
+    )
+
+
+def totals(objs: tuple[Any, ...], opts: Options, native: Any = "auto") -> list[int]:
+    """Deep size of each top-level object (0 for a repeat), one seen-set for all."""
+    walk = new_walk(opts, native)
+    tops = list(objs)
+    walk.exclude(tops)
+    return walk.sizes(tops)
 
 
 # -- Asized trees ----------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class SizedNode:
     """Plain-data result of ``asized``: name, total and flat size, children."""
 
@@ -297,64 +428,82 @@ class SizedNode:
         return next((ref for ref in self.refs if ref.name == name), default)
 
 
-def sized_tree(walk: Walk, obj: Any, detail: int) -> SizedNode:
-    """``asized`` of a top-level object: children named down to ``detail`` levels."""
-    clip = walk.opts.clip
-    key = id(obj)
-    if walk.seen.get(key) == 1:
-        return SizedNode(_kinds.name_of(obj, clip), 0, 0)
-    walk.seen[key] = 1
-    return _node(walk, obj, _kinds.name_of(obj, clip), 0, detail)
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No collection while a tree of many new nodes is built: on a big heap each
+    full collection the new nodes would trigger costs more than the tree."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
-def _node(walk: Walk, obj: Any, name: str, depth: int, detail: int) -> SizedNode:
-    # Recursion here is bounded by ``detail`` (a display depth), not by the data.
-    opts = walk.opts
+def sized_trees(
+    objs: tuple[Any, ...], opts: Options, detail: int, node: type = SizedNode, native: Any = "auto"
+) -> list[Any]:
+    """``asized`` of each top-level object: children named down to ``detail``
+    levels; a repeated object is a zero node."""
+    with _gc_paused():
+        return _trees(objs, opts, detail, node, native)
+
+
+def _trees(objs: tuple[Any, ...], opts: Options, detail: int, node: type, native: Any) -> list[Any]:
+    walk = new_walk(opts, native)
+    tops = list(objs)
+    walk.exclude(tops)
+    done: set[int] = set()
+    trees = []
+    for obj in tops:
+        name = _kinds.name_of(obj, opts.clip)
+        if id(obj) in done:
+            trees.append(node(name, 0, 0))
+            continue
+        done.add(id(obj))
+        if detail == 0:
+            trees.append(node(name, walk.sizes([obj])[0], flat(obj, opts)))
+        else:
+            trees.append(_node(walk, opts, obj, name, 0, detail, node))
+    return trees
+
+
+def _node(
+    walk: Any, opts: Options, obj: Any, name: str, depth: int, detail: int, node: type
+) -> Any:
+    """A shown node at ``depth`` < ``detail`` (already claimed), with its children.
+
+    Recursion here is bounded by ``detail`` (a display depth), not by the data.
+    """
     handler = _handler(obj, opts)
     if not is_sized(handler, opts):
-        return SizedNode(name, 0, 0)
+        return node(name, 0, 0)
     size = flat(obj, opts, handler)
-    node = SizedNode(name, size, size)
-    if handler.refs is None or (handler.module and depth):
-        return node
-    if opts.limit is not None and depth >= opts.limit:
-        return node
-    for ref_name, ref in _safe_refs(handler, obj):
-        label = ref_name or _kinds.name_of(ref, opts.clip)
-        if depth >= detail:
-            node.size += child_total(walk, ref, depth + 1)
-            continue
+    result = node(name, size, size)
+    if not _follows(handler, opts, depth):
+        return result
+    refs = _safe_refs(handler, obj)
+    clip = opts.clip
+    if depth + 1 == detail:  # the children are leaves: one walk for all of them
+        sizes = walk.deep([ref for _, ref in refs], depth + 1)
+        names = _kinds.label_texts(refs, clip)
+        children, total = result.refs, 0
+        for i, name in enumerate(names):
+            deep = sizes[2 * i]
+            if deep < 0:  # seen before: charged elsewhere
+                children.append(node(name, 0, 0))
+            else:
+                children.append(node(name, deep, sizes[2 * i + 1]))
+                total += deep
+        result.size += total
+        return result
+    for label, ref in refs:
+        text = _kinds.label_text(label, ref, clip)
         if walk.claim(ref):
-            child = _node(walk, ref, label, depth + 1, detail)
+            child = _node(walk, opts, ref, text, depth + 1, detail, node)
         else:
-            child = SizedNode(label, 0, 0)
-        node.refs.append(child)
-        node.size += child.size
-    return node
-
-
-# -- entry points ----------------------------------------------------------------------------
-
-try:
-    from memtrim.engine import _objects as _native
-except ImportError:  # the extension was not compiled: pure-Python walk, same results
-    _native = None
-
-
-def totals(objs: tuple[Any, ...], opts: Options, native: Any = "auto") -> list[int]:
-    """Deep size of each top-level object (0 for a repeat), one seen-set for all."""
-    native = _native if native == "auto" else native
-    if native is not None:
-        limit = -1 if opts.limit is None else opts.limit
-        return native.sizes(
-            list(objs),
-            lambda obj: native_plan(obj, opts),
-            lambda obj, depth: describe(obj, opts, depth),
-            opts.mask,
-            limit,
-            not opts.footprint,
-            not (opts.code and not opts.ignored),  # the class of bytes is never sized
-        )
-    walk = Walk(opts)
-    walk.exclude_top(objs)
-    return [deep_total(walk, obj) for obj in objs]
+            child = node(text, 0, 0)
+        result.refs.append(child)
+        result.size += child.size
+    return result

@@ -7,6 +7,7 @@ memtrim deliberately differs.
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import IO, Any
 
@@ -40,6 +41,8 @@ __all__ = [
 class Asized(_sizing.SizedNode):
     """Size information of one object: ``name``, ``size`` (deep), ``flat``, ``refs``."""
 
+    __slots__ = ()
+
     def format(
         self,
         format: str = _report.SIZE_FORMAT,
@@ -47,33 +50,45 @@ class Asized(_sizing.SizedNode):
         order_by: str = "size",
         indent: str = "",
     ) -> str:
-        """The article's layout: ``repr size=N flat=M``, children indented, largest first."""
+        """The article's layout: ``repr size=N flat=M``, children indented, largest first.
+
+        ``depth`` limits the levels printed (-1: all), ``order_by`` is
+        ``"size"``, ``"flat"`` or ``"name"``.
+        """
+        _check_format(format, depth, indent)
         return _report.asized_text(self, format, depth, order_by, indent)
 
     def __str__(self) -> str:
         return f"size {self.size!r}, flat {self.flat!r}, refs[{len(self.refs)}], name {self.name!r}"
 
 
-def _as_asized(node: _sizing.SizedNode) -> Asized:
-    out = Asized(node.name, node.size, node.flat)
-    stack = [(node, out)]
-    while stack:
-        src, dst = stack.pop()
-        for ref in src.refs:
-            child = Asized(ref.name, ref.size, ref.flat)
-            dst.refs.append(child)
-            stack.append((ref, child))
-    return out
+def _check_format(format: Any, depth: Any, indent: Any) -> None:
+    if type(format) is not str:
+        raise TypeError(f"format must be a str, not {type(format).__name__}")
+    if type(indent) is not str:
+        raise TypeError(f"indent must be a str, not {type(indent).__name__}")
+    if not isinstance(depth, int) or isinstance(depth, bool):
+        raise TypeError(f"depth must be an int, not {type(depth).__name__}")
+    try:
+        format % {"name": "", "size": 0, "flat": 0}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"bad format {format!r}: {exc}") from None
 
 
 def asizeof(*objs: Any, **opts: Any) -> int:
     """Combined deep size in bytes of ``objs``, shared objects counted once.
 
     Options (Pympler's names): ``align=8``, ``clip=80``, ``code=False``,
-    ``frames=False``, ``ignored=True``, ``limit=None`` (Pympler: 100), and
-    ``footprint=False`` (True: allocator footprint instead of Pympler figures).
+    ``frames=False``, ``ignored=True``, ``infer=False``, ``limit=None``
+    (Pympler: 100), ``all=False`` (True, with no ``objs``: every object the
+    GC tracks), and ``footprint=False`` (True: allocator footprint instead of
+    Pympler figures). Pympler's ``above``, ``cutoff``, ``derive``, ``detail``,
+    ``stats`` and ``stream`` are accepted and change nothing (docs/objects.md).
     """
-    options = _sizing.Options.parse(opts)
+    options = _sizing.Options.parse(opts, extra=("all",))
+    if not objs and opts.get("all") is True:
+        everything = gc.get_objects()
+        return sum(_sizing.totals(tuple(everything), options))
     return sum(_sizing.totals(objs, options))
 
 
@@ -98,15 +113,13 @@ def asized(*objs: Any, detail: int = 0, **opts: Any) -> Asized | tuple[Asized, .
     if detail < 0:
         raise ValueError(f"detail must be >= 0, not {detail}")
     options = _sizing.Options.parse(opts)
-    walk = _sizing.Walk(options)
-    walk.exclude_top(objs)
-    trees = tuple(_as_asized(_sizing.sized_tree(walk, obj, detail)) for obj in objs)
+    trees = tuple(_sizing.sized_trees(objs, options, detail, node=Asized))
     return trees[0] if len(trees) == 1 else trees
 
 
 def flatsize(obj: Any, align: int = 0, **opts: Any) -> int:
     """Flat size of one object (no referents), like Pympler's (unaligned by default)."""
-    options = _sizing.Options.parse({**opts, "align": align})
+    options = _sizing.Options.parse({**opts, "align": align}, extra=("save",))
     return _sizing.flat(obj, options)
 
 
@@ -128,7 +141,7 @@ def census() -> Census:
     return _census.take()
 
 
-_last: list[Census] = []
+_last: list[Census | None] = [None]  # fixed size: never grows between two censuses
 
 
 def growth(limit: int = 25, file: IO[str] | None = None) -> list[GrowthRow]:
@@ -136,11 +149,14 @@ def growth(limit: int = 25, file: IO[str] | None = None) -> list[GrowthRow]:
 
     The first call prints the largest types, like objgraph's ``show_growth``.
     """
-    if not isinstance(limit, int) or limit < 0:
-        raise ValueError(f"limit must be an int >= 0, not {limit!r}")
+    if not isinstance(limit, int) or isinstance(limit, bool):
+        raise TypeError(f"limit must be an int, not {type(limit).__name__}")
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, not {limit!r}")
     now = _census.take()
-    rows = now - _last[0] if _last else now.diff(Census({}))
-    _last[:] = [now]
+    before = _last[0]
+    rows = now - before if before is not None else now.diff(Census({}))
+    _last[0] = now
     grown = [r for r in rows if r.count_delta > 0 or r.bytes_delta > 0][:limit]
     print(_report.growth_text(grown, limit), file=file or sys.stdout)
     return grown

@@ -1,28 +1,34 @@
-/* memtrim.engine._objects: the hot loops of object sizing, census and why().
+/* memtrim.engine._objects: the hot loops of object sizing, census, retained and why().
  *
- * Thin on purpose: three functions that walk the object graph and return
- * plain data (ints, lists, dicts). All policy (which referents count, names,
- * grouping, rendering) stays in Python (memtrim.analysis.*): sizes() asks
+ * Thin on purpose: functions that walk the object graph and return plain data
+ * (ints, lists, dicts). All policy (which referents count, names, grouping,
+ * rendering) stays in Python (memtrim.analysis.*): the sizing walk asks
  * Python once per type how to size its objects, and sizes exact builtin
  * containers, scalars and plain instances itself.
  *
+ * No user code: sizing must not run the program's code. sys.getsizeof is
+ * only called (_PySys_GetSizeOf) for types whose __sizeof__ is a C method;
+ * for a __sizeof__ written in Python the nearest C base's __sizeof__ is
+ * called instead (census), or the type is left to Python (sizing, whose rules
+ * do the same). Generator frames and thread frames are read in place, never
+ * through gi_frame / f_locals (which create objects that stay).
+ *
  * Threading: every function runs with the GIL held and never releases it, so
  * the graph cannot change under us except through code we call ourselves:
- * the `classify` and `describe` callbacks of sizes() and a user-defined
- * __sizeof__ in census(). Those can run arbitrary Python code (a mapping's
- * items(), a metaclass __dir__, a WeakValueDictionary dropping entries), so
- * nothing we keep across them is borrowed: every entry of a work stack owns a
- * reference, every object in the seen-set of sizes() is kept alive by a
- * reference we own until the call ends (so its address cannot be reused by a
+ * the `classify` and `describe` callbacks of the sizing walk. Those run
+ * Python code (a mapping's items(), a WeakValueDictionary dropping entries),
+ * so nothing we keep across them is borrowed: every entry of a work stack
+ * owns a reference, every object in the seen-set of a walk is kept alive by a
+ * reference we own until the walk ends (so its address cannot be reused by a
  * new object and wrongly skipped), and the types of census rows are owned.
- * Borrowed pointers are only used between two such calls.
+ * Borrowed pointers are only used between two such calls. A Walker object
+ * refuses to be re-entered from those callbacks (its `busy` flag).
  *
  * Recursion: none. Deep structures (a million-long linked list) are walked
  * with explicit heap-allocated stacks; tp_traverse is only used one level at a
  * time through visit callbacks that push onto those stacks.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "frames.h" /* Python.h, and CPython's interpreter frames (pycore_frame.h) */
 #include <stdint.h>
 #include <string.h>
 #ifndef Py_T_OBJECT_EX /* 3.11: member types live in structmember.h */
@@ -45,6 +51,10 @@ extern Py_ssize_t _PyDict_SizeOf(PyDictObject *);
 #define UNLIKELY(x) (x)
 #define PREFETCH(p) ((void)0)
 #endif
+
+/* Interned "__sizeof__" and "", made at import; read-only afterwards. */
+static PyObject *str_sizeof = NULL;
+static PyObject *str_empty = NULL;
 
 /* ---- a set (and map) of pointers, open addressing ------------------------ */
 
@@ -149,6 +159,21 @@ ptrmap_has(const ptrmap *m, void *key, void **value)
         i = (i + 1) & mask;
     }
     return 0;
+}
+
+/* The payload slot of key (NULL if absent), to update a value in place. */
+static inline void **
+ptrmap_slot(const ptrmap *m, void *key)
+{
+    uintptr_t k = (uintptr_t)key;
+    size_t mask = m->cap - 1, i = ptr_hash(m, k);
+    while (m->keys[i]) {
+        if (m->keys[i] == k) {
+            return m->values ? &m->values[i] : NULL;
+        }
+        i = (i + 1) & mask;
+    }
+    return NULL;
 }
 
 /* ---- growable arrays -------------------------------------------------------- */
@@ -261,10 +286,16 @@ objvec_free(objvec *v)
  * (64-bit default builds of 3.11-3.13; anything else goes through Python):
  *
  *   3.11: obj - 3 words: dict pointer; obj - 4 words: values pointer.
- *   3.12: obj - 3 words: dict pointer, or values pointer - 1 (tagged, bit 0);
- *         a prefix before the values stores its size in its last byte.
+ *   3.12: obj - 3 words: dict pointer, or values pointer - 1 (tagged, bit 0).
+ *   3.11, 3.12: the values are a block of their own, P + S * 8 bytes: a
+ *         prefix of P = round8(S + 2) bytes whose last byte stores P, then S
+ *         slots. S (the shared keys' dk_nentries + dk_usable when the object
+ *         was made) is not stored: we take the smallest S consistent with P
+ *         and the class's current slot count (_layout._values_nbytes).
  *   3.13: values inside the object at tp_basicsize: 4-byte header (capacity,
- *         size, embedded, valid), then capacity slots; dict at obj - 3 words.
+ *         size, embedded, valid), then capacity slots and the order bytes;
+ *         dict at obj - 3 words. The allocation has one slot more than
+ *         capacity if dk_usable was still shrinking (_layout._embedded_nbytes).
  *   Shared keys (ht_cached_keys, kind byte at +10 == DICT_KEYS_SPLIT):
  *         dk_log2_index_bytes at +9, dk_usable at +16, dk_nentries at +24,
  *         indices at +32, then (key, value) entries of two words.
@@ -280,7 +311,7 @@ typedef struct {
     PyObject **values;      /* first value slot */
     const char *entries;    /* first (key, value) entry of the shared keys */
     size_t nentries;
-    size_t nbytes;          /* the values storage, as _layout._values_nbytes */
+    size_t nbytes;          /* the values storage, as _layout.inline_nbytes */
 } inline_values;
 
 #if LAYOUT_SUPPORTED
@@ -289,6 +320,38 @@ word_at(const char *p)
 {
     return *(const uintptr_t *)p;
 }
+
+typedef struct {
+    const char *entries;
+    size_t nentries, usable;
+} shared_keys;
+
+/* 1 and fills k if the heap type tp has split (shared) keys. */
+static int
+read_shared_keys(PyTypeObject *tp, shared_keys *k)
+{
+    const char *keys = (const char *)((PyHeapTypeObject *)tp)->ht_cached_keys;
+    if (!keys || (uint8_t)keys[10] != 2) {
+        return 0;
+    }
+    k->usable = word_at(keys + 16);
+    k->nentries = word_at(keys + 24);
+    k->entries = keys + 32 + ((size_t)1 << (uint8_t)keys[9]);
+    return 1;
+}
+
+#if PY_VERSION_HEX >= 0x030D0000
+/* Bytes allocated inside a 3.13 object for values of this capacity. */
+static size_t
+embedded_for(size_t capacity, const shared_keys *k)
+{
+    size_t slots = capacity;
+    if (k && (capacity > k->nentries + k->usable || k->usable > 1)) {
+        slots++;
+    }
+    return (slots + 7) / 8 * 8 + (slots + 1) * 8;
+}
+#endif
 #endif
 
 /* 1 and fills iv if o's __dict__ was never built (attributes in values
@@ -324,32 +387,65 @@ read_inline_values(PyObject *o, inline_values *iv)
     }
     values = header + 8;
 #endif
-    if (!values) {
+    shared_keys k;
+    if (!values || !read_shared_keys(tp, &k)) {
         return 0;
     }
-    const char *keys = (const char *)((PyHeapTypeObject *)tp)->ht_cached_keys;
-    if (!keys || (uint8_t)keys[10] != 2) {
-        return 0;
-    }
-    size_t usable = word_at(keys + 16), nentries = word_at(keys + 24);
-    size_t slots = usable + nentries;
-    iv->entries = keys + 32 + ((size_t)1 << (uint8_t)keys[9]);
+    iv->entries = k.entries;
     iv->values = (PyObject **)values;
-#if PY_VERSION_HEX < 0x030C0000
-    iv->nbytes = slots * 8;
-#elif PY_VERSION_HEX < 0x030D0000
-    iv->nbytes = (uint8_t)values[-1] + slots * 8;
+    iv->nentries = k.nentries;
+#if PY_VERSION_HEX < 0x030D0000
+    size_t prefix = (uint8_t)values[-1];
+    size_t slots = k.nentries + k.usable;
+    if (prefix > 9 && prefix - 9 > slots) {
+        slots = prefix - 9;
+    }
+    if (slots < 1) {
+        slots = 1;
+    }
+    iv->nbytes = prefix + slots * 8;
 #else
     size_t capacity = (uint8_t)values[-8];
-    nentries = nentries < capacity ? nentries : capacity;
-    iv->nbytes = 8 + capacity * 8 + (capacity + 7) / 8 * 8;
-    (void)slots;
+    iv->nentries = k.nentries < capacity ? k.nentries : capacity;
+    iv->nbytes = embedded_for(capacity, &k);
 #endif
-    iv->nentries = nentries;
     return 1;
 #else
     (void)o;
     (void)iv;
+    return 0;
+#endif
+}
+
+/* 3.13: bytes of the values storage inside the object, whether or not a
+ * __dict__ was built over it (0 before 3.13 and for other types). */
+static size_t
+embedded_nbytes(PyObject *o)
+{
+#if LAYOUT_SUPPORTED && PY_VERSION_HEX >= 0x030D0000
+    PyTypeObject *tp = Py_TYPE(o);
+    unsigned long need = Py_TPFLAGS_MANAGED_DICT | Py_TPFLAGS_INLINE_VALUES | Py_TPFLAGS_HEAPTYPE;
+    if ((tp->tp_flags & need) != need) {
+        return 0;
+    }
+    shared_keys k;
+    int have = read_shared_keys(tp, &k);
+    return embedded_for((uint8_t)((const char *)o)[tp->tp_basicsize], have ? &k : NULL);
+#else
+    (void)o;
+    return 0;
+#endif
+}
+
+/* 3.13: a dict whose values live inside the instance it belongs to. */
+static int
+dict_values_embedded(PyObject *d)
+{
+#if LAYOUT_SUPPORTED && PY_VERSION_HEX >= 0x030D0000
+    const uint8_t *values = (const uint8_t *)((PyDictObject *)d)->ma_values;
+    return values && values[2];
+#else
+    (void)d;
     return 0;
 #endif
 }
@@ -380,58 +476,34 @@ instance_dict(PyObject *o)
     return NULL;
 }
 
-/* ---- sizes() -------------------------------------------------------------- */
-
-/* How the objects of one type are sized, decided once per type and call by
- * the Python `classify` callback (memtrim.analysis.sizing.native_plan). */
-typedef struct {
-    int native;              /* 0: ask describe() about every object of the type */
-    Py_ssize_t const_size;   /* sys.getsizeof of every instance, or -1: ask each */
-    Py_ssize_t nslots;
-    Py_ssize_t *offsets;     /* __slots__ members, in _kinds._slot_refs order */
-} plan;
-
-typedef struct {
-    PyObject *classify;  /* classify(obj) -> None | (const_size, member descriptors) */
-    PyObject *describe;  /* describe(obj, depth) -> (flat, [referents]) */
-    size_t mask;
-    Py_ssize_t limit;    /* < 0: unlimited */
-    int fast;            /* size builtins and plain instances here */
-    int bytes_leaf;      /* bytes has no referent that counts (its class is ignored) */
-    ptrmap seen;         /* objects sized (or claimed) in this call */
-    objvec held;         /* a reference to every object in `seen` */
-    stack work;          /* each entry owns a reference */
-    ptrmap plan_index;   /* type -> index + 1 in plans */
-    plan *plans;
-    size_t nplans, plans_cap;
-    objvec plan_types;   /* keeps the types of plan_index alive */
-} walker;
-
-/* Exact builtin types sized here. Their rules must match
- * memtrim.analysis._kinds: flat = sys.getsizeof rounded to the alignment;
- * referents = items (list, tuple, set, frozenset), keys and values (dict),
- * none for the scalars. bytes is a leaf unless its class can be sized
- * (Pympler gives bytes a __class__ referent, counted only with code=True
- * and ignored=False). */
-static inline int
-is_leaf(const walker *w, PyTypeObject *t)
-{
-    return t == &PyLong_Type || t == &PyUnicode_Type || t == &PyFloat_Type ||
-           (t == &PyBytes_Type && w->bytes_leaf) || t == &PyBool_Type ||
-           t == &PyComplex_Type || t == Py_TYPE(Py_None);
-}
-
-static inline int
-is_builtin_container(PyTypeObject *t)
-{
-    return t == &PyList_Type || t == &PyTuple_Type || t == &PyDict_Type ||
-           t == &PySet_Type || t == &PyFrozenSet_Type;
-}
+/* ---- flat sizes ------------------------------------------------------------- */
 
 /* Size of the GC header sys.getsizeof adds to GC objects; measured once at
  * import (PyGC_Head is not public in 3.13). Set before any call, read-only
  * afterwards. */
 static size_t gc_head = 0;
+
+/* What sys.getsizeof adds to __sizeof__: the GC header and the managed
+ * dict/weakref pointers before the object (3.13: not for static types). */
+static size_t
+preheader(PyObject *o)
+{
+    PyTypeObject *tp = Py_TYPE(o);
+#if PY_VERSION_HEX >= 0x030D0000
+    if (tp == &PyType_Type && !(((PyTypeObject *)o)->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
+        return 0;
+    }
+#endif
+    size_t size = PyType_IS_GC(tp) ? gc_head : 0;
+#if PY_VERSION_HEX >= 0x030C0000
+    if (tp->tp_flags & (Py_TPFLAGS_MANAGED_DICT | Py_TPFLAGS_MANAGED_WEAKREF)) {
+#else
+    if (tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) {
+#endif
+        size += 2 * sizeof(PyObject *);
+    }
+    return size;
+}
 
 /* sys.getsizeof of the commonest exact types, computed from their layout
  * exactly as their __sizeof__ does (Objects/longobject.c, unicodeobject.c,
@@ -483,10 +555,298 @@ fast_sizeof(PyObject *o)
     return _PySys_GetSizeOf(o);
 }
 
+/* Bytes the allocator hands out for a request of n: pymalloc's 16-byte size
+ * classes up to 512 bytes, glibc malloc chunks (8-byte header, 16-byte
+ * alignment, 32 bytes at least) above. Mirror of sizing._allocated. */
+static inline long long
+alloc_size(size_t n)
+{
+    if (n == 0) {
+        return 0;
+    }
+    if (n <= 512) {
+        return (long long)((n + 15) & ~(size_t)15);
+    }
+    size_t chunk = (n + 8 + 15) & ~(size_t)15;
+    return (long long)(chunk < 32 ? 32 : chunk);
+}
+
+/* Allocator footprint of an exact builtin whose sys.getsizeof is raw: the
+ * header and the separate item/table block counted as two allocations
+ * (sizing._blocks); a 3.13 instance __dict__ whose values live inside the
+ * instance is its header only. */
+static long long
+builtin_footprint(PyObject *o, size_t raw)
+{
+    PyTypeObject *t = Py_TYPE(o);
+    if (t == &PyList_Type || t == &PyDict_Type || t == &PySet_Type || t == &PyFrozenSet_Type ||
+        t == &PyByteArray_Type) {
+        size_t head = (size_t)t->tp_basicsize + (t == &PyByteArray_Type ? 0 : gc_head);
+        if (t == &PyDict_Type && dict_values_embedded(o)) {
+            return alloc_size(head);
+        }
+        return raw > head ? alloc_size(head) + alloc_size(raw - head) : alloc_size(raw);
+    }
+    return alloc_size(raw);
+}
+
+/* How the census sizes the objects of one type without running Python code:
+ * sys.getsizeof when the type's __sizeof__ is a C method; otherwise the
+ * nearest C base's __sizeof__ (an override written in Python is never
+ * called) plus what sys.getsizeof adds, or tp_basicsize if no base has one.
+ * Mirror of sizing.getsizeof. */
+typedef struct {
+    PyObject *base;  /* owned: the C __sizeof__ to call, or NULL */
+    int basic;       /* 1: no C __sizeof__ in the MRO */
+} sizeof_rule;
+
+static PyObject *
+type_dict(PyTypeObject *tp)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyType_GetDict(tp); /* static builtin types keep it off tp_dict */
+#else
+    return Py_XNewRef(tp->tp_dict);
+#endif
+}
+
+static void
+sizeof_rule_for(PyTypeObject *tp, sizeof_rule *r)
+{
+    r->base = NULL;
+    r->basic = 0;
+    PyObject *found = _PyType_Lookup(tp, str_sizeof);
+    if (found && Py_IS_TYPE(found, &PyMethodDescr_Type)) {
+        return;
+    }
+    PyObject *mro = tp->tp_mro;
+    Py_ssize_t n = mro && PyTuple_Check(mro) ? PyTuple_GET_SIZE(mro) : 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *dict = type_dict((PyTypeObject *)PyTuple_GET_ITEM(mro, i));
+        PyObject *descr = dict ? PyDict_GetItemWithError(dict, str_sizeof) : NULL;
+        if (descr && Py_IS_TYPE(descr, &PyMethodDescr_Type)) {
+            r->base = Py_NewRef(descr);
+            Py_DECREF(dict);
+            return;
+        }
+        Py_XDECREF(dict);
+        PyErr_Clear();
+    }
+    r->basic = 1;
+}
+
+static size_t
+sizeof_by_rule(PyObject *o, const sizeof_rule *r)
+{
+    if (!r->base && !r->basic) {
+        size_t size = _PySys_GetSizeOf(o);
+        if (size != (size_t)-1) {
+            return size;
+        }
+        PyErr_Clear(); /* a C __sizeof__ that failed: fall back as below */
+    }
+    Py_ssize_t n = -1;
+    if (r->base) {
+        PyObject *res = PyObject_CallOneArg(r->base, o);
+        if (res) {
+            n = PyLong_AsSsize_t(res);
+            Py_DECREF(res);
+        }
+        if (n < 0) {
+            PyErr_Clear();
+            n = -1;
+        }
+    }
+    if (n < 0) {
+        n = Py_TYPE(o)->tp_basicsize;
+    }
+    return (size_t)n + preheader(o);
+}
+
+/* ---- frames, read in place ---------------------------------------------------
+ *
+ * Neither sys._current_frames() nor a generator's gi_frame are used: both
+ * create frame objects that stay attached to the interpreter frame. The
+ * interpreter frames are read through CPython's own struct (frames.h). */
+
+typedef int (*local_fn)(PyObject *value, void *arg);
+
+/* Calls fn for every set local, cell and free slot of every Python frame of
+ * every thread, except frames running with globals in skip (memtrim's own
+ * modules). Locals only: the evaluation stack of a running frame has no
+ * valid top. Thread states are linked under the runtime's HEAD_LOCK, which
+ * an extension cannot take; with the GIL held no thread can run Python code
+ * or drop its state (a thread being created only prepends itself). */
+static int
+for_each_local(const ptrmap *skip, local_fn fn, void *arg)
+{
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts;
+         ts = PyThreadState_Next(ts)) {
+        for (mt_frame_t *f = mt_current_frame(ts); f; f = f->previous) {
+            PyCodeObject *code = mt_frame_code(f);
+            if (!code || (skip && ptrmap_has(skip, f->f_globals, NULL))) {
+                continue;
+            }
+            PyObject **locals = _PyFrame_GetLocalsArray(f);
+            for (int i = 0; i < code->co_nlocalsplus; i++) {
+                if (locals[i] && fn(locals[i], arg) < 0) {
+                    return -1;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(frame_values_doc,
+"frame_values(gen) -> list[tuple[str, object]] | None\n\n"
+"What a generator's, coroutine's or async generator's frame holds, read in\n"
+"place (no frame object is created): (name, value) for every set local,\n"
+"cell and free slot, then ('', value) for the evaluation stack of a\n"
+"suspended one. [] once it finished; None for other objects.");
+
+static PyObject *
+objects_frame_values(PyObject *self, PyObject *gen)
+{
+    if (!PyGen_CheckExact(gen) && !PyCoro_CheckExact(gen) && !PyAsyncGen_CheckExact(gen)) {
+        Py_RETURN_NONE;
+    }
+    /* coroutines and async generators share the generator's head (_PyGenObject_HEAD) */
+    PyGenObject *g = (PyGenObject *)gen;
+    PyObject *out = PyList_New(0);
+    int state = g->gi_frame_state;
+    if (!out || state >= FRAME_COMPLETED) {
+        return out;
+    }
+    _PyInterpreterFrame *f = (_PyInterpreterFrame *)g->gi_iframe;
+#if PY_VERSION_HEX >= 0x030D0000
+    if (!PyCode_Check(f->f_executable)) {
+        return out;
+    }
+    PyCodeObject *code = (PyCodeObject *)f->f_executable;
+#else
+    PyCodeObject *code = f->f_code;
+#endif
+    PyObject **slots = _PyFrame_GetLocalsArray(f);
+    int nlocals = code->co_nlocalsplus;
+    int top = state < FRAME_EXECUTING && f->stacktop > nlocals ? f->stacktop : nlocals;
+    for (int i = 0; i < top; i++) {
+        if (!slots[i]) {
+            continue;
+        }
+        PyObject *name = i < nlocals ? PyTuple_GET_ITEM(code->co_localsplusnames, i)
+                                     : str_empty;
+        PyObject *pair = PyTuple_Pack(2, name, slots[i]);
+        if (!pair || PyList_Append(out, pair) < 0) {
+            Py_XDECREF(pair);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(pair);
+    }
+    return out;
+}
+
+/* ---- the sizing walk -------------------------------------------------------- */
+
+/* How the objects of one type are sized, decided once per type and walk by
+ * the Python `classify` callback (memtrim.analysis.sizing.native_plan). */
+typedef struct {
+    int native;              /* 0: ask describe() about every object of the type */
+    Py_ssize_t const_size;   /* sys.getsizeof of every instance, or -1: ask each */
+    Py_ssize_t nslots;
+    Py_ssize_t *offsets;     /* __slots__ members, in _kinds._slot_refs order */
+} plan;
+
+typedef struct {
+    PyObject *classify;  /* classify(obj) -> None | (const_size, member descriptors) */
+    PyObject *describe;  /* describe(obj, depth) -> (flat, [referents]) */
+    PyObject *standin;   /* the type of _kinds.InlineDict (stand-ins for inline values) */
+    size_t mask;
+    Py_ssize_t limit;    /* < 0: unlimited */
+    int footprint;       /* allocator footprint instead of sys.getsizeof figures */
+    int bytes_leaf;      /* bytes has no referent that counts (its class is ignored) */
+    int record;          /* retained(): every object goes into seen, with its flat size */
+    ptrmap seen;         /* objects sized (or claimed) by this walk */
+    ptrmap owners;       /* record: stand-in -> the instance it stands for */
+    objvec held;         /* a reference to every object in `seen` */
+    stack work;          /* each entry owns a reference */
+    ptrmap plan_index;   /* type -> index + 1 in plans */
+    plan *plans;
+    size_t nplans, plans_cap;
+    objvec plan_types;   /* keeps the types of plan_index alive */
+} walker;
+
+static int
+walker_init(walker *w, int record)
+{
+    w->record = record;
+    if (ptrmap_init(&w->seen, 1 << 16, record) < 0 || ptrmap_init(&w->plan_index, 64, 1) < 0 ||
+        (record && ptrmap_init(&w->owners, 64, 1) < 0)) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static void
+plans_free(walker *w)
+{
+    for (size_t i = 0; i < w->nplans; i++) {
+        PyMem_Free(w->plans[i].offsets);
+    }
+    PyMem_Free(w->plans);
+    w->plans = NULL;
+    w->nplans = w->plans_cap = 0;
+    ptrmap_free(&w->plan_index);
+    objvec_free(&w->plan_types);
+}
+
+static void
+walker_free(walker *w)
+{
+    stack_clear_refs(&w->work);
+    PyMem_Free(w->work.items);
+    w->work.items = NULL;
+    w->work.cap = 0;
+    ptrmap_free(&w->seen);
+    ptrmap_free(&w->owners);
+    plans_free(w);
+    objvec_free(&w->held); /* last: may run finalizers of objects user code dropped */
+}
+
+/* Exact builtin types sized here. Their rules must match
+ * memtrim.analysis._kinds: flat = sys.getsizeof rounded to the alignment;
+ * referents = items (list, tuple, set, frozenset), keys and values (dict),
+ * none for the scalars. bytes is a leaf unless its class can be sized
+ * (Pympler gives bytes a __class__ referent, counted only with code=True
+ * and ignored=False). */
+static inline int
+is_leaf(const walker *w, PyTypeObject *t)
+{
+    return t == &PyLong_Type || t == &PyUnicode_Type || t == &PyFloat_Type ||
+           (t == &PyBytes_Type && w->bytes_leaf) || t == &PyBool_Type ||
+           t == &PyComplex_Type || t == Py_TYPE(Py_None);
+}
+
+static inline int
+is_builtin_container(PyTypeObject *t)
+{
+    return t == &PyList_Type || t == &PyTuple_Type || t == &PyDict_Type ||
+           t == &PySet_Type || t == &PyFrozenSet_Type;
+}
+
 static inline long long
 aligned(const walker *w, size_t size)
 {
     return (long long)((size + w->mask) & ~w->mask);
+}
+
+static inline long long
+builtin_flat(const walker *w, PyObject *o, size_t size)
+{
+    return w->footprint ? builtin_footprint(o, size) : aligned(w, size);
 }
 
 static inline int
@@ -499,11 +859,12 @@ follows(const walker *w, Py_ssize_t depth)
  * need not enter the seen-set (most ints, floats and tuples in real data).
  * Objects that accept weak references are excluded: describe() follows
  * weakrefs (as Pympler does), a second way in that holds no reference.
- * Must be asked before the walk takes a reference of its own. */
+ * Must be asked before the walk takes a reference of its own. retained()
+ * needs every object in the seen-set (its member set): never there. */
 static inline int
-unshared(PyObject *o)
+shared(const walker *w, PyObject *o)
 {
-    return Py_REFCNT(o) == 1 && Py_TYPE(o)->tp_weaklistoffset == 0;
+    return w->record || Py_REFCNT(o) != 1 || Py_TYPE(o)->tp_weaklistoffset != 0;
 }
 
 /* 1 if o was not seen before (it is now, and kept alive), 0 if it was, -1 on error. */
@@ -514,7 +875,19 @@ seen_add(walker *w, PyObject *o)
     if (added > 0 && objvec_push(&w->held, o) < 0) {
         return -1;
     }
+    if (added < 0) {
+        PyErr_NoMemory();
+    }
     return added;
+}
+
+static inline void
+record_flat(walker *w, PyObject *o, long long flat)
+{
+    void **slot = ptrmap_slot(&w->seen, o);
+    if (slot) {
+        *slot = (void *)(intptr_t)flat;
+    }
 }
 
 /* Leaves are sized on discovery (they have no referents, so the order does
@@ -522,8 +895,9 @@ seen_add(walker *w, PyObject *o)
 static inline int
 visit_child(walker *w, PyObject *c, Py_ssize_t depth, long long *total)
 {
+    int is_shared = shared(w, c);
     if (is_leaf(w, Py_TYPE(c))) {
-        if (!unshared(c)) {
+        if (is_shared) {
             int added = seen_add(w, c);
             if (added <= 0) {
                 return added;
@@ -533,10 +907,18 @@ visit_child(walker *w, PyObject *c, Py_ssize_t depth, long long *total)
         if (UNLIKELY(size == (size_t)-1)) {
             return -1;
         }
-        *total += aligned(w, size);
+        long long flat = builtin_flat(w, c, size);
+        *total += flat;
+        if (w->record) {
+            record_flat(w, c, flat);
+        }
         return 0;
     }
-    return stack_push_ref(&w->work, c, depth, !unshared(c));
+    if (stack_push_ref(&w->work, c, depth, is_shared) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
 }
 
 /* Referents of an exact builtin container, pushed so that they pop in order
@@ -606,19 +988,6 @@ push_builtin_refs(walker *w, PyObject *o, Py_ssize_t depth, long long *total)
     }
     reverse_from(&w->work, mark);
     return 0;
-}
-
-static void
-plans_free(walker *w)
-{
-    for (size_t i = 0; i < w->nplans; i++) {
-        PyMem_Free(w->plans[i].offsets);
-    }
-    PyMem_Free(w->plans);
-    w->plans = NULL;
-    w->nplans = w->plans_cap = 0;
-    ptrmap_free(&w->plan_index);
-    objvec_free(&w->plan_types);
 }
 
 /* Turn classify()'s answer into a plan: (const_size, (member descriptor, ...)).
@@ -709,10 +1078,12 @@ plan_for(walker *w, PyObject *o)
 /* An instance sized here, exactly as describe() sizes it through
  * _kinds._inst_refs: flat size, then its __dict__ (or the inline values,
  * charged as one "__dict__ (inline values)" object holding the attribute
- * names and values), its class, its __slots__ values. Returns 1 when the
- * object has to go to describe() after all. Runs no Python code. */
+ * names and values), its class, its __slots__ values. *own gets the bytes
+ * charged to the instance itself (its values storage included). Returns 1
+ * when the object has to go to describe() after all. Runs no Python code. */
 static int
-walk_instance(walker *w, PyObject *o, const plan *p, Py_ssize_t depth, long long *total)
+walk_instance(walker *w, PyObject *o, const plan *p, Py_ssize_t depth, long long *total,
+              long long *own)
 {
     size_t size = (size_t)p->const_size;
     if (p->const_size < 0) {
@@ -722,14 +1093,23 @@ walk_instance(walker *w, PyObject *o, const plan *p, Py_ssize_t depth, long long
             return 1;
         }
     }
-    *total += aligned(w, size);
+    /* footprint: a 3.13 instance's values are part of its own block */
+    *own = w->footprint ? alloc_size(size + embedded_nbytes(o)) : aligned(w, size);
+    *total += *own;
     if (!follows(w, depth)) {
         return 0;
     }
     size_t mark = w->work.len;
     inline_values iv;
     if (read_inline_values(o, &iv)) {
-        *total += aligned(w, iv.nbytes);
+        long long values = aligned(w, iv.nbytes);
+        if (w->footprint) { /* 3.13: inside the instance's block, counted there */
+            values = PY_VERSION_HEX >= 0x030D0000 ? 0 : alloc_size(iv.nbytes);
+        }
+        *total += values;
+        if (w->record) { /* retained(): freed with the instance */
+            *own += values;
+        }
         if (follows(w, depth + 1)) {
             for (size_t i = 0; i < iv.nentries; i++) {
                 PyObject *value = iv.values[i];
@@ -761,31 +1141,32 @@ walk_instance(walker *w, PyObject *o, const plan *p, Py_ssize_t depth, long long
     return 0;
 }
 
+/* Size o (found at depth) and push what it refers to. *own gets o's own
+ * flat size. */
 static int
-walk_one(walker *w, PyObject *o, Py_ssize_t depth, long long *total)
+walk_one(walker *w, PyObject *o, Py_ssize_t depth, long long *total, long long *own)
 {
     PyTypeObject *t = Py_TYPE(o);
-    if (w->fast) {
-        if (is_leaf(w, t) || is_builtin_container(t)) {
-            size_t size = fast_sizeof(o);
-            if (size == (size_t)-1) {
-                return -1;
-            }
-            *total += aligned(w, size);
-            if (follows(w, depth) && !is_leaf(w, t)) {
-                return push_builtin_refs(w, o, depth + 1, total);
-            }
-            return 0;
-        }
-        const plan *p = plan_for(w, o);
-        if (!p) {
+    if (is_leaf(w, t) || is_builtin_container(t)) {
+        size_t size = fast_sizeof(o);
+        if (size == (size_t)-1) {
             return -1;
         }
-        if (p->native) {
-            int rc = walk_instance(w, o, p, depth, total);
-            if (rc <= 0) {
-                return rc;
-            }
+        *own = builtin_flat(w, o, size);
+        *total += *own;
+        if (follows(w, depth) && !is_leaf(w, t)) {
+            return push_builtin_refs(w, o, depth + 1, total);
+        }
+        return 0;
+    }
+    const plan *p = plan_for(w, o);
+    if (!p) {
+        return -1;
+    }
+    if (p->native) {
+        int rc = walk_instance(w, o, p, depth, total, own);
+        if (rc <= 0) {
+            return rc;
         }
     }
     PyObject *res = PyObject_CallFunction(w->describe, "On", o, depth);
@@ -798,23 +1179,39 @@ walk_one(walker *w, PyObject *o, Py_ssize_t depth, long long *total)
         Py_DECREF(res);
         return -1;
     }
+    *own = flat;
     *total += flat;
     /* Every referent gets a reference of its own on the stack; they always
      * go through the seen-set (the list itself holds a second reference). */
     int rc = 0;
     for (Py_ssize_t i = PyList_GET_SIZE(refs) - 1; i >= 0 && rc == 0; i--) {
-        rc = stack_push_ref(&w->work, PyList_GET_ITEM(refs, i), depth + 1, 1);
+        PyObject *ref = PyList_GET_ITEM(refs, i);
+        if (w->record && (PyObject *)Py_TYPE(ref) == w->standin &&
+            ptrmap_put(&w->owners, ref, o) < 0) {
+            PyErr_NoMemory();
+            rc = -1;
+            break;
+        }
+        if (stack_push_ref(&w->work, ref, depth + 1, 1) < 0) {
+            PyErr_NoMemory();
+            rc = -1;
+        }
     }
     Py_DECREF(res);
     return rc;
 }
 
+/* Deep size of top (already in the seen-set), found at depth. *top_flat
+ * (if given) gets top's own flat size. Returns -1 with an exception set on
+ * error (the work stack is emptied). */
 static long long
-walk_top(walker *w, PyObject *top, int *error)
+walk_from(walker *w, PyObject *top, Py_ssize_t depth, long long *top_flat)
 {
     long long total = 0;
-    if (stack_push_ref(&w->work, top, 0, 0) < 0) {
-        goto fail;
+    int first = 1;
+    if (stack_push_ref(&w->work, top, depth, 0) < 0) {
+        PyErr_NoMemory();
+        return -1;
     }
     while (w->work.len) {
         frame f = w->work.items[--w->work.len];
@@ -834,7 +1231,15 @@ walk_top(walker *w, PyObject *top, int *error)
                 continue;
             }
         }
-        int rc = walk_one(w, f.obj, f.depth, &total);
+        long long own = 0;
+        int rc = walk_one(w, f.obj, f.depth, &total, &own);
+        if (rc == 0 && w->record) {
+            record_flat(w, f.obj, own);
+        }
+        if (first && top_flat) {
+            *top_flat = own;
+        }
+        first = 0;
         Py_DECREF(f.obj);
         if (rc < 0) {
             goto fail;
@@ -843,67 +1248,156 @@ walk_top(walker *w, PyObject *top, int *error)
     return total;
 fail:
     stack_clear_refs(&w->work);
-    *error = 1;
+    if (!PyErr_Occurred()) {
+        PyErr_NoMemory();
+    }
+    return -1;
+}
+
+/* ---- Walker: one sizing call's state, driven from Python -------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    walker w;
+    PyObject *classify, *describe, *standin; /* owned; w holds borrowed copies */
+    int busy;                                /* a method is running: no re-entry */
+} WalkerObject;
+
+static PyObject *
+Walker_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *classify, *describe, *standin;
+    unsigned long long mask;
+    Py_ssize_t limit;
+    int footprint, bytes_leaf;
+    static char *kwlist[] = {"classify", "describe", "standin", "mask", "limit", "footprint",
+                             "bytes_leaf", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOKnpp", kwlist, &classify, &describe,
+                                     &standin, &mask, &limit, &footprint, &bytes_leaf)) {
+        return NULL;
+    }
+    WalkerObject *self = (WalkerObject *)type->tp_alloc(type, 0);
+    if (!self) {
+        return NULL;
+    }
+    memset(&self->w, 0, sizeof(self->w));
+    self->classify = Py_NewRef(classify);
+    self->describe = Py_NewRef(describe);
+    self->standin = Py_NewRef(standin);
+    self->w.classify = classify;
+    self->w.describe = describe;
+    self->w.standin = standin;
+    self->w.mask = (size_t)mask;
+    self->w.limit = limit;
+    self->w.footprint = footprint;
+    self->w.bytes_leaf = bytes_leaf;
+    if (walker_init(&self->w, 0) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+Walker_dealloc(WalkerObject *self)
+{
+    walker_free(&self->w);
+    Py_XDECREF(self->classify);
+    Py_XDECREF(self->describe);
+    Py_XDECREF(self->standin);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+walker_enter(WalkerObject *self)
+{
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "Walker is already running");
+        return -1;
+    }
+    self->busy = 1;
     return 0;
 }
 
-PyDoc_STRVAR(sizes_doc,
-"sizes(objs, classify, describe, mask, limit, fast, bytes_leaf) -> list[int]\n\n"
-"Deep size of each object in objs (0 for repeats), sharing one seen-set.");
-
 static PyObject *
-objects_sizes(PyObject *self, PyObject *args)
+Walker_exclude(WalkerObject *self, PyObject *objs)
 {
-    PyObject *objs, *classify, *describe;
-    unsigned long long mask;
-    Py_ssize_t limit;
-    int fast, bytes_leaf;
-    if (!PyArg_ParseTuple(args, "O!OOKnpp", &PyList_Type, &objs, &classify, &describe, &mask,
-                          &limit, &fast, &bytes_leaf)) {
+    if (!PyList_Check(objs)) {
+        PyErr_SetString(PyExc_TypeError, "exclude() takes a list");
         return NULL;
     }
-    walker w;
-    memset(&w, 0, sizeof(w));
-    w.classify = classify;
-    w.describe = describe;
-    w.mask = (size_t)mask;
-    w.limit = limit;
-    w.fast = fast;
-    w.bytes_leaf = bytes_leaf;
-    /* a private copy: user code run by the callbacks cannot reach it */
-    PyObject *tops = PyList_GetSlice(objs, 0, PyList_GET_SIZE(objs));
-    PyObject *result = PyList_New(0);
-    ptrmap top = {0};
-    int error = 0;
-    if (!tops || !result || ptrmap_init(&w.seen, 1 << 16, 0) < 0 ||
-        ptrmap_init(&w.plan_index, 64, 1) < 0 || ptrmap_init(&top, 64, 0) < 0) {
-        goto fail;
-    }
-    /* Top-level objects are never charged to one another (Pympler's exclude_refs). */
-    Py_ssize_t n = PyList_GET_SIZE(tops);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (seen_add(&w, PyList_GET_ITEM(tops, i)) < 0) {
-            goto fail;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(objs); i++) {
+        if (seen_add(&self->w, PyList_GET_ITEM(objs, i)) < 0) {
+            return NULL;
         }
     }
-    for (Py_ssize_t i = 0; i < n && !error; i++) {
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Walker_claim(WalkerObject *self, PyObject *obj)
+{
+    int added = seen_add(&self->w, obj);
+    if (added < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(added);
+}
+
+/* objs, privately copied (user code run by the callbacks cannot reach it) */
+static PyObject *
+private_list(PyObject *objs)
+{
+    if (!PyList_Check(objs)) {
+        PyErr_SetString(PyExc_TypeError, "expected a list");
+        return NULL;
+    }
+    return PyList_GetSlice(objs, 0, PyList_GET_SIZE(objs));
+}
+
+static PyObject *
+append_int(PyObject *list, long long value)
+{
+    PyObject *v = PyLong_FromLongLong(value);
+    if (!v || PyList_Append(list, v) < 0) {
+        Py_XDECREF(v);
+        return NULL;
+    }
+    Py_DECREF(v);
+    return list;
+}
+
+PyDoc_STRVAR(Walker_sizes_doc,
+"sizes(objs) -> list[int]\n\n"
+"Deep size of each top-level object (0 for a repeat in objs). Top-level\n"
+"objects are never charged to one another: exclude() them first.");
+
+static PyObject *
+Walker_sizes(WalkerObject *self, PyObject *objs)
+{
+    PyObject *tops = private_list(objs);
+    if (!tops || walker_enter(self) < 0) {
+        Py_XDECREF(tops);
+        return NULL;
+    }
+    PyObject *result = PyList_New(0);
+    ptrmap top = {0};
+    if (!result || ptrmap_init(&top, 64, 0) < 0) {
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(tops); i++) {
         PyObject *o = PyList_GET_ITEM(tops, i);
         long long size = 0;
         int added = ptrmap_put(&top, o, NULL);
-        if (added < 0) {
+        if (added < 0 || seen_add(&self->w, o) < 0) {
             goto fail;
         }
-        if (added > 0) {
-            size = walk_top(&w, o, &error);
+        if (added > 0 && (size = walk_from(&self->w, o, 0, NULL)) < 0) {
+            goto fail;
         }
-        PyObject *value = error ? NULL : PyLong_FromLongLong(size);
-        if (!value || PyList_Append(result, value) < 0) {
-            error = 1;
+        if (!append_int(result, size)) {
+            goto fail;
         }
-        Py_XDECREF(value);
-    }
-    if (error) {
-        goto fail;
     }
     goto done;
 fail:
@@ -912,15 +1406,67 @@ fail:
     }
     Py_CLEAR(result);
 done:
-    stack_clear_refs(&w.work);
-    PyMem_Free(w.work.items);
     ptrmap_free(&top);
-    ptrmap_free(&w.seen);
-    plans_free(&w);
-    Py_XDECREF(tops);
-    objvec_free(&w.held); /* last: may run finalizers of objects user code dropped */
+    Py_DECREF(tops);
+    self->busy = 0;
     return result;
 }
+
+PyDoc_STRVAR(Walker_deep_doc,
+"deep(objs, depth) -> list[int]\n\n"
+"For each object found at depth, in order: claim it and return its deep size\n"
+"and its own flat size ([size, flat, size, flat, ...]), or -1, -1 if it was\n"
+"seen before.");
+
+static PyObject *
+Walker_deep(WalkerObject *self, PyObject *args)
+{
+    PyObject *objs;
+    Py_ssize_t depth;
+    if (!PyArg_ParseTuple(args, "On", &objs, &depth)) {
+        return NULL;
+    }
+    PyObject *items = private_list(objs);
+    if (!items || walker_enter(self) < 0) {
+        Py_XDECREF(items);
+        return NULL;
+    }
+    PyObject *result = PyList_New(0);
+    for (Py_ssize_t i = 0; result && i < PyList_GET_SIZE(items); i++) {
+        PyObject *o = PyList_GET_ITEM(items, i);
+        long long size = -1, flat = -1;
+        int added = seen_add(&self->w, o);
+        if (added < 0 || (added && (size = walk_from(&self->w, o, depth, &flat)) < 0) ||
+            !append_int(result, size) || !append_int(result, flat)) {
+            Py_CLEAR(result);
+        }
+    }
+    Py_DECREF(items);
+    self->busy = 0;
+    return result;
+}
+
+static PyMethodDef Walker_methods[] = {
+    {"exclude", (PyCFunction)Walker_exclude, METH_O,
+     "exclude(objs): mark objects as seen without sizing them."},
+    {"claim", (PyCFunction)Walker_claim, METH_O,
+     "claim(obj) -> bool: mark obj seen; False if it was already."},
+    {"sizes", (PyCFunction)Walker_sizes, METH_O, Walker_sizes_doc},
+    {"deep", (PyCFunction)Walker_deep, METH_VARARGS, Walker_deep_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject WalkerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "memtrim.engine._objects.Walker",
+    .tp_basicsize = sizeof(WalkerObject),
+    .tp_dealloc = (destructor)Walker_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Walker(classify, describe, standin, mask, limit, footprint, bytes_leaf)\n\n"
+              "The seen-set of one sizing call, shared by its sizes() and deep() calls.",
+    .tp_methods = Walker_methods,
+    .tp_new = Walker_new,
+};
 
 /* ---- census() ------------------------------------------------------------- */
 
@@ -950,7 +1496,8 @@ visit_untracked(PyObject *o, void *arg)
 /* Per-type rows accumulated in C and turned into a dict once at the end:
  * building Python ints per object would dominate the run time. */
 typedef struct {
-    PyTypeObject *type;  /* owned: a user __sizeof__ could drop the last instance */
+    PyTypeObject *type;  /* owned */
+    sizeof_rule rule;
     unsigned long long count, total, largest;
 } row;
 
@@ -960,22 +1507,24 @@ typedef struct {
     size_t len, cap;
 } tally;
 
-/* sys.getsizeof, plus the values storage of an instance whose attributes
- * live there (3.11+, no __dict__ built): the same bytes asizeof charges to
- * the instance and its "__dict__ (inline values)". May run a user __sizeof__. */
+static void
+tally_free(tally *t)
+{
+    ptrmap_free(&t->index);
+    for (size_t i = 0; i < t->len; i++) {
+        Py_DECREF(t->rows[i].type);
+        Py_XDECREF(t->rows[i].rule.base);
+    }
+    PyMem_Free(t->rows);
+}
+
+/* sys.getsizeof (never a __sizeof__ written in Python: sizeof_rule), plus
+ * the values storage of an instance whose attributes live there (3.11+, no
+ * __dict__ built): the same bytes asizeof charges to the instance and its
+ * "__dict__ (inline values)". Runs no Python code. */
 static int
 count(tally *t, PyObject *o)
 {
-    size_t size = _PySys_GetSizeOf(o);
-    if (size == (size_t)-1) {
-        /* a raising __sizeof__: count the object, charge its basic size */
-        PyErr_Clear();
-        size = (size_t)Py_TYPE(o)->tp_basicsize;
-    }
-    inline_values iv;
-    if (read_inline_values(o, &iv)) {
-        size += iv.nbytes;
-    }
     void *slot = NULL;
     size_t i;
     if (ptrmap_has(&t->index, Py_TYPE(o), &slot)) {
@@ -992,10 +1541,16 @@ count(tally *t, PyObject *o)
             t->cap = cap;
         }
         i = t->len++;
-        t->rows[i] = (row){(PyTypeObject *)Py_NewRef(Py_TYPE(o)), 0, 0, 0};
+        t->rows[i] = (row){(PyTypeObject *)Py_NewRef(Py_TYPE(o)), {NULL, 0}, 0, 0, 0};
+        sizeof_rule_for(Py_TYPE(o), &t->rows[i].rule);
         if (ptrmap_put(&t->index, Py_TYPE(o), (void *)(i + 1)) < 0) {
             return -1;
         }
+    }
+    size_t size = sizeof_by_rule(o, &t->rows[i].rule);
+    inline_values iv;
+    if (read_inline_values(o, &iv)) {
+        size += iv.nbytes;
     }
     t->rows[i].count++;
     t->rows[i].total += size;
@@ -1020,33 +1575,76 @@ tally_dict(tally *t)
     return table;
 }
 
+/* Count what todo holds and every untracked object found through it
+ * (untracked objects can hold further untracked ones: a tuple of strs). */
+static int
+drain_untracked(tally *t, untracked_ctx *ctx)
+{
+    while (ctx->todo->len) {
+        PyObject *u = ctx->todo->items[--ctx->todo->len].obj;
+        int rc = count(t, u);
+        traverseproc trav = Py_TYPE(u)->tp_traverse;
+        if (rc == 0 && trav && PyObject_IS_GC(u) && trav(u, visit_untracked, ctx) < 0 &&
+            ctx->error) {
+            rc = -1;
+        }
+        Py_DECREF(u);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int
+census_local(PyObject *value, void *arg)
+{
+    untracked_ctx *ctx = arg;
+    return visit_untracked(value, ctx) < 0 && ctx->error ? -1 : 0;
+}
+
+/* A ptrmap of the objects in a list (borrowed keys). */
+static int
+ptrmap_of_list(ptrmap *m, PyObject *list)
+{
+    if (ptrmap_init(m, 64, 0) < 0) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+        if (ptrmap_put(m, PyList_GET_ITEM(list, i), NULL) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 PyDoc_STRVAR(census_doc,
-"census(objs, skip) -> dict[type, (count, bytes, largest)]\n\n"
+"census(objs, skip, skip_globals) -> dict[type, (count, bytes, largest)]\n\n"
 "Group objs (gc.get_objects()) and every untracked object reachable from\n"
-"them through untracked objects by type. Objects in skip (a list) are left\n"
-"out. bytes are sys.getsizeof figures, plus the inline values storage of\n"
-"instances whose __dict__ was never built.");
+"them, or from the local variables of any thread's frames, through\n"
+"untracked objects by type. Objects in skip (a list) are left out, and so\n"
+"are the locals of frames whose globals are in skip_globals (a list).\n"
+"bytes are sys.getsizeof figures (a __sizeof__ written in Python is never\n"
+"called), plus the inline values storage of instances whose __dict__ was\n"
+"never built.");
 
 static PyObject *
 objects_census(PyObject *self, PyObject *args)
 {
-    PyObject *objs, *skiplist, *table = NULL;
-    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &objs, &PyList_Type, &skiplist)) {
+    PyObject *objs, *skiplist, *globals_list, *table = NULL;
+    if (!PyArg_ParseTuple(args, "O!O!O!", &PyList_Type, &objs, &PyList_Type, &skiplist,
+                          &PyList_Type, &globals_list)) {
         return NULL;
     }
-    ptrmap seen = {0};
+    ptrmap seen = {0}, skip_globals = {0};
     tally t = {0};
     stack todo = {0};
     untracked_ctx ctx = {&seen, &todo, 0};
-    if (ptrmap_init(&seen, 1 << 16, 0) < 0 || ptrmap_init(&t.index, 256, 1) < 0) {
+    if (ptrmap_of_list(&seen, skiplist) < 0 || ptrmap_of_list(&skip_globals, globals_list) < 0 ||
+        ptrmap_init(&t.index, 256, 1) < 0) {
         goto done;
     }
     /* skipped objects (memtrim's own bookkeeping) are marked seen up front */
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(skiplist); i++) {
-        if (ptrmap_put(&seen, PyList_GET_ITEM(skiplist, i), NULL) < 0) {
-            goto done;
-        }
-    }
     Py_ssize_t n = PyList_GET_SIZE(objs);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *o = PyList_GET_ITEM(objs, i);
@@ -1064,21 +1662,14 @@ objects_census(PyObject *self, PyObject *args)
         if (trav && trav(o, visit_untracked, &ctx) < 0 && ctx.error) {
             goto done;
         }
-        /* untracked objects can hold further untracked ones (a tuple of strs);
-         * each entry of todo owns a reference (count() may run user code) */
-        while (todo.len) {
-            PyObject *u = todo.items[--todo.len].obj;
-            int rc = count(&t, u);
-            trav = Py_TYPE(u)->tp_traverse;
-            if (rc == 0 && trav && PyObject_IS_GC(u) && trav(u, visit_untracked, &ctx) < 0 &&
-                ctx.error) {
-                rc = -1;
-            }
-            Py_DECREF(u);
-            if (rc < 0) {
-                goto done;
-            }
+        if (drain_untracked(&t, &ctx) < 0) {
+            goto done;
         }
+    }
+    /* a running frame does not report its locals to the GC: an untracked
+     * tuple held only by a local variable is found here */
+    if (for_each_local(&skip_globals, census_local, &ctx) < 0 || drain_untracked(&t, &ctx) < 0) {
+        goto done;
     }
     table = tally_dict(&t);
 done:
@@ -1087,13 +1678,260 @@ done:
     }
     stack_clear_refs(&todo);
     ptrmap_free(&seen);
-    ptrmap_free(&t.index);
-    for (size_t i = 0; i < t.len; i++) {
-        Py_DECREF(t.rows[i].type);
-    }
-    PyMem_Free(t.rows);
+    ptrmap_free(&skip_globals);
+    tally_free(&t);
     PyMem_Free(todo.items);
     return table;
+}
+
+/* ---- retained() ----------------------------------------------------------- *
+ *
+ * What would be freed if obj went away, from reference counts (no heap scan):
+ *
+ *   R = the members (obj's asizeof set, walked with the sizing rules) plus
+ *       every object all of whose references come from R (found greedily:
+ *       an object reached from R whose R-references reach its refcount).
+ *   A member is held if its refcount exceeds the references it gets from R
+ *       (and the one our walk keeps): something outside R refers to it (a
+ *       module global, another container, a frame's local, a C static, an
+ *       immortal's huge count). What a held object refers to is held too.
+ *   The members left would be freed with obj.
+ *
+ * References are what tp_traverse reports, plus what it leaves out for
+ * objects the GC need not see: the str keys of a combined dict and the parts
+ * of a code object. A reference nothing reports (an extension's own field)
+ * only makes its target look held: the answer errs towards "not retained".
+ * No Python code runs after the member walk: every pointer is borrowed from
+ * objects the members (kept alive by the walk) or the caller own. */
+
+typedef struct {
+    walker *w;           /* its seen-set is the member set (with flat sizes) */
+    PyObject *target;
+    ptrmap in;           /* object of R -> references it gets from R (+1: members start at 1) */
+    ptrmap candidates;   /* object outside R -> references it gets from R so far */
+    stack queue;         /* R objects whose references are still to be counted */
+    ptrmap held;         /* R objects kept alive by something outside R */
+    int error;
+} retain_ctx;
+
+typedef int (*edge_fn)(PyObject *to, retain_ctx *ctx);
+
+typedef struct {
+    retain_ctx *ctx;
+    edge_fn fn;
+} edge_visit;
+
+static int
+edge_trampoline(PyObject *o, void *arg)
+{
+    edge_visit *v = arg;
+    return v->fn(o, v->ctx);
+}
+
+/* Calls fn for every reference o owns that we can see. */
+static int
+for_each_edge(PyObject *o, edge_fn fn, retain_ctx *ctx)
+{
+    if (PyCode_Check(o)) { /* not a GC type: no tp_traverse */
+        PyCodeObject *c = (PyCodeObject *)o;
+        /* the parts Python can see too (_retained._edges): not co_localsplusnames */
+        PyObject *parts[] = {c->co_consts,   c->co_names,      c->co_filename,
+                             c->co_name,     c->co_qualname,   c->co_linetable,
+                             c->co_exceptiontable};
+        for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+            if (parts[i] && fn(parts[i], ctx) < 0) {
+                return -1;
+            }
+        }
+        return 0;
+    }
+    traverseproc trav = Py_TYPE(o)->tp_traverse;
+    if (!trav || !PyObject_IS_GC(o)) {
+        return 0;
+    }
+    edge_visit v = {ctx, fn};
+    if (trav(o, edge_trampoline, &v) < 0) {
+        return -1;
+    }
+#if LAYOUT_SUPPORTED
+    /* dict_traverse skips the keys of a combined table of str keys (DICT_KEYS_UNICODE:
+     * kind byte 1 at +10 of the keys; a split table's keys belong to its class) */
+    if (PyDict_Check(o) && !((PyDictObject *)o)->ma_values &&
+        ((const uint8_t *)((PyDictObject *)o)->ma_keys)[10] == 1) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        while (PyDict_Next(o, &pos, &key, &value)) {
+            if (fn(key, ctx) < 0) {
+                return -1;
+            }
+        }
+    }
+#endif
+    return 0;
+}
+
+static inline uintptr_t
+get_count(const ptrmap *m, PyObject *o, int *found)
+{
+    void **slot = ptrmap_slot(m, o);
+    *found = slot != NULL;
+    return slot ? (uintptr_t)*slot : 0;
+}
+
+/* One reference from an R object to `to`. */
+static int
+count_edge(PyObject *to, retain_ctx *ctx)
+{
+    int found;
+    void **slot = ptrmap_slot(&ctx->in, to);
+    if (slot) {
+        *slot = (void *)((uintptr_t)*slot + 1);
+        return 0;
+    }
+    uintptr_t n = get_count(&ctx->candidates, to, &found) + 1;
+    if ((Py_ssize_t)n >= Py_REFCNT(to)) { /* every reference to it comes from R */
+        if (ptrmap_put(&ctx->in, to, (void *)n) < 0 || stack_push(&ctx->queue, to, 0) < 0) {
+            goto fail;
+        }
+        if (found) {
+            *ptrmap_slot(&ctx->candidates, to) = (void *)0; /* promoted: not counted twice */
+        }
+        return 0;
+    }
+    if (found) {
+        *ptrmap_slot(&ctx->candidates, to) = (void *)n;
+    }
+    else if (ptrmap_put(&ctx->candidates, to, (void *)n) < 0) {
+        goto fail;
+    }
+    return 0;
+fail:
+    ctx->error = 1;
+    return -1;
+}
+
+/* A reference from a held object: what it refers to in R is held too. */
+static int
+hold_edge(PyObject *to, retain_ctx *ctx)
+{
+    if (to == ctx->target || !ptrmap_has(&ctx->in, to, NULL)) {
+        return 0;
+    }
+    int added = ptrmap_put(&ctx->held, to, NULL);
+    if (added < 0 || (added && stack_push(&ctx->queue, to, 0) < 0)) {
+        ctx->error = 1;
+        return -1;
+    }
+    return 0;
+}
+
+static int
+drain(retain_ctx *ctx, edge_fn fn)
+{
+    while (ctx->queue.len) {
+        PyObject *o = ctx->queue.items[--ctx->queue.len].obj;
+        if (for_each_edge(o, fn, ctx) < 0 || ctx->error) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(retained_doc,
+"retained(obj, classify, describe, standin, mask, limit, footprint, bytes_leaf)\n"
+"    -> (retained, reachable, objects)\n\n"
+"Walk what obj reaches under the sizing rules (the members; reachable is\n"
+"their total), then find from reference counts which members something\n"
+"other than obj keeps alive. The rest would be freed with obj: their bytes\n"
+"and number (stand-ins for inline values count with their instance, not as\n"
+"objects).");
+
+static PyObject *
+objects_retained(PyObject *self, PyObject *args)
+{
+    PyObject *target, *classify, *describe, *standin;
+    unsigned long long mask;
+    Py_ssize_t limit;
+    int footprint, bytes_leaf;
+    if (!PyArg_ParseTuple(args, "OOOOKnpp", &target, &classify, &describe, &standin, &mask,
+                          &limit, &footprint, &bytes_leaf)) {
+        return NULL;
+    }
+    walker w;
+    memset(&w, 0, sizeof(w));
+    w.classify = classify;
+    w.describe = describe;
+    w.standin = standin;
+    w.mask = (size_t)mask;
+    w.limit = limit;
+    w.footprint = footprint;
+    w.bytes_leaf = bytes_leaf;
+    retain_ctx ctx;
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.w = &w;
+    ctx.target = target;
+    PyObject *result = NULL;
+    if (walker_init(&w, 1) < 0 || seen_add(&w, target) < 0) {
+        goto done;
+    }
+    long long reachable = walk_from(&w, target, 0, NULL);
+    if (reachable < 0) {
+        goto done;
+    }
+    plans_free(&w); /* drops its references to types: counts below are the program's */
+    /* from here on no Python code runs */
+    if (ptrmap_init(&ctx.in, w.seen.len * 2 + 64, 1) < 0 ||
+        ptrmap_init(&ctx.candidates, 1 << 10, 1) < 0 || ptrmap_init(&ctx.held, 1 << 10, 0) < 0) {
+        goto nomem;
+    }
+    for (size_t i = 0; i < w.seen.cap; i++) { /* members: one reference is our walk's */
+        PyObject *o = (PyObject *)w.seen.keys[i];
+        if (o && (ptrmap_put(&ctx.in, o, (void *)1) < 0 || stack_push(&ctx.queue, o, 0) < 0)) {
+            goto nomem;
+        }
+    }
+    if (drain(&ctx, count_edge) < 0) {
+        goto nomem;
+    }
+    for (size_t i = 0; i < w.seen.cap; i++) {
+        PyObject *o = (PyObject *)w.seen.keys[i];
+        int found;
+        if (o && o != target &&
+            Py_REFCNT(o) > (Py_ssize_t)get_count(&ctx.in, o, &found)) { /* referred from outside */
+            int added = ptrmap_put(&ctx.held, o, NULL);
+            if (added < 0 || (added && stack_push(&ctx.queue, o, 0) < 0)) {
+                goto nomem;
+            }
+        }
+    }
+    if (drain(&ctx, hold_edge) < 0) {
+        goto nomem;
+    }
+    long long freed = 0, nfreed = 0;
+    for (size_t i = 0; i < w.seen.cap; i++) {
+        PyObject *o = (PyObject *)w.seen.keys[i];
+        if (!o || ptrmap_has(&ctx.held, o, NULL)) {
+            continue;
+        }
+        void *owner = NULL;
+        int standin_of = ptrmap_has(&w.owners, o, &owner);
+        if (standin_of && ptrmap_has(&ctx.held, owner, NULL)) {
+            continue;
+        }
+        freed += (long long)(intptr_t)w.seen.values[i];
+        nfreed += !standin_of;
+    }
+    result = Py_BuildValue("(LLL)", freed, reachable, nfreed);
+    goto done;
+nomem:
+    PyErr_NoMemory();
+done:
+    ptrmap_free(&ctx.in);
+    ptrmap_free(&ctx.candidates);
+    ptrmap_free(&ctx.held);
+    PyMem_Free(ctx.queue.items);
+    walker_free(&w);
+    return result;
 }
 
 /* ---- path() --------------------------------------------------------------- */
@@ -1207,15 +2045,16 @@ done:
 }
 
 static PyMethodDef methods[] = {
-    {"sizes", objects_sizes, METH_VARARGS, sizes_doc},
     {"census", objects_census, METH_VARARGS, census_doc},
+    {"retained", objects_retained, METH_VARARGS, retained_doc},
     {"path", objects_path, METH_VARARGS, path_doc},
+    {"frame_values", objects_frame_values, METH_O, frame_values_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "memtrim.engine._objects",
-    "Native walkers for memtrim's object sizing, census and why().", -1, methods,
+    "Native walkers for memtrim's object sizing, census, retained and why().", -1, methods,
 };
 
 PyMODINIT_FUNC
@@ -1231,5 +2070,18 @@ PyInit__objects(void)
         return NULL;
     }
     gc_head = size - (size_t)PyList_Type.tp_basicsize;
-    return PyModule_Create(&module);
+    str_sizeof = PyUnicode_InternFromString("__sizeof__");
+    str_empty = PyUnicode_InternFromString("");
+    if (!str_sizeof || !str_empty || PyType_Ready(&WalkerType) < 0) {
+        return NULL;
+    }
+    PyObject *m = PyModule_Create(&module);
+    if (!m) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(m, "Walker", (PyObject *)&WalkerType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }
