@@ -49,7 +49,10 @@ def sparkline(values: list[int], width: int = 60) -> str:
 
 def _short(path: str) -> str:
     """A path as short as it can be told: relative to the current directory,
-    else to the ``sys.path`` entry it lies in (``json/decoder.py``)."""
+    else to the ``sys.path`` entry it lies in (``json/decoder.py``); frozen modules
+    by their name."""
+    if path.startswith("<frozen ") and path.endswith(">"):
+        return path[len("<frozen ") : -1]
     try:
         rel = os.path.relpath(path)
     except ValueError:
@@ -74,9 +77,9 @@ def _sites_table(title: str, rows: list[Site], capture: Capture) -> Table:
     table.add_column("bytes", justify="right", no_wrap=True)
     table.add_column("blocks", justify="right", no_wrap=True)
     table.add_column("share", justify="right", no_wrap=True)
-    table.add_column("line", overflow="fold", max_width=44)
-    table.add_column("function", overflow="ellipsis", no_wrap=True, max_width=24)
-    table.add_column("source", overflow="ellipsis", no_wrap=True, max_width=44)
+    table.add_column("line", overflow="fold", min_width=26, max_width=48)
+    table.add_column("function", overflow="ellipsis", no_wrap=True, max_width=22)
+    table.add_column("source", overflow="ellipsis", no_wrap=True, max_width=34)
     for site in rows:
         frame = site.frame
         source = capture.sources.get(frame.filename, {}).get(frame.lineno, "")
@@ -95,13 +98,14 @@ def _unattributed(capture: Capture, view: str, console: Console) -> None:
     for item in unattributed(capture, view):
         console.print(
             Text(
-                f"  not in any line: {human(item.bytes)} in {item.count:,} blocks "
+                f"  not in any line: {human(item.bytes)} in {item.count:,} "
+                f"block{'' if item.count == 1 else 's'} "
                 f"({item.reason}; thread {item.thread})"
             )
         )
 
 
-def _stacks(capture: Capture, rows: list[Site], console: Console, depth: int = 6) -> None:
+def _stacks(capture: Capture, rows: list[Site], console: Console, depth: int = 4) -> None:
     estimate = "" if capture.exact else " (sampled estimates)"
     console.print(Text(f"Stacks at the peak of the top lines{estimate}:", style="bold"))
     for site in rows:
