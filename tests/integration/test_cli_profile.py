@@ -109,6 +109,7 @@ def test_output_file_and_precision(runner):
         (["."], "memtrim: . is a directory, not a Python script"),
         (["bad.py"], "memtrim: cannot compile bad.py: "),
         (["-f", "nope", "good.py"], "memtrim: no function named 'nope' in good.py"),
+        (["-f", "good.py"], "memtrim: the following arguments are required: script\n"),
         (["--precision", "-1", "good.py"], "memtrim: argument --precision: invalid precision"),
         (["--precision", "x", "good.py"], "memtrim: argument --precision: invalid precision"),
         (["--json", "nodir/x.json", "good.py"], "memtrim: cannot write nodir/x.json"),

@@ -30,6 +30,11 @@ def make_table() -> FunctionTable:
     return build_table("memory_intensive", "demo.py", STATS, SOURCE, 15, baseline=40 * MIB)
 
 
+def test_the_engine_figures_are_shown_as_they_come():
+    table = build_table("f", "x.py", [(3, 1, 10, 20, 123_456_789)], ["x\n"], 3)
+    assert table.lines[0].mem_usage == 123_456_789
+
+
 def test_every_source_line_is_listed_and_unrun_lines_are_blank():
     table = make_table()
     assert [row.lineno for row in table.lines] == [15, 16, 17, 18, 19, 20]
@@ -74,6 +79,11 @@ def test_text_layout_matches_memory_profiler_with_a_peak_column():
     )
     assert lines[6].startswith("    17   47.629 MiB    7.629 MiB    7.629 MiB           1")
     assert lines[5] == "    16" + " " * 54 + "def memory_intensive():"
+    # Increment then Peak: rows where they differ
+    assert lines[4] == "    15   47.629 MiB    7.629 MiB   83.923 MiB           1   @profile"
+    assert lines[8] == (
+        "    19   47.629 MiB  -76.294 MiB    0.000 MiB           1       del big_list"
+    )
 
 
 def test_never_prints_negative_zero():

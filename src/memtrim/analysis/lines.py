@@ -5,10 +5,10 @@ level_at_end)`` in bytes. This module turns those rows into
 :class:`FunctionTable` objects that reporters render; it knows nothing about
 the engine.
 
-``mem_usage`` is an estimate of the process's memory after the line ran, built
-as *resident set size when profiling began* + *bytes allocated since then and
-still live* (the engine's exact count). Its changes are exact; its base is the
-RSS reading.
+``mem_usage`` is the process's memory after the line ran: the resident set
+size read at the start of the outermost profiled call (at most every 100 ms)
+plus the exact change of the heap since that reading. The engine reports it
+in bytes, ready to show.
 """
 
 from __future__ import annotations
@@ -54,13 +54,13 @@ def build_table(
     stats: Iterable[tuple[int, int, int, int, int]],
     source: Sequence[str],
     first_line: int,
-    baseline: int,
+    baseline: int = 0,
 ) -> FunctionTable:
     """Merge engine rows with the function's source lines.
 
     ``source`` holds the function's lines starting at ``first_line`` (it may be
     empty when the source is unknown); ``baseline`` is added to each line's
-    level to give ``mem_usage``.
+    memory figure (the engine's figures need none).
     """
     measured = {row[0]: row for row in stats}
     numbers = set(measured)

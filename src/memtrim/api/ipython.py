@@ -1,10 +1,11 @@
 """IPython magics: ``%load_ext memtrim``, then ``%memit``, ``%%memit`` and ``%mprun``.
 
-Same meanings as memory_profiler's magics, with exact numbers:
+Same options and meanings as memory_profiler's magics, with exact numbers:
 
-- ``%memit [-r N] [-o] [-q] statement`` runs the statement and prints its
-  peak memory and the increment of that peak over the memory before it.
-- ``%%memit`` does the same for a whole cell.
+- ``%memit [-r R] [-t T] [-i I] [-o] [-q] statement`` runs the statement (R
+  times) and prints its peak memory and the increment of that peak over the
+  memory before it. ``%%memit [options] SETUP`` runs the SETUP line once,
+  unmeasured, then measures the cell.
 - ``%mprun -f func [-f func2] [-T FILE] [-r] statement`` profiles the named
   functions line by line while the statement runs and prints their tables;
   functions defined in notebook cells work too.
@@ -12,8 +13,9 @@ Same meanings as memory_profiler's magics, with exact numbers:
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+import builtins
+import gc
+import threading
 from typing import Any
 
 from memtrim.api.profile import LineProfiler
@@ -21,108 +23,157 @@ from memtrim.engine import heap, tracer
 from memtrim.reporters.text import MIB, format_table
 
 
-@dataclass(frozen=True)
 class MemitResult:
-    """What ``%memit -o`` returns. Bytes; ``peak_memory`` is process memory (MiB in print)."""
+    """What ``%memit -o`` returns: memory_profiler's ``MemitResult``, exact.
 
-    peak_memory: int
-    increment: int
-    baseline: int
-    repeat: int
+    As in memory_profiler, ``mem_usage`` is the peak memory of each run and
+    ``baseline`` the memory before the first, in MiB. The peak is the baseline
+    (the process's RSS) plus the exact rise of the heap during the run;
+    ``increments_bytes`` and ``baseline_bytes`` give them in bytes.
+    """
+
+    def __init__(
+        self,
+        increments_bytes: list[int],
+        baseline_bytes: int,
+        repeat: int,
+        timeout: float | None = None,
+        interval: float = 0.1,
+        include_children: bool = False,
+    ) -> None:
+        self.increments_bytes = list(increments_bytes)
+        self.baseline_bytes = baseline_bytes
+        self.baseline = baseline_bytes / MIB
+        self.mem_usage = [(baseline_bytes + inc) / MIB for inc in self.increments_bytes]
+        self.repeat = repeat
+        self.timeout = timeout
+        self.interval = interval
+        self.include_children = include_children
+
+    @property
+    def increment_bytes(self) -> int:
+        """The largest increment over the runs, in bytes."""
+        return max(self.increments_bytes)
 
     def __str__(self) -> str:
-        return (
-            f"peak memory: {self.peak_memory / MIB:.2f} MiB, "
-            f"increment: {self.increment / MIB:.2f} MiB"
-        )
+        max_mem = max(self.mem_usage)
+        return f"peak memory: {max_mem:.2f} MiB, increment: {max_mem - self.baseline:.2f} MiB"
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text("<MemitResult : " + str(self) + ">")
 
 
-def measure(code: Any, namespace: dict[str, Any], repeat: int = 1) -> MemitResult:
-    """Run compiled ``code`` ``repeat`` times; the highest peak wins."""
-    heap.ensure_installed()
-    baseline = heap.baseline_rss() + heap.level()
-    best = 0
-    for _ in range(repeat):
-        start = heap.level()
-        watch = heap.watch_begin()
-        try:
-            exec(code, namespace)
-        finally:
-            peak = heap.watch_end(watch)
-        best = max(best, peak - start)
-    return MemitResult(baseline + best, best, baseline, repeat)
+def measure(
+    code: Any,
+    namespace: dict[str, Any],
+    repeat: int = 1,
+    timeout: float | None = None,
+    interval: float = 0.1,
+) -> MemitResult:
+    """Run compiled ``code`` ``repeat`` times; each run's peak rise of the heap.
 
-
-_OPTION = re.compile(r"\s*-(\w)(\S*)")
-_VALUE = re.compile(r"\s+(\S+)")
-
-
-def _parse(line: str, flags: str, options: str) -> tuple[dict[str, list[str]], str]:
-    """Split leading ``-x`` options (flags take no value) from the statement.
-
-    The statement is returned exactly as typed (quotes and spacing kept).
+    With ``timeout``, a run's peak is the one of its first ``timeout``
+    seconds (memory_profiler stops sampling then); the run still completes.
     """
-    found: dict[str, list[str]] = {}
-    pos = 0
-    while match := _OPTION.match(line, pos):
-        key, value = match.group(1), match.group(2)
-        pos = match.end()
-        if key in flags and not value:
-            found.setdefault(key, []).append("")
-            continue
-        if key not in options:
-            raise ValueError(f"unknown option -{key}{value}")
-        if not value:
-            following = _VALUE.match(line, pos)
-            if following is None:
-                raise ValueError(f"option -{key} needs a value")
-            value, pos = following.group(1), following.end()
-        found.setdefault(key, []).append(value)
-    return found, line[pos:].strip()
+    heap.ensure_installed()
+    gc.collect()  # as memory_profiler: less garbage in the figures
+    baseline = tracer.rss()
+    increments = [_one_run(code, namespace, timeout) for _ in range(repeat)]
+    return MemitResult(increments, baseline, repeat, timeout, interval)
+
+
+def _one_run(code: Any, namespace: dict[str, Any], timeout: float | None) -> int:
+    watch: list[int] = []
+    cut: list[int] = []
+    timer = None
+    if timeout is not None:
+        timer = threading.Timer(timeout, lambda: cut.extend(map(heap.watch_peak, watch)))
+        timer.daemon = True
+        timer.start()  # before the watch: the thread's own start is not the statement's
+    start = heap.level()
+    watch.append(heap.watch_begin())
+    try:
+        exec(code, namespace)
+    finally:
+        if timer is not None:
+            timer.cancel()
+        peak = heap.watch_end(watch.pop())
+    return max((cut[0] if cut else peak) - start, 0)
+
+
+def _number(opts: Any, key: str, kind: type, default: Any) -> Any:
+    text = getattr(opts, key, None)
+    if text is None:
+        return default
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"-{key} needs a number, not {text!r}") from None
 
 
 def load_ipython_extension(ipython: Any) -> None:
     """Register the magics (called by ``%load_ext memtrim``)."""
     from IPython.core.error import UsageError
     from IPython.core.magic import Magics, line_cell_magic, magics_class
+    from IPython.core.page import page
 
     @magics_class
     class MemtrimMagics(Magics):  # type: ignore[misc]
         @line_cell_magic
         def memit(self, line: str = "", cell: str | None = None) -> MemitResult | None:
-            """Peak memory and increment of a statement or cell (exact)."""
+            """Peak memory and increment of a statement, or of a cell after a setup line.
+
+            Options as memory_profiler's: -r R (runs, best shown), -t T (peak of the
+            first T seconds), -i I (accepted: memtrim does not sample), -o (return the
+            result), -q (quiet). -c (children) is not supported.
+            """
+            opts, stmt = self.parse_options(line, "r:t:i:coq", posix=False, strict=False)
+            if "c" in opts:
+                raise UsageError(
+                    "%memit: -c (child processes) is not supported: memtrim measures "
+                    "this process's heap, exactly"
+                )
             try:
-                opts, stmt = _parse(line, "oqic", "rt")
-                repeat = int(opts.get("r", ["1"])[-1])
+                repeat = _number(opts, "r", int, 1)
+                timeout = _number(opts, "t", float, 0.0)
+                interval = _number(opts, "i", float, 0.1)
             except ValueError as exc:
                 raise UsageError(f"%memit: {exc}") from None
-            if "c" in opts:
-                raise UsageError("%memit: -c is not supported: memtrim measures in-process")
             if repeat < 1:
                 raise UsageError("%memit: -r must be at least 1")
-            source = cell if cell is not None else stmt
+            if interval <= 0:
+                raise UsageError("%memit: -i must be a positive number of seconds")
+            setup, source = (None, stmt) if cell is None else (stmt, cell)
             if not source.strip():
                 raise UsageError("%memit: give a statement to measure")
-            code = self.shell.compile(self.shell.transform_cell(source), "<memit>", "exec")
-            result = measure(code, self.shell.user_ns, repeat)
+            if setup and setup.strip():
+                self._exec(setup, "<memit setup>")
+            code = self._compile(source, "<memit>")
+            result = measure(
+                code, self.shell.user_ns, repeat, timeout if timeout > 0 else None, interval
+            )
             if "q" not in opts:
                 print(result)
             return result if "o" in opts else None
 
         @line_cell_magic
         def mprun(self, line: str = "", cell: str | None = None) -> LineProfiler | None:
-            """Profile functions (-f) line by line while a statement runs."""
-            try:
-                opts, stmt = _parse(line, "r", "fT")
-            except ValueError as exc:
-                raise UsageError(f"%mprun: {exc}") from None
+            """Profile functions (-f) line by line while a statement runs.
+
+            Options as memory_profiler's: -f FUNC (repeatable), -T FILE (also write the
+            tables there), -r (return the profiler). -c (children) is not supported.
+            """
+            escaped = line.replace('"', r"\"").replace("'", r"\'")
+            opts, stmt = self.parse_options(escaped, "rf:T:c", list_all=True)
+            if "c" in opts:
+                raise UsageError("%mprun: -c (child processes) is not supported")
             names = opts.get("f", [])
             if not names:
                 raise UsageError("%mprun: name at least one function with -f")
             profiler = LineProfiler()
             for name in names:
                 try:
-                    func = eval(name, self.shell.user_ns)
+                    func = eval(name, self.shell.user_global_ns, self.shell.user_ns)
                 except Exception as exc:
                     raise UsageError(f"%mprun: could not find function {name!r}: {exc}") from None
                 try:
@@ -130,21 +181,49 @@ def load_ipython_extension(ipython: Any) -> None:
                 except TypeError as exc:
                     raise UsageError(f"%mprun: {name}: {exc}") from None
             profiler.reset()
-            source = cell if cell is not None else stmt
-            code = self.shell.compile(self.shell.transform_cell(source), "<mprun>", "exec")
+            source = stmt if cell is None else stmt + "\n" + cell
+            error: Exception | None = None
+            try:
+                message = self._profile_run(profiler, source)
+            except Exception as exc:  # shown after the tables, which are still printed
+                error, message = exc, ""
+            output = "".join(format_table(t) for t in profiler.tables() if t.ran).rstrip()
+            page(output)
+            print(message)
+            text_file = opts.get("T", [""])[-1]
+            if text_file:
+                with open(text_file, "w", encoding="utf-8") as handle:
+                    handle.write(output)
+                print(f"\n*** Profile printout saved to text file {text_file}. {message}")
+            if error is not None:
+                raise error
+            return profiler if "r" in opts else None
+
+        def _profile_run(self, profiler: LineProfiler, source: str) -> str:
+            code = self._compile(source, "<mprun>")
+            had = "profile" in builtins.__dict__
+            old = builtins.__dict__.get("profile")
+            builtins.profile = profiler  # type: ignore[attr-defined]  # as memory_profiler
             tracer.activate()
             try:
-                exec(code, self.shell.user_ns)
+                exec(code, self.shell.user_global_ns, self.shell.user_ns)
+            except SystemExit:
+                return "*** SystemExit exception caught in code being profiled."
+            except KeyboardInterrupt:
+                return "*** KeyboardInterrupt exception caught in code being profiled."
             finally:
                 tracer.deactivate()
-                text = "".join(format_table(t) for t in profiler.tables() if t.ran)
-                if "T" in opts:
-                    with open(opts["T"][-1], "w", encoding="utf-8") as handle:
-                        handle.write(text)
-                    print(f"*** Profile printout saved to text file {opts['T'][-1]}.")
+                if had:
+                    builtins.profile = old  # type: ignore[attr-defined]
                 else:
-                    print(text, end="")
-            return profiler if "r" in opts else None
+                    del builtins.profile  # type: ignore[attr-defined]
+            return ""
+
+        def _compile(self, source: str, name: str) -> Any:
+            return self.shell.compile(self.shell.transform_cell(source), name, "exec")
+
+        def _exec(self, source: str, name: str) -> None:
+            exec(self._compile(source, name), self.shell.user_ns)
 
     ipython.register_magics(MemtrimMagics)
 

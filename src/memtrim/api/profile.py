@@ -8,10 +8,9 @@ engine's exact allocation accounting instead of RSS readings.
 from __future__ import annotations
 
 import inspect
-import linecache
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from types import CodeType
 from typing import Any, TextIO, TypeVar
 
@@ -25,14 +24,12 @@ DEFAULT_PRECISION = 3
 
 
 class ProfiledFunction:
-    """One profiled function: its engine table, and how many calls are running."""
+    """One profiled function: its code object and engine table."""
 
     def __init__(self, code: CodeType) -> None:
         heap.ensure_installed()
         self.code = code
         self.table = tracer.new_table(code.co_firstlineno)
-        self.active = 0
-        self.lock = threading.Lock()
         tracer.register(code, self.table)
 
     @property
@@ -41,15 +38,10 @@ class ProfiledFunction:
         return self.code.co_qualname
 
     def snapshot(self) -> FunctionTable:
-        """The table as plain data, with source lines and ``mem_usage`` filled in."""
+        """The table as plain data, with the source lines filled in."""
         first, source = _source_of(self.code)
         return build_table(
-            self.name,
-            self.code.co_filename,
-            tracer.table_stats(self.table),
-            source,
-            first,
-            heap.baseline_rss(),
+            self.name, self.code.co_filename, tracer.table_stats(self.table), source, first
         )
 
     def reset(self) -> None:
@@ -127,18 +119,8 @@ class LineProfiler:
         if isinstance(func, (staticmethod, classmethod)):
             return type(func)(self(func.__func__))  # type: ignore[return-value]
         fn = self.add_function(func)
-        return wrap(func, lambda: self._begin(fn), lambda: self._end(fn), tracer.enter, tracer.exit)
-
-    def _begin(self, fn: ProfiledFunction) -> None:
-        with fn.lock:
-            fn.active += 1
-
-    def _end(self, fn: ProfiledFunction) -> None:
-        with fn.lock:
-            fn.active -= 1
-            done = fn.active == 0
-        if done and self.on_call_end is not None:
-            self.on_call_end(fn)
+        on_end = self.on_call_end
+        return wrap(func, fn.code, None if on_end is None else lambda: on_end(fn))
 
     def enable_by_count(self) -> None:
         """memory_profiler compatibility: start tracing this thread."""
@@ -194,18 +176,3 @@ def profile(
 
     prof.on_call_end = print_and_reset
     return prof(func)
-
-
-def collect_tables(functions: Iterable[ProfiledFunction]) -> list[FunctionTable]:
-    """Snapshots of several functions, in order, without duplicates."""
-    seen: set[int] = set()
-    out = []
-    for fn in functions:
-        if fn.table not in seen:
-            seen.add(fn.table)
-            out.append(fn.snapshot())
-    return out
-
-
-def _clear_linecache_for(filename: str) -> None:
-    linecache.checkcache(filename)

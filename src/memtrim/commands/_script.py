@@ -7,8 +7,11 @@ its exceptions (traceback without memtrim's frames) and its exit status.
 
 from __future__ import annotations
 
+import atexit
+import builtins
 import contextlib
 import fnmatch
+import importlib.machinery
 import importlib.util
 import os
 import runpy
@@ -21,6 +24,9 @@ from importlib.machinery import SourceFileLoader
 from types import CodeType, TracebackType
 
 from memtrim.commands.errors import CommandError
+from memtrim.engine import load
+
+_engine = load()
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
@@ -45,13 +51,21 @@ def load_script(path: str) -> Script:
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
-        code = compile(source, os.path.abspath(path), "exec", dont_inherit=True)
+        code = compile(source, script_filename(path), "exec", dont_inherit=True)
     except SyntaxError as exc:
         where = f" (line {exc.lineno})" if exc.lineno else ""
         raise CommandError(f"cannot compile {path}: {exc.msg}{where}") from None
     except ValueError as exc:  # e.g. null bytes in the source
         raise CommandError(f"cannot compile {path}: {exc}") from None
     return Script(path, code)
+
+
+def script_filename(path: str) -> str:
+    """The script's ``__file__`` as python makes it: absolute, but not normalized.
+
+    ``python ./s.py`` runs ``/cwd/./s.py``; an absolute path is kept as typed.
+    """
+    return path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
 
 
 def functions_named(code: CodeType, pattern: str) -> list[CodeType]:
@@ -76,18 +90,23 @@ def functions_named(code: CodeType, pattern: str) -> list[CodeType]:
     return sorted(found, key=lambda c: c.co_firstlineno)
 
 
+def new_main_module() -> types.ModuleType:
+    """A fresh ``__main__`` with the attributes python gives it, in python's order."""
+    module = types.ModuleType("__main__")
+    module.__dict__.update(__annotations__={}, __builtins__=builtins)
+    return module
+
+
 @contextlib.contextmanager
 def as_main(script: Script, args: list[str]) -> Iterator[types.ModuleType]:
     """Make a fresh ``__main__`` module and the script's argv/path for the block."""
-    module = types.ModuleType("__main__")
-    abspath = os.path.abspath(script.path)
+    _arm_final_exit()
+    module = new_main_module()
+    filename = script.code.co_filename
     module.__dict__.update(
-        __file__=abspath,
+        __loader__=SourceFileLoader("__main__", filename),
+        __file__=filename,
         __cached__=None,
-        __loader__=SourceFileLoader("__main__", abspath),
-        __spec__=None,
-        __package__=None,
-        __builtins__=__builtins__,
     )
     saved = sys.modules.get("__main__"), sys.argv[:], sys.path[:]
     sys.modules["__main__"] = module
@@ -104,8 +123,13 @@ def as_main(script: Script, args: list[str]) -> Iterator[types.ModuleType]:
 
 
 def run(script: Script, module: types.ModuleType) -> None:
-    """Execute the script in ``module``'s namespace; its exceptions propagate."""
-    exec(script.code, module.__dict__)
+    """Execute the script in ``module``'s namespace; its exceptions propagate.
+
+    It runs at the bottom of the stack, as under python: the frames of
+    memtrim's command line are hidden from it (its first frame has no caller)
+    and do not count against the recursion limit.
+    """
+    _engine.run_detached(script.code, module.__dict__)
 
 
 def user_traceback(tb: TracebackType | None) -> TracebackType | None:
@@ -126,8 +150,9 @@ def exit_like_python(exc: BaseException | None) -> int:
 
     ``SystemExit`` is re-raised so the interpreter handles its code and message.
     Other exceptions are printed through ``sys.excepthook`` (the script may
-    have replaced it) and give status 1; ``KeyboardInterrupt`` ends the
-    process with SIGINT, as CPython does.
+    have replaced it) and give status 1; after ``KeyboardInterrupt`` the
+    process ends with SIGINT, as CPython does: once the threads have finished
+    and the ``atexit`` handlers have run.
     """
     if exc is None:
         return 0
@@ -136,11 +161,35 @@ def exit_like_python(exc: BaseException | None) -> int:
     exc = exc.with_traceback(user_traceback(exc.__traceback__))
     sys.excepthook(type(exc), exc, exc.__traceback__)
     if isinstance(exc, KeyboardInterrupt):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
+        if _final["armed"]:
+            _final["sigint"] = True
+        else:
+            _die_of_sigint()
     return 1
+
+
+_final = {"armed": False, "sigint": False}
+
+
+def _arm_final_exit() -> None:
+    # Registered before the program runs, so atexit calls it after every
+    # handler registered later (the program's, memtrim's reports).
+    if not _final["armed"]:
+        _final["armed"] = True
+        atexit.register(_final_exit)
+
+
+def _final_exit() -> None:
+    if _final["sigint"]:
+        _die_of_sigint()
+
+
+def _die_of_sigint() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 # ------------------------------------------------------- -m module, -c code
@@ -246,6 +295,7 @@ def run_program(
         with as_main(script, program.args) as module, around():
             run(script, module)
         return
+    _arm_final_exit()
     saved = sys.argv[:], sys.path[:], sys.modules.get("__main__")
     try:
         if program.kind == "module":
@@ -255,13 +305,13 @@ def run_program(
                 runpy._run_module_as_main(program.target, alter_argv=True)  # type: ignore[attr-defined]
         else:
             assert script is not None
-            module = types.ModuleType("__main__")
-            module.__dict__.update(__builtins__=__builtins__, __spec__=None, __loader__=None)
+            module = new_main_module()
+            module.__loader__ = importlib.machinery.BuiltinImporter  # as python -c has it
             sys.modules["__main__"] = module
             sys.argv[:] = ["-c", *program.args]
             sys.path[0:1] = [""]
             with around():
-                exec(script.code, module.__dict__)
+                _engine.run_detached(script.code, module.__dict__)
     finally:
         sys.argv[:], sys.path[:] = saved[0], saved[1]
         if saved[2] is not None:

@@ -1,18 +1,30 @@
 """Profile functions line by line: exact increments, peaks and occurrences.
 
 Decorate functions with ``@profile`` (no import needed: memtrim puts it in
-builtins) or name them with ``-f``; the tables are printed when the script ends.
+builtins) or name them with ``-f``; the tables are printed when the program
+ends: after its non-daemon threads have finished and its ``atexit`` handlers
+have run, as the interpreter would end it.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import builtins
+import os
 import sys
+from types import CodeType
 from typing import Any
 
-from memtrim.api.profile import DEFAULT_PRECISION, LineProfiler, check_precision
+from memtrim.api.profile import (
+    DEFAULT_PRECISION,
+    LineProfiler,
+    check_precision,
+    code_of,
+)
+from memtrim.api.profile import profile as per_call_profile
 from memtrim.commands import _output, _script
+from memtrim.commands._targets import ModuleTargets
 from memtrim.commands.errors import CommandError
 from memtrim.engine import heap, tracer
 from memtrim.reporters.json import dumps_tables
@@ -41,7 +53,8 @@ class ProfileCommand:
             default=[],
             metavar="NAME",
             help="profile the script's functions named NAME (plain or qualified name, or a "
-            "pattern such as 'load_*'; repeatable)",
+            "pattern such as 'load_*'), or a function of a module the script imports "
+            "(json.dumps, pkg.mod.Class.method); repeatable",
         )
         parser.add_argument(
             "--precision",
@@ -51,56 +64,148 @@ class ProfileCommand:
         )
         parser.add_argument("-o", "--output", metavar="FILE", help="write the tables to FILE")
         parser.add_argument("--json", metavar="FILE", help="also write the tables as JSON")
-        parser.add_argument("script", help="the Python script to run")
+        parser.add_argument("script", nargs="?", help="the Python script to run")
         parser.add_argument("args", nargs=argparse.REMAINDER, help="the script's arguments")
 
     def run(self, args: argparse.Namespace) -> int:
+        if args.script is None:
+            raise CommandError("the following arguments are required: script")
         script = _script.load_script(args.script)
-        targets = {name: _script.functions_named(script.code, name) for name in args.function}
-        missing = [name for name, found in targets.items() if not found]
-        if missing:
-            raise CommandError(f"no function named {missing[0]!r} in {args.script}")
+        in_script, in_modules = _split_targets(script.code, args.function, args.script)
         for path in (args.output, args.json):
             if path:
                 _output.check_writable(path)
 
         heap.ensure_installed()
         profiler = LineProfiler()
-        for codes in targets.values():
+        for codes in in_script.values():
             for code in codes:
                 profiler.add_code(code)
-        if targets:
+        modules = ModuleTargets(in_modules, profiler.add_code)
+        if args.function:
             tracer.trace_everywhere()
-        builtins.profile = _builtin_profile(profiler)  # type: ignore[attr-defined]
+        report = _Report(profiler, modules, args)
+        builtins.profile = _builtin_profile(profiler, report.precisions)  # type: ignore[attr-defined]
 
         error: BaseException | None = None
         with _script.as_main(script, args.args) as module:
+            # atexit runs its handlers last-registered first, after the
+            # interpreter has waited for the program's threads: this one runs
+            # after the program's own handlers.
+            atexit.register(report.write)
+            modules.start()
             try:
                 _script.run(script, module)
             except BaseException as exc:
                 error = exc
-        tracer.stop_everywhere()
-        self._report(profiler, args)
         return _script.exit_like_python(error)
 
-    def _report(self, profiler: LineProfiler, args: argparse.Namespace) -> None:
-        tables = profiler.tables()
-        text = "".join(format_table(t, args.precision) for t in tables if t.ran)
-        if args.output:
-            _output.write_atomic(args.output, text)
+
+def _split_targets(
+    code: CodeType, names: list[str], path: str
+) -> tuple[dict[str, list[CodeType]], list[str]]:
+    """``-f`` names found in the script, and dotted names left for modules."""
+    in_script: dict[str, list[CodeType]] = {}
+    in_modules: list[str] = []
+    for name in names:
+        found = _script.functions_named(code, name)
+        if found:
+            in_script[name] = found
+        elif "." in name.strip(".") and not name.startswith("."):
+            in_modules.append(name)
         else:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-        if args.json:
-            _output.write_atomic(args.json, dumps_tables(tables))
+            raise CommandError(f"no function named {name!r} in {path}")
+    return in_script, in_modules
 
 
-def _builtin_profile(profiler: LineProfiler) -> Any:
-    """The ``profile`` put in builtins: ``@profile`` or ``@profile(...)``."""
+class _Report:
+    """Writes the tables once, at the end of the program."""
 
-    def profile(func: Any = None, **options: Any) -> Any:
+    def __init__(self, profiler: LineProfiler, modules: ModuleTargets, args: Any) -> None:
+        self.profiler = profiler
+        self.modules = modules
+        self.args = args
+        self.precisions: dict[CodeType, int] = {}  # from @profile(precision=N)
+
+    def write(self) -> None:
+        lost_tracer = tracer.displaced()
+        tracer.stop_everywhere()
+        self.modules.stop()
+        tables = self.profiler.tables()
+        text = "".join(
+            format_table(table, self.precisions.get(fn.code, self.args.precision))
+            for fn, table in zip(self.profiler.functions, tables, strict=True)
+            if table.ran
+        )
+        try:
+            if self.args.output:
+                _output.write_atomic(self.args.output, text)
+            else:
+                _write_stdout(text)
+            if self.args.json:
+                _output.write_atomic(self.args.json, dumps_tables(tables))
+        except (OSError, ValueError, CommandError) as exc:
+            _warn(f"could not write the tables: {exc}")
+        for line in self.modules.problems():
+            _warn(line)
+        if lost_tracer:
+            _warn(
+                "the program's own profiler (cProfile, sys.setprofile) replaced memtrim's "
+                "for a while: calls run meanwhile may be missing from the tables"
+            )
+
+
+def _write_stdout(text: str) -> None:
+    """To ``sys.stdout``; if the program closed it, straight to file descriptor 1."""
+    if not text:
+        return
+    stream = sys.stdout
+    if stream is not None and not stream.closed:
+        stream.write(text)
+        stream.flush()
+        return
+    data = text.encode(getattr(sys.__stdout__, "encoding", None) or "utf-8", "replace")
+    while data:
+        data = data[os.write(1, data) :]
+
+
+def _warn(message: str) -> None:
+    stream = sys.stderr if sys.stderr is not None and not sys.stderr.closed else None
+    line = f"memtrim: {message}\n"
+    try:
+        if stream is not None:
+            stream.write(line)
+            stream.flush()
+        else:
+            os.write(2, line.encode("utf-8", "replace"))
+    except (OSError, ValueError):
+        pass  # nowhere left to say it
+
+
+def _builtin_profile(profiler: LineProfiler, precisions: dict[CodeType, int]) -> Any:
+    """The ``profile`` put in builtins: ``@profile`` or ``@profile(precision=, stream=)``.
+
+    With ``stream``, the function's table goes to that stream after each call,
+    as ``memtrim.profile`` does; with only ``precision``, the table printed at
+    the end uses it.
+    """
+
+    def profile(
+        func: Any = None,
+        stream: Any = None,
+        precision: int | None = None,
+        backend: str | None = None,
+    ) -> Any:
+        if precision is not None:
+            check_precision(precision)
         if func is None:
-            return profiler
+            return lambda f: profile(f, stream=stream, precision=precision, backend=backend)
+        if stream is not None:
+            return per_call_profile(
+                func, stream=stream, precision=DEFAULT_PRECISION if precision is None else precision
+            )
+        if precision is not None:
+            precisions[code_of(func)] = precision
         return profiler(func)
 
     return profile

@@ -5,10 +5,19 @@ profiled code objects, so the rest of the program runs at full speed. On 3.11
 a C trace function is installed per thread while a profiled call is running
 (:func:`enter` / :func:`exit`), or for the whole run (:func:`trace_everywhere`)
 when functions are profiled by name and have no wrapper to switch it on.
+
+Each profiled function has a table. The code nested in it (lambdas, inner
+functions) is counted in the same table, unless it is profiled explicitly
+itself: then it has its own. Comprehensions and generator expressions are not
+traced on their own: they count, as a whole, on the line where they start (on
+every version: 3.12 inlines list, set and dict comprehensions into the
+function, so their lines are folded into that first line).
 """
 
 from __future__ import annotations
 
+import ast
+import linecache
 import sys
 import threading
 from collections.abc import Iterator
@@ -18,11 +27,18 @@ from memtrim.engine import load
 
 _engine = load()
 MONITORING = bool(_engine.HAVE_MONITORING)
+Wrapper = _engine.Wrapper
 _TOOL_NAME = "memtrim"
-_state: dict[str, object] = {"tool": None, "everywhere": False}
-
-
+# sys.monitoring ids: 0-2 are the debugger's, coverage's and profiler's (cProfile
+# takes 2); memtrim uses a free one of the others.
+_TOOL_IDS = (3, 4)
+_state: dict[str, object] = {"tool": None, "everywhere": False, "based": False}
 _COMPREHENSIONS = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"})
+_COMPREHENSION_NODES = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+_FUNCTION_NODES = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+_roots: dict[CodeType, int] = {}  # explicitly profiled code -> its table
+_lock = threading.Lock()
 
 
 def nested_code(code: CodeType) -> Iterator[CodeType]:
@@ -33,21 +49,13 @@ def nested_code(code: CodeType) -> Iterator[CodeType]:
             yield from nested_code(const)
 
 
-def _single_line_comprehension(code: CodeType) -> bool:
-    # Its work is charged to the line that runs it, which is its own line:
-    # tracing its every iteration would only cost time.
-    if code.co_name not in _COMPREHENSIONS:
-        return False
-    return len({line for *_, line in code.co_lines() if line is not None}) <= 1
-
-
 def new_table(first_line: int) -> int:
     """A new, empty line table; returns its id."""
     return _engine.new_table(first_line)
 
 
 def table_stats(table: int) -> list[tuple[int, int, int, int, int]]:
-    """``(line, occurrences, increment, peak, level_at_end)`` for lines that ran."""
+    """``(line, occurrences, increment, peak, mem_usage)`` for lines that ran (bytes)."""
     return _engine.table_stats(table)
 
 
@@ -57,15 +65,67 @@ def reset_table(table: int) -> None:
 
 
 def register(root: CodeType, table: int) -> None:
-    """Profile ``root`` and the code nested in it into ``table``."""
-    _ensure_tool()
-    _engine.register_code(root, table, True)
-    _enable_local(root)
-    for code in nested_code(root):
-        if _single_line_comprehension(code):
-            continue
-        _engine.register_code(code, table, False)
-        _enable_local(code)
+    """Profile ``root`` into ``table``, with the code nested in it.
+
+    Nested code that is profiled explicitly keeps (or gets) its own table.
+    """
+    with _lock:
+        _ensure_tool()
+        _ensure_base()
+        _roots[root] = table
+        _engine.register_code(root, table, True)
+        _enable_local(root)
+        _register_nested(root, table)
+        _engine.tr_set_line_map(table, folded_lines(root))
+
+
+def _register_nested(code: CodeType, table: int) -> None:
+    for const in code.co_consts:
+        if not isinstance(const, CodeType) or const in _roots:
+            continue  # an explicitly profiled function: its own table
+        if const.co_name not in _COMPREHENSIONS:
+            _engine.register_code(const, table, False)
+            _enable_local(const)
+        _register_nested(const, table)
+
+
+def folded_lines(code: CodeType) -> list[tuple[int, int]]:
+    """``(line, first line)`` for the lines of the comprehensions in ``code`` after their first.
+
+    Found in the source; an unknown source folds nothing.
+    """
+    node = _function_node(code)
+    if node is None:
+        return []
+    folded: dict[int, int] = {}
+    for sub in ast.walk(node):
+        if isinstance(sub, _COMPREHENSION_NODES) and sub.end_lineno:
+            for line in range(sub.lineno + 1, sub.end_lineno + 1):
+                # the outermost comprehension wins (ast.walk goes outside in)
+                folded.setdefault(line, sub.lineno)
+    return sorted(folded.items())
+
+
+_trees: dict[str, ast.Module | None] = {}
+
+
+def _function_node(code: CodeType) -> ast.AST | None:
+    filename = code.co_filename
+    if filename not in _trees:
+        source = "".join(linecache.getlines(filename))
+        try:
+            _trees[filename] = ast.parse(source) if source else None
+        except (SyntaxError, ValueError):
+            _trees[filename] = None
+    tree = _trees[filename]
+    if tree is None:
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, _FUNCTION_NODES) and node.name == code.co_name:
+            first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+            if first == code.co_firstlineno:
+                return node
+    return None
 
 
 def enter() -> None:
@@ -74,7 +134,7 @@ def enter() -> None:
 
 
 def exit() -> None:
-    """A wrapped profiled call returned or paused: close its call record."""
+    """A wrapped profiled call returned or paused."""
     _engine.step_out()
 
 
@@ -83,6 +143,7 @@ def trace_everywhere() -> None:
     if MONITORING or _state["everywhere"]:
         return
     _state["everywhere"] = True
+    _engine.tr_watch_profilers()
     _engine.trace_enter()
     threading.settrace(_bootstrap_thread)
 
@@ -96,6 +157,11 @@ def stop_everywhere() -> None:
     _engine.trace_exit()
 
 
+def displaced() -> bool:
+    """3.11: did the program replace memtrim's profile function (cProfile, sys.setprofile)?"""
+    return bool(_engine.tr_displaced())
+
+
 def _bootstrap_thread(frame, event, arg):  # type: ignore[no-untyped-def]
     # Called once by threading for each new thread: swap in the C tracer.
     sys.settrace(None)
@@ -104,43 +170,78 @@ def _bootstrap_thread(frame, event, arg):  # type: ignore[no-untyped-def]
     return None
 
 
+def mem_usage_now() -> int:
+    """What Mem usage would say now: the RSS last read plus the exact heap change since."""
+    return _engine.tr_mem_usage()
+
+
+def rss() -> int:
+    """The process's resident set size in bytes (0 if it cannot be read)."""
+    value = _engine.rss()
+    if value >= 0:
+        return value
+    try:
+        import psutil
+
+        return psutil.Process().memory_info().rss
+    except Exception:  # psutil missing or the platform refuses: say 0, not a guess
+        return 0
+
+
+def _ensure_base() -> None:
+    # Mem usage = RSS at the last reading + the heap's change since; the C side
+    # re-reads the RSS at outermost calls. Where /proc is missing, start from
+    # what the heap recorded at install time.
+    if _state["based"]:
+        return
+    _state["based"] = True
+    if _engine.rss() < 0:
+        from memtrim.engine import heap
+
+        _engine.tr_set_base(heap.baseline_rss())
+    else:
+        _engine.tr_rebase()
+
+
 # ------------------------------------------------------------ sys.monitoring
 
 
-def _events() -> tuple[int, int]:
+def _local_events() -> int:
     ev = sys.monitoring.events
-    local = ev.PY_START | ev.PY_RESUME | ev.PY_RETURN | ev.PY_YIELD | ev.LINE
-    return local, ev.PY_UNWIND | ev.PY_THROW
+    return ev.PY_START | ev.PY_RESUME | ev.PY_RETURN | ev.PY_YIELD | ev.LINE
 
 
 def _ensure_tool() -> None:
     if not MONITORING or _state["tool"] is not None:
         return
     mon = sys.monitoring
-    for tool in (mon.PROFILER_ID, 3, 4):
+    for tool in _TOOL_IDS:
         if mon.get_tool(tool) is None:
             mon.use_tool_id(tool, _TOOL_NAME)
             break
     else:
-        raise RuntimeError("no free sys.monitoring tool id for memtrim")
+        raise RuntimeError(
+            f"memtrim needs a free sys.monitoring tool id ({' or '.join(map(str, _TOOL_IDS))})"
+        )
     ev = mon.events
+    _engine.tr_set_disable(mon.DISABLE)
     for event, callback in (
-        (ev.PY_START, _engine.cb_start),
-        (ev.PY_RESUME, _engine.cb_start),
-        (ev.PY_THROW, _engine.cb_start),
-        (ev.LINE, _engine.cb_line),
-        (ev.PY_RETURN, _engine.cb_end),
-        (ev.PY_YIELD, _engine.cb_end),
-        (ev.PY_UNWIND, _engine.cb_end),
+        (ev.PY_START, _engine.tr_start),
+        (ev.PY_RESUME, _engine.tr_start),
+        (ev.PY_THROW, _engine.tr_throw),
+        (ev.LINE, _engine.tr_line),
+        (ev.PY_RETURN, _engine.tr_return),
+        (ev.PY_YIELD, _engine.tr_end),
+        (ev.PY_UNWIND, _engine.tr_end),
     ):
         mon.register_callback(tool, event, callback)
-    mon.set_events(tool, _events()[1])
+    mon.set_events(tool, ev.PY_UNWIND | ev.PY_THROW)  # not local events
     _state["tool"] = tool
 
 
 def _enable_local(code: CodeType) -> None:
     if MONITORING:
-        sys.monitoring.set_local_events(_state["tool"], code, _events()[0])  # type: ignore[arg-type]
+        sys.monitoring.set_local_events(_state["tool"], code, _local_events())  # type: ignore[arg-type]
 
 
 def activate() -> None:

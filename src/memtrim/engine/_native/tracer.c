@@ -1,9 +1,11 @@
 /* The line tracer.
  *
  * A "table" is one profiled function: per-line statistics for its own code
- * object and the code objects nested in it (comprehensions, lambdas, inner
- * functions).  Code objects point at their registration through co_extra, so
- * an event for unprofiled code costs one lookup.
+ * object and the code objects nested in it (lambdas, inner functions), unless
+ * a nested function is profiled explicitly: then it has a table of its own.
+ * Code objects point at their registration through co_extra, so an event for
+ * unprofiled code costs one lookup.  Nested code counts only while a call of
+ * its table's function is running in the same thread.
  *
  * Per thread we keep a stack of profiled frames.  Each frame may have two open
  * "records": the call record (only for a table's root code: the function as a
@@ -16,34 +18,53 @@
  * every record ends up with the true peak of its whole execution, callees
  * included, at O(1) per event.
  *
+ * The call record of a plain function closes once the function's local
+ * variables are released, which CPython does right after the return event,
+ * while clearing the frame.  To see that moment, the return event swaps the
+ * frame's last local slot for a small "pending call" object that holds the
+ * slot's value: the frame releases its slots in order, so when the pending
+ * object dies, the other locals are gone; it then releases the value it held
+ * and closes the record.  It is only done when nothing else can look at the
+ * frame any more (no frame object kept alive, no other tracer).
+ *
  * Everything here runs with the GIL held (trace functions and monitoring
  * callbacks are called with it), which protects the tables and the registry.
  * Thread state is thread-local.
  */
 #include "tracer.h"
+#include "frames.h"
 #include "heap.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 typedef struct {
     int64_t occurrences;
     int64_t increment;
     int64_t peak;
-    int64_t mem_usage; /* highest process level (engine bytes) at the line's end */
+    int64_t mem_usage; /* highest process memory at the line's end; INT64_MIN: never ended */
 } line_stats_t;
 
 typedef struct {
     int first_line;
     int nlines;
     line_stats_t *lines;
+    /* Lines folded into another line (a comprehension's lines into its first). */
+    int map_first;
+    int map_n;
+    int *map; /* target line, 0 = not folded */
 } table_t;
 
 typedef struct {
     int table;
     int index;   /* dense id, for the per-thread recursion counters */
-    int is_root; /* the decorated function itself, not a nested code object */
+    int is_root; /* a profiled function itself, not code nested in it */
     int first_line;
+    int plain;     /* not a generator or coroutine: one call, one return */
+    int nlocals;   /* co_nlocalsplus */
 } code_info_t;
 
 typedef struct {
@@ -53,13 +74,15 @@ typedef struct {
     int count_increment; /* 0 in a recursive call: the outermost call counts it */
     int64_t start;
     int64_t max;
+    int64_t bias; /* bytes freed in the record's window that were allocated before it */
 } record_t;
 
 typedef struct {
     code_info_t *ci;
     int skip_line; /* nested code on its caller's line: the caller's record covers it */
     int recursive;
-    int wrapped; /* called by memtrim's wrapper, which closes the call record */
+    int table; /* a root frame: the table counted in tstate_t.table_depth, else -1 */
+    int fresh; /* a root frame whose call record has seen no line yet */
     int saved_foreign; /* 3.11: tstate_t.foreign of the frame below */
     record_t call;
     record_t line;
@@ -68,12 +91,14 @@ typedef struct {
 typedef struct tstate {
     frame_t *frames;
     int depth, cap;
-    int32_t *code_depth;
+    int32_t *code_depth; /* per code: frames of it on the stack */
     int code_cap;
+    int32_t *table_depth; /* per table: root frames of it on the stack */
+    int table_cap;
     int enter_count;
     int foreign; /* 3.11: unprofiled frames running above the top profiled frame */
-    int wrapped_next; /* the wrapper is about to call a profiled function */
-    record_t pending; /* a wrapped call record, closed when the wrapper regains control */
+    record_t pending; /* a call record waiting for the frame's locals to be released */
+    unsigned pending_seq;
     Py_tracefunc saved_func; /* 3.11: the tracer and profiler that were there */
     PyObject *saved_obj;
     Py_tracefunc saved_pfunc;
@@ -90,6 +115,15 @@ static int ncodes;
 static unsigned generation = 1;
 static tstate_t *all_states; /* GIL; freed when the registry is cleared */
 static MT_TLS tstate_t *t_state;
+#if !MT_HAVE_MONITORING
+static int displaced; /* 3.11: another profiler replaced ours at some point */
+#endif
+
+/* Mem usage = mem_base + mt_heap_level().  mem_base is re-read from the RSS at
+ * the start of an outermost profiled call, at most every REBASE_NS (GIL). */
+#define REBASE_NS 100000000LL
+static int64_t mem_base;
+static int64_t last_rebase_ns = -1;
 
 int mt_tracer_init(void)
 {
@@ -97,6 +131,59 @@ int mt_tracer_init(void)
         extra_index = MT_REQUEST_CODE_EXTRA(NULL);
     }
     return extra_index < 0 ? -1 : 0;
+}
+
+/* ------------------------------------------------------------- process RSS */
+
+int64_t mt_rss_now(void)
+{
+    /* Linux: one read of /proc/self/statm, no Python object (this runs inside
+     * event callbacks, whose allocations would be charged to the lines). */
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return -1;
+    }
+    char buf[128];
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) {
+        return -1;
+    }
+    buf[n] = '\0';
+    char *p = buf;
+    strtoll(p, &p, 10); /* total size; the resident set comes second */
+    long long pages = strtoll(p, NULL, 10);
+    long page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (int64_t)pages * page : -1;
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec t;
+#ifdef CLOCK_MONOTONIC_COARSE
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
+#else
+    clock_gettime(CLOCK_MONOTONIC, &t);
+#endif
+    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static void rebase(int force)
+{
+    int64_t now = now_ns();
+    if (!force && last_rebase_ns >= 0 && now - last_rebase_ns < REBASE_NS) {
+        return;
+    }
+    last_rebase_ns = now;
+    int64_t rss = mt_rss_now();
+    if (rss >= 0) {
+        mem_base = rss - mt_heap_level();
+    }
+}
+
+static inline int64_t mem_usage_now(void)
+{
+    return mem_base + mt_heap_level();
 }
 
 /* ------------------------------------------------------------- registry */
@@ -108,7 +195,7 @@ int mt_tracer_new_table(int first_line)
         return -1;
     }
     tables = grown;
-    tables[ntables] = (table_t){.first_line = first_line, .nlines = 0, .lines = NULL};
+    tables[ntables] = (table_t){.first_line = first_line};
     return ntables++;
 }
 
@@ -149,6 +236,19 @@ static line_stats_t *stats_for(int table, int line)
     return &t->lines[i];
 }
 
+static inline int fold_line(int table, int line, int *folded)
+{
+    table_t *t = &tables[table];
+    if (MT_UNLIKELY(t->map != NULL)) {
+        int i = line - t->map_first;
+        if (i >= 0 && i < t->map_n && t->map[i] != 0) {
+            *folded = 1;
+            return t->map[i];
+        }
+    }
+    return line;
+}
+
 static inline code_info_t *lookup(PyObject *code)
 {
     void *extra = NULL;
@@ -159,14 +259,29 @@ static inline code_info_t *lookup(PyObject *code)
     return extra;
 }
 
+static void describe(code_info_t *ci, PyObject *code, int table, int is_root)
+{
+    PyCodeObject *co = (PyCodeObject *)code;
+    ci->table = table;
+    ci->is_root = is_root;
+    ci->first_line = co->co_firstlineno;
+    ci->plain = !(co->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR |
+                                  CO_ITERABLE_COROUTINE));
+    ci->nlocals = co->co_nlocalsplus;
+}
+
 int mt_tracer_register_code(PyObject *code, int table, int is_root)
 {
     if (table < 0 || table >= ntables) {
         PyErr_SetString(PyExc_ValueError, "no such table");
         return -1;
     }
-    if (lookup(code) != NULL) {
-        return 0; /* already profiled (a function decorated twice) */
+    code_info_t *known = lookup(code);
+    if (known != NULL) {
+        /* Moves to another table (a nested function profiled explicitly).
+         * Running frames keep the table they were counted in. */
+        describe(known, code, table, is_root);
+        return 0;
     }
     code_info_t *ci = malloc(sizeof(code_info_t));
     code_info_t **grown = realloc(codes, sizeof(code_info_t *) * (size_t)(ncodes + 1));
@@ -179,8 +294,8 @@ int mt_tracer_register_code(PyObject *code, int table, int is_root)
         return -1;
     }
     codes = grown;
-    *ci = (code_info_t){.table = table, .index = ncodes, .is_root = is_root};
-    ci->first_line = ((PyCodeObject *)code)->co_firstlineno;
+    *ci = (code_info_t){.index = ncodes};
+    describe(ci, code, table, is_root);
     if (MT_CODE_SET_EXTRA(code, extra_index, ci) < 0) {
         free(ci);
         return -1;
@@ -211,9 +326,12 @@ PyObject *mt_tracer_table_stats(int table)
         if (s->occurrences == 0) {
             continue;
         }
+        /* A line that has not finished yet (a thread is still running it):
+         * the memory now, never the placeholder. */
+        int64_t usage = s->mem_usage == INT64_MIN ? mem_usage_now() : s->mem_usage;
         PyObject *row = Py_BuildValue("(iLLLL)", t->first_line + i, (long long)s->occurrences,
                                       (long long)s->increment, (long long)s->peak,
-                                      (long long)s->mem_usage);
+                                      (long long)usage);
         if (row == NULL || PyList_Append(out, row) < 0) {
             Py_XDECREF(row);
             Py_CLEAR(out);
@@ -233,6 +351,55 @@ void mt_tracer_reset_table(int table)
     for (int i = 0; i < t->nlines; i++) {
         t->lines[i] = (line_stats_t){0, 0, 0, INT64_MIN};
     }
+}
+
+/* pairs: a list of (line, target line). */
+static int set_line_map(int table, PyObject *pairs)
+{
+    if (table < 0 || table >= ntables) {
+        PyErr_SetString(PyExc_ValueError, "no such table");
+        return -1;
+    }
+    Py_ssize_t n = PyList_Size(pairs);
+    if (n < 0) {
+        return -1;
+    }
+    int lo = 0, hi = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int line, target;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(pairs, i), "ii", &line, &target)) {
+            return -1;
+        }
+        if (line <= 0 || target <= 0) {
+            PyErr_SetString(PyExc_ValueError, "line numbers must be positive");
+            return -1;
+        }
+        if (i == 0 || line < lo) {
+            lo = line;
+        }
+        if (i == 0 || line > hi) {
+            hi = line;
+        }
+    }
+    table_t *t = &tables[table];
+    int *map = NULL;
+    if (n > 0) {
+        map = calloc((size_t)(hi - lo + 1), sizeof(int));
+        if (map == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int line, target;
+            PyArg_ParseTuple(PyList_GET_ITEM(pairs, i), "ii", &line, &target);
+            map[line - lo] = target;
+        }
+    }
+    free(t->map);
+    t->map = map;
+    t->map_first = lo;
+    t->map_n = n > 0 ? hi - lo + 1 : 0;
+    return 0;
 }
 
 /* ------------------------------------------------------------ thread state */
@@ -270,19 +437,24 @@ static frame_t *push_frame(tstate_t *ts)
     return fr;
 }
 
-static int32_t *code_depth(tstate_t *ts, int index)
+static int32_t *grow_counter(int32_t **array, int *cap, int index)
 {
-    if (index >= ts->code_cap) {
-        int cap = index + 16;
-        int32_t *grown = realloc(ts->code_depth, sizeof(int32_t) * (size_t)cap);
+    if (index >= *cap) {
+        int n = index + 16;
+        int32_t *grown = realloc(*array, sizeof(int32_t) * (size_t)n);
         if (grown == NULL) {
             return NULL;
         }
-        memset(grown + ts->code_cap, 0, sizeof(int32_t) * (size_t)(cap - ts->code_cap));
-        ts->code_depth = grown;
-        ts->code_cap = cap;
+        memset(grown + *cap, 0, sizeof(int32_t) * (size_t)(n - *cap));
+        *array = grown;
+        *cap = n;
     }
-    return &ts->code_depth[index];
+    return &(*array)[index];
+}
+
+static inline int table_running(tstate_t *ts, int table)
+{
+    return table < ts->table_cap && ts->table_depth[table] > 0;
 }
 
 /* ----------------------------------------------------------------- records */
@@ -302,7 +474,8 @@ static record_t *open_record(tstate_t *ts, int top)
     return NULL;
 }
 
-static void start_record(tstate_t *ts, record_t *rec, int table, int line, int count_inc)
+static void start_record(tstate_t *ts, record_t *rec, int table, int line, int count_inc,
+                         int count_occurrence)
 {
     record_t *outer = open_record(ts, ts->depth - 1);
     if (outer != NULL && outer != rec && mt_thread_hwm > outer->max) {
@@ -312,11 +485,12 @@ static void start_record(tstate_t *ts, record_t *rec, int table, int line, int c
     if (s == NULL) {
         return;
     }
-    s->occurrences++;
+    s->occurrences += count_occurrence;
     rec->active = 1;
     rec->table = table;
     rec->line = line;
     rec->count_increment = count_inc;
+    rec->bias = 0;
     rec->start = rec->max = mt_thread_hwm = mt_thread_cur;
 }
 
@@ -338,12 +512,12 @@ static void finish_record(record_t *rec, record_t *parent)
         return;
     }
     if (rec->count_increment) {
-        s->increment += mt_thread_cur - rec->start;
+        s->increment += mt_thread_cur - rec->start + rec->bias;
     }
     if (rec->max - rec->start > s->peak) {
         s->peak = rec->max - rec->start;
     }
-    int64_t level = mt_heap_level();
+    int64_t level = mem_usage_now();
     if (level > s->mem_usage) {
         s->mem_usage = level;
     }
@@ -357,9 +531,6 @@ static void finish_line(tstate_t *ts, frame_t *fr)
     }
 }
 
-/* A wrapped call's record stays open after its frame returns, so that it also
- * sees the frame's locals being released; it closes when the wrapper regains
- * control (mt_step_out) or at the thread's next event, whichever is first. */
 static inline void flush_pending(tstate_t *ts)
 {
     if (MT_UNLIKELY(ts->pending.active)) {
@@ -367,12 +538,148 @@ static inline void flush_pending(tstate_t *ts)
     }
 }
 
+/* ------------------------------------------------------------ pending calls */
+
+typedef struct pending_call {
+    PyObject_HEAD
+    PyObject *held; /* the frame slot's own value */
+    unsigned seq;   /* which tstate_t.pending it closes */
+    struct pending_call *next_free;
+} pending_call_t;
+
+static void pending_call_dealloc(PyObject *op);
+
+static PyTypeObject pending_call_type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "memtrim.engine._engine.pending_call",
+    .tp_basicsize = sizeof(pending_call_t),
+    .tp_dealloc = pending_call_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Closes a profiled call's record when its frame releases its locals.",
+};
+
+/* Allocated with the C library's malloc, which the heap hooks do not count,
+ * and recycled: they never show up in the figures (GIL). */
+static pending_call_t *free_pending;
+
+static void pending_call_dealloc(PyObject *op)
+{
+    pending_call_t *p = (pending_call_t *)op;
+    PyObject *held = p->held;
+    unsigned seq = p->seq;
+    p->held = NULL;
+    p->next_free = free_pending;
+    free_pending = p;
+    Py_XDECREF(held);
+    tstate_t *ts = t_state;
+
+    if (ts != NULL && ts->generation == generation && ts->pending.active &&
+        ts->pending_seq == seq) {
+        finish_record(&ts->pending, open_record(ts, ts->depth - 1));
+    }
+}
+
+static pending_call_t *new_pending_call(void)
+{
+    pending_call_t *p = free_pending;
+    if (p != NULL) {
+        free_pending = p->next_free;
+    }
+    else {
+        p = malloc(sizeof(pending_call_t));
+        if (p == NULL) {
+            return NULL;
+        }
+    }
+    memset(p, 0, sizeof(*p));
+    PyObject_Init((PyObject *)p, &pending_call_type);
+    return p;
+}
+
+/* Can the call record of the returning frame wait for its locals? Only if
+ * the frame is cleared right away and nobody else sees its slots. */
+static mt_frame_t *clearable_frame(PyObject *code)
+{
+    PyThreadState *py = PyThreadState_Get();
+#if MT_HAVE_MONITORING
+    if (py->c_tracefunc != NULL || py->c_profilefunc != NULL) {
+        return NULL; /* a debugger or sys.setprofile tool may still read the locals */
+    }
+#endif
+    mt_frame_t *f = mt_current_frame(py);
+    if (f == NULL || mt_frame_code(f) != (PyCodeObject *)code) {
+        return NULL;
+    }
+    if (f->frame_obj != NULL && Py_REFCNT(f->frame_obj) > 1) {
+        return NULL; /* someone keeps the frame object: it will keep the locals */
+    }
+    return f;
+}
+
+#if !MT_HAVE_MONITORING
+static int profilefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
+static int tracefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
+
+/* 3.11 creates a frame object for the profile function at the call; it is
+ * freed with the frame, inside the call record's window.  Its size is what
+ * _PyFrame_New_NoTrack asks for: a GC header and room for every slot. */
+static int64_t frame_object_bytes(mt_frame_t *f)
+{
+    PyObject *fo = (PyObject *)f->frame_obj;
+    if (fo == NULL) {
+        return 0;
+    }
+    PyCodeObject *co = f->f_code;
+    Py_ssize_t slots = co->co_nlocalsplus + co->co_stacksize;
+    return (int64_t)(2 * sizeof(uintptr_t) + _PyObject_VAR_SIZE(Py_TYPE(fo), slots));
+}
+#endif
+
+/* The root frame `fr` returns: close its call record now, or hand it to a
+ * pending-call object placed in the frame's last local slot. */
+static void close_call_at_return(tstate_t *ts, frame_t *fr, PyObject *code)
+{
+    mt_frame_t *f = NULL;
+    if (fr->call.active && fr->ci->plain && fr->ci->nlocals > 0) {
+        f = clearable_frame(code);
+    }
+#if !MT_HAVE_MONITORING
+    if (f != NULL) {
+        PyThreadState *py = PyThreadState_Get();
+        if ((py->c_tracefunc != NULL && py->c_tracefunc != tracefunc) ||
+            py->c_profilefunc != profilefunc) {
+            f = NULL;
+        }
+    }
+#endif
+    pending_call_t *p = f != NULL ? new_pending_call() : NULL;
+    if (p == NULL) {
+        finish_record(&fr->call, open_record(ts, ts->depth - 2));
+        return;
+    }
+    int slot = fr->ci->nlocals - 1;
+    p->held = f->localsplus[slot];
+    p->seq = ++ts->pending_seq;
+    f->localsplus[slot] = (PyObject *)p;
+    ts->pending = fr->call;
+#if !MT_HAVE_MONITORING
+    ts->pending.bias = frame_object_bytes(f);
+#endif
+    fr->call.active = 0;
+}
+
 /* ------------------------------------------------------------------ events */
 
 static frame_t *enter_frame(tstate_t *ts, code_info_t *ci)
 {
     record_t *outer = open_record(ts, ts->depth - 1);
-    int32_t *depth = code_depth(ts, ci->index);
+    int32_t *depth = grow_counter(&ts->code_depth, &ts->code_cap, ci->index);
+    int32_t *tdepth = NULL;
+    if (ci->is_root) {
+        tdepth = grow_counter(&ts->table_depth, &ts->table_cap, ci->table);
+        if (tdepth == NULL) {
+            return NULL;
+        }
+    }
     frame_t *fr = depth ? push_frame(ts) : NULL;
     if (fr == NULL) {
         return NULL;
@@ -380,84 +687,143 @@ static frame_t *enter_frame(tstate_t *ts, code_info_t *ci)
     fr->ci = ci;
     fr->recursive = (*depth)++ > 0;
     fr->skip_line = -1;
+    fr->table = -1;
+    if (tdepth != NULL) {
+        (*tdepth)++;
+        fr->table = ci->table;
+    }
     if (!ci->is_root && outer != NULL && outer->table == ci->table) {
         fr->skip_line = outer->line;
     }
     return fr;
 }
 
-void mt_on_start(PyObject *code)
+static void pop_frame(tstate_t *ts)
 {
-    code_info_t *ci = lookup(code);
-    if (ci == NULL) {
-        return;
+    frame_t *fr = &ts->frames[ts->depth - 1];
+    int i = fr->ci->index;
+    if (i < ts->code_cap && ts->code_depth[i] > 0) {
+        ts->code_depth[i]--;
     }
-    tstate_t *ts = state();
-    if (ts == NULL) {
-        return;
+    if (fr->table >= 0 && fr->table < ts->table_cap && ts->table_depth[fr->table] > 0) {
+        ts->table_depth[fr->table]--;
     }
-    flush_pending(ts);
-    frame_t *fr = enter_frame(ts, ci);
-    if (fr != NULL && ci->is_root) {
-        fr->wrapped = ts->wrapped_next;
-        ts->wrapped_next = 0;
-        start_record(ts, &fr->call, ci->table, ci->first_line, !fr->recursive);
-    }
+    ts->depth--;
 }
 
-void mt_on_line(PyObject *code, int line)
+/* Returns the new frame, or NULL if the code is not followed here. */
+static frame_t *on_start(PyObject *code, int count_occurrence)
 {
     code_info_t *ci = lookup(code);
     if (ci == NULL) {
-        return;
+        return NULL;
     }
     tstate_t *ts = state();
     if (ts == NULL) {
-        return;
+        return NULL;
     }
     flush_pending(ts);
+    if (!ci->is_root && !table_running(ts, ci->table)) {
+        return NULL; /* nested code run outside a call of its function */
+    }
+    if (ci->is_root && ts->depth == 0) {
+        rebase(0);
+    }
+    frame_t *fr = enter_frame(ts, ci);
+    if (fr != NULL && ci->is_root) {
+        start_record(ts, &fr->call, ci->table, ci->first_line, !fr->recursive,
+                     count_occurrence);
+        fr->fresh = 1;
+    }
+    return fr;
+}
+
+void mt_on_start(PyObject *code)
+{
+    on_start(code, 1);
+}
+
+/* An exception thrown into a generator or coroutine.  GeneratorExit is a
+ * close(): not a resumption in Occurrences (3.12+ closes a generator without
+ * running it when no handler surrounds the yield, 3.11 always runs it). */
+void mt_on_throw(PyObject *code, PyObject *exc)
+{
+    int closing = exc != NULL && PyErr_GivenExceptionMatches(exc, PyExc_GeneratorExit);
+    on_start(code, !closing);
+}
+
+int mt_on_line(PyObject *code, int line)
+{
+    code_info_t *ci = lookup(code);
+    if (ci == NULL) {
+        return 0;
+    }
+    tstate_t *ts = state();
+    if (ts == NULL) {
+        return 0;
+    }
+    flush_pending(ts);
+    int folded = 0;
+    line = fold_line(ci->table, line, &folded);
     frame_t *fr = ts->depth ? &ts->frames[ts->depth - 1] : NULL;
     if (fr == NULL || fr->ci != ci) {
+        if (!ci->is_root && !table_running(ts, ci->table)) {
+            return 0;
+        }
         /* profiling switched on while this frame was already running */
         fr = enter_frame(ts, ci);
         if (fr == NULL) {
-            return;
+            return 0;
         }
     }
     if (fr->line.active && fr->line.line == line) {
-        return; /* a jump back to the same line: still the same execution */
+        /* a jump back to the same line: still the same execution.  A folded
+         * line's event here never starts anything: it can be turned off. */
+        return folded;
     }
     finish_line(ts, fr);
+    fr->fresh = 0;
     if (line != fr->skip_line) {
-        start_record(ts, &fr->line, ci->table, line, !fr->recursive);
+        start_record(ts, &fr->line, ci->table, line, !fr->recursive, 1);
     }
+    return 0;
 }
 
-void mt_on_end(PyObject *code)
+static frame_t *ending_frame(PyObject *code, tstate_t **out)
 {
     code_info_t *ci = lookup(code);
     tstate_t *ts = t_state;
     if (ci == NULL || ts == NULL || ts->generation != generation || ts->depth == 0) {
-        return;
+        return NULL;
     }
     flush_pending(ts);
     frame_t *fr = &ts->frames[ts->depth - 1];
     if (fr->ci != ci) {
-        return; /* a frame we never saw start */
+        return NULL; /* a frame we never saw start */
     }
     finish_line(ts, fr);
-    if (fr->wrapped && fr->call.active) {
-        ts->pending = fr->call;
-        fr->call.active = 0;
-    }
-    else {
+    *out = ts;
+    return fr;
+}
+
+void mt_on_end(PyObject *code)
+{
+    tstate_t *ts;
+    frame_t *fr = ending_frame(code, &ts);
+    if (fr != NULL) {
         finish_record(&fr->call, open_record(ts, ts->depth - 2));
+        pop_frame(ts);
     }
-    int32_t *depth = code_depth(ts, ci->index);
-    if (depth && *depth > 0) {
-        (*depth)--;
+}
+
+void mt_on_return(PyObject *code)
+{
+    tstate_t *ts;
+    frame_t *fr = ending_frame(code, &ts);
+    if (fr != NULL) {
+        close_call_at_return(ts, fr, code);
+        pop_frame(ts);
     }
-    ts->depth--;
 }
 
 /* ------------------------------------------------ 3.11: profile + trace */
@@ -470,8 +836,7 @@ void mt_on_end(PyObject *code)
  * function (line events) on only while the running frame is profiled code:
  * a callee such as a comprehension or a library function runs without it. */
 
-static int tracefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
-
+#if !MT_HAVE_MONITORING
 static void line_tracing(int on)
 {
     PyThreadState *py = PyThreadState_Get();
@@ -489,7 +854,6 @@ static void line_tracing(int on)
 static int profilefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
 {
     (void)obj;
-    (void)arg;
     if (what != PyTrace_CALL && what != PyTrace_RETURN) {
         return 0;
     }
@@ -498,47 +862,79 @@ static int profilefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *
         return 0;
     }
     PyObject *code = (PyObject *)PyFrame_GetCode(frame);
-    int profiled = lookup(code) != NULL;
+    code_info_t *ci = lookup(code);
     if (what == PyTrace_CALL) {
-        if (profiled) {
-            int saved = ts->foreign, depth = ts->depth;
-            ts->foreign = 0;
-            mt_on_start(code);
-            if (ts->depth > depth) {
-                ts->frames[ts->depth - 1].saved_foreign = saved;
-            }
+        int saved = ts->foreign, depth = ts->depth;
+        ts->foreign = 0;
+        if (ci != NULL) {
+            on_start(code, 1);
+        }
+        if (ts->depth > depth) {
+            ts->frames[ts->depth - 1].saved_foreign = saved;
         }
         else {
-            ts->foreign++;
-        }
-    }
-    else if (profiled) {
-        int depth = ts->depth;
-        int saved = depth ? ts->frames[depth - 1].saved_foreign : 0;
-        mt_on_end(code);
-        if (ts->depth < depth) {
-            ts->foreign = saved;
+            ts->foreign = saved + 1; /* not followed: a foreign frame */
         }
     }
     else if (ts->foreign > 0) {
         ts->foreign--;
+    }
+    else if (ci != NULL) {
+        int depth = ts->depth;
+        int saved = depth ? ts->frames[depth - 1].saved_foreign : 0;
+        if (arg != NULL && ci->plain) {
+            mt_on_return(code);
+        }
+        else {
+            mt_on_end(code); /* a yield, or an exit by exception (arg is NULL) */
+        }
+        if (ts->depth < depth) {
+            ts->foreign = saved;
+        }
     }
     line_tracing(ts->depth > 0 && ts->foreign == 0);
     Py_DECREF(code);
     return 0;
 }
 
+/* A close() throws GeneratorExit in: the profile function saw a call, the
+ * trace function now sees the exception before any line. */
+static void uncount_close(PyObject *code, PyObject *arg)
+{
+    tstate_t *ts = t_state;
+    if (ts == NULL || ts->depth == 0 || !PyTuple_Check(arg) || PyTuple_GET_SIZE(arg) < 1) {
+        return;
+    }
+    frame_t *fr = &ts->frames[ts->depth - 1];
+    if (!fr->fresh || fr->ci != lookup(code) || fr->ci->plain) {
+        return;
+    }
+    fr->fresh = 0;
+    PyObject *type = PyTuple_GET_ITEM(arg, 0);
+    if (PyType_Check(type) && PyErr_GivenExceptionMatches(type, PyExc_GeneratorExit)) {
+        line_stats_t *s = stats_for(fr->call.table, fr->call.line);
+        if (s != NULL && s->occurrences > 0) {
+            s->occurrences--;
+        }
+    }
+}
+
 static int tracefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
 {
     (void)obj;
-    (void)arg;
     if (what == PyTrace_LINE) {
         PyObject *code = (PyObject *)PyFrame_GetCode(frame);
         mt_on_line(code, PyFrame_GetLineNumber(frame));
         Py_DECREF(code);
     }
+    else if (what == PyTrace_EXCEPTION) {
+        PyObject *code = (PyObject *)PyFrame_GetCode(frame);
+        uncount_close(code, arg);
+        Py_DECREF(code);
+    }
     return 0;
 }
+#endif
 
 int mt_trace_enter(void)
 {
@@ -547,8 +943,9 @@ int mt_trace_enter(void)
         PyErr_NoMemory();
         return -1;
     }
+#if !MT_HAVE_MONITORING
+    PyThreadState *py = PyThreadState_Get();
     if (ts->enter_count++ == 0) {
-        PyThreadState *py = PyThreadState_Get();
         ts->saved_func = py->c_tracefunc;
         ts->saved_obj = py->c_traceobj;
         ts->saved_pfunc = py->c_profilefunc;
@@ -558,6 +955,14 @@ int mt_trace_enter(void)
         PyEval_SetTrace(NULL, NULL);
         PyEval_SetProfile(profilefunc, NULL);
     }
+    else if (py->c_profilefunc != profilefunc) {
+        /* the script set another profiler (cProfile) meanwhile: re-arm */
+        displaced = 1;
+        PyEval_SetProfile(profilefunc, NULL);
+    }
+#else
+    ts->enter_count++;
+#endif
     return 0;
 }
 
@@ -568,8 +973,10 @@ int mt_trace_exit(void)
         return 0;
     }
     if (--ts->enter_count == 0) {
+#if !MT_HAVE_MONITORING
         PyEval_SetProfile(ts->saved_pfunc, ts->saved_pobj);
         PyEval_SetTrace(ts->saved_func, ts->saved_obj);
+#endif
         Py_CLEAR(ts->saved_obj);
         Py_CLEAR(ts->saved_pobj);
         ts->saved_func = ts->saved_pfunc = NULL;
@@ -577,25 +984,215 @@ int mt_trace_exit(void)
     return 0;
 }
 
+#if !MT_HAVE_MONITORING
+/* 3.11: a program that turns cProfile (or any sys.setprofile tool) on and off
+ * leaves no profile function behind, and memtrim's tracer would be gone for
+ * the rest of the run.  An audit hook sees every change coming; a pending
+ * call (run by the main thread right after the change) re-installs memtrim's
+ * if the slot was left empty and no profiled frame was running meanwhile.
+ * A tool that stays on keeps the slot: that is reported (is_displaced). */
+static int rearm(void *unused)
+{
+    (void)unused;
+    tstate_t *ts = t_state;
+    PyThreadState *py = PyThreadState_Get();
+    if (ts == NULL || ts->generation != generation || ts->enter_count == 0 ||
+        py->c_profilefunc == profilefunc) {
+        return 0;
+    }
+    if (py->c_profilefunc == NULL && ts->depth == 0) {
+        ts->foreign = 0;
+        PyEval_SetProfile(profilefunc, NULL);
+    }
+    else {
+        displaced = 1;
+    }
+    return 0;
+}
+
+static int audit_hook(const char *event, PyObject *args, void *data)
+{
+    (void)args;
+    (void)data;
+    if (event[0] == 's' && strcmp(event, "sys.setprofile") == 0 && t_state != NULL &&
+        t_state->enter_count > 0) {
+        Py_AddPendingCall(rearm, NULL);
+    }
+    return 0;
+}
+#endif
+
+static PyObject *py_watch_profilers(PyObject *self, PyObject *unused)
+{
+#if !MT_HAVE_MONITORING
+    static int installed;
+    if (!installed) {
+        if (PySys_AddAuditHook(audit_hook, NULL) < 0) {
+            return NULL;
+        }
+        installed = 1;
+    }
+#endif
+    Py_RETURN_NONE;
+}
+
+/* 3.11: was memtrim's profile function replaced by another one (cProfile,
+ * sys.setprofile) while it should have been running in this thread? */
+static int is_displaced(void)
+{
+#if !MT_HAVE_MONITORING
+    tstate_t *ts = t_state;
+    if (ts != NULL && ts->generation == generation && ts->enter_count > 0 &&
+        PyThreadState_Get()->c_profilefunc != profilefunc) {
+        return 1;
+    }
+    return displaced;
+#else
+    return 0;
+#endif
+}
+
 /* The wrapper brackets each stretch of a profiled function's execution. */
 int mt_step_in(void)
 {
-    tstate_t *ts = state();
-    if (ts == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    ts->wrapped_next = 1;
     return MT_HAVE_MONITORING ? 0 : mt_trace_enter();
 }
 
 int mt_step_out(void)
 {
-    tstate_t *ts = state();
-    if (ts == NULL) {
-        return 0;
+    tstate_t *ts = t_state;
+    if (ts != NULL && ts->generation == generation) {
+        flush_pending(ts); /* a call record the frame could not close itself */
     }
-    ts->wrapped_next = 0;
-    flush_pending(ts);
     return MT_HAVE_MONITORING ? 0 : mt_trace_exit();
+}
+
+/* -------------------------------------------------- module functions */
+
+static PyObject *disable_obj; /* sys.monitoring.DISABLE */
+
+static PyObject *py_on_start(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs >= 1) {
+        mt_on_start(args[0]);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_on_throw(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs >= 1) {
+        mt_on_throw(args[0], nargs >= 3 ? args[2] : NULL);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_on_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs >= 2) {
+        int line = (int)PyLong_AsLong(args[1]);
+        if (line == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (mt_on_line(args[0], line) && disable_obj != NULL) {
+            return Py_NewRef(disable_obj);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_on_return(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs >= 1) {
+        mt_on_return(args[0]);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_on_end(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs >= 1) {
+        mt_on_end(args[0]);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_set_disable(PyObject *self, PyObject *obj)
+{
+    Py_XSETREF(disable_obj, Py_NewRef(obj));
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_set_line_map(PyObject *self, PyObject *args)
+{
+    int table;
+    PyObject *pairs;
+    if (!PyArg_ParseTuple(args, "iO!", &table, &PyList_Type, &pairs)) {
+        return NULL;
+    }
+    if (set_line_map(table, pairs) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_rebase(PyObject *self, PyObject *unused)
+{
+    rebase(1);
+    return PyLong_FromLongLong(mem_base);
+}
+
+static PyObject *py_set_base(PyObject *self, PyObject *arg)
+{
+    long long base = PyLong_AsLongLong(arg);
+    if (base == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    mem_base = base;
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_mem_usage(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromLongLong(mem_usage_now());
+}
+
+static PyObject *py_rss(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromLongLong(mt_rss_now());
+}
+
+static PyObject *py_displaced(PyObject *self, PyObject *unused)
+{
+    return PyBool_FromLong(is_displaced());
+}
+
+#define FASTCALL(f) (PyCFunction)(void (*)(void))(f), METH_FASTCALL
+
+static PyMethodDef tracer_methods[] = {
+    {"tr_start", FASTCALL(py_on_start), "monitoring callback: PY_START, PY_RESUME"},
+    {"tr_throw", FASTCALL(py_on_throw), "monitoring callback: PY_THROW"},
+    {"tr_line", FASTCALL(py_on_line), "monitoring callback: LINE"},
+    {"tr_return", FASTCALL(py_on_return), "monitoring callback: PY_RETURN"},
+    {"tr_end", FASTCALL(py_on_end), "monitoring callback: PY_YIELD, PY_UNWIND"},
+    {"tr_set_disable", py_set_disable, METH_O, "The value that turns a monitoring event off."},
+    {"tr_set_line_map", py_set_line_map, METH_VARARGS,
+     "(table, [(line, target)]): count `line` as `target` (folded lines)."},
+    {"tr_rebase", py_rebase, METH_NOARGS, "Re-read the RSS now; returns the new base."},
+    {"tr_set_base", py_set_base, METH_O, "Set the base of Mem usage (bytes)."},
+    {"tr_mem_usage", py_mem_usage, METH_NOARGS, "Mem usage now: base + heap level."},
+    {"rss", py_rss, METH_NOARGS, "The process's resident set size (bytes), -1 if unknown."},
+    {"tr_watch_profilers", py_watch_profilers, METH_NOARGS,
+     "3.11: put memtrim's profile function back when a program's profiler leaves."},
+    {"tr_displaced", py_displaced, METH_NOARGS,
+     "3.11: did another profiler replace memtrim's in this thread?"},
+    {NULL, NULL, 0, NULL},
+};
+
+int mt_tracer_add_to_module(PyObject *module)
+{
+    if (PyType_Ready(&pending_call_type) < 0) {
+        return -1;
+    }
+    return PyModule_AddFunctions(module, tracer_methods);
 }

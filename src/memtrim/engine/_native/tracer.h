@@ -6,6 +6,7 @@
 
 int mt_tracer_init(void);
 int mt_tracer_new_table(int first_line);                   /* -> table id, or -1 */
+/* Profile `code` into `table` (a code already registered moves to it). */
 int mt_tracer_register_code(PyObject *code, int table, int is_root);
 void mt_tracer_unregister_code(PyObject *code);
 PyObject *mt_tracer_table_stats(int table);                /* list of tuples */
@@ -13,8 +14,10 @@ void mt_tracer_reset_table(int table);
 
 /* Events, shared by the 3.11 trace function and 3.12+ sys.monitoring. */
 void mt_on_start(PyObject *code);
-void mt_on_line(PyObject *code, int line);
-void mt_on_end(PyObject *code);
+int mt_on_line(PyObject *code, int line); /* 1: this event location can be disabled */
+void mt_on_end(PyObject *code);           /* a yield, or an exit by exception */
+void mt_on_return(PyObject *code);        /* a return */
+void mt_on_throw(PyObject *code, PyObject *exc);
 
 /* 3.11: install the C trace function in this thread while count > 0. */
 int mt_trace_enter(void);
@@ -23,5 +26,12 @@ int mt_trace_exit(void);
 /* Called by memtrim's wrappers around each stretch of a profiled call. */
 int mt_step_in(void);
 int mt_step_out(void);
+
+/* Process memory: the resident set size now (bytes, -1 if unknown). */
+int64_t mt_rss_now(void);
+
+/* The tracer's extra module functions and types (tracer.c, wrapper.c). */
+int mt_tracer_add_to_module(PyObject *module);
+int mt_wrapper_add_to_module(PyObject *module);
 
 #endif

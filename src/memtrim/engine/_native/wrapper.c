@@ -1,0 +1,302 @@
+/* The wrapper @profile puts around a plain function.
+ *
+ * Written in C so that it adds no Python frame: tracebacks, warnings'
+ * stacklevel, sys._getframe() and inspect.stack() see the user's frames only,
+ * and recursion uses no extra Python level.  It brackets each call with the
+ * tracer's step_in/step_out (3.11: the trace function is on in this thread
+ * while the call runs) and, when the last running call of this wrapper ends,
+ * calls `on_end` (the decorator prints the table then).
+ *
+ * It behaves like a function for the rest of the program: a descriptor (so it
+ * binds as a method), with a __dict__ that functools.update_wrapper fills
+ * (__name__, __qualname__, __doc__, __wrapped__...), other attributes read
+ * through to the wrapped function (__code__, __defaults__...), its repr, and
+ * pickling by qualified name.
+ *
+ * GIL: `active` and the references are only touched with it held.
+ */
+#include "compat.h"
+#include "frames.h"
+#include "tracer.h"
+
+#include <structmember.h>
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *func;   /* what is called */
+    PyObject *on_end; /* called with no argument when no call is running any more, or NULL */
+    PyObject *dict;
+    PyObject *weakreflist;
+    vectorcallfunc vectorcall;
+    Py_ssize_t active;
+} wrapper_t;
+
+static PyObject *end_call(wrapper_t *w, PyObject *result)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+#endif
+    PyObject *r = PyObject_CallNoArgs(w->on_end);
+    if (r == NULL) {
+        if (result != NULL) {
+            /* the call succeeded, printing its table failed: that error wins,
+             * as it would from a `finally:` in a Python wrapper */
+            Py_DECREF(result);
+            result = NULL;
+#if PY_VERSION_HEX >= 0x030C0000
+            Py_XDECREF(exc);
+#else
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+#endif
+            return NULL;
+        }
+        PyErr_WriteUnraisable(w->on_end); /* keep the call's own exception */
+    }
+    Py_XDECREF(r);
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(type, value, tb);
+#endif
+    return result;
+}
+
+static PyObject *wrapper_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
+                                    PyObject *kwnames)
+{
+    wrapper_t *w = (wrapper_t *)self;
+    if (mt_step_in() < 0) {
+        return NULL;
+    }
+    Py_INCREF(self); /* the call may drop the last other reference to us */
+    w->active++;
+#if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
+    /* 3.12 charges a Python call made from C two units of its C recursion
+     * budget (1500); a wrapped recursive function would stop at ~740 levels
+     * where python allows 998.  Give one back: each level still costs one. */
+    PyThreadState *ts = PyThreadState_Get();
+    ts->c_recursion_remaining++;
+#endif
+    PyObject *result = PyObject_Vectorcall(w->func, args, nargsf, kwnames);
+#if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
+    ts->c_recursion_remaining--;
+#endif
+    mt_step_out();
+    if (--w->active == 0 && w->on_end != NULL) {
+        result = end_call(w, result);
+    }
+    Py_DECREF(self);
+    return result;
+}
+
+static PyObject *wrapper_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"func", "on_end", NULL};
+    PyObject *func, *on_end = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O:Wrapper", names, &func, &on_end)) {
+        return NULL;
+    }
+    if (!PyCallable_Check(func)) {
+        PyErr_SetString(PyExc_TypeError, "Wrapper() needs a callable");
+        return NULL;
+    }
+    if (on_end != Py_None && !PyCallable_Check(on_end)) {
+        PyErr_SetString(PyExc_TypeError, "on_end must be callable or None");
+        return NULL;
+    }
+    wrapper_t *w = (wrapper_t *)type->tp_alloc(type, 0);
+    if (w == NULL) {
+        return NULL;
+    }
+    w->func = Py_NewRef(func);
+    w->on_end = on_end == Py_None ? NULL : Py_NewRef(on_end);
+    w->vectorcall = wrapper_vectorcall;
+    return (PyObject *)w;
+}
+
+static int wrapper_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    wrapper_t *w = (wrapper_t *)self;
+    Py_VISIT(w->func);
+    Py_VISIT(w->on_end);
+    Py_VISIT(w->dict);
+    return 0;
+}
+
+static int wrapper_clear(PyObject *self)
+{
+    wrapper_t *w = (wrapper_t *)self;
+    Py_CLEAR(w->func);
+    Py_CLEAR(w->on_end);
+    Py_CLEAR(w->dict);
+    return 0;
+}
+
+static void wrapper_dealloc(PyObject *self)
+{
+    wrapper_t *w = (wrapper_t *)self;
+    PyObject_GC_UnTrack(self);
+    if (w->weakreflist != NULL) {
+        PyObject_ClearWeakRefs(self);
+    }
+    wrapper_clear(self);
+    Py_TYPE(self)->tp_free(self);
+}
+
+/* A method when read through an instance, like a function. */
+static PyObject *wrapper_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    if (obj == NULL || obj == Py_None) {
+        return Py_NewRef(self);
+    }
+    return PyMethod_New(self, obj);
+}
+
+/* Own attributes first (those update_wrapper set), then the wrapped
+ * function's: __code__, __defaults__, __globals__... */
+static PyObject *wrapper_getattro(PyObject *self, PyObject *name)
+{
+    PyObject *found = PyObject_GenericGetAttr(self, name);
+    if (found != NULL || !PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        return found;
+    }
+    wrapper_t *w = (wrapper_t *)self;
+    if (w->func == NULL) {
+        return NULL;
+    }
+    PyErr_Clear();
+    return PyObject_GetAttr(w->func, name);
+}
+
+static PyObject *wrapper_repr(PyObject *self)
+{
+    wrapper_t *w = (wrapper_t *)self;
+    PyObject *inner = w->dict ? PyDict_GetItemString(w->dict, "__wrapped__") : NULL;
+    return PyObject_Repr(inner != NULL ? inner : w->func);
+}
+
+/* pickle: by reference, through the module and qualified name. */
+static PyObject *wrapper_reduce(PyObject *self, PyObject *unused)
+{
+    return PyObject_GetAttrString(self, "__qualname__");
+}
+
+static PyObject *wrapper_active(PyObject *self, void *closure)
+{
+    return PyLong_FromSsize_t(((wrapper_t *)self)->active);
+}
+
+static PyMethodDef wrapper_methods[] = {
+    {"__reduce__", wrapper_reduce, METH_NOARGS, "Pickled by qualified name, as functions are."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef wrapper_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(wrapper_t, vectorcall), READONLY},
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(wrapper_t, weakreflist), READONLY},
+    {"__dictoffset__", T_PYSSIZET, offsetof(wrapper_t, dict), READONLY},
+    {NULL},
+};
+
+static PyGetSetDef wrapper_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {"_memtrim_active", wrapper_active, NULL, "calls of this wrapper now running", NULL},
+    {NULL},
+};
+
+static PyTypeObject wrapper_type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "memtrim.engine._engine.Wrapper",
+    .tp_doc = "A profiled function: calls `func`, then `on_end` when no call runs any more.",
+    .tp_basicsize = sizeof(wrapper_t),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
+                Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_new = wrapper_new,
+    .tp_dealloc = wrapper_dealloc,
+    .tp_traverse = wrapper_traverse,
+    .tp_clear = wrapper_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(wrapper_t, vectorcall),
+    .tp_descr_get = wrapper_get,
+    .tp_getattro = wrapper_getattro,
+    .tp_setattro = PyObject_GenericSetAttr,
+    .tp_repr = wrapper_repr,
+    .tp_dictoffset = offsetof(wrapper_t, dict),
+    .tp_weaklistoffset = offsetof(wrapper_t, weakreflist),
+    .tp_methods = wrapper_methods,
+    .tp_members = wrapper_members,
+    .tp_getset = wrapper_getset,
+};
+
+/* ------------------------------------------------------------ the script */
+
+/* Run a script's code as python runs it: at the bottom of the stack.  The
+ * frames below (runpy, memtrim's command line) are hidden while it runs: the
+ * thread's current frame is unset for the call, so the script's first frame
+ * has no caller, as under plain python (sys._getframe(), inspect.stack(),
+ * tracebacks printed by the program, warnings' stacklevel).  The recursion
+ * limit counts from there too: the hidden frames are given back to the
+ * remaining depth for the call. */
+static PyObject *run_detached(PyObject *self, PyObject *args)
+{
+    PyObject *code, *globals;
+    if (!PyArg_ParseTuple(args, "O!O!:run_detached", &PyCode_Type, &code, &PyDict_Type,
+                          &globals)) {
+        return NULL;
+    }
+    PyThreadState *ts = PyThreadState_Get();
+    /* the depth used by everything below, as python's count has it */
+#if PY_VERSION_HEX >= 0x030C0000
+    int hidden = ts->py_recursion_limit - ts->py_recursion_remaining;
+#else
+    int hidden = ts->recursion_limit - ts->recursion_remaining;
+#endif
+#if PY_VERSION_HEX >= 0x030D0000
+    mt_frame_t *saved = ts->current_frame;
+    ts->current_frame = NULL;
+    ts->py_recursion_remaining += hidden;
+#elif PY_VERSION_HEX >= 0x030C0000
+    mt_frame_t *saved = ts->cframe->current_frame;
+    ts->cframe->current_frame = NULL;
+    ts->py_recursion_remaining += hidden;
+#else
+    mt_frame_t *saved = ts->cframe->current_frame;
+    ts->cframe->current_frame = NULL;
+    ts->recursion_remaining += hidden;
+#endif
+    PyObject *result = PyEval_EvalCode(code, globals, globals);
+#if PY_VERSION_HEX >= 0x030D0000
+    ts->current_frame = saved;
+    ts->py_recursion_remaining -= hidden;
+#elif PY_VERSION_HEX >= 0x030C0000
+    ts->cframe->current_frame = saved;
+    ts->py_recursion_remaining -= hidden;
+#else
+    ts->cframe->current_frame = saved;
+    ts->recursion_remaining -= hidden;
+#endif
+    return result;
+}
+
+static PyMethodDef runner_methods[] = {
+    {"run_detached", run_detached, METH_VARARGS,
+     "(code, globals): exec a script's code with no caller frame, as python runs it."},
+    {NULL, NULL, 0, NULL},
+};
+
+int mt_wrapper_add_to_module(PyObject *module)
+{
+    if (PyType_Ready(&wrapper_type) < 0 || PyModule_AddFunctions(module, runner_methods) < 0) {
+        return -1;
+    }
+    Py_INCREF(&wrapper_type);
+    if (PyModule_AddObject(module, "Wrapper", (PyObject *)&wrapper_type) < 0) {
+        Py_DECREF(&wrapper_type);
+        return -1;
+    }
+    return 0;
+}
