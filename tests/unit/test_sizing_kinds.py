@@ -198,3 +198,50 @@ def test_numpy_object_array_counts_its_objects_once(engine):
     assert memtrim.asizeof(view) == a8(sys.getsizeof(view))
     numbers = np.arange(10.0)
     assert memtrim.asizeof(numbers) == a8(sys.getsizeof(numbers))
+
+
+def _reference_name(obj, clip: int) -> str:
+    """Pympler's name for an object: its whole repr, clipped in the middle."""
+    text = repr(obj).replace("\n", "\\n")
+    if len(text) > clip > 0 and clip // 2 - 2 > 0:
+        half = clip // 2 - 2
+        text = text[:half] + "...." + text[-half:]
+    return text
+
+
+def _random_data(rnd, depth=0):
+    atoms = [1, -5, 10**30, 2.5, "s", "it's", 'q"x', "a\nb", None, True, b"b", 3j, "é" * 40]
+    if depth > 3 or rnd.random() < 0.3:
+        return rnd.choice(atoms)
+    n = rnd.choice([0, 1, 2, 17, 40])
+    kind = rnd.choice([list, tuple, dict, set, frozenset])
+    if kind is dict:
+        return {str(i) * 3: _random_data(rnd, depth + 1) for i in range(n)}
+    if kind in (set, frozenset):
+        return kind(str(i) * 3 for i in range(n))
+    return kind(_random_data(rnd, depth + 1) for _ in range(n))
+
+
+def test_names_of_big_containers_are_their_clipped_repr():
+    import random
+
+    rnd = random.Random(4)
+    for _ in range(300):
+        obj = _random_data(rnd)
+        for clip in (80, 9, 0):
+            assert _kinds.safe_repr(obj, clip) == _reference_name(obj, clip)
+    cycle: list = list(range(30))
+    cycle.append(cycle)
+    assert _kinds.safe_repr(cycle, 80) == _reference_name(cycle, 80)
+    huge = [{"k": i} for i in range(200_000)]
+    assert _kinds.safe_repr(huge, 80) == _reference_name(huge, 80)
+
+
+def test_sizing_keeps_no_class_alive(engine):
+    cls = type("Temporary", (), {"__init__": lambda self: setattr(self, "x", [1.5])})
+    memtrim.asizeof([cls(), cls()], code=True)
+    memtrim.asized(cls(), detail=2)
+    ref = weakref.ref(cls)
+    del cls
+    gc.collect()
+    assert ref() is None

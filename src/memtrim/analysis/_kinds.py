@@ -105,7 +105,19 @@ def _prefixed(obj: Any, prefix: str, exclude: tuple[str, ...] = ()) -> Iterator[
 
 
 def safe_repr(obj: Any, clip: int = 80) -> str:
-    """``repr`` that cannot raise, clipped in the middle like Pympler's."""
+    """``repr`` that cannot raise, clipped in the middle like Pympler's.
+
+    A big exact list, tuple, dict, set or frozenset is not turned into its
+    whole ``repr`` first: only the pieces the clipped text shows are made
+    (:func:`_shown`), so naming a million-item list costs as much as naming
+    a short one.
+    """
+    half = clip // 2 - 2
+    if type(obj) in _CONTAINERS and len(obj) > _SMALL and half > 0 and len(_LINESEP) == 1:
+        try:
+            return _shown(obj, clip, half)
+        except Exception:
+            pass
     try:
         text = repr(obj)
     except Exception:
@@ -119,6 +131,87 @@ def safe_repr(obj: Any, clip: int = 80) -> str:
 
 
 _LINESEP = os.linesep
+_SMALL = 16  # containers this short (of atoms) are simply repr()'d
+_EMPTY = {list: "[]", tuple: "()", dict: "{}", set: "set()", frozenset: "frozenset()"}
+_BRACKETS = {
+    list: ("[", "]"),
+    tuple: ("(", ")"),
+    dict: ("{", "}"),
+    set: ("{", "}"),
+    frozenset: ("frozenset({", "})"),
+}
+_RECURSION = {list: "[...]", tuple: "(...)", dict: "{...}", set: "set(...)"}
+_RECURSION[frozenset] = "frozenset(...)"
+_CONTAINERS = frozenset(_BRACKETS)
+
+
+def _shown(obj: Any, clip: int, half: int) -> str:
+    """``repr(obj)`` clipped as :func:`safe_repr` clips it, from its first and
+    last pieces only (the text is the same; the items in the middle are
+    never repr()'d)."""
+    head: list[str] = []
+    size = 0
+    for piece in _pieces(obj, set(), False):
+        head.append(piece)
+        size += len(piece)
+        if size > clip:
+            break
+    else:
+        return "".join(head)  # short after all: the whole text
+    tail: list[str] = []
+    size = 0
+    for piece in _pieces(obj, set(), True):
+        tail.append(piece)
+        size += len(piece)
+        if size >= half:
+            break
+    return "".join(head)[:half] + "...." + "".join(reversed(tail))[-half:]
+
+
+def _atoms(obj: Any) -> bool:
+    items = obj.items() if type(obj) is dict else ((item, None) for item in obj)
+    return all(type(k) not in _CONTAINERS and type(v) not in _CONTAINERS for k, v in items)
+
+
+def _pieces(obj: Any, path: set[int], backwards: bool) -> Iterator[str]:
+    """The text of ``repr(obj)`` in pieces, first to last (or last to first)."""
+    tp = type(obj)
+    if tp not in _CONTAINERS or (len(obj) <= _SMALL and _atoms(obj)):
+        text = repr(obj)
+        yield text.replace(_LINESEP, "\\n") if _LINESEP in text else text
+        return
+    if not obj:
+        yield _EMPTY[tp]
+        return
+    if id(obj) in path:
+        yield _RECURSION[tp]
+        return
+    path.add(id(obj))
+    opening, closing = _BRACKETS[tp]
+    if tp is tuple and len(obj) == 1:
+        closing = ",)"
+    if tp is dict:
+        items: Iterable[Any] = reversed(obj.items()) if backwards else obj.items()
+    else:
+        items = reversed(obj) if backwards and tp in (list, tuple) else obj
+        if backwards and tp not in (list, tuple):
+            items = list(items)[::-1]
+    yield closing if backwards else opening
+    for i, item in enumerate(items):
+        if i:
+            yield ", "
+        if tp is dict:
+            key, value = item
+            first, second = (value, key) if backwards else (key, value)
+            yield from _pieces(first, path, backwards)
+            yield ": "
+            yield from _pieces(second, path, backwards)
+        else:
+            yield from _pieces(item, path, backwards)
+    yield opening if backwards else closing
+    path.discard(id(obj))
+
+
 # exact types whose instances never have a __name__ (named by their repr)
 _NAMELESS = frozenset(
     {dict, list, tuple, set, frozenset, int, float, complex, bool, str, bytes, bytearray}
@@ -497,10 +590,19 @@ def _is_numpy(tp: type) -> bool:
     )
 
 
+_CLASS = Handler("code", _class_refs)
+_FUNCTION = Handler("code", _pref("func_", "__doc__", "__name__", "__code__", "__closure__"))
+_FRAME = {frames: Handler("data", _pref("f_"), ignored=not frames) for frames in (False, True)}
+_CODE = Handler("code", _pref("co_"))
+_CELL = Handler("data", _cell_refs)
+_NAMEDTUPLE = Handler("data", _namedtuple_refs)
+_EXCEPTION = Handler("data", _EXC)
+
+
 def _class_handler(obj: type) -> Handler:
     if _module_name(obj) in _IGNORED_MODULES:
         return _IGNORED
-    return Handler("code", _class_refs)
+    return _CLASS
 
 
 def _callable_handler(obj: Any, tp: type) -> Handler:
@@ -509,7 +611,7 @@ def _callable_handler(obj: Any, tp: type) -> Handler:
     if issubclass(tp, types.BuiltinFunctionType):
         return _IGNORED
     if issubclass(tp, types.FunctionType):
-        return Handler("code", _pref("func_", "__doc__", "__name__", "__code__", "__closure__"))
+        return _FUNCTION
     if issubclass(tp, types.MethodType):
         return STATIC[types.MethodType]
     return _INST  # any other callable: sized like an instance
@@ -531,9 +633,9 @@ def _dynamic_handler(obj: Any, tp: type, frames: bool, infer: bool = False) -> H
     if issubclass(tp, types.ModuleType):
         return STATIC[types.ModuleType]
     if issubclass(tp, types.FrameType):
-        return Handler("data", _pref("f_"), ignored=not frames)
+        return _FRAME[bool(frames)]
     if issubclass(tp, types.CodeType):
-        return Handler("code", _pref("co_"))
+        return _CODE
     if callable(obj):
         return _callable_handler(obj, tp)
     if issubclass(tp, dict):
@@ -544,9 +646,9 @@ def _dynamic_handler(obj: Any, tp: type, frames: bool, infer: bool = False) -> H
     if infer and _infers_dict(tp):
         return _DICT
     if issubclass(tp, types.CellType):
-        return Handler("data", _cell_refs)
+        return _CELL
     if issubclass(tp, tuple) and _layout.lookup(tp, "_fields") is not None:
-        return Handler("data", _namedtuple_refs)
+        return _NAMEDTUPLE
     if issubclass(tp, _SEQUENCE_BASES):
         return _SUBCLASS
     if _is_numpy(tp):
@@ -558,11 +660,14 @@ def _dynamic_handler(obj: Any, tp: type, frames: bool, infer: bool = False) -> H
     if _module_name(obj) in _IGNORED_MODULES:
         return _IGNORED_DATA
     if issubclass(tp, BaseException):
-        return Handler("data", _EXC)
+        return _EXCEPTION
     return _INST
 
 
-_cache: dict[Any, Handler] = {}
+# type -> {(frames, infer): handler}: weak, so that sizing never keeps a class alive
+_cache: weakref.WeakKeyDictionary[type, dict[tuple[bool, bool], Handler]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def handler_for(obj: Any, frames: bool = False, infer: bool = False) -> Handler:
@@ -575,10 +680,11 @@ def handler_for(obj: Any, frames: bool = False, infer: bool = False) -> Handler:
         return handler
     if tp is InlineDict:
         return _INLINE
-    key = (tp, frames, infer)
-    handler = _cache.get(key)
+    key = (bool(frames), bool(infer))
+    per_type = _cache.get(tp)
+    handler = per_type.get(key) if per_type is not None else None
     if handler is None:
         handler = _dynamic_handler(obj, tp, frames, infer)
         if not callable(obj):
-            _cache[key] = handler
+            _cache.setdefault(tp, {})[key] = handler
     return handler

@@ -129,8 +129,12 @@ class Census:
 
 def _bookkeeping(extra: Iterable[Any]) -> list[Any]:
     """memtrim's own objects, left out of every census."""
+    from memtrim.analysis import _kinds
+
     skip: list[Any] = list(extra)
     skip += [_live.data, *_live.data]  # the WeakSet's own set and weakrefs
+    cache = _kinds._cache.data  # the handler cache grows as new types are sized
+    skip += [cache, *cache, *cache.values()]
     for census in list(_live):
         skip += [census, census._table, *census._table.values()]
     return skip
