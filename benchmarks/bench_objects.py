@@ -1,4 +1,6 @@
-"""Benchmark: memtrim's object sizing, census and why() against Pympler.
+"""Benchmark: memtrim's asizeof, asized, footprint, retained, census and why()
+against Pympler (or, where Pympler has nothing alike, against memtrim's own
+census on the same heap).
 
 Run alone with ``PYTHONPATH=src python benchmarks/bench_objects.py`` (add
 ``--quick`` for a smaller heap); ``benchmarks/run.py`` imports :func:`run`.
@@ -134,7 +136,7 @@ def sizing_row(label: str, data: Any, repeat: int, same_expected: bool = True) -
     return f"| {label} | {n} | {t_py:.3f} | {t_mt:.3f} | {t_py / t_mt:.1f}x | {same} |"
 
 
-def census_rows() -> list[str]:
+def census_rows() -> tuple[list[str], float]:
     t_mt, result = best_of(1, memtrim.census)
     lines = [
         "| tool | seconds | objects found |",
@@ -145,13 +147,73 @@ def census_rows() -> list[str]:
     try:
         from pympler import muppy, summary
     except ImportError:
-        return lines
+        return lines, t_mt
     t_py, objs = best_of(1, muppy.get_objects)
     t_sum, _ = best_of(1, functools.partial(summary.summarize, objs))
     lines.append(
         f"| Pympler `muppy.get_objects` + `summarize` | {t_py + t_sum:.3f} | {len(objs)} |"
     )
     del objs
+    return lines, t_mt
+
+
+ASIZED_HEADER = [
+    "| call | objects | Pympler 1.1 s | memtrim s | ratio | same size |",
+    "|---|---:|---:|---:|---:|---|",
+]
+
+
+def asized_rows(label: str, data: Any, n: int) -> list[str]:
+    """``asized(data, detail=d)`` for d = 0 and 1 next to Pympler's, one run each."""
+    from pympler import asizeof as pympler_asizeof
+
+    rows = []
+    for detail in (0, 1):
+        t_mt, tree_mt = best_of(1, lambda d=detail: memtrim.asized(data, detail=d))
+        t_py, tree_py = best_of(1, lambda d=detail: pympler_asizeof.asized(data, detail=d))
+        same = "yes" if tree_mt.size == tree_py.size else f"NO: {tree_mt.size} vs {tree_py.size}"
+        rows.append(
+            f"| `asized(detail={detail})`, {label} | {n} | {t_py:.3f} | {t_mt:.3f} "
+            f"| {t_py / t_mt:.1f}x | {same} |"
+        )
+        del tree_mt, tree_py
+    return rows
+
+
+def footprint_row(label: str, data: Any, repeat: int) -> str:
+    t_default, size = best_of(repeat, lambda: memtrim.asizeof(data))
+    t_fp, fp = best_of(repeat, lambda: memtrim.asizeof(data, footprint=True))
+    return f"| {label} | {t_default:.3f} | {t_fp:.3f} | {t_fp / t_default:.1f}x | {size} | {fp} |"
+
+
+class Node:
+    """A slotted linked-list node."""
+
+    __slots__ = ("next", "value")
+
+    def __init__(self, nxt: Any, value: Any) -> None:
+        self.next = nxt
+        self.value = value
+
+
+def linked_list(n: int) -> Node | None:
+    head = None
+    for _ in range(n):
+        head = Node(head, None)
+    return head
+
+
+def retained_rows(subjects: list[tuple[str, Any]], t_census: float) -> list[str]:
+    lines = [
+        "| object | `retained()` s | its `asizeof` s | `census()` of the heap s | retained bytes |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for label, obj in subjects:
+        t_ret, result = best_of(1, lambda o=obj: memtrim.retained(o))
+        t_size, _ = best_of(1, lambda o=obj: memtrim.asizeof(o))
+        lines.append(
+            f"| {label} | {t_ret:.3f} | {t_size:.3f} | {t_census:.3f} | {result.retained} |"
+        )
     return lines
 
 
@@ -176,12 +238,17 @@ def run(quick: bool = False) -> str:
     memtrim.asizeof([])  # import memtrim's modules before timing anything
     n_rows = 30_000 if quick else 150_000
     n_inst = 20_000 if quick else 150_000
+    n_nodes = 200_000 if quick else 1_000_000
     repeat = 1 if quick else 2
-    rows = []
+    rows, footprints = [], []
     data = build_rows(n_rows, records=False)
+    n_data = _objects_in(data)
     rows.append(sizing_row(f"{n_rows} dicts of ints, str, float, tuples", data, repeat))
+    footprints.append(footprint_row(f"{n_rows} dicts of ints, str, float, tuples", data, repeat))
+    asized = asized_rows(f"{n_rows} dicts", data, n_data)
     del data
     data = build_instances(n_inst)
+    footprints.append(footprint_row(f"{n_inst} instances, dicts never built", data, repeat))
     rows.append(
         sizing_row(
             f"{n_inst} instances (regular, dataclass, slotted dataclass), dicts never built",
@@ -192,13 +259,27 @@ def run(quick: bool = False) -> str:
     )
     materialize(data)
     rows.append(sizing_row(f"the same {n_inst} instances, dicts built", data, repeat))
+    asized += asized_rows(f"{n_inst} instances, dicts built", data, _objects_in(data))
     del data
+    head = linked_list(n_nodes)
+    footprints.append(footprint_row(f"a {n_nodes}-node linked list (slots)", head, repeat))
+    t_tree, tree = best_of(1, lambda h=head: memtrim.asized(h, detail=0))
+    asized.append(
+        f"| `asized(detail=0)`, a {n_nodes}-node linked list | {n_nodes + 1} | (recursion: "
+        f"fails) | {t_tree:.3f} | | {tree.size} bytes |"
+    )
     data = build_rows(n_rows, records=True)
     materialize(data)
     rows.append(sizing_row(f"{n_rows} dicts, a `Record` in every 10th", data, repeat))
     gc.collect()
+    census, t_census = census_rows()
+    retained = retained_rows(
+        [(f"the {n_rows} dicts", data), (f"the {n_nodes}-node linked list", head)], t_census
+    )
+    del head, tree
+    gc.collect()
     lines = [
-        "## Objects: sizing, census, why",
+        "## Objects: sizing, census, retained, why",
         "",
         f"Python {platform.python_version()} on {platform.machine()}; same process, best of "
         f"{repeat} runs for each `asizeof`, one run for the rest.",
@@ -210,12 +291,35 @@ def run(quick: bool = False) -> str:
         "",
         "Builtin containers, scalars and plain instances (their `__dict__`, inline values",
         "and `__slots__`) are walked in C. Pympler builds the `__dict__` of every instance",
-        "it sizes; memtrim reads the inline values instead and charges only their storage,",
+        "it sizes; memtrim reads the inline values instead and charges their real storage,",
         "hence the different totals on the row where no dict was built yet.",
+        "",
+        "### `asized`",
+        "",
+        *ASIZED_HEADER,
+        *asized,
+        "",
+        "Sizes come from the C walk; only the shown levels become Python nodes. At",
+        "`detail=1` every child is named by its `repr` (as Pympler names it), and that",
+        "`repr` is most of memtrim's time. Pympler's recursive walk cannot size the linked",
+        "list at all.",
+        "",
+        "### `footprint=True` (allocator footprint) against the default figures",
+        "",
+        "| structure | default s | `footprint=True` s | ratio | default bytes | footprint bytes |",
+        "|---|---:|---:|---:|---:|---:|",
+        *footprints,
+        "",
+        "### `retained`",
+        "",
+        *retained,
+        "",
+        "Pympler has no retained size. `retained()` walks the object's `asizeof` set and",
+        "reads reference counts: no scan of the rest of the heap.",
         "",
         f"### Census of the whole heap ({len(gc.get_objects())} GC-tracked objects)",
         "",
-        *census_rows(),
+        *census,
         "",
         "### `why()`: chain to one object in that heap",
         "",
