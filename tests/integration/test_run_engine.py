@@ -274,3 +274,24 @@ def test_no_program_memory_is_lost_to_memtrim_frames(runner):
     for view in ("peak", "leaks", "allocated"):
         frames = {f["filename"] for s in data[view]["sites"] for f in s["stack"]}
         assert not any("/memtrim/" in name for name in frames), view
+
+
+def test_direct_recursion_is_folded_in_stacks(runner):
+    data, _ = run_json(
+        runner,
+        """
+        def build(depth):
+            if depth == 0:
+                return []
+            return [bytearray(1000), build(depth - 1), build(depth - 1)]
+        def main():
+            return build(12)
+        tree = main()
+        """,
+        "--exact",
+    )
+    site = next(s for s in data["leaks"]["sites"] if s["lineno"] == 5)
+    assert [f["function"] for f in site["stack"]] == ["<module>", "main", "build"]
+    assert site["bytes"] >= (2**12 - 1) * 1057  # 4,095 bytearrays, exact
+    capture = capture_file.read(str(runner.tmp_path / "out.memtrim"))
+    assert len(capture.nodes) < 50  # not one stack per node of the tree

@@ -27,8 +27,7 @@ import json
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 MAGIC = b"MEMTRIM-CAPTURE\n"
 FORMAT_VERSION = 1
@@ -40,8 +39,11 @@ class CaptureError(Exception):
     """A capture file that cannot be read: missing, truncated, corrupt or too new."""
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+# Plain classes, not dataclasses: a dataclass compiles its methods when its
+# module is imported, and this module is imported on every `memtrim run`.
+
+
+class Frame(NamedTuple):
     """One code location."""
 
     filename: str
@@ -53,49 +55,125 @@ class Frame:
         return f"{self.function} ({self.filename}:{self.lineno})"
 
 
-@dataclass(slots=True)
 class Counts:
     """Bytes and number of blocks."""
 
-    bytes: int = 0
-    count: int = 0
+    __slots__ = ("bytes", "count")
+
+    def __init__(self, bytes: int = 0, count: int = 0) -> None:
+        self.bytes = bytes
+        self.count = count
 
     def add(self, other: Counts) -> None:
         """Add ``other`` into this one."""
         self.bytes += other.bytes
         self.count += other.count
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Counts):
+            return NotImplemented
+        return (self.bytes, self.count) == (other.bytes, other.count)
 
-@dataclass(slots=True)
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"Counts(bytes={self.bytes}, count={self.count})"
+
+
 class Node:
     """A frame in the call tree, with the bytes charged to it in each view."""
 
-    parent: int  # index of the parent node, -1 for a thread root
-    frame: int  # index into Capture.frames, -1 for a thread root
-    thread: int  # index into Capture.threads
-    peak: Counts = field(default_factory=Counts)
-    leaks: Counts = field(default_factory=Counts)
-    allocated: Counts = field(default_factory=Counts)
+    __slots__ = ("allocated", "frame", "leaks", "parent", "peak", "thread")
+
+    def __init__(
+        self,
+        parent: int,  # index of the parent node, -1 for a thread root
+        frame: int,  # index into Capture.frames, -1 for a thread root
+        thread: int,  # index into Capture.threads
+        peak: Counts | None = None,
+        leaks: Counts | None = None,
+        allocated: Counts | None = None,
+    ) -> None:
+        self.parent = parent
+        self.frame = frame
+        self.thread = thread
+        self.peak = Counts() if peak is None else peak
+        self.leaks = Counts() if leaks is None else leaks
+        self.allocated = Counts() if allocated is None else allocated
 
     def view(self, name: str) -> Counts:
         """The counts of one view: ``peak``, ``leaks`` or ``allocated``."""
         return getattr(self, name)
 
+    def _key(self) -> tuple[Any, ...]:
+        return (self.parent, self.frame, self.thread, self.peak, self.leaks, self.allocated)
 
-@dataclass(slots=True)
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Node):
+            return NotImplemented
+        return self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return (
+            f"Node(parent={self.parent}, frame={self.frame}, thread={self.thread}, "
+            f"peak={self.peak}, leaks={self.leaks}, allocated={self.allocated})"
+        )
+
+
 class Capture:
     """Everything ``memtrim run`` recorded about one process."""
 
-    meta: dict[str, Any]
-    peak_bytes: int
-    peak_time: float
-    end_bytes: int
-    frames: list[Frame]
-    threads: list[str]
-    nodes: list[Node]
-    stacks: list[Node]
-    timeline: list[tuple[float, int, int]]  # (seconds since start, heap bytes, RSS bytes)
-    sources: dict[str, dict[int, str]] = field(default_factory=dict)
+    __slots__ = (
+        "end_bytes",
+        "frames",
+        "meta",
+        "nodes",
+        "peak_bytes",
+        "peak_time",
+        "sources",
+        "stacks",
+        "threads",
+        "timeline",
+    )
+
+    def __init__(
+        self,
+        meta: dict[str, Any],
+        peak_bytes: int,
+        peak_time: float,
+        end_bytes: int,
+        frames: list[Frame],
+        threads: list[str],
+        nodes: list[Node],
+        stacks: list[Node],
+        timeline: list[tuple[float, int, int]],  # (seconds since start, heap, RSS bytes)
+        sources: dict[str, dict[int, str]] | None = None,
+    ) -> None:
+        self.meta = meta
+        self.peak_bytes = peak_bytes
+        self.peak_time = peak_time
+        self.end_bytes = end_bytes
+        self.frames = frames
+        self.threads = threads
+        self.nodes = nodes
+        self.stacks = stacks
+        self.timeline = timeline
+        self.sources = {} if sources is None else sources
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Capture):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return (
+            f"Capture(peak_bytes={self.peak_bytes}, frames={len(self.frames)}, "
+            f"nodes={len(self.nodes)}, stacks={len(self.stacks)})"
+        )
 
     @property
     def exact(self) -> bool:
@@ -227,8 +305,7 @@ def read(path: str) -> Capture:
 # --------------------------------------------------------------- analysis
 
 
-@dataclass(frozen=True, slots=True)
-class Site:
+class Site(NamedTuple):
     """One line of code in one view: the bytes and blocks charged to it."""
 
     frame: Frame
@@ -287,8 +364,7 @@ def _heaviest_stacks(capture: Capture, view: str, frames: set[int]) -> dict[int,
     }
 
 
-@dataclass(frozen=True, slots=True)
-class Unattributed:
+class Unattributed(NamedTuple):
     """Bytes of a view that no line of Python code can be charged with."""
 
     reason: str
@@ -340,8 +416,7 @@ def by_thread(capture: Capture, view: str) -> list[tuple[str, int, int]]:
     return [(capture.threads[thread], size, count) for thread, (size, count) in ranked]
 
 
-@dataclass(frozen=True, slots=True)
-class StackSite:
+class StackSite(NamedTuple):
     """One call stack ending at a line, with the bytes charged there through it."""
 
     stack: tuple[Frame, ...]
@@ -371,15 +446,27 @@ def stacks_at(capture: Capture, view: str, frame: Frame, limit: int = 3) -> list
     ]
 
 
-@dataclass(slots=True)
 class StackTree:
     """A call tree for a flame graph: cumulative bytes per node, children sorted."""
 
-    name: str
-    frame: Frame | None
-    self_bytes: int = 0
-    total_bytes: int = 0
-    children: list[StackTree] = field(default_factory=list)
+    __slots__ = ("children", "frame", "name", "self_bytes", "total_bytes")
+
+    def __init__(
+        self,
+        name: str,
+        frame: Frame | None,
+        self_bytes: int = 0,
+        total_bytes: int = 0,
+        children: list[StackTree] | None = None,
+    ) -> None:
+        self.name = name
+        self.frame = frame
+        self.self_bytes = self_bytes
+        self.total_bytes = total_bytes
+        self.children = [] if children is None else children
+
+    def __repr__(self) -> str:
+        return f"StackTree({self.name!r}, total_bytes={self.total_bytes})"
 
 
 def stack_tree(capture: Capture, view: str) -> StackTree:

@@ -59,6 +59,17 @@ static inline const void *mt_frame_ip(mt_frame_t *f)
 #endif
 }
 
+/* The frame's executable as a plain pointer (no type check): enough to tell
+ * whether two frames run the same code. */
+static inline const void *mt_frame_executable(mt_frame_t *f)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return f->f_executable;
+#else
+    return f->f_code;
+#endif
+}
+
 /* A C-stack shim frame (3.12+): never a Python frame of the program. */
 static inline int mt_frame_is_shim(mt_frame_t *f)
 {

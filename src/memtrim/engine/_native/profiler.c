@@ -585,9 +585,17 @@ static uint32_t stack_node(rec_thread_t *t, PyThreadState *ts)
 {
     mt_frame_t **frames = t->frames;
     const void **ips = t->ips;
+    const void *inner = NULL;
     int n = 0;
+    /* Direct recursion is folded: of consecutive frames running the same code
+     * only the innermost is kept.  A recursive builder over a tree otherwise
+     * makes a distinct stack per node of the tree (and a call tree as big as
+     * the data), and a deep recursion would push its callers out of the
+     * MAX_DEPTH frames kept. */
     for (mt_frame_t *f = mt_current_frame(ts); f != NULL && n < MAX_DEPTH; f = f->previous) {
-        if (!mt_frame_is_shim(f)) {
+        const void *code = mt_frame_executable(f);
+        if (!mt_frame_is_shim(f) && code != inner) {
+            inner = code;
             frames[n] = f;
             ips[n] = mt_frame_ip(f);
             n++;
