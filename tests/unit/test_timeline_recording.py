@@ -105,9 +105,89 @@ def test_binary_and_missing_files(tmp_path):
 
 
 def test_empty_timeline_round_trips():
-    empty = Timeline(samples=())
+    empty = Timeline(samples=(), pid=1)
     assert loads(dumps(empty)) == empty
 
 
 def test_suffix():
     assert recording.SUFFIX == ".mtrec"
+
+
+def with_line(number, text):
+    """The recording of TIMELINE with line ``number`` (1-based) replaced."""
+    lines = dumps(TIMELINE).splitlines(keepends=True)
+    lines[number - 1] = text + "\n"
+    return "".join(lines)
+
+
+HEADER = (
+    '{"start":1,"interval":0.1,"pid":1,"command":["a"],"metric":"rss",'
+    '"include_children":false,"multiprocess":false,"meta":{}}'
+)
+END = 8  # the end record's line in TIMELINE's recording
+
+
+@pytest.mark.parametrize(
+    ("number", "text", "message"),
+    [
+        (1, "memtrim-timeline 0", "line 1: bad format version '0'"),
+        (1, "memtrim-timeline 01", "line 1: bad format version '01'"),
+        (1, "memtrim-timeline 1 extra", "line 1: bad format version"),
+        (2, HEADER.replace('"start":1', '"start":NaN'), "line 2: NaN is not allowed"),
+        (2, HEADER.replace('"start":1', '"start":-1'), "line 2: the header's start must be at"),
+        (2, HEADER.replace('["a"]', '"abc"'), "line 2: the header's command must be a list"),
+        (2, HEADER.replace('"meta":{}', '"meta":[1,2]'), "line 2: the header's meta must be"),
+        (2, HEADER.replace('"rss"', '"vms"'), "line 2: the header's metric must be one of"),
+        (2, HEADER.replace('"pid":1', '"pid":"abc"'), "line 2: the header's pid must be a whole"),
+        (2, HEADER.replace(',"meta":{}', ""), "line 2: the header has no 'meta'"),
+        (2, HEADER[:-1] + ',"x":1}', "line 2: the header has an unknown key 'x'"),
+        (2, "[1, 2]", "line 2: the header must be a JSON object"),
+        (3, "[0.1,-5,null,[]]", "line 3: a sample's bytes must be at least 0, got -5"),
+        (3, "[0.1,5.5,null,[]]", "line 3: a sample's bytes must be a whole number"),
+        (3, "[0.1,5,null,[[1]]]", r"line 3: a sample's child must be \[pid, bytes\]"),
+        (3, "[0.1,5,null,[[1,2],[1,3]]]", "line 3: a sample lists the same child twice"),
+        (3, "[0.1,5,null]", "line 3: a sample is"),
+        (5, "[0.05,5,null,[]]", "line 5: sample at 0.05 s comes after one at 0.1 s"),
+        (6, '{"phase":"x","start":0,"end":1,"depth":"a"}', "line 6: a phase's depth must be"),
+        (6, '{"phase":"x","start":2,"end":1}', "line 6: phase 'x' ends"),
+        (6, '{"phase":"","start":0,"end":1}', "line 6: a phase's name must be"),
+        (6, '{"phase":"x","start":0,"end":1,"colour":1}', "line 6: the phase has an unknown"),
+        (6, '{"x":1}', "line 6: not a sample"),
+        (END, '{"end":{"samples":3,"phases":2,"exit_code":true}}', "line 8: exit_code must be a"),
+        (END, '{"end":{"samples":3,"phases":2,"peak_rss":"big"}}', "line 8: peak_rss must be"),
+        (END, '{"end":{"samples":3,"phases":2,"exit_code":1099511627776}}', "line 8: exit_code"),
+        (END, '{"end":{"samples":3}}', "line 8: the end record has no 'phases'"),
+        (END, '{"end":{"samples":3,"phases":2},"x":1}', "line 8: the end record has an unknown"),
+        (END, '{"end":{"samples":3,"phases":2,"peak_rss_window":[2,1]}}', "line 8: .*after <="),
+        (END, '{"end":[]}', "line 8: the end record is .* an object"),
+    ],
+)
+def test_every_field_is_checked_and_named_with_its_line(number, text, message):
+    with pytest.raises(RecordingError, match=f"^run.mtrec is corrupt at {message}"):
+        loads(with_line(number, text), "run.mtrec")
+
+
+def test_the_counts_error_names_the_end_record_line():
+    lines = dumps(TIMELINE).splitlines(keepends=True)
+    del lines[3]
+    with pytest.raises(RecordingError, match="corrupt at line 7: the end record counts 3"):
+        loads("".join(lines), "run.mtrec")
+
+
+def test_windows_line_endings_are_named():
+    with pytest.raises(RecordingError, match=r"line 1: it has Windows line endings"):
+        loads(dumps(TIMELINE).replace("\n", "\r\n"), "run.mtrec")
+
+
+def test_the_true_peaks_round_trip():
+    from dataclasses import replace
+
+    peaks = replace(
+        TIMELINE,
+        peak_rss_window=(0.1, 0.2),
+        peak_total=99_000_000,
+        peak_total_window=(0.1, 0.1),
+        phases=(replace(TIMELINE.phases[0], peak_total=90_000_000), TIMELINE.phases[1]),
+    )
+    assert loads(dumps(peaks)) == peaks
+    assert '"peak_total":90000000' in dumps(peaks)
