@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -72,8 +73,38 @@ def test_sampling_keeps_its_interval_while_the_gil_is_held():
     # sum() over a range runs in C and never lets another Python thread in:
     # a Python sampling thread would take no sample until it ends.
     started = time.perf_counter()
-    usage = memtrim.memory_usage((sum, (range(4 * 10**7),)), interval=0.02)
+    usage = memtrim.memory_usage((sum, (range(4 * 10**7),)), interval=0.02, timestamps=True)
     elapsed = time.perf_counter() - started
     if elapsed < 0.3:
         pytest.skip("the machine is too fast for this workload to show anything")
+    times = [t for _, t in usage]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert max(gaps) < 0.15  # a few intervals at worst on a loaded machine, not the call
     assert len(usage) >= 0.5 * elapsed / 0.02
+
+
+def test_max_usage_does_not_report_an_earlier_peak():
+    # the kernel's mark is reset when the call starts: a spike before it is not its peak
+    baseline = memtrim.memory_usage(-1)[0]
+    spike = bytearray(SIZE)
+    del spike
+    peak = memtrim.memory_usage(lambda: None, max_usage=True)
+    assert peak - baseline < 4  # MiB
+
+
+def test_max_usage_is_two_sided():
+    baseline = memtrim.memory_usage(-1)[0]
+    peak = memtrim.memory_usage((hold, (100 * MIB, 0.2)), interval=0.05, max_usage=True)
+    assert abs((peak - baseline) - 100) <= 2  # MiB: within 2 % of the block
+
+
+def test_tracemalloc_backend_is_the_exact_heap():
+    usage = memtrim.memory_usage((bytearray, (30 * MIB,)), backend="tracemalloc")
+    assert usage[0] == 0.0
+    # the bytearray is the call's result, still alive at the end: its 57-byte object
+    # header and terminating byte, and at most a few hundred bytes of the interpreter's
+    assert 30 * MIB + 57 <= usage[-1] * MIB < 30 * MIB + 1024
+    peak = memtrim.memory_usage((hold, (50 * MIB, 0.001)), backend="tracemalloc", max_usage=True)
+    assert 50 * MIB <= peak * MIB < 50 * MIB + 1024  # exact, however short
+    series = memtrim.memory_usage(-1, backend="tracemalloc", interval=0.05, timeout=0.2)
+    assert len(series) == 4 and series[0] == 0.0 and all(abs(v) < 0.01 for v in series)

@@ -6,6 +6,8 @@ import os
 import re
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -13,6 +15,7 @@ import pytest
 from memtrim.analysis.recording import dumps, load
 from memtrim.analysis.timeline import Sample, Timeline
 from memtrim.commands import main
+from tests.conftest import subprocess_env
 
 MIB = 2**20
 
@@ -172,7 +175,7 @@ def test_plot_the_newest_recording(runner):
     made = runner.memtrim("record", "-q", str(script))  # the default name
     assert made.returncode == 0, made.stderr
     (default,) = runner.tmp_path.glob("memtrim_*.mtrec")
-    assert re.fullmatch(r"memtrim_\d{8}_\d{6}\.mtrec", default.name)
+    assert re.fullmatch(r"memtrim_\d{8}_\d{6}_\d+\.mtrec", default.name)
     older = runner.tmp_path / "memtrim_99999999_999999.mtrec"  # sorts last, is older
     older.write_text(default.read_text())
     os.utime(older, (1, 1))
@@ -183,3 +186,121 @@ def test_plot_the_newest_recording(runner):
     page = runner.memtrim("plot", "-o", "page.html")
     assert page.returncode == 0, page.stderr
     assert "<svg" in (runner.tmp_path / "page.html").read_text()
+
+
+FORKER = """\
+import os, sys, time
+pid = os.fork()
+if pid == 0:
+    time.sleep(0.5)  # the child outlives the parent's end
+    data = bytearray(5 * 2**20)
+    print("child done", flush=True)
+    sys.exit(7)
+print("parent done", flush=True)
+"""
+
+
+def test_a_forked_child_ends_as_under_plain_python(runner):
+    script = runner.write(FORKER)
+    plain = runner.python(str(script))
+    recorded = runner.memtrim("record", "-o", "out.mtrec", str(script))
+    assert recorded.returncode == plain.returncode == 0
+    assert recorded.stdout == plain.stdout == "parent done\nchild done\n"
+    ours = [line for line in recorded.stderr.splitlines() if line.startswith("memtrim: ")]
+    assert len(ours) == 1 and ours[0].endswith("recorded to out.mtrec")
+    assert recorded.stderr.replace(ours[0] + "\n", "") == plain.stderr
+    time.sleep(0.8)  # the child has finished (it held the pipes open until then)
+    timeline = load(str(runner.tmp_path / "out.mtrec"))
+    assert timeline.exit_code == 0 and timeline.pid != 0
+    assert [p.name for p in runner.tmp_path.glob("*.mtrec")] == ["out.mtrec"]
+
+
+@pytest.mark.parametrize(
+    ("code", "status"), [("True", 1), ("False", 0), ("2**40", 0), ("2**40 + 3", 3), ("-1", 255)]
+)
+def test_the_recorded_exit_code_is_the_real_status(runner, code, status):
+    script = runner.write(f"import sys\nsys.exit({code})\n")
+    plain = runner.python(str(script))
+    recorded = runner.memtrim("record", "-q", "-o", "out.mtrec", str(script))
+    assert recorded.returncode == plain.returncode == status
+    assert load(str(runner.tmp_path / "out.mtrec")).exit_code == status
+
+
+KIDS = """\
+import subprocess, sys, memtrim
+memtrim.phase("alone")
+with memtrim.phase("sub"):
+    subprocess.run([sys.executable, "-c",
+                    "import time; data = bytearray(80 * 2**20); time.sleep(0.5)"], check=True)
+"""
+
+
+@pytest.mark.parametrize("flag", ["-C", "-M"])
+def test_with_children_phases_and_summary_give_both_peaks(runner, flag):
+    script = runner.write(KIDS)
+    out = runner.tmp_path / "out.mtrec"
+    proc = runner.memtrim("record", flag, "--interval", "0.05", "-o", str(out), str(script))
+    assert proc.returncode == 0, proc.stderr
+    said = proc.stderr.splitlines()[-1]
+    assert re.search(r"peak RSS [\d.]+ MiB \(own\), [\d.]+ MiB with children recorded", said)
+    timeline = load(str(out))
+    alone, sub = timeline.phases
+    assert sub.peak_total - sub.peak_rss >= 80 * MIB  # the child's 80 MiB and its interpreter
+    assert alone.peak_total - alone.peak_rss < 2 * MIB  # no child then
+    assert timeline.peak_total >= sub.peak_total
+
+
+def test_default_names_do_not_collide(runner):
+    script = runner.write("import time\ntime.sleep(0.3)\n")
+    command = [sys.executable, "-m", "memtrim", "record", "-q", str(script)]
+    procs = [subprocess.Popen(command, cwd=runner.tmp_path, env=subprocess_env()) for _ in range(2)]
+    assert [proc.wait(timeout=60) for proc in procs] == [0, 0]
+    names = sorted(p.name for p in runner.tmp_path.glob("memtrim_*.mtrec"))
+    assert len(names) == 2, names
+
+
+def test_an_existing_output_is_kept_unless_forced(runner):
+    script = runner.write("pass\n")
+    out = runner.tmp_path / "out.mtrec"
+    out.write_text("mine")
+    refused = runner.memtrim("record", "-o", str(out), str(script))
+    assert refused.returncode == 2 and "exists: use --force" in refused.stderr
+    assert out.read_text() == "mine"
+    forced = runner.memtrim("record", "-q", "-f", "-o", str(out), str(script))
+    assert forced.returncode == 0 and load(str(out)).exit_code == 0
+
+
+def test_record_refuses_a_pid_without_memory(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 10
+        while psutil.Process(proc.pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        one_line_error(capsys, ["record", "--pid", str(proc.pid)], "zombie")
+    finally:
+        proc.wait()
+    kthreadd = Path("/proc/2/stat")
+    if kthreadd.exists() and b"(kthreadd)" in kthreadd.read_bytes():
+        one_line_error(capsys, ["record", "--pid", "2"], "process 2 is a kernel thread")
+    assert not list(tmp_path.iterdir())
+
+
+def test_record_pid_reports_the_higher_of_mark_and_samples(runner):
+    target = subprocess.Popen(
+        [sys.executable, "-c", "import time; data = bytearray(60 * 2**20); time.sleep(1.0)"]
+    )
+    try:
+        out = runner.tmp_path / "pid.mtrec"
+        proc = runner.memtrim(
+            "record", "--pid", str(target.pid), "--interval", "0.05", "-o", str(out)
+        )
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        target.wait(timeout=30)
+    timeline = load(str(out))
+    highest = max(s.rss for s in timeline.samples)
+    assert timeline.peak_rss >= highest
+    said = re.search(r"peak RSS ([\d.]+) MiB", proc.stderr).group(1)
+    assert said == f"{timeline.peak_rss / MIB:.1f}"

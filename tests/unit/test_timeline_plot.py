@@ -100,7 +100,7 @@ def test_png_and_svg():
     png = plot.render(TIMELINE, "x.png")
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     svg = plot.render(TIMELINE, "x.svg").decode()
-    assert "<svg" in svg and "peak with children 61.0 MiB at 0.20 s" in svg
+    assert "<svg" in svg and "highest sample with children 61.0 MiB at 0.20 s" in svg
 
 
 def test_html_is_self_contained_and_carries_the_data():
@@ -115,3 +115,54 @@ def test_html_is_self_contained_and_carries_the_data():
     assert loads(data["recording"]) == TIMELINE
     assert data["summary"]["kernel_peak_mib"] == 45.0
     assert "<td>load</td>" in page
+
+
+def spiking(window):
+    # samples see 40 MiB at most; the kernel's mark proves 90 MiB between 0.1 and 0.2 s
+    return Timeline(samples=SAMPLES, pid=5, interval=0.1, peak_rss=90 * MIB, peak_rss_window=window)
+
+
+def test_the_true_peak_is_labelled_with_its_span():
+    pytest.importorskip("matplotlib")
+    assert plot.true_peak(spiking((0.1, 0.2))).window == (0.1, 0.2)
+    svg = plot.render(spiking((0.1, 0.2)), "x.svg").decode()
+    assert "true peak of process 5 90.0 MiB (kernel's mark), between 0.10 s and 0.20 s" in svg
+    unknown = plot.render(spiking(None), "x.svg").decode()
+    assert "true peak of process 5 90.0 MiB (kernel's mark; when, between samples, not" in unknown
+    assert plot.summary(spiking((0.1, 0.2)))["true_peak_window"] == (0.1, 0.2)
+
+
+def test_a_true_peak_at_or_below_the_highest_sample_is_not_drawn_twice():
+    # the process's own highest sample is 40 MiB
+    assert plot.true_peak(Timeline(samples=SAMPLES, pid=5, peak_rss=40 * MIB)) is None
+    assert plot.true_peak(Timeline(samples=SAMPLES, pid=5, peak_rss=41 * MIB)).window is None
+
+
+def test_phase_labels_stay_inside_the_axes_and_apart():
+    pytest.importorskip("matplotlib")
+    phases = tuple(
+        Phase(name, start, end, MIB, 0, 41 * MIB, True, 0, 60 * MIB)
+        for name, start, end in [
+            ("first", 0.0, 0.01),
+            ("second", 0.01, 0.02),  # too close to the first for both on one row
+            ("at the right edge, with a long name", 0.29, 0.3),
+        ]
+    )
+    timeline = Timeline(samples=SAMPLES, phases=phases, pid=5, duration=0.3)
+    fig = plot.figure(timeline)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    box = ax.get_window_extent(renderer)
+    labels = [t for t in ax.texts if "RSS peak" in t.get_text()]
+    extents = [t.get_window_extent(renderer) for t in labels]
+    assert len(extents) == 3
+    for extent in extents:
+        assert box.x0 - 1 <= extent.x0 and extent.x1 <= box.x1 + 1
+        assert box.y0 <= extent.y0 and extent.y1 <= box.y1 + 1
+    assert not extents[0].overlaps(extents[1])
+    assert "with children 60.0 MiB" in labels[0].get_text()
+    # the labels sit above the curves
+    lowest_label = min(e.y0 for e in extents)
+    top_of_data = ax.transData.transform((0, 61))[1]  # the total with children
+    assert top_of_data < lowest_label

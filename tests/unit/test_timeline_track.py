@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import memtrim
@@ -176,3 +178,105 @@ def test_without_the_heap_hooks():
     assert all(s.heap is None for s in t.samples)
     assert t.peak_rss is not None
     assert "not measured" in repr(t)
+
+
+def threads():
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
+@pytest.mark.parametrize("interval", [0.05, None])
+def test_past_64_open_the_error_leaves_nothing_behind(interval):
+    @memtrim.track(interval=interval)
+    def nest(n):
+        return 0 if n == 0 else 1 + nest(n - 1)
+
+    before = threads()
+    assert nest(timeline.MAX_OPEN - 1) == timeline.MAX_OPEN - 1  # 64 open: fine
+    with pytest.raises(RuntimeError, match="cannot start another track or phase: 64 are open"):
+        nest(timeline.MAX_OPEN + 5)
+    assert threads() == before  # no sampling thread left running
+    assert not timeline._ACTIVE and not heap.is_installed()  # (the fixture checks it too)
+    alone = memtrim.phase("after")
+    assert alone._owner is None  # attaches to no leftover track
+    alone.end()
+    with memtrim.track(interval=None) as t:
+        data = bytearray(MIB)
+        del data
+    assert MIB <= t.peak < MIB + SLACK
+
+
+def test_past_64_a_phase_leaves_nothing_behind():
+    with memtrim.track(interval=None) as t:
+        handles = []
+        with pytest.raises(RuntimeError, match="64 are open"):
+            for n in range(timeline.MAX_OPEN):
+                handles.append(t.phase(f"p{n}").__enter__())
+        assert len(handles) == timeline.MAX_OPEN - 1  # the track holds one watch
+        for handle in reversed(handles):
+            handle.end()
+    assert len(t.phases) == timeline.MAX_OPEN - 1
+    assert not timeline._HIGH_WATER._open  # no window left open
+
+
+def test_a_plain_phase_in_a_with_phase_ends_with_it():
+    with memtrim.track(interval=None) as t:
+        with t.phase("a"):
+            kept = bytearray(10 * MIB)
+            with t.phase("b"):
+                data = bytearray(20 * MIB)
+                del data
+            memtrim.phase("c")  # a child of "a": ends with it
+            data = bytearray(5 * MIB)
+            del data
+        after = bytearray(3 * MIB)  # in no phase
+        del after, kept
+    phases = {p.name: p for p in t.phases}
+    assert [(p.name, p.depth) for p in t.timeline().phases] == [("a", 0), ("b", 1), ("c", 1)]
+    assert phases["c"].end <= phases["a"].end
+    # (a plain phase's start may be followed by memtrim freeing a few temporaries)
+    assert abs(phases["c"].peak_heap - 5 * MIB) < SLACK  # not the 3 MiB after "a"
+    assert abs(phases["a"].peak_heap - 30 * MIB) < 2 * SLACK
+
+
+def test_a_plain_phase_ends_its_plain_siblings_only():
+    with memtrim.track(interval=None) as t:
+        memtrim.phase("outer")
+        with memtrim.phase("scoped"):  # ends "outer": phases are not nested in plain ones
+            memtrim.phase("x")
+            memtrim.phase("y")  # ends "x", its sibling
+    assert [(p.name, p.depth) for p in t.timeline().phases] == [
+        ("outer", 0),
+        ("scoped", 0),
+        ("x", 1),
+        ("y", 1),
+    ]
+    ends = {p.name: p.end for p in t.phases}
+    assert ends["outer"] <= ends["x"] <= ends["y"] <= ends["scoped"]
+
+
+def test_peak_rss_is_the_block_size_within_2_percent():
+    # RSS figures from the kernel against a block of known size, both ways
+    with memtrim.track(interval=None) as t:
+        data = bytearray(100 * MIB)  # bytearray() writes every byte: all of it resident
+        del data
+    grown = t.peak_rss - t.samples[0].rss
+    assert t.peak_rss_exact
+    assert abs(grown - 100 * MIB) <= 0.02 * 100 * MIB
+
+
+def test_peak_rss_does_not_hold_an_earlier_peak():
+    # the kernel's mark is reset when the block starts: a spike before it is not its peak
+    spike = bytearray(150 * MIB)
+    del spike
+    with memtrim.track(interval=None) as t:
+        pass
+    assert t.peak_rss - t.samples[0].rss < 4 * MIB
+    with memtrim.track(interval=None) as t, memtrim.phase("quiet") as quiet:
+        spike = bytearray(150 * MIB)
+        del spike
+        quiet.end()
+        with memtrim.phase("after") as after:
+            pass
+    assert abs(t.peak_rss - t.samples[0].rss - 150 * MIB) <= 0.02 * 150 * MIB
+    assert after.peak_rss < quiet.peak_rss - 140 * MIB

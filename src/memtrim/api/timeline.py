@@ -8,6 +8,10 @@
   duration and the samples. Blocks nest.
 * :func:`phase` (or :meth:`Track.phase`) names stretches of a tracked block;
   each reports its own peaks.
+
+How processes are watched and results shaped for ``memory_usage()`` lives in
+:mod:`memtrim.api._usage`; starting and ending commands in
+:mod:`memtrim.api._procs`.
 """
 
 from __future__ import annotations
@@ -16,18 +20,22 @@ import dataclasses
 import functools
 import math
 import os
-import shlex
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 from memtrim.analysis.timeline import (
+    LocatedPeak,
     Phase,
     Sample,
     Timeline,
-    peak_of,
+    add_mark,
+    combined_peak,
+    located_peaks,
+    located_within,
+    marks_from_raw,
+    own_peak,
     samples_from_raw,
     to_mib,
     within,
@@ -48,7 +56,11 @@ _BACKENDS = {
     "psutil_pss": "pss",
     "uss": "uss",
     "psutil_uss": "uss",
+    # memory_profiler's tracemalloc backend: Python's allocations, here from
+    # the engine's exact heap accounting (this process only)
+    "tracemalloc": "heap",
 }
+HEAP_METRIC = "heap"
 
 
 MIN_INTERVAL = 0.001  # a sample costs tens of microseconds of CPU
@@ -88,15 +100,34 @@ class _HighWater:
     so before every reset the current mark is folded into every open window.
     Where it cannot be reset, a window knows its peak only if the mark rose
     while it was open (the mark never goes down).
+
+    While someone listens (:meth:`listen`), every read of the mark and every
+    reset is also logged as ``(monotonic_ns, mark)`` (``mark=None``: a
+    reset, timed after it was done), so that a track can tell between which
+    samples its peak happened although phases reset the counter meanwhile.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._open: dict[int, list[Any]] = {}  # id -> [resettable, mark at open, best]
         self._next = 0
+        self._log: list[tuple[int, int | None]] = []
+        self._dropped = 0  # entries already removed from the front of _log
+        self._listeners: dict[int, int] = {}  # id -> position in the log when it began
+
+    def _note(self, t_ns: int, mark: int | None) -> None:
+        if self._listeners:
+            self._log.append((t_ns, mark))
+
+    def _read(self) -> int | None:
+        t_ns = time.monotonic_ns()
+        mark = read_peak_rss()
+        if mark is not None:
+            self._note(t_ns, mark)
+        return mark
 
     def _fold(self) -> None:
-        mark = read_peak_rss()
+        mark = self._read()
         for window in self._open.values():
             if window[0] and mark is not None:
                 window[2] = max(window[2], mark)
@@ -106,7 +137,9 @@ class _HighWater:
         with self._lock:
             self._fold()
             resettable = reset_peak_rss()
-            mark = read_peak_rss()
+            if resettable:
+                self._note(time.monotonic_ns(), None)
+            mark = self._read()
             self._next += 1
             self._open[self._next] = [resettable and mark is not None, mark, mark or 0]
             return self._next
@@ -123,7 +156,30 @@ class _HighWater:
             return mark
         return None
 
+    def discard(self, window: int) -> None:
+        """Forget a window without a result (its owner failed to start)."""
+        with self._lock:
+            self._open.pop(window, None)
 
+    def listen(self) -> int:
+        """Start logging reads and resets for a listener; returns its id."""
+        with self._lock:
+            self._next += 1
+            self._listeners[self._next] = self._dropped + len(self._log)
+            return self._next
+
+    def unlisten(self, listener: int) -> list[tuple[int, int | None]]:
+        """Stop listening: the ``(monotonic_ns, mark or None)`` logged since it began."""
+        with self._lock:
+            begin = self._listeners.pop(listener)
+            events = self._log[begin - self._dropped :]
+            keep = min(self._listeners.values(), default=self._dropped + len(self._log))
+            del self._log[: keep - self._dropped]
+            self._dropped = keep
+        return events
+
+
+MAX_OPEN = 64  # the engine's peak watches (heap.c)
 _HIGH_WATER = _HighWater()
 _ACTIVE: list[Track] = []  # open tracks, innermost last (phase() attaches to it)
 
@@ -149,7 +205,18 @@ class _HeapWatch:
         """Start counting now: call it last, after memtrim's own bookkeeping."""
         if self.enabled:
             self.base = heap.level()
-            self._watch = heap.watch_begin()
+            try:
+                self._watch = heap.watch_begin()
+            except RuntimeError:
+                raise RuntimeError(
+                    f"cannot start another track or phase: {MAX_OPEN} are open already, "
+                    "the most the engine follows at once"
+                ) from None
+
+    @property
+    def begun(self) -> bool:
+        """Has :meth:`begin` started a watch (always true when disabled)?"""
+        return not self.enabled or self._watch >= 0
 
     def peak(self) -> int | None:
         """The highest level above the base so far."""
@@ -181,19 +248,35 @@ class PhaseHandle:
     """A named phase being measured; after it ends, :attr:`result` holds its figures.
 
     Use as ``with t.phase("load"):`` (ends with the block) or as a plain call
-    (ends when the next phase of the same track starts, or with the track).
+    (ends when the next phase of the same track and the same parent starts,
+    when its parent phase ends, or with the track). A phase started while a
+    ``with`` phase runs is that phase's child.
     """
 
-    def __init__(self, name: str, owner: Track | None, depth: int = 0) -> None:
+    def __init__(
+        self,
+        name: str,
+        owner: Track | None,
+        depth: int = 0,
+        parent: PhaseHandle | None = None,
+    ) -> None:
         self.name = name
         self.result: Phase | None = None
         self._owner = owner
         self._depth = depth
+        self._parent = parent
         self._scoped = False
         self._heap = _HeapWatch(owner.heap if owner is not None else True)
-        self._window = _HIGH_WATER.open()
-        self._start_ns = time.monotonic_ns()
-        self._heap.begin()  # last, so that memtrim's own bookkeeping is not counted
+        self._window: int | None = None
+        try:
+            self._window = _HIGH_WATER.open()
+            self._start_ns = time.monotonic_ns()
+            self._heap.begin()  # last, so that memtrim's own bookkeeping is not counted
+        except BaseException:  # e.g. too many open: leave nothing behind
+            if self._window is not None:
+                _HIGH_WATER.discard(self._window)
+            self._heap.release()
+            raise
 
     def __enter__(self) -> PhaseHandle:
         self._scoped = True
@@ -223,14 +306,17 @@ class PhaseHandle:
         return None if self.result is None else self.result.peak_rss
 
     def end(self) -> Phase:
-        """End the phase now (idempotent); returns its figures."""
+        """End the phase now (idempotent), and its child phases first; returns its figures."""
         if self.result is not None:
             return self.result
+        if self._owner is not None:
+            self._owner._end_children(self)
         try:
             peak, increment = self._heap.end()  # first: what follows is memtrim's
             end_ns = time.monotonic_ns()
         finally:
             self._heap.release()
+        assert self._window is not None
         peak_rss = _HIGH_WATER.close(self._window)
         origin = self._owner.origin_ns if self._owner else self._start_ns
         self.result = Phase(
@@ -278,7 +364,9 @@ class Track:
     :attr:`samples` (taken every ``interval`` seconds by a native thread; pass
     ``interval=None`` for only the first and last) and :attr:`phases`.
     ``heap=False`` leaves the allocator hooks out (no slowdown of allocations;
-    ``peak`` and ``increment`` are then ``None``).
+    ``peak`` and ``increment`` are then ``None``). With ``include_children``,
+    :attr:`peak_total` is the peak of the process with its children (a lower
+    bound that catches any single process's spike, see docs/timeline.md).
     """
 
     def __init__(
@@ -297,6 +385,7 @@ class Track:
         self.increment: int | None = None
         self.peak_rss: int | None = None
         self.peak_rss_exact = False
+        self.peak_total: int | None = None
         self.duration = 0.0
         self.start = 0.0
         self.samples: list[Sample] = []
@@ -306,6 +395,9 @@ class Track:
         self._open_phases: list[PhaseHandle] = []
         self._sampler: Sampler | None = None
         self._raw: list[RawSample] = []
+        self._window: int | None = None
+        self._listening: int | None = None
+        self._windows: dict[str, tuple[float, float] | None] = {}
 
     # -- the block
 
@@ -314,12 +406,23 @@ class Track:
             raise RuntimeError("a Track measures one block; call memtrim.track() again")
         self._state = "running"
         self._heap = _HeapWatch(self.heap)
+        try:
+            self._begin()
+        except BaseException:  # e.g. too many open: leave nothing behind
+            self._abandon()
+            raise
+        return self
+
+    def _begin(self) -> None:
+        self._listening = _HIGH_WATER.listen()
         self._window = _HIGH_WATER.open()
         self._sampler = Sampler(
             os.getpid(),
             self.interval or 3600.0,
             children=self.include_children,
             heap=self.heap,
+            marks=True,
+            reset_marks=self.include_children,
         )
         self.start = time.time()
         self.origin_ns = time.monotonic_ns()
@@ -328,12 +431,27 @@ class Track:
             self._sampler.start()
         _ACTIVE.append(self)
         self._heap.begin()  # last, so that memtrim's own bookkeeping is not counted
-        return self
+
+    def _abandon(self) -> None:
+        """Undo a failed :meth:`__enter__`: no thread, hook, window or open track stays."""
+        if self._sampler is not None:
+            self._sampler.stop()
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
+        if self._window is not None:
+            _HIGH_WATER.discard(self._window)
+        if self._listening is not None:
+            _HIGH_WATER.unlisten(self._listening)
+        self._heap.release()
+        self._sampler, self._window, self._listening, self._raw = None, None, None, []
+        self._state = "new"
 
     def __exit__(self, *exc: object) -> None:
         self._finish()
 
     def _finish(self) -> None:
+        raw: list[RawSample] = []
+        end_ns = time.monotonic_ns()
         try:  # whatever happens, the thread stops and the hooks come off
             self.peak, self.increment = self._heap.end()  # first: the rest is memtrim's
             for handle in list(self._open_phases):
@@ -343,17 +461,53 @@ class Track:
             self._heap.release()
             if self in _ACTIVE:
                 _ACTIVE.remove(self)
-        kernel_peak = _HIGH_WATER.close(self._window)
+            assert self._window is not None and self._listening is not None
+            kernel_peak = _HIGH_WATER.close(self._window)
+            events = _HIGH_WATER.unlisten(self._listening)
+        self._sampler, self._raw = None, []  # what a finished track keeps is its figures
+        self._measure(raw, events, kernel_peak, end_ns)
+        self._state = "done"
+
+    def _measure(
+        self,
+        raw: list[RawSample],
+        events: list[tuple[int, int | None]],
+        kernel_peak: int | None,
+        end_ns: int,
+    ) -> None:
+        """The block's figures from the samples, the marks and the kernel's peak."""
+        pid = os.getpid()
         self.duration = (end_ns - self.origin_ns) / 1e9
         self.samples = [
             _relative_heap(s, self._heap.base) for s in samples_from_raw(raw, self.origin_ns)
         ]
-        self.phases = [_with_sampled_peak(p, self.samples) for p in self.phases]
-        sampled = peak_of(self.samples, "rss")
+        marks = marks_from_raw(raw, self.origin_ns)
+        for t_ns, mark in events:
+            add_mark(marks, pid, (t_ns - self.origin_ns) / 1e9, mark)
+        located = located_peaks(marks, [s.time for s in self.samples])
+        own = own_peak(self.samples, located, pid, kernel_peak)
         self.peak_rss_exact = kernel_peak is not None
-        candidates = [v for v in (kernel_peak, sampled and sampled.value) if v is not None]
-        self.peak_rss = max(candidates) if candidates else None
-        self._state = "done"
+        self.peak_rss = None if own is None else own.value
+        self._windows["rss"] = None if own is None else own.window
+        if self.include_children:
+            total = combined_peak(self.samples, located, pid, kernel_peak)
+            self.peak_total = None if total is None else total.value
+            self._windows["total"] = None if total is None else total.window
+        self.phases = [self._phase_figures(p, located, pid) for p in self.phases]
+
+    def _phase_figures(self, result: Phase, located: list[LocatedPeak], pid: int) -> Phase:
+        """A phase's peak RSS is the highest of its kernel mark, its samples and the
+        marks located inside it (the mark and a sample can differ by a few pages);
+        with children, also its combined peak."""
+        inside = within(self.samples, result.start, result.end)
+        here = located_within(located, result.start, result.end)
+        own = own_peak(inside, here, pid, result.peak_rss)
+        peak_rss = None if own is None else own.value
+        total = None
+        if self.include_children:
+            combined = combined_peak(inside, here, pid, peak_rss)
+            total = None if combined is None else combined.value
+        return dataclasses.replace(result, peak_rss=peak_rss, peak_total=total)
 
     def _stop_sampling(self) -> tuple[list[RawSample], int]:
         sampler = self._sampler
@@ -371,15 +525,21 @@ class Track:
         """Start a named phase of this block (see :class:`PhaseHandle`)."""
         if self._state != "running":
             raise RuntimeError("phases can only be started while the track's block runs")
-        self._end_plain_phases()  # a plain phase lasts until the next one starts
-        handle = PhaseHandle(name, self, depth=len(self._open_phases))
+        parent = next((h for h in reversed(self._open_phases) if h._scoped), None)
+        self._end_plain_siblings(parent)  # a plain phase lasts until the next one starts
+        depth = 0 if parent is None else parent._depth + 1
+        handle = PhaseHandle(name, self, depth=depth, parent=parent)
         self._open_phases.append(handle)
         return handle
 
-    def _end_plain_phases(self) -> None:
+    def _end_plain_siblings(self, parent: PhaseHandle | None) -> None:
         # a function of its own: the ended handles are freed when it returns,
         # before the next phase starts counting
-        for handle in [h for h in self._open_phases if not h._scoped]:
+        for handle in [h for h in self._open_phases if not h._scoped and h._parent is parent]:
+            handle.end()
+
+    def _end_children(self, parent: PhaseHandle) -> None:
+        for handle in [h for h in self._open_phases if h._parent is parent]:
             handle.end()
 
     def _phase_ended(self, handle: PhaseHandle) -> None:
@@ -449,6 +609,9 @@ class Track:
             exit_code=exit_code,
             duration=self.duration,
             meta={"name": self.name} if self.name else {},
+            peak_rss_window=self._windows.get("rss") if self.peak_rss_exact else None,
+            peak_total=self.peak_total,
+            peak_total_window=self._windows.get("total"),
         )
 
     def __repr__(self) -> str:
@@ -486,16 +649,6 @@ def _mib_text(value: int | None) -> str:
     return "not measured" if value is None else f"{to_mib(value):.3f} MiB"
 
 
-def _with_sampled_peak(result: Phase, samples: list[Sample]) -> Phase:
-    """The kernel's mark and the samples are read through different counters
-    (the mark can trail a sample by a few pages): a phase's peak RSS is the
-    higher of its mark and its samples."""
-    sampled = peak_of(within(samples, result.start, result.end), "rss")
-    if sampled is None or (result.peak_rss is not None and result.peak_rss >= sampled.value):
-        return result
-    return dataclasses.replace(result, peak_rss=sampled.value)
-
-
 def _keep(sample: RawSample | None) -> list[RawSample]:
     return [] if sample is None else [sample]
 
@@ -524,238 +677,35 @@ def memory_usage(
 ) -> Any:
     """Memory of a process or a function over time, in MiB (memory_profiler's function).
 
-    ``proc``: ``-1`` (this process), a PID, a callable or ``(f, args, kwargs)``
-    (run once, here), a command string or argument list (started, watched
-    until it ends, its output untouched) or a :class:`subprocess.Popen`.
-    Returns a list of MiB (``(MiB, time)`` with ``timestamps``; ``[MiB, child
-    MiB, ...]`` per sample with ``multiprocess``), or with ``max_usage`` the
-    peak alone: for this process the kernel's true peak, which catches
-    spikes shorter than ``interval``. ``retval`` returns ``(usage,
-    result)``; ``stream`` gets mprof's ``MEM``/``CHLD`` lines instead
-    (returns ``None``). A PID without ``timeout`` gives one sample.
+    ``proc``: ``-1`` (this process), a PID (an int, or a string of digits),
+    a callable or ``(f, args, kwargs)`` (run once, here), a command string or
+    argument list (started in its own session, watched until it ends, its
+    output untouched) or a :class:`subprocess.Popen`. Returns a list of MiB
+    (``(MiB, time)`` with ``timestamps``; ``[MiB, child MiB, ...]`` per
+    sample with ``multiprocess``, one column per child in the order they
+    were first seen, 0.0 while a child does not run, the PIDs in the
+    result's ``pids`` attribute), or with ``max_usage`` the peak alone: the
+    kernel's true peak, which catches spikes shorter than ``interval``.
+    ``retval`` returns ``(usage, result)``; ``stream`` gets mprof's
+    ``MEM``/``CHLD`` lines instead (returns ``None``). A PID without
+    ``timeout`` gives one sample. ``backend="tracemalloc"`` measures the
+    Python heap of this process exactly instead of its RSS.
     """
-    interval = check_interval(interval)
-    if timeout is not None:
-        timeout = check_interval(timeout, "timeout")
-    if max_iterations is not None and (not isinstance(max_iterations, int) or max_iterations < 1):
-        raise ValueError(f"max_iterations must be a positive integer, got {max_iterations!r}")
-    options = _Options(
+    from memtrim.api import _usage
+
+    return _usage.memory_usage(
+        proc,
         interval=interval,
-        children=include_children or multiprocess,
-        metric=check_backend(backend),
+        timeout=timeout,
+        timestamps=timestamps,
+        include_children=include_children,
+        multiprocess=multiprocess,
         max_usage=max_usage,
+        retval=retval,
+        stream=stream,
+        backend=backend,
+        max_iterations=max_iterations,
     )
-    target = _target(proc)
-    returned = None
-    if target[0] == "call":
-        observed, returned = _watch_call(target[1], target[2], target[3], options)
-    elif target[0] == "pid":
-        observed = _watch_pid(target[1], timeout, options)
-    else:
-        observed = _watch_command(target[1], timeout, options)
-    if stream is not None:
-        _write_stream(stream, observed, include_children, multiprocess)
-        return None
-    result = _shape(observed, include_children, multiprocess, timestamps, max_usage)
-    return (result, returned) if retval else result
-
-
-class _Options:
-    __slots__ = ("children", "interval", "max_usage", "metric")
-
-    def __init__(self, interval: float, children: bool, metric: str, max_usage: bool) -> None:
-        self.interval = interval
-        self.children = children
-        self.metric = metric
-        self.max_usage = max_usage
-
-
-class _Observed:
-    """What a watch saw: samples, their epoch origin, and the kernel's peak if known."""
-
-    __slots__ = ("kernel_peak", "samples", "wall0")
-
-    def __init__(self, samples: list[Sample], wall0: float, kernel_peak: int | None) -> None:
-        self.samples = samples
-        self.wall0 = wall0
-        self.kernel_peak = kernel_peak
-
-
-def _target(proc: Any) -> tuple[Any, ...]:
-    if isinstance(proc, subprocess.Popen):
-        return ("command", proc)
-    if callable(proc):
-        return ("call", proc, (), {})
-    if isinstance(proc, bool):
-        raise TypeError(f"proc must be -1, a PID, a callable or a command, got {proc!r}")
-    if isinstance(proc, int):
-        return ("pid", proc)
-    if isinstance(proc, str | os.PathLike):
-        argv = shlex.split(os.fspath(proc)) if isinstance(proc, str) else [os.fspath(proc)]
-        if not argv:
-            raise ValueError("the command to run is empty")
-        return ("command", argv)
-    if isinstance(proc, list | tuple) and proc:
-        if callable(proc[0]):
-            return _call_spec(proc)
-        if all(isinstance(arg, str | os.PathLike) for arg in proc):
-            return ("command", [os.fspath(arg) for arg in proc])
-    raise ValueError(
-        f"proc must be -1, a PID, a callable, (f, args, kwargs), a command or a Popen; got {proc!r}"
-    )
-
-
-def _call_spec(proc: Sequence[Any]) -> tuple[Any, ...]:
-    if len(proc) > 3:
-        raise ValueError("a function is given as (f,), (f, args) or (f, args, kwargs)")
-    args = proc[1] if len(proc) > 1 else ()
-    kwargs = proc[2] if len(proc) > 2 else {}
-    return ("call", proc[0], tuple(args), dict(kwargs))
-
-
-def _watch_call(
-    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], options: _Options
-) -> tuple[_Observed, Any]:
-    """Run ``func`` once in this thread while the native thread samples."""
-    sampler = Sampler(
-        os.getpid(), options.interval, children=options.children, metric=options.metric
-    )
-    kernel = options.max_usage and options.metric == "rss"
-    window = _HIGH_WATER.open() if kernel else None
-    origin_ns, wall0 = time.monotonic_ns(), time.time()
-    raw = _keep(sampler.sample_now())
-    sampler.start()
-    try:
-        returned = func(*args, **kwargs)
-    finally:
-        last = sampler.sample_now()
-        sampler.stop()
-        raw += [*sampler.drain(), *_keep(last)]
-        kernel_peak = _HIGH_WATER.close(window) if window is not None else None
-    return _Observed(samples_from_raw(raw, origin_ns), wall0, kernel_peak), returned
-
-
-def _check_pid(pid: int, metric: str) -> None:
-    import psutil
-
-    try:
-        process = psutil.Process(pid)
-        if metric == "rss":
-            process.memory_info()
-        else:
-            process.memory_full_info()
-    except psutil.NoSuchProcess:
-        raise ValueError(f"no process with PID {pid}") from None
-    except psutil.AccessDenied:
-        raise ValueError(f"not allowed to read the memory of process {pid}") from None
-
-
-def _watch_pid(pid: int, timeout: float | None, options: _Options) -> _Observed:
-    """Sample an existing process: once, or ``round(timeout / interval)`` times."""
-    pid = os.getpid() if pid == -1 else pid
-    if pid <= 0:
-        raise ValueError(f"bad PID {pid}: give -1 (this process) or a positive PID")
-    _check_pid(pid, options.metric)
-    count = 1 if timeout is None else max(1, round(timeout / options.interval))
-    own = pid == os.getpid()
-    window = _HIGH_WATER.open() if own and options.max_usage and options.metric == "rss" else None
-    watch = _ProcessWatch(pid, options, max_samples=count)
-    observed = watch.run(lambda: False, deadline=None)
-    if window is not None:
-        observed.kernel_peak = _HIGH_WATER.close(window)
-    return observed
-
-
-def _watch_command(command: Any, timeout: float | None, options: _Options) -> _Observed:
-    """Start ``command`` (or take a Popen) and sample it until it ends or ``timeout``."""
-    ours = not isinstance(command, subprocess.Popen)
-    popen = _start(command) if ours else command
-    try:
-        watch = _ProcessWatch(popen.pid, options, max_samples=None)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        return watch.run(lambda: popen.poll() is not None, deadline)
-    finally:
-        if ours:
-            _end(popen)
-
-
-def _start(argv: list[str]) -> subprocess.Popen[bytes]:
-    try:
-        return subprocess.Popen(argv)
-    except OSError as exc:
-        raise ValueError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
-
-
-def _end(popen: subprocess.Popen[bytes]) -> None:
-    """Leave no child behind: ask, then force, then reap."""
-    if popen.poll() is None:
-        popen.terminate()
-        try:
-            popen.wait(timeout=2.0)
-        except subprocess.TimeoutExpired:
-            popen.kill()
-    popen.wait()
-
-
-class _ProcessWatch:
-    """Samples another process (or this one, from the caller's thread) until told to stop."""
-
-    def __init__(
-        self, pid: int, options: _Options, max_samples: int | None, stop_on_interrupt: bool = False
-    ) -> None:
-        self.pid = pid
-        self.options = options
-        self.max_samples = max_samples
-        self.stop_on_interrupt = stop_on_interrupt
-        self.duration = 0.0
-        self.sampler = Sampler(
-            pid, options.interval, children=options.children, metric=options.metric
-        )
-        self.mark_at_start = self._mark()
-        self.last_mark = self.mark_at_start
-
-    def _mark(self) -> int | None:
-        if not (self.options.max_usage and self.options.metric == "rss"):
-            return None
-        return read_peak_rss(self.pid)
-
-    def run(self, finished: Callable[[], bool], deadline: float | None) -> _Observed:
-        origin_ns, wall0 = time.monotonic_ns(), time.time()
-        raw = _keep(self.sampler.sample_now())
-        if raw and self.max_samples != 1:
-            raw += self._sample_until(finished, deadline)
-        self.duration = (time.monotonic_ns() - origin_ns) / 1e9
-        return _Observed(samples_from_raw(raw, origin_ns), wall0, self._kernel_peak())
-
-    def _sample_until(
-        self, finished: Callable[[], bool], deadline: float | None
-    ) -> list[RawSample]:
-        sampler = self.sampler
-        sampler.start()
-        poll = min(self.options.interval, 0.05)
-        try:
-            while not (finished() or sampler.process_gone):
-                if self.max_samples is not None and 1 + sampler.count >= self.max_samples:
-                    break
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
-                mark = self._mark()
-                self.last_mark = mark if mark is not None else self.last_mark
-                time.sleep(poll)
-        except KeyboardInterrupt:
-            if not self.stop_on_interrupt:
-                raise
-        finally:
-            sampler.stop()
-        taken = sampler.drain()
-        return taken[: None if self.max_samples is None else self.max_samples - 1]
-
-    def _kernel_peak(self) -> int | None:
-        """The peak during the watch, if the process's mark rose while we watched."""
-        start, last = self.mark_at_start, self.last_mark
-        if start is not None and last is not None and last > start:
-            return last
-        return None
 
 
 def record_process(
@@ -768,89 +718,16 @@ def record_process(
 ) -> Timeline:
     """Watch a running process until it ends, ``timeout`` passes or Ctrl-C; its timeline.
 
-    The peak RSS is the kernel's mark if it rose while watched (read at every
-    poll while the process lives); otherwise only the samples tell.
+    The peak RSS is the kernel's mark if it rose while watched (read with
+    every sample and poll while the process lives; it is not reset), or the
+    highest sample if that is higher; otherwise only the samples tell.
     """
-    interval = check_interval(interval)
-    if timeout is not None:
-        timeout = check_interval(timeout, "timeout")
-    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
-        raise ValueError(f"bad PID {pid!r}: give a positive whole number")
-    _check_pid(pid, "rss")
-    options = _Options(interval, include_children or multiprocess, "rss", max_usage=True)
-    watch = _ProcessWatch(pid, options, None, stop_on_interrupt=True)
-    command = _command_line(pid)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    observed = watch.run(lambda: False, deadline)
-    return Timeline(
-        samples=tuple(observed.samples),
-        start=observed.wall0,
+    from memtrim.api import _usage
+
+    return _usage.record_process(
+        pid,
         interval=interval,
-        pid=pid,
-        command=command,
         include_children=include_children,
         multiprocess=multiprocess,
-        peak_rss=observed.kernel_peak,
-        duration=watch.duration,
+        timeout=timeout,
     )
-
-
-def _command_line(pid: int) -> tuple[str, ...]:
-    import psutil
-
-    try:
-        return tuple(psutil.Process(pid).cmdline())
-    except psutil.Error:
-        return ()
-
-
-def _series_value(sample: Sample, include_children: bool) -> int:
-    return sample.total if include_children else sample.rss
-
-
-def _max_usage(observed: _Observed, include_children: bool) -> tuple[int | None, float | None]:
-    sampled = max(
-        ((_series_value(s, include_children), s.time) for s in observed.samples),
-        default=(None, None),
-    )
-    value, at = sampled
-    if observed.kernel_peak is not None and (value is None or observed.kernel_peak > value):
-        return observed.kernel_peak, None
-    return value, at
-
-
-def _shape(
-    observed: _Observed,
-    include_children: bool,
-    multiprocess: bool,
-    timestamps: bool,
-    max_usage: bool,
-) -> Any:
-    if max_usage:
-        value, at = _max_usage(observed, include_children)
-        mib = -1.0 if value is None else to_mib(value)  # memory_profiler's "nothing seen"
-        if timestamps:
-            return (mib, observed.wall0 + at if at is not None else time.time())
-        return mib
-    series: list[Any] = []
-    for sample in observed.samples:
-        value: Any = to_mib(_series_value(sample, include_children))
-        if timestamps:
-            value = (value, observed.wall0 + sample.time)
-        if multiprocess:
-            value = [value, *(to_mib(v) for _, v in sample.children)]
-        series.append(value)
-    return series
-
-
-def _write_stream(
-    stream: IO[str], observed: _Observed, include_children: bool, multiprocess: bool
-) -> None:
-    """mprof's text lines: ``MEM <MiB> <epoch>`` and ``CHLD <pid> <MiB> <epoch>``."""
-    for sample in observed.samples:
-        when = observed.wall0 + sample.time
-        stream.write(f"MEM {to_mib(_series_value(sample, include_children)):.6f} {when:.4f}\n")
-        if multiprocess:
-            for pid, value in sample.children:
-                stream.write(f"CHLD {pid} {to_mib(value):.6f} {when:.4f}\n")
-    stream.flush()

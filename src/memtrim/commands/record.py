@@ -5,14 +5,17 @@ would, sampling its memory every ``--interval`` seconds from a native thread,
 with the exact heap level and the phases the script marks with
 ``memtrim.phase()``. ``memtrim record --pid PID`` watches a running process
 until it ends (or Ctrl-C). The recording goes to ``-o FILE`` or to
-``memtrim_<date>_<time>.mtrec`` here; ``memtrim plot`` draws it.
+``memtrim_<date>_<time>_<pid>.mtrec`` here, never over an existing file
+(unless ``--force``); ``memtrim plot`` draws it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+import tempfile
 import time
 
 from memtrim.analysis import recording
@@ -37,10 +40,41 @@ def _pid(text: str) -> int:
     return int(text)
 
 
-def default_output(now: float | None = None) -> str:
-    """``memtrim_YYYYmmdd_HHMMSS.mtrec`` in the current directory."""
+def default_output(now: float | None = None, pid: int | None = None) -> str:
+    """``memtrim_YYYYmmdd_HHMMSS_PID.mtrec`` in the current directory: two
+    recordings started in the same second by different processes differ."""
     stamp = time.strftime("%Y%m%d_%H%M%S", time.localtime(now))
-    return f"memtrim_{stamp}{recording.SUFFIX}"
+    return f"memtrim_{stamp}_{os.getpid() if pid is None else pid}{recording.SUFFIX}"
+
+
+def write_new(path: str, data: str) -> str:
+    """Write ``data`` to ``path``, or to ``path`` with ``_1``, ``_2``... before its
+    suffix if that exists: never over a file. Whole or not at all (a temporary
+    file linked into place). Returns the path written."""
+    directory = os.path.dirname(os.path.abspath(path))
+    stem, suffix = os.path.splitext(path)
+    fd, tmp = tempfile.mkstemp(prefix=".memtrim-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
+        for number in range(10_000):
+            candidate = path if number == 0 else f"{stem}_{number}{suffix}"
+            try:
+                os.link(tmp, candidate)  # fails if it exists, unlike a rename
+            except FileExistsError:
+                continue
+            return candidate
+        raise CommandError(f"cannot write {path}: too many files of that name")
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 class RecordCommand:
@@ -75,6 +109,9 @@ class RecordCommand:
             help="leave out the exact heap level (no allocator hooks: no slowdown)",
         )
         parser.add_argument("--pid", type=_pid, help="watch this running process instead")
+        parser.add_argument(
+            "-f", "--force", action="store_true", help="overwrite FILE if it exists"
+        )
         parser.add_argument("-q", "--quiet", action="store_true", help="say nothing when done")
         parser.add_argument("script", nargs="?", help="the Python script to run")
         parser.add_argument("args", nargs=argparse.REMAINDER, help="the script's arguments")
@@ -83,6 +120,8 @@ class RecordCommand:
         if (args.pid is None) == (args.script is None):
             raise CommandError("give a script to run or --pid PID (one of them)")
         output = args.output or default_output()
+        if args.output and os.path.exists(output) and not args.force and not os.path.isdir(output):
+            raise CommandError(f"{output} exists: use --force to overwrite it")
         _output.check_writable(output)
         if args.pid is not None:
             return self._record_pid(args, output)
@@ -98,7 +137,7 @@ class RecordCommand:
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        self._save(timeline, output, args.quiet)
+        self._save(timeline, output, args)
         return 0
 
     def _record_script(self, args: argparse.Namespace, output: str) -> int:
@@ -110,44 +149,77 @@ class RecordCommand:
             heap=not args.no_heap,
         )
         error: BaseException | None = None
+        recorder = os.getpid()
         with _script.as_main(script, args.args) as module, root:
             try:
                 _script.run(script, module)
             except BaseException as exc:
                 error = exc
+        if os.getpid() != recorder:
+            # A child the script forked has run to the end of the script: only
+            # the recorded process writes the recording; the child ends as it
+            # would under plain python.
+            return _script.exit_like_python(error)
         timeline = root.timeline(
             command=[args.script, *args.args],
-            exit_code=_exit_code(error),
+            exit_code=exit_status(error),
             multiprocess=args.multiprocess,
             include_children=args.include_children,
         )
-        self._save(timeline, output, args.quiet)
+        self._save(timeline, output, args)
         return _script.exit_like_python(error)
 
-    def _save(self, timeline: Timeline, output: str, quiet: bool) -> None:
-        _output.write_atomic(output, recording.dumps(timeline))
-        if not quiet:
-            peak = peak_of(timeline.samples, "rss")
-            figure = timeline.peak_rss or (peak.value if peak else None)
-            said = "" if figure is None else f", peak RSS {to_mib(figure):.1f} MiB"
-            sys.stderr.write(
-                f"memtrim: {len(timeline.samples)} samples{said} recorded to {output}\n"
-            )
-            sys.stderr.flush()
+    def _save(self, timeline: Timeline, output: str, args: argparse.Namespace) -> None:
+        data = recording.dumps(timeline)
+        if args.force:
+            _output.write_atomic(output, data)
+            written = output
+        else:
+            written = write_new(output, data)
+        if written != output:  # it appeared while recording: said even with -q
+            sys.stderr.write(f"memtrim: {output} appeared meanwhile: not overwritten\n")
+        if not args.quiet or written != output:
+            sys.stderr.write(f"memtrim: {summary(timeline)} recorded to {written}\n")
+        sys.stderr.flush()
 
 
-def _exit_code(error: BaseException | None) -> int:
-    """The status ``python script.py`` would end with."""
+def summary(timeline: Timeline) -> str:
+    """``N samples, peak RSS X MiB`` (``..., Y MiB with children`` when followed)."""
+    peak = peak_of(timeline.samples, "rss")
+    candidates = [v for v in (timeline.peak_rss, peak and peak.value) if v is not None]
+    text = f"{len(timeline.samples)} samples"
+    if candidates:
+        text += f", peak RSS {to_mib(max(candidates)):.1f} MiB"
+        total = peak_of(timeline.samples, "total")
+        with_children = [v for v in (timeline.peak_total, total and total.value) if v is not None]
+        if timeline.peak_total is not None and with_children:
+            text += f" (own), {to_mib(max(with_children)):.1f} MiB with children"
+    return text
+
+
+def exit_status(error: BaseException | None) -> int:
+    """The status ``python script.py`` ends with, as the system reports it."""
     if error is None:
         return 0
     if isinstance(error, SystemExit):
         code = error.code
         if code is None:
             return 0
-        return code if isinstance(code, int) else 1
+        if isinstance(code, int):  # True is 1
+            return _os_status(int(code))
+        return 1  # a message: printed, status 1
     if isinstance(error, KeyboardInterrupt):
         return 130
     return 1
+
+
+def _os_status(code: int) -> int:
+    """What the system reports for ``exit(code)``: CPython passes it as a C
+    ``long`` (out of range: -1) and the system keeps its low 8 bits
+    (32 on Windows)."""
+    if not -(2**63) <= code < 2**63:
+        code = -1
+    return code & (0xFFFFFFFF if sys.platform == "win32" else 0xFF)
 
 
 COMMAND = RecordCommand()

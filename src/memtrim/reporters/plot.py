@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from memtrim.analysis.recording import dumps
-from memtrim.analysis.timeline import MIB, Timeline, child_series, peak_of, to_mib
+from memtrim.analysis.timeline import (
+    MIB,
+    Phase,
+    Timeline,
+    TruePeak,
+    child_series,
+    peak_of,
+    to_mib,
+)
 
 FORMATS = ("png", "svg", "html")
 _PHASE_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")
@@ -79,15 +87,36 @@ def _peak_series_key(timeline: Timeline) -> str:
     return "total" if timeline.has_children and timeline.include_children else "rss"
 
 
+def true_peak(timeline: Timeline) -> TruePeak | None:
+    """The true peak of the drawn main curve (the kernel's marks), when above
+    its highest sample: value and the span it lies in (``None``: not known)."""
+    key = _peak_series_key(timeline)
+    sampled = peak_of(timeline.samples, key)
+    if key == "total":
+        value, window = timeline.peak_total, timeline.peak_total_window
+    else:
+        value, window = timeline.peak_rss, timeline.peak_rss_window
+    if value is None or (sampled is not None and value <= sampled.value):
+        return None
+    after, before = window if window is not None else (None, None)
+    return TruePeak(value, after, before)
+
+
 def summary(timeline: Timeline) -> dict[str, Any]:
     """The figures the chart states, as plain data (also embedded in the HTML)."""
     key = _peak_series_key(timeline)
     sampled = peak_of(timeline.samples, key)
+    true = true_peak(timeline)
     return {
         "peak_series": "RSS with children" if key == "total" else "RSS",
         "sampled_peak_mib": None if sampled is None else to_mib(sampled.value),
         "sampled_peak_time": None if sampled is None else sampled.time,
         "kernel_peak_mib": None if timeline.peak_rss is None else to_mib(timeline.peak_rss),
+        "true_peak_mib": None if true is None else to_mib(true.value),
+        "true_peak_window": None if true is None else true.window,
+        "peak_with_children_mib": (
+            None if timeline.peak_total is None else to_mib(timeline.peak_total)
+        ),
         "samples": len(timeline.samples),
         "duration": timeline.length,
         "exit_code": timeline.exit_code,
@@ -98,6 +127,7 @@ def summary(timeline: Timeline) -> dict[str, Any]:
                 "end": p.end,
                 "peak_heap_mib": None if p.peak_heap is None else to_mib(p.peak_heap),
                 "peak_rss_mib": None if p.peak_rss is None else to_mib(p.peak_rss),
+                "peak_with_children_mib": None if p.peak_total is None else to_mib(p.peak_total),
             }
             for p in timeline.phases
         ],
@@ -109,35 +139,34 @@ def summary(timeline: Timeline) -> dict[str, Any]:
 
 def _matplotlib() -> Any:
     try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
         raise PlotUnavailableError(
             "plotting needs matplotlib: pip install 'memtrim[plot]'"
         ) from None
-    return Figure
+    return Figure, FigureCanvasAgg
 
 
 def figure(timeline: Timeline) -> Any:
     """A matplotlib ``Figure`` of the timeline."""
-    fig = _matplotlib()(figsize=(10, 5.5), dpi=100, layout="constrained")
+    figure_class, canvas_class = _matplotlib()
+    fig = figure_class(figsize=(10, 5.5), dpi=100, layout="constrained")
+    canvas_class(fig)  # a renderer, to measure the labels
     ax = fig.add_subplot()
-    _draw_series(ax, series_of(timeline))
-    _draw_phases(ax, timeline)
-    _draw_peaks(ax, timeline)
+    lines = series_of(timeline)
+    _draw_series(ax, lines)
+    top = max((v for line in lines for v in line.values), default=0.0)
+    top = max(top, _draw_peaks(ax, timeline))
     ax.set_xlabel("time (s)")
     ax.set_ylabel("memory (MiB)")
     ax.set_title(_title(timeline), fontsize=11)
     ax.set_xlim(0, max(timeline.length, 1e-3))
-    top = ax.get_ylim()[1]
-    room = 1.0 + 0.1 * (1 + _phase_rows(timeline)) if timeline.phases else 1.08
-    ax.set_ylim(0, top * room)  # headroom for the phase labels
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.11), ncol=3, fontsize=8, frameon=False)
+    zone = _draw_phases(ax, timeline)  # the share of the height the labels take
+    ax.set_ylim(0, max(top, 1e-3) * 1.06 / max(1.0 - zone, 0.3))
     return fig
-
-
-def _phase_rows(timeline: Timeline) -> int:
-    return 1 + max((p.depth for p in timeline.phases), default=0)
 
 
 _STYLES = {
@@ -146,6 +175,7 @@ _STYLES = {
     "child": {"linewidth": 0.9, "alpha": 0.8},
     "heap": {"color": "#2a9d8f", "linewidth": 1.2, "linestyle": "--"},
 }
+_PEAK = "#d62728"
 
 
 def _draw_series(ax: Any, lines: list[Series]) -> None:
@@ -154,55 +184,100 @@ def _draw_series(ax: Any, lines: list[Series]) -> None:
         ax.plot(line.times, line.values, label=line.label, marker=marker, **_STYLES[line.style])
 
 
-def _draw_phases(ax: Any, timeline: Timeline) -> None:
+def _phase_label(phase: Phase) -> str:
+    label = phase.name
+    if phase.peak_rss is not None:
+        label += f"\nRSS peak {to_mib(phase.peak_rss):.1f} MiB"
+    if phase.peak_total is not None:
+        label += f"\nwith children {to_mib(phase.peak_total):.1f} MiB"
+    if phase.peak_heap is not None:
+        label += f"\nheap +{to_mib(phase.peak_heap):.1f} MiB"
+    return label
+
+
+def _draw_phases(ax: Any, timeline: Timeline) -> float:
+    """Shade each phase and label it at its start, or against the right edge
+    when it would not fit; labels that would overlap go one row lower.
+    Returns the share of the axes' height the label rows take."""
+    if not timeline.phases:
+        return 0.0
+    renderer = ax.figure.canvas.get_renderer()
+    ax.figure.canvas.draw()  # lay out first, so that the axes' size is final
+    box = ax.get_window_extent(renderer)
+    left, right = ax.get_xlim()
+    placed: dict[int, list[tuple[float, float]]] = {}  # row -> [(x0, x1)] in axes fractions
+    lowest = 0.0
     for index, phase in enumerate(timeline.phases):
         colour = _PHASE_COLOURS[index % len(_PHASE_COLOURS)]
         ax.axvspan(phase.start, phase.end, color=colour, alpha=0.13, linewidth=0)
-        label = phase.name
-        if phase.peak_rss is not None:
-            label += f"\nRSS peak {to_mib(phase.peak_rss):.1f} MiB"
-        if phase.peak_heap is not None:
-            label += f"\nheap +{to_mib(phase.peak_heap):.1f} MiB"
-        y = 0.985 - 0.1 * phase.depth
-        ax.text(
-            phase.start,
-            y,
-            " " + label.replace("\n", "\n "),
-            clip_on=True,
-            transform=ax.get_xaxis_transform(),
+        text = ax.text(
+            0,
+            1,
+            " " + _phase_label(phase).replace("\n", "\n "),
+            transform=ax.transAxes,
             va="top",
             ha="left",
             fontsize=7.5,
             color=colour,
         )
+        extent = text.get_window_extent(renderer)
+        width, height = extent.width / box.width, (extent.height + 3) / box.height
+        # a margin for the SVG's own rounding of text widths
+        x = min(max((phase.start - left) / (right - left), 0.0), max(0.985 - width, 0.0))
+        row = phase.depth
+        while any(x < b + 0.005 and a < x + width for a, b in placed.get(row, [])):
+            row += 1
+        placed.setdefault(row, []).append((x, x + width))
+        y = 0.99 - row * height
+        text.set_position((x, y))
+        lowest = max(lowest, 1.0 - (y - height))
+    return lowest
 
 
-def _draw_peaks(ax: Any, timeline: Timeline) -> None:
+def _draw_peaks(ax: Any, timeline: Timeline) -> float:
+    """Mark the highest sample and, when higher, the true peak; returns the
+    highest value drawn (MiB)."""
     key = _peak_series_key(timeline)
     sampled = peak_of(timeline.samples, key)
+    right = max(timeline.length, 1e-3)
+    top = 0.0
     if sampled is not None:
-        mib = to_mib(sampled.value)
-        ax.plot([sampled.time], [mib], marker="v", color="#d62728", markersize=9, linestyle="")
-        what = "peak with children" if key == "total" else "peak"
-        ax.annotate(
-            f"{what} {mib:.1f} MiB at {sampled.time:.2f} s",
-            (sampled.time, mib),
-            xytext=(6, 6),
-            textcoords="offset points",
-            fontsize=8.5,
-            color="#d62728",
-        )
-    kernel = timeline.peak_rss
-    rss_peak = peak_of(timeline.samples, "rss")
-    if kernel is not None and (rss_peak is None or kernel > rss_peak.value):
-        ax.axhline(
-            to_mib(kernel),
-            color="#d62728",
-            linestyle=":",
-            linewidth=1,
-            label=f"true peak RSS of {timeline.pid}: {to_mib(kernel):.1f} MiB "
-            "(kernel's mark, between samples)",
-        )
+        mib = top = to_mib(sampled.value)
+        ax.plot([sampled.time], [mib], marker="v", color=_PEAK, markersize=9, linestyle="")
+        what = "highest sample with children" if key == "total" else "highest sample"
+        _note(ax, f"{what} {mib:.1f} MiB at {sampled.time:.2f} s", sampled.time, mib, right)
+    true = true_peak(timeline)
+    if true is None:
+        return top
+    mib = to_mib(true.value)
+    whose = "with children" if key == "total" else f"of process {timeline.pid}"
+    if true.window is None:
+        ax.axhline(mib, color=_PEAK, linestyle=":", linewidth=1.2)
+        text = f"true peak {whose} {mib:.1f} MiB (kernel's mark; when, between samples, not known)"
+        _note(ax, text, 0.0, mib, right)
+        return max(top, mib)
+    after, before = (min(max(t, 0.0), right) for t in true.window)
+    ax.axvspan(after, before, color=_PEAK, alpha=0.12, linewidth=0)
+    ax.plot([after, before], [mib, mib], color=_PEAK, linewidth=3, solid_capstyle="butt")
+    text = (
+        f"true peak {whose} {mib:.1f} MiB (kernel's mark), between {after:.2f} s and {before:.2f} s"
+    )
+    _note(ax, text, before, mib, right)
+    return max(top, mib)
+
+
+def _note(ax: Any, text: str, x: float, y: float, right: float) -> None:
+    """Write ``text`` beside the point, leftwards when it is in the right half."""
+    leftwards = x > right / 2
+    ax.annotate(
+        text,
+        (x, y),
+        xytext=(-6 if leftwards else 6, 6),
+        textcoords="offset points",
+        ha="right" if leftwards else "left",
+        fontsize=8.5,
+        color=_PEAK,
+    )
 
 
 def _title(timeline: Timeline) -> str:
@@ -210,7 +285,13 @@ def _title(timeline: Timeline) -> str:
     if len(command) > 80:
         command = command[:77] + "..."
     status = "" if timeline.exit_code is None else f", exit {timeline.exit_code}"
-    return f"{command}  ({timeline.length:.2f} s, every {timeline.interval:g} s{status})"
+    title = f"{command}  ({timeline.length:.2f} s, every {timeline.interval:g} s{status})"
+    peaks = []
+    if timeline.peak_rss is not None:
+        peaks.append(f"true peak RSS {to_mib(timeline.peak_rss):.1f} MiB")
+    if timeline.peak_total is not None:
+        peaks.append(f"with children {to_mib(timeline.peak_total):.1f} MiB")
+    return title + ("\n" + ", ".join(peaks) if peaks else "")
 
 
 # ---------------------------------------------------------------------- output
@@ -250,18 +331,24 @@ def page(timeline: Timeline) -> str:
 def _phase_table(timeline: Timeline) -> str:
     if not timeline.phases:
         return ""
+    children = any(p.peak_total is not None for p in timeline.phases)
     rows = []
     for p in timeline.phases:
-        heap = "" if p.peak_heap is None else f"{to_mib(p.peak_heap):.3f}"
-        rss = "" if p.peak_rss is None else f"{to_mib(p.peak_rss):.1f}"
-        rows.append(
-            f"<tr><td>{html.escape(p.name)}</td><td>{p.start:.3f}</td><td>{p.end:.3f}</td>"
-            f"<td>{heap}</td><td>{rss}</td></tr>"
-        )
-    head = (
-        "<tr><th>phase</th><th>start (s)</th><th>end (s)</th>"
-        "<th>heap peak (MiB above start, exact)</th><th>RSS peak (MiB)</th></tr>"
-    )
+        cells = [
+            html.escape(p.name),
+            f"{p.start:.3f}",
+            f"{p.end:.3f}",
+            "" if p.peak_heap is None else f"{to_mib(p.peak_heap):.3f}",
+            "" if p.peak_rss is None else f"{to_mib(p.peak_rss):.1f}",
+        ]
+        if children:
+            cells.append("" if p.peak_total is None else f"{to_mib(p.peak_total):.1f}")
+        rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    names = ["phase", "start (s)", "end (s)", "heap peak (MiB above start, exact)"]
+    names.append("RSS peak (MiB)")
+    if children:
+        names.append("RSS peak with children (MiB)")
+    head = "<tr>" + "".join(f"<th>{name}</th>" for name in names) + "</tr>"
     return f"<table>{head}{''.join(rows)}</table>"
 
 
