@@ -75,18 +75,34 @@ def overhead(quick: bool) -> dict[str, float]:
     }
 
 
-def cost_per_sample(quick: bool) -> float:
-    """CPU seconds the native thread spends per sample (process CPU time / samples)."""
+def sampler_cost(children: bool, seconds: float, others: int = 0) -> dict[str, float]:
+    """The native thread's CPU at the default interval, sampling an idle child
+    process (and, with ``children``, finding its descendants among every
+    process on the machine; ``others`` idle processes are added to that count).
+
+    The main thread sleeps meanwhile, so the process's CPU time is the
+    sampler's (and the sampler's own start and stop).
+    """
     from memtrim.engine.sampler import Sampler
 
-    seconds = 0.5 if quick else 1.5
-    sampler = Sampler(os.getpid(), 0.001)
-    cpu = time.process_time()
-    sampler.start()
-    time.sleep(seconds)
-    sampler.stop()
-    used = time.process_time() - cpu
-    return used / max(1, sampler.count)
+    idle = [sys.executable, "-c", "import time; time.sleep(3600)"]
+    crowd = [subprocess.Popen(idle) for _ in range(others)]
+    target = subprocess.Popen(idle)
+    try:
+        time.sleep(0.3)  # let them start
+        sampler = Sampler(target.pid, 0.1, children=children)
+        cpu, wall = time.process_time(), time.perf_counter()
+        sampler.start()
+        time.sleep(seconds)
+        sampler.stop()
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        processes = sum(name.isdigit() for name in os.listdir("/proc"))
+    finally:
+        for proc in [*crowd, target]:
+            proc.kill()
+            proc.wait()
+    samples = max(1, sampler.count)
+    return {"share": cpu / wall, "per_sample": cpu / samples, "processes": processes}
 
 
 # ------------------------------------------------------------ peaks, side by side
@@ -137,9 +153,14 @@ def _available(module: str) -> bool:
 
 def _overhead_rows(quick: bool) -> list[str]:
     times = overhead(quick)
-    per_sample = cost_per_sample(quick)
     ratio = times["sampled"] / times["plain"]
-    return [
+    seconds = 2.0 if quick else 6.0
+    costs = [
+        ("alone", sampler_cost(False, seconds)),
+        ("with children", sampler_cost(True, seconds)),
+        ("with children, 100 more processes", sampler_cost(True, seconds, others=100)),
+    ]
+    rows = [
         "Sampler overhead at the default interval (0.1 s): a CPU and allocation heavy "
         f"workload, median of {times['repeat']} interleaved runs.",
         "",
@@ -148,10 +169,19 @@ def _overhead_rows(quick: bool) -> list[str]:
         f"| plain call | {times['plain']:.3f} | 1.000 |",
         f"| `memtrim.memory_usage((f, args))` | {times['sampled']:.3f} | {ratio:.3f} |",
         "",
-        f"The native thread costs {per_sample * 1e6:.1f} µs of CPU per sample (measured at "
-        f"1 ms intervals), {per_sample / 0.1 * 100:.3f} % of one core at 0.1 s; the wall-time "
-        "ratio above is within the noise of a shared machine.",
+        "The native thread's own CPU at 0.1 s (the wall-time ratio above is within the noise "
+        f"of a shared machine), over {seconds:g} s, its start and stop included; with children, "
+        "the first sample reads every process's stat once, the next ones only new processes':",
+        "",
+        "| sampling | processes on the machine | CPU per sample (µs) | share of wall time |",
+        "|---|---:|---:|---:|",
     ]
+    for label, cost in costs:
+        rows.append(
+            f"| {label} | {cost['processes']:.0f} | {cost['per_sample'] * 1e6:.0f} | "
+            f"{cost['share'] * 100:.3f} % |"
+        )
+    return rows
 
 
 def _peak_rows() -> list[str]:
