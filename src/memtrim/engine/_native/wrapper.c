@@ -70,6 +70,10 @@ static PyObject *wrapper_vectorcall(PyObject *self, PyObject *const *args, size_
                                     PyObject *kwnames)
 {
     wrapper_t *w = (wrapper_t *)self;
+    if (w->func == NULL) { /* cleared by the garbage collector: a finalizer calls it */
+        PyErr_SetString(PyExc_RuntimeError, "this profiled function has been collected");
+        return NULL;
+    }
     if (mt_step_in() < 0) {
         return NULL;
     }
