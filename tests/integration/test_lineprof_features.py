@@ -215,7 +215,8 @@ def test_profile_by_name_without_decorating(runner):
     )
     assert set(tables) == {"work", "A.m"}
     assert tables["A.m"][4]["increment"] == 10**6 + BYTEARRAY
-    assert tables["work"][6]["peak_increment"] >= 100 * (1000 + BYTEARRAY)
+    # 100 bytearrays and the list growing under them
+    assert 0 <= tables["work"][6]["peak_increment"] - 100 * (1000 + BYTEARRAY) <= 2048
     assert near(tables["work"][5]["increment"], 0)  # all released (len() is a cached int)
 
 
@@ -257,7 +258,7 @@ def test_functions_of_imported_modules_by_dotted_name(runner):
     assert tables["helper"][5]["increment"] == 5000 + BYTEARRAY
     assert tables["Box.fill"][9]["increment"] == 6000 + BYTEARRAY
     assert tables["Box.make"][13]["increment"] == 7000 + BYTEARRAY
-    assert sum(line["occurrences"] for line in tables["dumps"].values()) > 1
+    assert tables["dumps"][min(tables["dumps"])]["occurrences"] == 1  # one call of json.dumps
 
 
 def test_unknown_dotted_names_are_one_warning_each_at_the_end(runner):

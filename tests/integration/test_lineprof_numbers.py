@@ -257,7 +257,8 @@ def test_comprehensions_count_as_a_whole_on_their_first_line(runner):
     assert lines[5]["occurrences"] == 1
     assert 1000 * (200 + BYTEARRAY) <= lines[5]["increment"] <= 1000 * (200 + BYTEARRAY) + 9000
     assert not {6, 7, 8} & set(lines)
-    assert lines[10]["peak_increment"] >= 10**6
+    # one 10**6 bytearray at a time, each freed before the next
+    assert 0 <= lines[10]["peak_increment"] - (10**6 + BYTEARRAY) <= FIRST_RUN_NOISE + 512
     assert abs(lines[10]["increment"]) < 4096
 
 
