@@ -18,6 +18,17 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = ROOT.parent / "shared" / "bench" / "workloads.sh"
 
 
+def bench_env(**extra: str) -> dict[str, str]:
+    """The environment for measured runs: bytecode caches on, as on a user's machine.
+
+    With ``PYTHONDONTWRITEBYTECODE`` set (some sandboxes set it), every run
+    would compile memtrim's modules and the program's from source again.
+    """
+    env = dict(os.environ, **extra)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 def missing(python: str) -> str | None:
     """Why the workloads cannot run with ``python``, or None if they can."""
     if not WORKLOADS.exists():
@@ -37,7 +48,7 @@ def run_once(
     """
     if rss_file:
         prefix = ["/usr/bin/time", "-f", "%M", "-o", rss_file, *prefix]
-    env = dict(os.environ, PYTHON=python, WORKLOAD_SCALE=str(scale))
+    env = bench_env(PYTHON=python, WORKLOAD_SCALE=str(scale))
     proc = subprocess.run(
         ["bash", str(WORKLOADS), *prefix], capture_output=True, text=True, env=env, cwd=cwd
     )

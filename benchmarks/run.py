@@ -26,13 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "article.py"
 LAUNCHERS = Path(__file__).resolve().parent / "launchers"
 sys.path.insert(0, str(LAUNCHERS.parent))
-from _workloads import geomean, missing, run_rounds  # noqa: E402
+from _workloads import bench_env, geomean, missing, run_rounds  # noqa: E402
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
     """Wall seconds of one run; fails loudly if the command fails."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env or bench_env(), cwd=ROOT)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{shlex.join(cmd)} failed:\n{proc.stderr[-2000:]}")
