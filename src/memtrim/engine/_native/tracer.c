@@ -65,6 +65,7 @@ typedef struct {
     int first_line;
     int plain;     /* not a generator or coroutine: one call, one return */
     int nlocals;   /* co_nlocalsplus */
+    int rebased;   /* the RSS was re-read at this function's first outermost call */
 } code_info_t;
 
 typedef struct {
@@ -727,7 +728,10 @@ static frame_t *on_start(PyObject *code, int count_occurrence)
         return NULL; /* nested code run outside a call of its function */
     }
     if (ci->is_root && ts->depth == 0) {
-        rebase(0);
+        /* At most every REBASE_NS, except at each function's first call: what
+         * was imported since the last reading shows in its first table. */
+        rebase(!ci->rebased);
+        ci->rebased = 1;
     }
     frame_t *fr = enter_frame(ts, ci);
     if (fr != NULL && ci->is_root) {
