@@ -28,7 +28,8 @@ def test_methods_static_and_class_methods(runner):
             def klass(cls):
                 return bytearray(7000)
 
-        keep = [K().method(), K.static(), K.klass(), K().klass()]
+        k = K()  # not a temporary: see test_an_argument_only_the_call_holds_dies_with_it
+        keep = [k.method(), K.static(), K.klass(), k.klass()]
         """
     )
     assert tables["K.method"][5]["increment"] == 5000 + BYTEARRAY

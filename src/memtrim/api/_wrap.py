@@ -39,7 +39,7 @@ def wrap(func: Callable[..., Any], code: CodeType, on_end: Hook | None) -> Any:
     elif code.co_flags & _GENERATOR:
         wrapper = _wrap_generator(func, _Calls(on_end))
     else:
-        wrapper = tracer.Wrapper(func, on_end)
+        wrapper = tracer.Wrapper(func, on_end, code)
     return functools.update_wrapper(wrapper, func)
 
 

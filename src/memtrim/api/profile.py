@@ -8,6 +8,7 @@ engine's exact allocation accounting instead of RSS readings.
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -24,13 +25,42 @@ DEFAULT_PRECISION = 3
 
 
 class ProfiledFunction:
-    """One profiled function: its code object and engine table."""
+    """One profiled function: its code object and engine table.
+
+    Profiled while at least one :class:`LineProfiler` holds it.
+    """
 
     def __init__(self, code: CodeType) -> None:
         heap.ensure_installed()
         self.code = code
         self.table = tracer.new_table(code.co_firstlineno)
-        tracer.register(code, self.table)
+        self.holders = 0
+        self.missed_reported = 0
+
+    def hold(self) -> None:
+        """One more profiler uses this function: events on."""
+        with _registry_lock:
+            if self.holders == 0:
+                tracer.register(self.code, self.table)
+            self.holders += 1
+
+    def release(self) -> None:
+        """One profiler less: events off when none is left (and no call is running)."""
+        with _registry_lock:
+            self.holders = max(self.holders - 1, 0)
+            if self.holders == 0:
+                tracer.unregister(self.code)
+
+    @property
+    def missed(self) -> int:
+        """Calls (or parts of calls) not measured: another tracer or profiler was active (3.11)."""
+        return tracer.missed(self.table)
+
+    def report_missed(self) -> None:
+        """One line on stderr the first time calls of this function went unmeasured."""
+        if self.missed and not self.missed_reported:
+            self.missed_reported = 1
+            warn(missed_message([self.name]))
 
     @property
     def name(self) -> str:
@@ -50,7 +80,35 @@ class ProfiledFunction:
 
 
 _registry: dict[CodeType, ProfiledFunction] = {}
-_registry_lock = threading.Lock()
+_registry_lock = threading.RLock()
+
+
+def missed_message(names: list[str]) -> str:
+    """What memtrim says when profiled code ran while another tracer or profiler was on."""
+    which = (
+        f"calls of {', '.join(names)} were not measured"
+        if names
+        else "profiled code that ran meanwhile was not measured"
+    )
+    return (
+        "another tracer or profiler (sys.settrace/sys.setprofile: a debugger, coverage, "
+        f"cProfile) was active, and memtrim left it alone: {which} "
+        "(lines show only the runs that were measured)"
+    )
+
+
+def warn(message: str) -> None:
+    """``memtrim: message`` on stderr (or file descriptor 2 if the program closed it)."""
+    line = f"memtrim: {message}\n"
+    stream = sys.stderr if sys.stderr is not None and not sys.stderr.closed else None
+    try:
+        if stream is not None:
+            stream.write(line)
+            stream.flush()
+        else:
+            os.write(2, line.encode("utf-8", "replace"))
+    except (OSError, ValueError):
+        pass  # nowhere left to say it
 
 
 def profiled(code: CodeType) -> ProfiledFunction:
@@ -111,8 +169,17 @@ class LineProfiler:
         """Profile a code object (and the code nested in it)."""
         fn = profiled(code)
         if fn not in self.functions:
+            fn.hold()
             self.functions.append(fn)
         return fn
+
+    def release(self) -> None:
+        """Stop profiling this profiler's functions (unless another profiler holds them).
+
+        The tables stay readable.
+        """
+        for fn in self.functions:
+            fn.release()
 
     def __call__(self, func: F) -> F:
         """Decorate ``func`` so that its calls are profiled."""
@@ -173,6 +240,7 @@ def profile(
     def print_and_reset(fn: ProfiledFunction) -> None:
         write_tables([fn.snapshot()], stream or sys.stdout, precision)
         fn.reset()
+        fn.report_missed()
 
     prof.on_call_end = print_and_reset
     return prof(func)

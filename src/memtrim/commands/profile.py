@@ -4,6 +4,10 @@ Decorate functions with ``@profile`` (no import needed: memtrim puts it in
 builtins) or name them with ``-f``; the tables are printed when the program
 ends: after its non-daemon threads have finished and its ``atexit`` handlers
 have run, as the interpreter would end it.
+
+On Python 3.12+ the ``profile`` put in builtins returns the function itself,
+registered for profiling (sys.monitoring needs no wrapper), exactly as ``-f``
+does; on 3.11 it wraps it to switch the tracer on while it runs.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from memtrim.api.profile import (
     LineProfiler,
     check_precision,
     code_of,
+    missed_message,
+    warn,
 )
 from memtrim.api.profile import profile as per_call_profile
 from memtrim.commands import _output, _script
@@ -77,6 +83,8 @@ class ProfileCommand:
                 _output.check_writable(path)
 
         heap.ensure_installed()
+        if not tracer.MONITORING:
+            tracer.watch_profilers()
         profiler = LineProfiler()
         for codes in in_script.values():
             for code in codes:
@@ -128,7 +136,8 @@ class _Report:
         self.precisions: dict[CodeType, int] = {}  # from @profile(precision=N)
 
     def write(self) -> None:
-        lost_tracer = tracer.displaced()
+        missed_some, refused = tracer.missed_any()
+        missed = [fn.name for fn in self.profiler.functions if fn.missed]
         tracer.stop_everywhere()
         self.modules.stop()
         tables = self.profiler.tables()
@@ -145,14 +154,17 @@ class _Report:
             if self.args.json:
                 _output.write_atomic(self.args.json, dumps_tables(tables))
         except (OSError, ValueError, CommandError) as exc:
-            _warn(f"could not write the tables: {exc}")
+            warn(f"could not write the tables: {exc}")
         for line in self.modules.problems():
-            _warn(line)
-        if lost_tracer:
-            _warn(
-                "the program's own profiler (cProfile, sys.setprofile) replaced memtrim's "
-                "for a while: calls run meanwhile may be missing from the tables"
+            warn(line)
+        if refused:
+            which = f"calls of {', '.join(missed)}" if missed else "calls in that thread"
+            warn(
+                "an audit hook refused memtrim's profile function (sys.setprofile): "
+                f"{which} were not measured"
             )
+        elif missed or missed_some:
+            warn(missed_message(missed))
 
 
 def _write_stdout(text: str) -> None:
@@ -167,19 +179,6 @@ def _write_stdout(text: str) -> None:
     data = text.encode(getattr(sys.__stdout__, "encoding", None) or "utf-8", "replace")
     while data:
         data = data[os.write(1, data) :]
-
-
-def _warn(message: str) -> None:
-    stream = sys.stderr if sys.stderr is not None and not sys.stderr.closed else None
-    line = f"memtrim: {message}\n"
-    try:
-        if stream is not None:
-            stream.write(line)
-            stream.flush()
-        else:
-            os.write(2, line.encode("utf-8", "replace"))
-    except (OSError, ValueError):
-        pass  # nowhere left to say it
 
 
 def _builtin_profile(profiler: LineProfiler, precisions: dict[CodeType, int]) -> Any:
@@ -206,6 +205,11 @@ def _builtin_profile(profiler: LineProfiler, precisions: dict[CodeType, int]) ->
             )
         if precision is not None:
             precisions[code_of(func)] = precision
+        if tracer.MONITORING:
+            # sys.monitoring follows the code object: no wrapper, no C-level
+            # call, the program keeps its own function (tables at the end).
+            profiler.add_function(func)
+            return func
         return profiler(func)
 
     return profile

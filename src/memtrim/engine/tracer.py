@@ -4,7 +4,9 @@ On Python 3.12+ events come from :mod:`sys.monitoring`, enabled only on the
 profiled code objects, so the rest of the program runs at full speed. On 3.11
 a C trace function is installed per thread while a profiled call is running
 (:func:`enter` / :func:`exit`), or for the whole run (:func:`trace_everywhere`)
-when functions are profiled by name and have no wrapper to switch it on.
+when functions are profiled by name and have no wrapper to switch it on. It
+never displaces the program's own tracer or profiler: while one is installed,
+profiled code is not measured (:func:`missed`, :func:`missed_any`).
 
 Each profiled function has a table. The code nested in it (lambdas, inner
 functions) is counted in the same table, unless it is profiled explicitly
@@ -75,18 +77,39 @@ def register(root: CodeType, table: int) -> None:
         _roots[root] = table
         _engine.register_code(root, table, True)
         _enable_local(root)
-        _register_nested(root, table)
+        for code in _nested_in_table(root):
+            _engine.register_code(code, table, False)
+            _enable_local(code)
         _engine.tr_set_line_map(table, folded_lines(root))
 
 
-def _register_nested(code: CodeType, table: int) -> None:
+def unregister(root: CodeType) -> bool:
+    """Stop profiling ``root`` and the code counted in its table (events off).
+
+    Returns False, and leaves everything on, while a frame of that code is
+    still being followed in some thread (a suspended generator, another thread).
+    """
+    with _lock:
+        codes = [root, *_nested_in_table(root)]
+        if any(_engine.tr_running(code) for code in codes):
+            return False
+        _roots.pop(root, None)
+        for code in codes:
+            _engine.unregister_code(code)
+            if MONITORING:
+                sys.monitoring.set_local_events(_state["tool"], code, 0)  # type: ignore[arg-type]
+        return True
+
+
+def _nested_in_table(code: CodeType) -> Iterator[CodeType]:
+    # Nested code counted in the table of `code`: not explicitly profiled
+    # functions (their own table) and not comprehensions (folded into a line).
     for const in code.co_consts:
         if not isinstance(const, CodeType) or const in _roots:
-            continue  # an explicitly profiled function: its own table
+            continue
         if const.co_name not in _COMPREHENSIONS:
-            _engine.register_code(const, table, False)
-            _enable_local(const)
-        _register_nested(const, table)
+            yield const
+        yield from _nested_in_table(const)
 
 
 def folded_lines(code: CodeType) -> list[tuple[int, int]]:
@@ -157,9 +180,30 @@ def stop_everywhere() -> None:
     _engine.trace_exit()
 
 
-def displaced() -> bool:
-    """3.11: did the program replace memtrim's profile function (cProfile, sys.setprofile)?"""
-    return bool(_engine.tr_displaced())
+def watch_profilers() -> None:
+    """3.11: follow the program's ``sys.settrace``/``sys.setprofile`` from now on.
+
+    memtrim steps aside when the program installs its own tracer or profiler
+    and comes back right after it is removed. Installed at the first profiled
+    call anyway; calling it before the program runs keeps its own audit hooks
+    from seeing memtrim add one later.
+    """
+    _engine.tr_watch_profilers()
+
+
+def missed(table: int) -> int:
+    """3.11: how many calls (or parts of calls) of a table were not measured.
+
+    They ran while the program's own tracer or profiler (a debugger, coverage,
+    cProfile) was installed in their thread; memtrim left it alone.
+    """
+    return _engine.tr_missed(table)
+
+
+def missed_any() -> tuple[bool, bool]:
+    """3.11: (profiled code may have run unmeasured, an audit hook refused memtrim)."""
+    missed_some, refused = _engine.tr_missed_any()
+    return bool(missed_some), bool(refused)
 
 
 def _bootstrap_thread(frame, event, arg):  # type: ignore[no-untyped-def]
@@ -236,6 +280,7 @@ def _ensure_tool() -> None:
     ):
         mon.register_callback(tool, event, callback)
     mon.set_events(tool, ev.PY_UNWIND | ev.PY_THROW)  # not local events
+    _engine.tr_set_tool(tool, ev.PY_RETURN.bit_length() - 1)
     _state["tool"] = tool
 
 

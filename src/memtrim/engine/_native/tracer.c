@@ -56,6 +56,7 @@ typedef struct {
     int map_first;
     int map_n;
     int *map; /* target line, 0 = not folded */
+    int64_t missed; /* 3.11: calls or stretches not measured (another tracer was active) */
 } table_t;
 
 typedef struct {
@@ -64,7 +65,6 @@ typedef struct {
     int is_root; /* a profiled function itself, not code nested in it */
     int first_line;
     int plain;     /* not a generator or coroutine: one call, one return */
-    int nlocals;   /* co_nlocalsplus */
     int rebased;   /* the RSS was re-read at this function's first outermost call */
 } code_info_t;
 
@@ -73,6 +73,7 @@ typedef struct {
     int table;
     int line;
     int count_increment; /* 0 in a recursive call: the outermost call counts it */
+    int counted;         /* its start was counted in Occurrences */
     int64_t start;
     int64_t max;
     int64_t bias; /* bytes freed in the record's window that were allocated before it */
@@ -100,10 +101,9 @@ typedef struct tstate {
     int foreign; /* 3.11: unprofiled frames running above the top profiled frame */
     record_t pending; /* a call record waiting for the frame's locals to be released */
     unsigned pending_seq;
-    Py_tracefunc saved_func; /* 3.11: the tracer and profiler that were there */
-    PyObject *saved_obj;
-    Py_tracefunc saved_pfunc;
-    PyObject *saved_pobj;
+    int armed;   /* 3.11: memtrim's profile function is installed in this thread */
+    int audited; /* 3.11: its first installation here went through sys.setprofile's audit */
+    int refused; /* 3.11: an audit hook refused it: never retried in this thread */
     unsigned generation;
     struct tstate *next;
 } tstate_t;
@@ -117,7 +117,8 @@ static unsigned generation = 1;
 static tstate_t *all_states; /* GIL; freed when the registry is cleared */
 static MT_TLS tstate_t *t_state;
 #if !MT_HAVE_MONITORING
-static int displaced; /* 3.11: another profiler replaced ours at some point */
+static int missed_any;  /* 3.11: another tracer or profiler kept memtrim's out for a while */
+static int refused_any; /* 3.11: an audit hook refused memtrim's profile function */
 #endif
 
 /* Mem usage = mem_base + mt_heap_level().  mem_base is re-read from the RSS at
@@ -268,7 +269,6 @@ static void describe(code_info_t *ci, PyObject *code, int table, int is_root)
     ci->first_line = co->co_firstlineno;
     ci->plain = !(co->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR |
                                   CO_ITERABLE_COROUTINE));
-    ci->nlocals = co->co_nlocalsplus;
 }
 
 int mt_tracer_register_code(PyObject *code, int table, int is_root)
@@ -487,6 +487,7 @@ static void start_record(tstate_t *ts, record_t *rec, int table, int line, int c
         return;
     }
     s->occurrences += count_occurrence;
+    rec->counted = count_occurrence;
     rec->active = 1;
     rec->table = table;
     rec->line = line;
@@ -541,9 +542,22 @@ static inline void flush_pending(tstate_t *ts)
 
 /* ------------------------------------------------------------ pending calls */
 
+/* The call record of a returning plain function is handed to a "pending call"
+ * object put in the frame's f_locals field, holding what was there (NULL, or
+ * the dict that locals() or frame.f_locals made on 3.11/3.12).  CPython clears
+ * a frame by releasing its slots first, then f_locals (3.11 to 3.13), so when
+ * the object dies every local is gone, including those the dict kept; it then
+ * releases the dict and closes the record.  No local slot is touched: cells,
+ * free variables and the 3.13 locals proxy see the frame as it is.
+ *
+ * It cannot escape: it is placed only when nothing else can look at the frame
+ * between the return event and the clearing (no frame object kept, no other
+ * trace or profile function, no other monitoring tool with PY_RETURN on this
+ * code), and a cleared frame is unlinked from the thread.  So nothing but the
+ * frame refers to it, and it needs no garbage-collector support. */
 typedef struct pending_call {
     PyObject_HEAD
-    PyObject *held; /* the frame slot's own value */
+    PyObject *held; /* the frame's own f_locals (may be NULL) */
     unsigned seq;   /* which tstate_t.pending it closes */
     struct pending_call *next_free;
 } pending_call_t;
@@ -596,14 +610,43 @@ static pending_call_t *new_pending_call(void)
     return p;
 }
 
+#if MT_HAVE_MONITORING
+/* memtrim's sys.monitoring tool id and PY_RETURN's event number (set from
+ * Python once the tool is registered). */
+static int own_tool = -1;
+static int py_return_event = -1;
+
+/* Does a monitoring tool other than memtrim's get this code's PY_RETURN?  The
+ * code's active monitors are the union of the global and local events, read
+ * from the interpreter's own tables (what it dispatches from). */
+static int others_see_return(PyCodeObject *co)
+{
+    _PyCoMonitoringData *data = co->_co_monitoring;
+    if (own_tool < 0 || py_return_event < 0 || data == NULL) {
+        return 1; /* cannot tell: assume they do */
+    }
+    unsigned tools = data->active_monitors.tools[py_return_event];
+    return (tools & ~(1u << own_tool)) != 0;
+}
+#else
+static int profilefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
+static int tracefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
+#endif
+
 /* Can the call record of the returning frame wait for its locals? Only if
- * the frame is cleared right away and nobody else sees its slots. */
+ * the frame is cleared right away and nobody else sees it meanwhile. */
 static mt_frame_t *clearable_frame(PyObject *code)
 {
     PyThreadState *py = PyThreadState_Get();
 #if MT_HAVE_MONITORING
-    if (py->c_tracefunc != NULL || py->c_profilefunc != NULL) {
-        return NULL; /* a debugger or sys.setprofile tool may still read the locals */
+    if (py->c_tracefunc != NULL || py->c_profilefunc != NULL ||
+        others_see_return((PyCodeObject *)code)) {
+        return NULL; /* a debugger, coverage or a profiler may still read the frame */
+    }
+#else
+    if (py->c_profilefunc != profilefunc ||
+        (py->c_tracefunc != NULL && py->c_tracefunc != tracefunc)) {
+        return NULL;
     }
 #endif
     mt_frame_t *f = mt_current_frame(py);
@@ -613,13 +656,13 @@ static mt_frame_t *clearable_frame(PyObject *code)
     if (f->frame_obj != NULL && Py_REFCNT(f->frame_obj) > 1) {
         return NULL; /* someone keeps the frame object: it will keep the locals */
     }
+    if (f->f_locals != NULL && !PyDict_CheckExact(f->f_locals)) {
+        return NULL; /* only a function's own locals dict is expected there */
+    }
     return f;
 }
 
 #if !MT_HAVE_MONITORING
-static int profilefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
-static int tracefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
-
 /* 3.11 creates a frame object for the profile function at the call; it is
  * freed with the frame, inside the call record's window.  Its size is what
  * _PyFrame_New_NoTrack asks for: a GC header and room for every slot. */
@@ -636,31 +679,21 @@ static int64_t frame_object_bytes(mt_frame_t *f)
 #endif
 
 /* The root frame `fr` returns: close its call record now, or hand it to a
- * pending-call object placed in the frame's last local slot. */
+ * pending-call object placed in the frame's f_locals field. */
 static void close_call_at_return(tstate_t *ts, frame_t *fr, PyObject *code)
 {
     mt_frame_t *f = NULL;
-    if (fr->call.active && fr->ci->plain && fr->ci->nlocals > 0) {
+    if (fr->call.active && fr->ci->plain) {
         f = clearable_frame(code);
     }
-#if !MT_HAVE_MONITORING
-    if (f != NULL) {
-        PyThreadState *py = PyThreadState_Get();
-        if ((py->c_tracefunc != NULL && py->c_tracefunc != tracefunc) ||
-            py->c_profilefunc != profilefunc) {
-            f = NULL;
-        }
-    }
-#endif
     pending_call_t *p = f != NULL ? new_pending_call() : NULL;
     if (p == NULL) {
         finish_record(&fr->call, open_record(ts, ts->depth - 2));
         return;
     }
-    int slot = fr->ci->nlocals - 1;
-    p->held = f->localsplus[slot];
+    p->held = f->f_locals;
     p->seq = ++ts->pending_seq;
-    f->localsplus[slot] = (PyObject *)p;
+    f->f_locals = (PyObject *)p;
     ts->pending = fr->call;
 #if !MT_HAVE_MONITORING
     ts->pending.bias = frame_object_bytes(f);
@@ -838,17 +871,162 @@ void mt_on_return(PyObject *code)
  * instruction.  So, while a profiled call runs in this thread, we install a
  * C *profile* function (call/return events only), and switch the C *trace*
  * function (line events) on only while the running frame is profiled code:
- * a callee such as a comprehension or a library function runs without it. */
+ * a callee such as a comprehension or a library function runs without it.
+ *
+ * memtrim never displaces a trace or profile function that is not its own
+ * (a debugger, coverage, cProfile): while one is installed in the thread,
+ * memtrim's are not ("armed" is 0) and the profiled code that runs meanwhile
+ * is not measured.  Records left open when another one takes a slot are
+ * dropped, with the occurrences they had counted, so a table never shows a
+ * figure that was not measured; the tables concerned count a "missed" call.
+ * memtrim's functions come back as soon as both slots are free again: checked
+ * at every call of a profiled function, in memtrim's own trace and profile
+ * functions, and right after the program changes a slot (an audit hook puts
+ * a one-shot "checker" in the other slot, which runs at the next event).
+ *
+ * Only the first installation in a thread goes through PyEval's audited
+ * setter (one "sys.setprofile" audit event; an audit hook that refuses it
+ * keeps memtrim out of that thread).  Afterwards memtrim writes its own
+ * functions into the thread state's slots the way _PyEval_SetTrace and
+ * _PyEval_SetProfile do, minus the audit event: only into a slot that is
+ * empty or holds one of memtrim's functions, whose object is always NULL. */
 
 #if !MT_HAVE_MONITORING
-static void line_tracing(int on)
+static int checkfunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
+static MT_TLS int t_self_setting; /* our own audited sys.setprofile is running */
+
+static inline void update_tracing(PyThreadState *py)
 {
-    PyThreadState *py = PyThreadState_Get();
-    if (on && py->c_tracefunc != tracefunc) {
-        PyEval_SetTrace(tracefunc, NULL);
+    /* _PyThreadState_UpdateTracingState (pycore_pystate.h, 3.11) */
+    int on = py->tracing == 0 && (py->c_tracefunc != NULL || py->c_profilefunc != NULL);
+    py->cframe->use_tracing = on ? 255 : 0;
+}
+
+static inline int own_or_free(Py_tracefunc f)
+{
+    return f == NULL || f == tracefunc || f == profilefunc || f == checkfunc;
+}
+
+static void set_trace_raw(PyThreadState *py, Py_tracefunc f)
+{
+    if (own_or_free(py->c_tracefunc) && py->c_traceobj == NULL) {
+        py->c_tracefunc = f;
+        update_tracing(py);
     }
-    else if (!on && py->c_tracefunc == tracefunc) {
-        PyEval_SetTrace(NULL, NULL);
+}
+
+static void set_profile_raw(PyThreadState *py, Py_tracefunc f)
+{
+    if (own_or_free(py->c_profilefunc) && py->c_profileobj == NULL) {
+        py->c_profilefunc = f;
+        update_tracing(py);
+    }
+}
+
+static void uncount(record_t *rec)
+{
+    if (!rec->active) {
+        return;
+    }
+    rec->active = 0;
+    line_stats_t *s = rec->counted ? stats_for(rec->table, rec->line) : NULL;
+    if (s != NULL && s->occurrences > 0) {
+        s->occurrences--;
+    }
+}
+
+/* Drop this thread's profiled frames: what they were measuring can no longer
+ * be followed (`missed`: another tracer took over). */
+static void abandon_frames(tstate_t *ts, int missed)
+{
+    while (ts->depth > 0) {
+        frame_t *fr = &ts->frames[ts->depth - 1];
+        uncount(&fr->line);
+        uncount(&fr->call);
+        if (missed) {
+            tables[fr->ci->table].missed++;
+            missed_any = 1;
+        }
+        pop_frame(ts);
+    }
+    ts->foreign = 0;
+}
+
+static void disarm(tstate_t *ts, PyThreadState *py, int missed)
+{
+    if (py->c_profilefunc == profilefunc) {
+        set_profile_raw(py, NULL);
+    }
+    if (py->c_tracefunc == tracefunc) {
+        set_trace_raw(py, NULL);
+    }
+    ts->armed = 0;
+    abandon_frames(ts, missed);
+}
+
+static void arm(tstate_t *ts, PyThreadState *py)
+{
+    if (py->c_tracefunc == checkfunc) {
+        set_trace_raw(py, NULL);
+    }
+    if (py->c_profilefunc == checkfunc) {
+        set_profile_raw(py, NULL);
+    }
+    if (py->c_profilefunc != NULL || py->c_profileobj != NULL || py->c_traceobj != NULL) {
+        return;
+    }
+    abandon_frames(ts, 0);
+    if (!ts->audited) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        t_self_setting = 1;
+        int failed = _PyEval_SetProfile(py, profilefunc, NULL) < 0;
+        t_self_setting = 0;
+        if (failed) {
+            PyErr_Clear(); /* an audit hook said no: stay out of this thread */
+            ts->refused = 1;
+            refused_any = 1;
+        }
+        PyErr_Restore(type, value, tb);
+        if (failed) {
+            return;
+        }
+        ts->audited = 1;
+    }
+    else {
+        set_profile_raw(py, profilefunc);
+    }
+    ts->armed = 1;
+}
+
+/* Armed if both slots are free (or memtrim's), disarmed if another tool has
+ * taken one. */
+static void settle(tstate_t *ts, PyThreadState *py)
+{
+    if (ts->armed && (py->c_profilefunc != profilefunc ||
+                      (py->c_tracefunc != NULL && py->c_tracefunc != tracefunc))) {
+        disarm(ts, py, 1);
+    }
+    if (!ts->armed && ts->enter_count > 0 && !ts->refused) {
+        if ((py->c_profilefunc == NULL || py->c_profilefunc == checkfunc) &&
+            (py->c_tracefunc == NULL || py->c_tracefunc == checkfunc)) {
+            arm(ts, py);
+        }
+        else {
+            missed_any = 1;
+        }
+    }
+}
+
+static inline void line_tracing(PyThreadState *py, int on)
+{
+    if (on) {
+        if (py->c_tracefunc == NULL) {
+            set_trace_raw(py, tracefunc);
+        }
+    }
+    else if (py->c_tracefunc == tracefunc) {
+        set_trace_raw(py, NULL);
     }
 }
 
@@ -864,6 +1042,13 @@ static int profilefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *
     tstate_t *ts = state();
     if (ts == NULL) {
         return 0;
+    }
+    PyThreadState *py = PyThreadState_Get();
+    if (MT_UNLIKELY(!ts->armed || (py->c_tracefunc != NULL && py->c_tracefunc != tracefunc))) {
+        settle(ts, py); /* a debugger started: leave it the thread */
+        if (!ts->armed || py->c_profilefunc != profilefunc) {
+            return 0;
+        }
     }
     PyObject *code = (PyObject *)PyFrame_GetCode(frame);
     code_info_t *ci = lookup(code);
@@ -896,7 +1081,7 @@ static int profilefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *
             ts->foreign = saved;
         }
     }
-    line_tracing(ts->depth > 0 && ts->foreign == 0);
+    line_tracing(py, ts->depth > 0 && ts->foreign == 0);
     Py_DECREF(code);
     return 0;
 }
@@ -926,6 +1111,17 @@ static void uncount_close(PyObject *code, PyObject *arg)
 static int tracefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
 {
     (void)obj;
+    PyThreadState *py = PyThreadState_Get();
+    if (MT_UNLIKELY(py->c_profilefunc != profilefunc)) {
+        tstate_t *ts = t_state;
+        if (ts != NULL && ts->generation == generation) {
+            settle(ts, py); /* the program's profiler took the other slot */
+        }
+        else {
+            set_trace_raw(py, NULL);
+        }
+        return 0;
+    }
     if (what == PyTrace_LINE) {
         PyObject *code = (PyObject *)PyFrame_GetCode(frame);
         mt_on_line(code, PyFrame_GetLineNumber(frame));
@@ -938,8 +1134,86 @@ static int tracefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *ar
     }
     return 0;
 }
+
+/* Put in a free slot by the audit hook when the program changes the other
+ * one: runs once, at the next event, and settles memtrim's functions. */
+static int checkfunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+    PyThreadState *py = PyThreadState_Get();
+    int as_profile = py->c_profilefunc == checkfunc;
+    if (py->c_tracefunc == checkfunc) {
+        set_trace_raw(py, NULL);
+    }
+    if (as_profile) {
+        set_profile_raw(py, NULL);
+    }
+    tstate_t *ts = t_state;
+    if (ts == NULL || ts->generation != generation) {
+        return 0;
+    }
+    settle(ts, py);
+    /* A call seen in the profile slot: memtrim's profile function, armed
+     * just now, would have seen it there.  (In the trace slot, CPython calls
+     * the profile function for the same event right after.) */
+    if (as_profile && ts->armed && what == PyTrace_CALL) {
+        return profilefunc(obj, frame, what, arg);
+    }
+    return 0;
+}
+
+/* Runs before the program's sys.settrace / sys.setprofile (including
+ * cProfile's and a debugger's) takes effect in this thread.  The records that
+ * memtrim's function in that slot was keeping are dropped (what follows would
+ * be charged to the running line), and a checker in the other slot, if it is
+ * free, looks again right after the change. */
+static int audit_hook(const char *event, PyObject *args, void *data)
+{
+    (void)args;
+    (void)data;
+    if (event[0] != 's' || t_self_setting) {
+        return 0;
+    }
+    int profile = strcmp(event, "sys.setprofile") == 0;
+    if (!profile && strcmp(event, "sys.settrace") != 0) {
+        return 0;
+    }
+    tstate_t *ts = t_state;
+    if (ts == NULL || ts->generation != generation || ts->enter_count == 0) {
+        return 0;
+    }
+    PyThreadState *py = PyThreadState_Get();
+    if (ts->armed && (profile ? py->c_profilefunc == profilefunc : py->c_tracefunc == tracefunc)) {
+        disarm(ts, py, 1);
+    }
+    if (profile) {
+        if (py->c_tracefunc == NULL) {
+            set_trace_raw(py, checkfunc);
+        }
+    }
+    else if (py->c_profilefunc == NULL) {
+        set_profile_raw(py, checkfunc);
+    }
+    return 0;
+}
+
+static void ensure_audit_hook(void)
+{
+    static int tried; /* GIL */
+    if (tried) {
+        return;
+    }
+    tried = 1;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (PySys_AddAuditHook(audit_hook, NULL) < 0) {
+        PyErr_Clear(); /* refused: memtrim then re-arms at the next profiled call */
+    }
+    PyErr_Restore(type, value, tb);
+}
 #endif
 
+/* 0: this thread is measured now; 1: not (another tracer or profiler is
+ * active, 3.11); -1: error. */
 int mt_trace_enter(void)
 {
     tstate_t *ts = state();
@@ -947,27 +1221,14 @@ int mt_trace_enter(void)
         PyErr_NoMemory();
         return -1;
     }
-#if !MT_HAVE_MONITORING
-    PyThreadState *py = PyThreadState_Get();
-    if (ts->enter_count++ == 0) {
-        ts->saved_func = py->c_tracefunc;
-        ts->saved_obj = py->c_traceobj;
-        ts->saved_pfunc = py->c_profilefunc;
-        ts->saved_pobj = py->c_profileobj;
-        Py_XINCREF(ts->saved_obj);
-        Py_XINCREF(ts->saved_pobj);
-        PyEval_SetTrace(NULL, NULL);
-        PyEval_SetProfile(profilefunc, NULL);
-    }
-    else if (py->c_profilefunc != profilefunc) {
-        /* the script set another profiler (cProfile) meanwhile: re-arm */
-        displaced = 1;
-        PyEval_SetProfile(profilefunc, NULL);
-    }
-#else
     ts->enter_count++;
-#endif
+#if !MT_HAVE_MONITORING
+    ensure_audit_hook();
+    settle(ts, PyThreadState_Get());
+    return ts->armed ? 0 : 1;
+#else
     return 0;
+#endif
 }
 
 int mt_trace_exit(void)
@@ -978,82 +1239,35 @@ int mt_trace_exit(void)
     }
     if (--ts->enter_count == 0) {
 #if !MT_HAVE_MONITORING
-        PyEval_SetProfile(ts->saved_pfunc, ts->saved_pobj);
-        PyEval_SetTrace(ts->saved_func, ts->saved_obj);
+        PyThreadState *py = PyThreadState_Get();
+        disarm(ts, py, 0);
+        if (py->c_tracefunc == checkfunc) {
+            set_trace_raw(py, NULL);
+        }
+        if (py->c_profilefunc == checkfunc) {
+            set_profile_raw(py, NULL);
+        }
 #endif
-        Py_CLEAR(ts->saved_obj);
-        Py_CLEAR(ts->saved_pobj);
-        ts->saved_func = ts->saved_pfunc = NULL;
     }
     return 0;
 }
-
-#if !MT_HAVE_MONITORING
-/* 3.11: a program that turns cProfile (or any sys.setprofile tool) on and off
- * leaves no profile function behind, and memtrim's tracer would be gone for
- * the rest of the run.  An audit hook sees every change coming; a pending
- * call (run by the main thread right after the change) re-installs memtrim's
- * if the slot was left empty and no profiled frame was running meanwhile.
- * A tool that stays on keeps the slot: that is reported (is_displaced). */
-static int rearm(void *unused)
-{
-    (void)unused;
-    tstate_t *ts = t_state;
-    PyThreadState *py = PyThreadState_Get();
-    if (ts == NULL || ts->generation != generation || ts->enter_count == 0 ||
-        py->c_profilefunc == profilefunc) {
-        return 0;
-    }
-    if (py->c_profilefunc == NULL && ts->depth == 0) {
-        ts->foreign = 0;
-        PyEval_SetProfile(profilefunc, NULL);
-    }
-    else {
-        displaced = 1;
-    }
-    return 0;
-}
-
-static int audit_hook(const char *event, PyObject *args, void *data)
-{
-    (void)args;
-    (void)data;
-    if (event[0] == 's' && strcmp(event, "sys.setprofile") == 0 && t_state != NULL &&
-        t_state->enter_count > 0) {
-        Py_AddPendingCall(rearm, NULL);
-    }
-    return 0;
-}
-#endif
 
 static PyObject *py_watch_profilers(PyObject *self, PyObject *unused)
 {
 #if !MT_HAVE_MONITORING
-    static int installed;
-    if (!installed) {
-        if (PySys_AddAuditHook(audit_hook, NULL) < 0) {
-            return NULL;
-        }
-        installed = 1;
-    }
+    ensure_audit_hook();
 #endif
     Py_RETURN_NONE;
 }
 
-/* 3.11: was memtrim's profile function replaced by another one (cProfile,
- * sys.setprofile) while it should have been running in this thread? */
-static int is_displaced(void)
+/* A call of the profiled `code` that was not measured (its wrapper found
+ * another tracer or profiler active). */
+void mt_tracer_note_missed(PyObject *code)
 {
-#if !MT_HAVE_MONITORING
-    tstate_t *ts = t_state;
-    if (ts != NULL && ts->generation == generation && ts->enter_count > 0 &&
-        PyThreadState_Get()->c_profilefunc != profilefunc) {
-        return 1;
+    code_info_t *ci = code != NULL ? lookup(code) : NULL;
+    if (ci != NULL && ci->table >= 0 && ci->table < ntables) {
+        tables[ci->table].missed++;
     }
-    return displaced;
-#else
-    return 0;
-#endif
 }
 
 /* The wrapper brackets each stretch of a profiled function's execution. */
@@ -1166,9 +1380,58 @@ static PyObject *py_rss(PyObject *self, PyObject *unused)
     return PyLong_FromLongLong(mt_rss_now());
 }
 
-static PyObject *py_displaced(PyObject *self, PyObject *unused)
+/* 3.11: (another tracer kept memtrim out for a while, an audit hook refused
+ * memtrim's profile function). */
+static PyObject *py_missed_any(PyObject *self, PyObject *unused)
 {
-    return PyBool_FromLong(is_displaced());
+#if !MT_HAVE_MONITORING
+    return Py_BuildValue("(OO)", missed_any ? Py_True : Py_False, refused_any ? Py_True : Py_False);
+#else
+    return Py_BuildValue("(OO)", Py_False, Py_False);
+#endif
+}
+
+static PyObject *py_missed(PyObject *self, PyObject *arg)
+{
+    long table = PyLong_AsLong(arg);
+    if (table == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (table < 0 || table >= ntables) {
+        PyErr_SetString(PyExc_ValueError, "no such table");
+        return NULL;
+    }
+    return PyLong_FromLongLong(tables[table].missed);
+}
+
+/* Is a frame of `code` on the stack of any thread (as the tracer follows them)? */
+static PyObject *py_running(PyObject *self, PyObject *code)
+{
+    code_info_t *ci = PyCode_Check(code) ? lookup(code) : NULL;
+    for (tstate_t *ts = all_states; ci != NULL && ts != NULL; ts = ts->next) {
+        if (ts->generation == generation && ci->index < ts->code_cap &&
+            ts->code_depth[ci->index] > 0) {
+            Py_RETURN_TRUE;
+        }
+    }
+    Py_RETURN_FALSE;
+}
+
+static PyObject *py_set_tool(PyObject *self, PyObject *args)
+{
+    int tool, event;
+    if (!PyArg_ParseTuple(args, "ii", &tool, &event)) {
+        return NULL;
+    }
+#if MT_HAVE_MONITORING
+    if (tool < 0 || tool > 7 || event < 0 || event >= _PY_MONITORING_UNGROUPED_EVENTS) {
+        PyErr_SetString(PyExc_ValueError, "no such tool or event");
+        return NULL;
+    }
+    own_tool = tool;
+    py_return_event = event;
+#endif
+    Py_RETURN_NONE;
 }
 
 #define FASTCALL(f) (PyCFunction)(void (*)(void))(f), METH_FASTCALL
@@ -1187,9 +1450,13 @@ static PyMethodDef tracer_methods[] = {
     {"tr_mem_usage", py_mem_usage, METH_NOARGS, "Mem usage now: base + heap level."},
     {"rss", py_rss, METH_NOARGS, "The process's resident set size (bytes), -1 if unknown."},
     {"tr_watch_profilers", py_watch_profilers, METH_NOARGS,
-     "3.11: put memtrim's profile function back when a program's profiler leaves."},
-    {"tr_displaced", py_displaced, METH_NOARGS,
-     "3.11: did another profiler replace memtrim's in this thread?"},
+     "3.11: watch the program's sys.settrace/sys.setprofile (memtrim steps aside)."},
+    {"tr_missed_any", py_missed_any, METH_NOARGS,
+     "3.11: (another tracer or profiler kept memtrim out, an audit hook refused it)."},
+    {"tr_missed", py_missed, METH_O, "3.11: calls or stretches of a table not measured."},
+    {"tr_running", py_running, METH_O, "Is a frame of this code being followed in a thread?"},
+    {"tr_set_tool", py_set_tool, METH_VARARGS,
+     "3.12+: (memtrim's monitoring tool id, PY_RETURN's event number)."},
     {NULL, NULL, 0, NULL},
 };
 

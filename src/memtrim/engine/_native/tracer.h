@@ -19,13 +19,17 @@ void mt_on_end(PyObject *code);           /* a yield, or an exit by exception */
 void mt_on_return(PyObject *code);        /* a return */
 void mt_on_throw(PyObject *code, PyObject *exc);
 
-/* 3.11: install the C trace function in this thread while count > 0. */
+/* 3.11: memtrim's trace functions in this thread while count > 0, unless
+ * another tracer or profiler is there.  0: measured, 1: not, -1: error. */
 int mt_trace_enter(void);
 int mt_trace_exit(void);
 
-/* Called by memtrim's wrappers around each stretch of a profiled call. */
+/* Called by memtrim's wrappers around each stretch of a profiled call
+ * (mt_step_in returns as mt_trace_enter does). */
 int mt_step_in(void);
 int mt_step_out(void);
+/* A call of profiled `code` ran unmeasured (mt_step_in returned 1). */
+void mt_tracer_note_missed(PyObject *code);
 
 /* Process memory: the resident set size now (bytes, -1 if unknown). */
 int64_t mt_rss_now(void);
