@@ -46,6 +46,13 @@ try:
     ip.run_line_magic("mprun", "-f nothing_here grow(1)")
 except Exception as exc:
     print("ERR", type(exc).__name__, exc)
+import sys
+from memtrim.engine import tracer
+if hasattr(sys, "monitoring"):  # %mprun's instrumentation is gone once it returns
+    code = ip.user_ns["grow"].__code__
+    print("EVENTS", sys.monitoring.get_local_events(tracer._state["tool"], code))
+else:
+    print("EVENTS", int(sys.getprofile() is not None or sys.gettrace() is not None))
 """
 
 
@@ -82,3 +89,4 @@ def test_magics(runner):
     first = next(line for line in out.splitlines() if line.endswith("def grow(n):"))
     assert first.split()[3] == "0.000"  # the call as a whole: all released
     assert "ERR UsageError %mprun: could not find function 'nothing_here'" in out
+    assert "EVENTS 0\n" in out

@@ -8,7 +8,8 @@ Same options and meanings as memory_profiler's magics, with exact numbers:
   unmeasured, then measures the cell.
 - ``%mprun -f func [-f func2] [-T FILE] [-r] statement`` profiles the named
   functions line by line while the statement runs and prints their tables;
-  functions defined in notebook cells work too.
+  functions defined in notebook cells work too. Their instrumentation is
+  removed when the statement ends.
 """
 
 from __future__ import annotations
@@ -187,9 +188,13 @@ def load_ipython_extension(ipython: Any) -> None:
                 message = self._profile_run(profiler, source)
             except Exception as exc:  # shown after the tables, which are still printed
                 error, message = exc, ""
+            finally:
+                profiler.release()  # instrumentation off: later calls run unprofiled
             output = "".join(format_table(t) for t in profiler.tables() if t.ran).rstrip()
             page(output)
             print(message)
+            for fn in profiler.functions:
+                fn.report_missed()
             text_file = opts.get("T", [""])[-1]
             if text_file:
                 with open(text_file, "w", encoding="utf-8") as handle:
