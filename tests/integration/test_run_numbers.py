@@ -147,6 +147,8 @@ def test_sampled_stacks_estimate_the_big_sites(runner):
             return bytearray(30 * 2**20)
         a, b = many(), few()
         """,
+        "--sample-bytes",
+        "32K",
     )
     assert not capture.exact
     exact = {capture.frames[n.frame].function: n.leaks.bytes for n in capture.nodes if n.frame >= 0}
@@ -157,9 +159,10 @@ def test_sampled_stacks_estimate_the_big_sites(runner):
             estimated[name] = estimated.get(name, 0) + node.leaks.bytes
     true_many = sum(v for k, v in exact.items() if k.startswith("many"))
     assert abs(estimated["few"] - exact["few"]) / exact["few"] < 0.05
-    # 200k small blocks, sampled once per 256 KiB on average: the estimate is
-    # unbiased; its standard deviation here is about 4 %
-    assert abs(estimated["many"] - true_many) / true_many < 0.2
+    # 53 MB of small blocks, one sampled per 32 KiB on average: about 1,600
+    # samples, so the unbiased estimate's standard deviation is about 2.5 % (at the
+    # default 256 KiB it is about 7 %, measured); 15 % is six of them
+    assert abs(estimated["many"] - true_many) / true_many < 0.15
 
 
 def test_capture_stays_small_for_a_long_allocation_heavy_run(runner):
