@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import statistics
 import subprocess
 from pathlib import Path
@@ -61,6 +62,41 @@ def run_once(
         if rss_file:
             rss = int(Path(cwd, rss_file.format(name=name)).read_text().split()[-1]) * 1024
         results[name] = (float(seconds), rss)
+    return results
+
+
+def run_capped(
+    prefix: list[str], python: str, scale: float, cwd: Path, names: list[str], cap: float
+) -> dict[str, float | None]:
+    """{program: wall seconds, or None if it ran longer than ``cap`` seconds and was stopped}.
+
+    For launchers so slow that the whole set would take hours: each program runs alone
+    (``WORKLOADS=name``) in its own session, killed as a group at the cap.
+    """
+    results: dict[str, float | None] = {}
+    for name in names:
+        env = bench_env(PYTHON=python, WORKLOAD_SCALE=str(scale), WORKLOADS=name)
+        with subprocess.Popen(
+            ["bash", str(WORKLOADS), *prefix],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        ) as proc:
+            try:
+                out, _ = proc.communicate(timeout=cap)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+                results[name] = None
+                continue
+        line = out.strip().splitlines()[-1]
+        _, status, seconds = line.split("\t")
+        if status != "0":
+            raise RuntimeError(f"workload {name} failed under {prefix[:6]}")
+        results[name] = float(seconds)
     return results
 
 
