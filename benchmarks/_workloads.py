@@ -39,6 +39,14 @@ def missing(python: str) -> str | None:
     return None
 
 
+def _parse(line: str, prefix: list[str], stderr: str) -> tuple[str, float]:
+    """(program, wall seconds) from one of workloads.sh's TSV lines; a failed run raises."""
+    name, status, seconds = line.split("\t")
+    if status != "0":
+        raise RuntimeError(f"workload {name} failed under {prefix[:6]}: {stderr[-2000:]}")
+    return name, float(seconds)
+
+
 def run_once(
     prefix: list[str], python: str, scale: float, cwd: Path, rss_file: str | None = None
 ) -> dict[str, tuple[float, int]]:
@@ -55,13 +63,11 @@ def run_once(
     )
     results = {}
     for line in proc.stdout.splitlines():
-        name, status, seconds = line.split("\t")
-        if status != "0":
-            raise RuntimeError(f"workload {name} failed under {prefix[:6]}: {proc.stderr[-2000:]}")
+        name, seconds = _parse(line, prefix, proc.stderr)
         rss = 0
         if rss_file:
             rss = int(Path(cwd, rss_file.format(name=name)).read_text().split()[-1]) * 1024
-        results[name] = (float(seconds), rss)
+        results[name] = (seconds, rss)
     return results
 
 
@@ -92,11 +98,7 @@ def run_capped(
                 proc.communicate()
                 results[name] = None
                 continue
-        line = out.strip().splitlines()[-1]
-        _, status, seconds = line.split("\t")
-        if status != "0":
-            raise RuntimeError(f"workload {name} failed under {prefix[:6]}")
-        results[name] = float(seconds)
+        results[name] = _parse(out.strip().splitlines()[-1], prefix, "")[1]
     return results
 
 

@@ -35,7 +35,7 @@ class ProfiledFunction:
         self.code = code
         self.table = tracer.new_table(code.co_firstlineno)
         self.holders = 0
-        self.missed_reported = 0
+        self.missed_reported = False
 
     def hold(self) -> None:
         """One more profiler uses this function: events on."""
@@ -59,7 +59,7 @@ class ProfiledFunction:
     def report_missed(self) -> None:
         """One line on stderr the first time calls of this function went unmeasured."""
         if self.missed and not self.missed_reported:
-            self.missed_reported = 1
+            self.missed_reported = True
             warn(missed_message([self.name]))
 
     @property

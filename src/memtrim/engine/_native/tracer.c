@@ -923,6 +923,17 @@ static void set_profile_raw(PyThreadState *py, Py_tracefunc f)
     }
 }
 
+/* Take memtrim's one-shot checkers out of both slots. */
+static void clear_checkers(PyThreadState *py)
+{
+    if (py->c_tracefunc == checkfunc) {
+        set_trace_raw(py, NULL);
+    }
+    if (py->c_profilefunc == checkfunc) {
+        set_profile_raw(py, NULL);
+    }
+}
+
 static void uncount(record_t *rec)
 {
     if (!rec->active) {
@@ -966,12 +977,7 @@ static void disarm(tstate_t *ts, PyThreadState *py, int missed)
 
 static void arm(tstate_t *ts, PyThreadState *py)
 {
-    if (py->c_tracefunc == checkfunc) {
-        set_trace_raw(py, NULL);
-    }
-    if (py->c_profilefunc == checkfunc) {
-        set_profile_raw(py, NULL);
-    }
+    clear_checkers(py);
     if (py->c_profilefunc != NULL || py->c_profileobj != NULL || py->c_traceobj != NULL) {
         return;
     }
@@ -1141,12 +1147,7 @@ static int checkfunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *ar
 {
     PyThreadState *py = PyThreadState_Get();
     int as_profile = py->c_profilefunc == checkfunc;
-    if (py->c_tracefunc == checkfunc) {
-        set_trace_raw(py, NULL);
-    }
-    if (as_profile) {
-        set_profile_raw(py, NULL);
-    }
+    clear_checkers(py);
     tstate_t *ts = t_state;
     if (ts == NULL || ts->generation != generation) {
         return 0;
@@ -1241,12 +1242,7 @@ int mt_trace_exit(void)
 #if !MT_HAVE_MONITORING
         PyThreadState *py = PyThreadState_Get();
         disarm(ts, py, 0);
-        if (py->c_tracefunc == checkfunc) {
-            set_trace_raw(py, NULL);
-        }
-        if (py->c_profilefunc == checkfunc) {
-            set_profile_raw(py, NULL);
-        }
+        clear_checkers(py);
 #endif
     }
     return 0;
