@@ -100,7 +100,7 @@ def best_of(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def _objects_in(data: Any) -> int:
-    from memtrim.analysis import _kinds, sizing
+    from memtrim.objects import _kinds, sizing
 
     seen: set[int] = set()
     keep: list[Any] = []  # stand-ins for inline values are made on the fly

@@ -14,25 +14,25 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS = {
     # line-by-line profiler (issue 2)
-    "profile": "memtrim.api.profile",
-    "LineProfiler": "memtrim.api.profile",
-    "show_results": "memtrim.api.profile",
+    "profile": "memtrim.lines.session",
+    "LineProfiler": "memtrim.lines.session",
+    "show_results": "memtrim.lines.session",
     # memory over time (issue 3)
-    "memory_usage": "memtrim.api.timeline",
-    "track": "memtrim.api.timeline",
-    "phase": "memtrim.api.timeline",
+    "memory_usage": "memtrim.timeline.session",
+    "track": "memtrim.timeline.session",
+    "phase": "memtrim.timeline.session",
     # objects: sizing, census, why alive (issue 4)
-    "asizeof": "memtrim.api.objects",
-    "asizesof": "memtrim.api.objects",
-    "asized": "memtrim.api.objects",
-    "flatsize": "memtrim.api.objects",
-    "retained": "memtrim.api.objects",
-    "census": "memtrim.api.objects",
-    "growth": "memtrim.api.objects",
-    "why": "memtrim.api.objects",
+    "asizeof": "memtrim.objects.api",
+    "asizesof": "memtrim.objects.api",
+    "asized": "memtrim.objects.api",
+    "flatsize": "memtrim.objects.api",
+    "retained": "memtrim.objects.api",
+    "census": "memtrim.objects.api",
+    "growth": "memtrim.objects.api",
+    "why": "memtrim.objects.api",
     # IPython extension hook (%load_ext memtrim)
-    "load_ipython_extension": "memtrim.api.ipython",
-    "unload_ipython_extension": "memtrim.api.ipython",
+    "load_ipython_extension": "memtrim.ipython",
+    "unload_ipython_extension": "memtrim.ipython",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from memtrim.reporters.html import render_html
+from memtrim.run.render.html import render_html
 from tests.unit.test_html_report import (
     HOSTILE_COMMAND,
     HOSTILE_FUNC,

@@ -12,7 +12,7 @@ import json
 import sys
 
 import memtrim
-from memtrim.analysis import _layout
+from memtrim.objects import _layout
 
 
 class Normal:

@@ -12,9 +12,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from memtrim.analysis.recording import dumps, load
-from memtrim.analysis.timeline import Sample, Timeline
 from memtrim.commands import main
+from memtrim.timeline.model import Sample, Timeline
+from memtrim.timeline.recording import dumps, load
 from tests.conftest import subprocess_env
 
 MIB = 2**20

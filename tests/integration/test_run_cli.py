@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from memtrim.analysis import capture as capture_file
+from memtrim.run import capture as capture_file
 
 SHOW = """
 import sys, os

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from memtrim.analysis import capture as capture_file
+from memtrim.run import capture as capture_file
 
 
 def run_json(runner, source, *options, name="script.py", expect=0):

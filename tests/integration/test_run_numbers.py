@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from memtrim.analysis import capture as capture_file
+from memtrim.run import capture as capture_file
 
 BYTEARRAY = 56 + 1  # object header and trailing NUL of bytearray(n)
 

@@ -9,9 +9,9 @@ import sys
 import pytest
 
 import memtrim
-from memtrim.analysis import _layout, census, sizing
-from memtrim.analysis.census import CensusRow, GrowthRow
-from memtrim.reporters import objects as report
+from memtrim.objects import _layout, census, sizing
+from memtrim.objects.census import CensusRow, GrowthRow
+from memtrim.objects.render import text as report
 from tests.unit._measure import traced
 
 

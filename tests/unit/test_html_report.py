@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from memtrim.analysis.capture import (
+from memtrim.run.capture import (
     VIEWS,
     Capture,
     Counts,
@@ -23,7 +23,7 @@ from memtrim.analysis.capture import (
     stack_tree,
     view_total,
 )
-from memtrim.reporters import html as report
+from memtrim.run.render import html as report
 
 HOSTILE_FILE = "/app/</script><script>alert(1)</script>.py"
 HOSTILE_FUNC = "\"'&<>"

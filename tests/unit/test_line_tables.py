@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from memtrim.analysis.lines import FunctionTable, LineRow, build_table
-from memtrim.reporters.json import dumps_tables, tables_to_dict
-from memtrim.reporters.text import HEADER, format_mib, format_table
+from memtrim.lines.model import FunctionTable, LineRow, build_table
+from memtrim.lines.render.json import dumps_tables, tables_to_dict
+from memtrim.lines.render.text import HEADER, format_mib, format_table
 
 MIB = 1024 * 1024
 SOURCE = [

@@ -7,9 +7,9 @@ import sys
 import textwrap
 import types
 
-from memtrim.api.ipython import MemitResult
 from memtrim.commands import _script, _targets
 from memtrim.engine import tracer
+from memtrim.ipython import MemitResult
 
 MIB = 2**20
 

@@ -9,7 +9,7 @@ import weakref
 import pytest
 
 import memtrim
-from memtrim.analysis import _retained, sizing
+from memtrim.objects import _retained, sizing
 
 
 @pytest.fixture(params=["native", "python"])

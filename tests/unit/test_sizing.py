@@ -13,7 +13,7 @@ import weakref
 import pytest
 
 import memtrim
-from memtrim.analysis import _layout, census, referrers, sizing
+from memtrim.objects import _layout, census, referrers, sizing
 
 
 def a8(n: int) -> int:

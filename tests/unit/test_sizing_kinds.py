@@ -11,7 +11,7 @@ from unittest import mock
 import pytest
 
 import memtrim
-from memtrim.analysis import _kinds, _layout, census, referrers, sizing
+from memtrim.objects import _kinds, _layout, census, referrers, sizing
 
 
 @pytest.fixture(params=["native", "python"])

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 import memtrim
-from memtrim.analysis import _layout, census, sizing
+from memtrim.objects import _layout, census, sizing
 from tests.unit._measure import traced
 
 PY = sys.version_info[:2]

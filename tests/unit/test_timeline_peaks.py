@@ -3,7 +3,7 @@ combined peak of a process with its children."""
 
 from __future__ import annotations
 
-from memtrim.analysis.timeline import (
+from memtrim.timeline.model import (
     LocatedPeak,
     MarkEvent,
     Sample,

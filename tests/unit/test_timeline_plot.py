@@ -7,8 +7,7 @@ import re
 
 import pytest
 
-from memtrim.analysis.recording import loads
-from memtrim.analysis.timeline import (
+from memtrim.timeline.model import (
     MIB,
     Phase,
     Sample,
@@ -18,7 +17,8 @@ from memtrim.analysis.timeline import (
     samples_from_raw,
     within,
 )
-from memtrim.reporters import plot
+from memtrim.timeline.recording import loads
+from memtrim.timeline.render import plot
 
 SAMPLES = (
     Sample(0.0, 10 * MIB, 0),

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from memtrim.analysis.timeline import Sample, Timeline
 from memtrim.commands import record
+from memtrim.timeline.model import Sample, Timeline
 
 MIB = 2**20
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from memtrim.analysis import recording
-from memtrim.analysis.recording import RecordingError, dumps, load, loads
-from memtrim.analysis.timeline import Phase, Sample, Timeline
+from memtrim.timeline import recording
+from memtrim.timeline.model import Phase, Sample, Timeline
+from memtrim.timeline.recording import RecordingError, dumps, load, loads
 
 TIMELINE = Timeline(
     samples=(

@@ -53,9 +53,9 @@ def test_samples_are_plain_tuples(backend):
 
 
 def test_heap_level_is_read_when_asked(backend):
-    from memtrim.engine import heap
+    from memtrim.engine import hooks
 
-    with heap.installed():
+    with hooks.installed():
         raw = Sampler(os.getpid(), 1.0, heap=True).sample_now()
     assert isinstance(raw[1], int)
     assert Sampler(os.getpid(), 1.0).sample_now()[1] is None

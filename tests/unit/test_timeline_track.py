@@ -7,8 +7,8 @@ import os
 import pytest
 
 import memtrim
-from memtrim.api import timeline
-from memtrim.engine import heap
+from memtrim.engine import hooks
+from memtrim.timeline import session as timeline
 
 MIB = 2**20
 # bytearray(n) asks for its 56-byte header and n + 1 bytes of buffer; the
@@ -18,9 +18,9 @@ SLACK = 512
 
 @pytest.fixture(autouse=True)
 def hooks_come_off():
-    before = heap.is_installed()
+    before = hooks.is_installed()
     yield
-    assert heap.is_installed() == before, "a track() left the heap hooks installed"
+    assert hooks.is_installed() == before, "a track() left the heap hooks installed"
     assert not timeline._ACTIVE, "a track() was left open"
 
 
@@ -196,7 +196,7 @@ def test_past_64_open_the_error_leaves_nothing_behind(interval):
     with pytest.raises(RuntimeError, match="cannot start another track or phase: 64 are open"):
         nest(timeline.MAX_OPEN + 5)
     assert threads() == before  # no sampling thread left running
-    assert not timeline._ACTIVE and not heap.is_installed()  # (the fixture checks it too)
+    assert not timeline._ACTIVE and not hooks.is_installed()  # (the fixture checks it too)
     alone = memtrim.phase("after")
     assert alone._owner is None  # attaches to no leftover track
     alone.end()

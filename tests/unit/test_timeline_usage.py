@@ -7,8 +7,8 @@ import os
 import pytest
 
 import memtrim
-from memtrim.analysis.timeline import Sample, TruePeak
-from memtrim.api import _usage
+from memtrim.timeline import _usage
+from memtrim.timeline.model import Sample, TruePeak
 
 MIB = 2**20
 

@@ -8,9 +8,9 @@ import threading
 import pytest
 
 import memtrim
-from memtrim.analysis import referrers
-from memtrim.analysis.referrers import Chain, Root
-from memtrim.reporters import objects as report
+from memtrim.objects import referrers
+from memtrim.objects.referrers import Chain, Root
+from memtrim.objects.render import text as report
 
 
 @pytest.fixture(params=["native", "python"])
@@ -237,7 +237,7 @@ def test_bad_options():
 
 
 def test_memtrims_own_modules_are_no_roots(engine):
-    from memtrim.analysis import _kinds
+    from memtrim.objects import _kinds
 
     for target in (None, type, int, User):
         for chain in memtrim.why(target, chains=5):

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from types import CodeType, ModuleType
 from typing import Any
 
-from memtrim.api.profile import code_of
+from memtrim.lines.session import code_of
 
 Found = Callable[[CodeType], None]
 

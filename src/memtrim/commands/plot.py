@@ -13,9 +13,9 @@ import glob
 import os
 import sys
 
-from memtrim.analysis import recording
 from memtrim.commands import _output
 from memtrim.commands.errors import CommandError
+from memtrim.timeline import recording
 
 
 def newest_recording(directory: str = ".") -> str:
@@ -43,7 +43,7 @@ class PlotCommand:
         parser.add_argument("-q", "--quiet", action="store_true", help="say nothing when done")
 
     def run(self, args: argparse.Namespace) -> int:
-        from memtrim.reporters import plot
+        from memtrim.timeline.render import plot
 
         source = args.file or newest_recording()
         output = args.output or os.path.splitext(source)[0] + ".png"

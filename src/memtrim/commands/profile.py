@@ -20,7 +20,13 @@ import sys
 from types import CodeType
 from typing import Any
 
-from memtrim.api.profile import (
+from memtrim.commands import _output, _script
+from memtrim.commands._targets import ModuleTargets
+from memtrim.commands.errors import CommandError
+from memtrim.engine import hooks, tracer
+from memtrim.lines.render.json import dumps_tables
+from memtrim.lines.render.text import format_table
+from memtrim.lines.session import (
     DEFAULT_PRECISION,
     LineProfiler,
     check_precision,
@@ -28,13 +34,7 @@ from memtrim.api.profile import (
     missed_message,
     warn,
 )
-from memtrim.api.profile import profile as per_call_profile
-from memtrim.commands import _output, _script
-from memtrim.commands._targets import ModuleTargets
-from memtrim.commands.errors import CommandError
-from memtrim.engine import heap, tracer
-from memtrim.reporters.json import dumps_tables
-from memtrim.reporters.text import format_table
+from memtrim.lines.session import profile as per_call_profile
 
 
 def _precision(text: str) -> int:
@@ -82,7 +82,7 @@ class ProfileCommand:
             if path:
                 _output.check_writable(path)
 
-        heap.ensure_installed()
+        hooks.ensure_installed()
         if not tracer.MONITORING:
             tracer.watch_profilers()
         profiler = LineProfiler()

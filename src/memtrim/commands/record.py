@@ -18,11 +18,11 @@ import sys
 import tempfile
 import time
 
-from memtrim.analysis import recording
-from memtrim.analysis.timeline import Timeline, peak_of, to_mib
-from memtrim.api.timeline import DEFAULT_INTERVAL, Track, check_interval, record_process
 from memtrim.commands import _output, _script
 from memtrim.commands.errors import CommandError
+from memtrim.timeline import recording
+from memtrim.timeline.model import Timeline, peak_of, to_mib
+from memtrim.timeline.session import DEFAULT_INTERVAL, Track, check_interval, record_process
 
 
 def _interval(text: str) -> float:

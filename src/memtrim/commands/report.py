@@ -9,10 +9,10 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from memtrim.analysis import capture as capture_file
-from memtrim.analysis.capture import Capture
 from memtrim.commands import _output
 from memtrim.commands.errors import CommandError
+from memtrim.run import capture as capture_file
+from memtrim.run.capture import Capture
 
 
 def write_outputs(
@@ -27,11 +27,11 @@ def write_outputs(
     if path:
         _write(path, lambda: capture_file.dumps(capture), failed)
     if html:
-        from memtrim.reporters.html import render_html
+        from memtrim.run.render.html import render_html
 
         _write(html, lambda: render_html(capture), failed)
     if json:
-        from memtrim.reporters.capture_json import dumps_capture
+        from memtrim.run.render.json import dumps_capture
 
         _write(json, lambda: dumps_capture(capture), failed)
     if failed:
@@ -66,7 +66,7 @@ class ReportCommand:
                 _output.check_writable(path)
         write_outputs(capture, None, args.html, args.json, force=True)
         if not (args.html or args.json):
-            from memtrim.reporters.summary import render_summary
+            from memtrim.run.render.summary import render_summary
 
             render_summary(capture, sys.stdout, top=args.top)
         return 0

@@ -15,11 +15,11 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from memtrim.api.program import DEFAULT_INTERVAL, DEFAULT_SAMPLE_BYTES, ProgramProfiler, no_gc
 from memtrim.commands import _output, _script
 from memtrim.commands.errors import CommandError
 from memtrim.commands.report import write_outputs
 from memtrim.engine import load
+from memtrim.run.session import DEFAULT_INTERVAL, DEFAULT_SAMPLE_BYTES, ProgramProfiler, no_gc
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
@@ -201,7 +201,7 @@ class _Session:
         if self.term_pending:
             self._die_of_sigterm()
         if not self.args.quiet:
-            from memtrim.reporters.summary import render_summary
+            from memtrim.run.render.summary import render_summary
 
             sys.stdout.flush()
             render_summary(capture, sys.stderr)

@@ -1,7 +1,7 @@
 """The native engine: allocator hooks, the line tracer, and their Python wrappers.
 
 Nothing above this layer imports ``_engine`` directly; it goes through
-:mod:`memtrim.engine.heap` and :mod:`memtrim.engine.tracer`.
+:mod:`memtrim.engine.hooks` and :mod:`memtrim.engine.tracer`.
 """
 
 from __future__ import annotations

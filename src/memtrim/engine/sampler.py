@@ -233,7 +233,7 @@ class _PsutilSampler:
             return None
         heap = None
         if self._heap:
-            from memtrim.engine import heap as engine_heap
+            from memtrim.engine import hooks as engine_heap
 
             heap = engine_heap.level() if engine_heap.is_installed() else None
         return (time.monotonic_ns(), heap, tuple(values), None)

@@ -240,9 +240,9 @@ def _ensure_base() -> None:
         return
     _state["based"] = True
     if _engine.rss() < 0:
-        from memtrim.engine import heap
+        from memtrim.engine import hooks
 
-        _engine.tr_set_base(heap.baseline_rss())
+        _engine.tr_set_base(hooks.baseline_rss())
     else:
         _engine.tr_rebase()
 

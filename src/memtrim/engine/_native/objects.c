@@ -2,7 +2,7 @@
  *
  * Thin on purpose: functions that walk the object graph and return plain data
  * (ints, lists, dicts). All policy (which referents count, names, grouping,
- * rendering) stays in Python (memtrim.analysis.*): the sizing walk asks
+ * rendering) stays in Python (memtrim.objects.*): the sizing walk asks
  * Python once per type how to size its objects, and sizes exact builtin
  * containers, scalars and plain instances itself.
  *
@@ -285,7 +285,7 @@ objvec_free(objvec *v)
     v->len = v->cap = 0;
 }
 
-/* ---- instance layout: mirror of memtrim.analysis._layout --------------------
+/* ---- instance layout: mirror of memtrim.objects._layout --------------------
  *
  * Since 3.11 an instance of an ordinary class keeps its attributes in a values
  * array and builds a dict only when asked (and then keeps it). We read the
@@ -759,7 +759,7 @@ objects_frame_values(PyObject *self, PyObject *gen)
 /* ---- the sizing walk -------------------------------------------------------- */
 
 /* How the objects of one type are sized, decided once per type and walk by
- * the Python `classify` callback (memtrim.analysis.sizing.native_plan). */
+ * the Python `classify` callback (memtrim.objects.sizing.native_plan). */
 typedef struct {
     int native;              /* 0: ask describe() about every object of the type */
     Py_ssize_t const_size;   /* sys.getsizeof of every instance, or -1: ask each */
@@ -825,7 +825,7 @@ walker_free(walker *w)
 }
 
 /* Exact builtin types sized here. Their rules must match
- * memtrim.analysis._kinds: flat = sys.getsizeof rounded to the alignment;
+ * memtrim.objects._kinds: flat = sys.getsizeof rounded to the alignment;
  * referents = items (list, tuple, set, frozenset), keys and values (dict),
  * none for the scalars. bytes is a leaf unless its class can be sized
  * (Pympler gives bytes a __class__ referent, counted only with code=True

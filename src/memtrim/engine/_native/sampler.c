@@ -24,8 +24,8 @@
  * but this one is then reset (writing 5 to /proc/PID/clear_refs, where we
  * may), so that the next read gives the peak of one interval.  The time of
  * each reset is taken after it is done, so a reader can tell which interval
- * a mark covers (see memtrim.analysis.timeline).  This process's own mark is
- * never reset here: memtrim.api.timeline shares it among nested windows.
+ * a mark covers (see memtrim.timeline.model).  This process's own mark is
+ * never reset here: memtrim.timeline.session shares it among nested windows.
  *
  * Children: the thread keeps a table of every process's parent, sorted by
  * pid.  Per sample it reads /proc/loadavg to learn whether any pid was handed

@@ -2,7 +2,7 @@
 
 Nothing here imports the engine: a :class:`Timeline` is built from raw sampler
 tuples by :func:`samples_from_raw`, saved and loaded by
-:mod:`memtrim.analysis.recording`, and drawn by :mod:`memtrim.reporters.plot`.
+:mod:`memtrim.timeline.recording`, and drawn by :mod:`memtrim.timeline.render.plot`.
 All memory figures are bytes; times are seconds since the timeline's start.
 
 True peaks between samples come from the kernel's high-water marks (see

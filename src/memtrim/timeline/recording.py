@@ -26,7 +26,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from memtrim.analysis.timeline import Phase, Sample, Timeline
+from memtrim.timeline.model import Phase, Sample, Timeline
 
 MAGIC = "memtrim-timeline"
 VERSION = 1

@@ -10,8 +10,8 @@
   each reports its own peaks.
 
 How processes are watched and results shaped for ``memory_usage()`` lives in
-:mod:`memtrim.api._usage`; starting and ending commands in
-:mod:`memtrim.api._procs`.
+:mod:`memtrim.timeline._usage`; starting and ending commands in
+:mod:`memtrim.timeline._procs`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
-from memtrim.analysis.timeline import (
+from memtrim.engine import hooks
+from memtrim.engine.sampler import RawSample, Sampler, read_peak_rss, reset_peak_rss
+from memtrim.timeline.model import (
     LocatedPeak,
     Phase,
     Sample,
@@ -40,8 +42,6 @@ from memtrim.analysis.timeline import (
     to_mib,
     within,
 )
-from memtrim.engine import heap
-from memtrim.engine.sampler import RawSample, Sampler, read_peak_rss, reset_peak_rss
 
 __all__ = ["PhaseHandle", "Track", "memory_usage", "phase", "record_process", "track"]
 
@@ -179,7 +179,7 @@ class _HighWater:
         return events
 
 
-MAX_OPEN = 64  # the engine's peak watches (heap.c)
+MAX_OPEN = 64  # the engine's peak watches (hooks.c)
 _HIGH_WATER = _HighWater()
 _ACTIVE: list[Track] = []  # open tracks, innermost last (phase() attaches to it)
 
@@ -199,14 +199,14 @@ class _HeapWatch:
         self._watch = -1
         self._released = False
         if enabled:
-            heap.acquire()
+            hooks.acquire()
 
     def begin(self) -> None:
         """Start counting now: call it last, after memtrim's own bookkeeping."""
         if self.enabled:
-            self.base = heap.level()
+            self.base = hooks.level()
             try:
-                self._watch = heap.watch_begin()
+                self._watch = hooks.watch_begin()
             except RuntimeError:
                 raise RuntimeError(
                     f"cannot start another track or phase: {MAX_OPEN} are open already, "
@@ -220,25 +220,25 @@ class _HeapWatch:
 
     def peak(self) -> int | None:
         """The highest level above the base so far."""
-        return heap.watch_peak(self._watch) - self.base if self.enabled else None
+        return hooks.watch_peak(self._watch) - self.base if self.enabled else None
 
     def increment(self) -> int | None:
         """The level now minus the base."""
-        return heap.level() - self.base if self.enabled else None
+        return hooks.level() - self.base if self.enabled else None
 
     def end(self) -> tuple[int | None, int | None]:
         """Stop: ``(peak, increment)``. Call it first, before memtrim's bookkeeping."""
         if not self.enabled:
             return None, None
-        peak = heap.watch_end(self._watch) - self.base
-        increment = heap.level() - self.base
+        peak = hooks.watch_end(self._watch) - self.base
+        increment = hooks.level() - self.base
         return peak, increment
 
     def release(self) -> None:
         """Let the hooks go (after :meth:`end`; once only)."""
         if self.enabled and not self._released:
             self._released = True
-            heap.release()
+            hooks.release()
 
 
 # ---------------------------------------------------------------------- phases
@@ -589,7 +589,7 @@ class Track:
         multiprocess: bool = False,
         include_children: bool | None = None,
     ) -> Timeline:
-        """The block as a :class:`~memtrim.analysis.timeline.Timeline` (to save or plot).
+        """The block as a :class:`~memtrim.timeline.model.Timeline` (to save or plot).
 
         ``multiprocess``/``include_children`` say how children are meant to be
         shown: one series each, and/or added to the process's own memory.
@@ -691,7 +691,7 @@ def memory_usage(
     ``timeout`` gives one sample. ``backend="tracemalloc"`` measures the
     Python heap of this process exactly instead of its RSS.
     """
-    from memtrim.api import _usage
+    from memtrim.timeline import _usage
 
     return _usage.memory_usage(
         proc,
@@ -722,7 +722,7 @@ def record_process(
     every sample and poll while the process lives; it is not reset), or the
     highest sample if that is higher; otherwise only the samples tell.
     """
-    from memtrim.api import _usage
+    from memtrim.timeline import _usage
 
     return _usage.record_process(
         pid,

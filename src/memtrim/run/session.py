@@ -1,7 +1,7 @@
 """Profile a whole program: what was live at the peak, what leaked, who allocated.
 
 :class:`ProgramProfiler` drives the engine's recorder and a native sampling
-thread for the timeline, and builds a :class:`~memtrim.analysis.capture.Capture`::
+thread for the timeline, and builds a :class:`~memtrim.run.capture.Capture`::
 
     with ProgramProfiler() as profiler:
         main()
@@ -19,16 +19,24 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
+import memtrim
 from memtrim import __version__
-from memtrim.analysis.capture import Capture, decimate
-from memtrim.analysis.capture_build import TRANSPARENT, EntryTest, build
-from memtrim.api._threads import ThreadNames
-from memtrim.engine import heap, load
+from memtrim.engine import hooks, load
+from memtrim.run import _threads
+from memtrim.run._threads import ThreadNames
+from memtrim.run.build import EntryTest, OwnFiles, build
+from memtrim.run.capture import Capture, decimate
 
 _engine = load()
 DEFAULT_SAMPLE_BYTES = 256 * 1024
 DEFAULT_INTERVAL = 0.01
 TIMELINE_POINTS = 2000
+# memtrim's own frames in the program's stacks (see OwnFiles)
+OWN_FILES = OwnFiles(
+    package=os.path.dirname(os.path.abspath(memtrim.__file__)) + os.sep,
+    transparent=(os.path.abspath(hooks.__file__),),
+    bookkeeping=(os.path.abspath(_threads.__file__),),
+)
 
 
 class ProgramProfiler:
@@ -74,7 +82,7 @@ class ProgramProfiler:
         """Install the hooks and start recording."""
         if self._running:
             raise RuntimeError("this profiler is already running")
-        heap.acquire()
+        hooks.acquire()
         self._samples = []
         self._t0 = time.monotonic()
         self._wall0 = time.time()
@@ -84,7 +92,7 @@ class ProgramProfiler:
         # profiling) are not the profiled code's: figures start from here.
         self._base = _engine.heap_level()
         self._threads.start()
-        _engine.rec_start(self.exact, self.sample_bytes, TRANSPARENT)
+        _engine.rec_start(self.exact, self.sample_bytes, OWN_FILES.transparent)
         self._running = True
 
     def pause(self) -> None:
@@ -118,7 +126,7 @@ class ProgramProfiler:
         raw = _engine.rec_snapshot()
         _engine.rec_clear()
         self._threads.stop()
-        heap.release()
+        hooks.release()
         timeline = self._timeline(duration, end)
         peak_time = max(timeline, key=lambda p: p[1])[0] if timeline else 0.0
         meta = {
@@ -140,6 +148,7 @@ class ProgramProfiler:
             timeline=timeline,
             thread_names=self._threads.name,
             is_entry=self.is_entry,
+            own=OWN_FILES,
         )
         return self.capture
 

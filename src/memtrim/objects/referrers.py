@@ -31,8 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from memtrim.analysis import _kinds, _layout
-from memtrim.analysis.census import own_globals
+from memtrim.objects import _kinds, _layout
+from memtrim.objects.census import own_globals
 
 try:
     from memtrim.engine import _objects as _native
@@ -58,7 +58,7 @@ class Chain:
     target: str = ""
 
     def __str__(self) -> str:
-        from memtrim.reporters.objects import chain_text
+        from memtrim.objects.render.text import chain_text
 
         return chain_text(self)
 

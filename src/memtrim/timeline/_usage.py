@@ -1,8 +1,8 @@
 """How ``memory_usage()`` and ``record_process()`` watch a callable, a PID, a command or a Popen.
 
 The public functions, their docstrings and the argument checks shared with
-:func:`memtrim.track` are in :mod:`memtrim.api.timeline`; starting and ending
-commands is :mod:`memtrim.api._procs`.
+:func:`memtrim.track` are in :mod:`memtrim.timeline.session`; starting and ending
+commands is :mod:`memtrim.timeline._procs`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
-from memtrim.analysis.timeline import (
+from memtrim.engine.sampler import RawMark, RawSample, Sampler
+from memtrim.timeline import _procs
+from memtrim.timeline import session as _tl
+from memtrim.timeline.model import (
     Sample,
     Timeline,
     TruePeak,
@@ -26,9 +29,6 @@ from memtrim.analysis.timeline import (
     samples_from_raw,
     to_mib,
 )
-from memtrim.api import _procs
-from memtrim.api import timeline as _tl
-from memtrim.engine.sampler import RawMark, RawSample, Sampler
 
 _Run = tuple[list[RawSample], int, float]  # raw samples, their monotonic origin, its epoch
 
@@ -89,7 +89,7 @@ def memory_usage(
     backend: Any,
     max_iterations: Any,
 ) -> Any:
-    """See :func:`memtrim.api.timeline.memory_usage`."""
+    """See :func:`memtrim.timeline.session.memory_usage`."""
     interval = _tl.check_interval(interval)
     if timeout is not None:
         timeout = _tl.check_interval(timeout, "timeout")
@@ -454,7 +454,7 @@ def record_process(
     multiprocess: bool,
     timeout: Any,
 ) -> Timeline:
-    """See :func:`memtrim.api.timeline.record_process`."""
+    """See :func:`memtrim.timeline.session.record_process`."""
     interval = _tl.check_interval(interval)
     if timeout is not None:
         timeout = _tl.check_interval(timeout, "timeout")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from memtrim.analysis.capture import (
+from memtrim.run.capture import (
     Capture,
     Frame,
     Site,

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from memtrim.analysis import _kinds, _layout
+from memtrim.objects import _kinds, _layout
 
 _SMALL_REQUEST = 512  # pymalloc serves requests up to this size
 _PYMALLOC_ALIGN = 16

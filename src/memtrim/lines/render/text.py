@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TextIO
 
-from memtrim.analysis.lines import FunctionTable, LineRow
+from memtrim.lines.model import FunctionTable, LineRow
 
 MIB = 1024 * 1024
 _TEMPLATE = "{0:>6} {1:>12} {2:>12} {3:>12}  {4:>10}   {5}"

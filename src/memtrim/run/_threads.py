@@ -2,7 +2,7 @@
 
 This module's frames run inside the program's threads (a hook on
 ``threading.Thread``); the capture builder leaves them, and what they call,
-out of the program's figures (see ``BOOKKEEPING`` in ``analysis.capture_build``).
+out of the program's figures (see ``OwnFiles`` in ``run.build``).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
-from memtrim.analysis import _layout
+from memtrim.objects import _layout
 
 GC_HEAD = 16 if sys.version_info >= (3, 8) else 24
 _IGNORED_MODULES = frozenset({"builtins", "types"})

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from types import CodeType
 from typing import Any, TextIO, TypeVar
 
-from memtrim.analysis.lines import FunctionTable, build_table
-from memtrim.api._wrap import wrap
-from memtrim.engine import heap, tracer
-from memtrim.reporters.text import write_tables
+from memtrim.engine import hooks, tracer
+from memtrim.lines._wrap import wrap
+from memtrim.lines.model import FunctionTable, build_table
+from memtrim.lines.render.text import write_tables
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_PRECISION = 3
@@ -31,7 +31,7 @@ class ProfiledFunction:
     """
 
     def __init__(self, code: CodeType) -> None:
-        heap.ensure_installed()
+        hooks.ensure_installed()
         self.code = code
         self.table = tracer.new_table(code.co_firstlineno)
         self.holders = 0

@@ -1,4 +1,4 @@
-"""Turn the engine's raw recording into a :class:`~memtrim.analysis.capture.Capture`.
+"""Turn the engine's raw recording into a :class:`~memtrim.run.capture.Capture`.
 
 The engine hands over its call tree as ``(parent, slot, line)`` nodes, a list
 of code slots ``(filename, qualname, first line)``, and one statistics tuple
@@ -11,24 +11,32 @@ branches with nothing in them are dropped.
 from __future__ import annotations
 
 import linecache
-import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from memtrim.analysis.capture import NOGIL_THREAD, VIEWS, Capture, Counts, Frame, Node, sites
+from memtrim.run.capture import NOGIL_THREAD, VIEWS, Capture, Counts, Frame, Node, sites
 
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 # engine stats tuple: (live_b, live_c, total_b, total_c, peak_b, peak_c)
 RawStats = tuple[int, int, int, int, int, int]
 RawNode = tuple[int, int, int]  # (parent, slot or -1, line or thread index)
-# Files of memtrim's that run inside the program's own calls (the import
-# loader that patches numpy): their frames are left out of the stacks, and
-# what they allocate is charged to their caller. The engine skips them when
-# it picks the line of a block.
-TRANSPARENT = (os.path.join(_PACKAGE, "engine", "heap.py"),)
-# memtrim's hooks in the program's threads: left out with what they call, but
-# unlike the runner, the frames that call them are the program's.
-BOOKKEEPING = (os.path.join(_PACKAGE, "api", "_threads.py"),)
+
+
+class OwnFiles(NamedTuple):
+    """Which frames are memtrim's own, told by the caller (the run session).
+
+    ``package``: memtrim's directory (with a trailing separator); frames in it
+    are memtrim's bookkeeping. ``transparent``: files of memtrim's that run
+    inside the program's own calls (the import loader that patches numpy):
+    their frames are left out of the stacks, and what they allocate is charged
+    to their caller. ``bookkeeping``: memtrim's hooks in the program's threads,
+    left out with what they call, but unlike the runner, the frames that call
+    them are the program's.
+    """
+
+    package: str
+    transparent: tuple[str, ...] = ()
+    bookkeeping: tuple[str, ...] = ()
+
 
 EntryTest = Callable[[str, str], bool]  # (filename, qualname) -> the program's first frame?
 
@@ -175,6 +183,7 @@ def build(
     timeline: list[tuple[float, int, int]],
     thread_names: Callable[[int, int], str] | dict[int, str],
     is_entry: EntryTest | None = None,
+    own: OwnFiles | None = None,
 ) -> Capture:
     """Build the capture from ``_engine.rec_snapshot()`` and what the run observed.
 
@@ -190,12 +199,13 @@ def build(
     entry = [False] * len(raw_nodes)
     transparent = [False] * len(raw_nodes)
     bookkeeping = [False] * len(raw_nodes)
+    own = own or OwnFiles(package="\0")  # no file name starts with NUL
     is_ours = [
-        name.startswith(_PACKAGE) and name not in TRANSPARENT and name not in BOOKKEEPING
+        name.startswith(own.package) and name not in own.transparent and name not in own.bookkeeping
         for name, _, _ in slots
     ]
-    is_transparent = [name in TRANSPARENT for name, _, _ in slots]
-    is_bookkeeping = [name in BOOKKEEPING for name, _, _ in slots]
+    is_transparent = [name in own.transparent for name, _, _ in slots]
+    is_bookkeeping = [name in own.bookkeeping for name, _, _ in slots]
     is_start = [bool(is_entry(name, qual)) if is_entry else True for name, qual, _ in slots]
     for index, (parent, slot, line) in enumerate(raw_nodes):
         if slot < 0:  # a thread root: `line` holds the thread's index

@@ -28,7 +28,7 @@ from importlib import resources
 from operator import attrgetter
 from typing import Any
 
-from memtrim.analysis.capture import VIEWS, Capture, Counts, decimate, unattributed
+from memtrim.run.capture import VIEWS, Capture, Counts, decimate, unattributed
 
 SITES_PER_VIEW = 200  # top lines embedded per view
 FILES_PER_VIEW = 200  # files embedded per view
@@ -312,7 +312,7 @@ def script_json(data: Any) -> str:
 
 
 def _template(name: str) -> str:
-    return resources.files("memtrim.reporters").joinpath("templates", name).read_text("utf-8")
+    return resources.files("memtrim.run.render").joinpath("templates", name).read_text("utf-8")
 
 
 def _title(capture: Capture) -> str:

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from memtrim.analysis.capture import (
+from memtrim.run.capture import (
     Capture,
     Frame,
     Site,

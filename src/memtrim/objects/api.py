@@ -11,14 +11,14 @@ import gc
 import sys
 from typing import IO, Any
 
-from memtrim.analysis import census as _census
-from memtrim.analysis import referrers as _referrers
-from memtrim.analysis import sizing as _sizing
-from memtrim.analysis._retained import Retained
-from memtrim.analysis._retained import retained as _retained
-from memtrim.analysis.census import Census, GrowthRow
-from memtrim.analysis.referrers import Chain
-from memtrim.reporters import objects as _report
+from memtrim.objects import census as _census
+from memtrim.objects import referrers as _referrers
+from memtrim.objects import sizing as _sizing
+from memtrim.objects._retained import Retained
+from memtrim.objects._retained import retained as _retained
+from memtrim.objects.census import Census, GrowthRow
+from memtrim.objects.referrers import Chain
+from memtrim.objects.render import text as _report
 
 __all__ = [
     "Asized",

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from memtrim.analysis import _layout
+from memtrim.objects import _layout
 
 try:
     from memtrim.engine import _objects as _native
@@ -117,19 +117,19 @@ class Census:
         return f"<Census {types} types, {count} objects, {size} bytes>"
 
     def __str__(self) -> str:
-        from memtrim.reporters.objects import census_text
+        from memtrim.objects.render.text import census_text
 
         return census_text(self.rows())
 
     def __rich__(self) -> Any:
-        from memtrim.reporters.objects import census_table
+        from memtrim.objects.render.text import census_table
 
         return census_table(self.rows())
 
 
 def _bookkeeping(extra: Iterable[Any]) -> list[Any]:
     """memtrim's own objects, left out of every census."""
-    from memtrim.analysis import _kinds
+    from memtrim.objects import _kinds
 
     skip: list[Any] = list(extra)
     skip += [_live.data, *_live.data]  # the WeakSet's own set and weakrefs
@@ -168,7 +168,7 @@ def take(native: Any = "auto") -> Census:
 
 
 def _sizeof(obj: Any) -> int:
-    from memtrim.analysis.sizing import getsizeof
+    from memtrim.objects.sizing import getsizeof
 
     return getsizeof(obj) + _layout.inline_nbytes(obj)
 

@@ -1,4 +1,4 @@
-"""Draw a :class:`~memtrim.analysis.timeline.Timeline`: PNG, SVG, or an offline HTML page.
+"""Draw a :class:`~memtrim.timeline.model.Timeline`: PNG, SVG, or an offline HTML page.
 
 matplotlib (the ``plot`` extra) draws; it is imported only when a plot is
 made, through its object API (no pyplot, no global backend switch). The HTML
@@ -14,8 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from memtrim.analysis.recording import dumps
-from memtrim.analysis.timeline import (
+from memtrim.timeline.model import (
     MIB,
     Phase,
     Timeline,
@@ -24,6 +23,7 @@ from memtrim.analysis.timeline import (
     peak_of,
     to_mib,
 )
+from memtrim.timeline.recording import dumps
 
 FORMATS = ("png", "svg", "html")
 _PHASE_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")

@@ -19,9 +19,9 @@ import gc
 import threading
 from typing import Any
 
-from memtrim.api.profile import LineProfiler
-from memtrim.engine import heap, tracer
-from memtrim.reporters.text import MIB, format_table
+from memtrim.engine import hooks, tracer
+from memtrim.lines.render.text import MIB, format_table
+from memtrim.lines.session import LineProfiler
 
 
 class MemitResult:
@@ -76,7 +76,7 @@ def measure(
     With ``timeout``, a run's peak is the one of its first ``timeout``
     seconds (memory_profiler stops sampling then); the run still completes.
     """
-    heap.ensure_installed()
+    hooks.ensure_installed()
     gc.collect()  # as memory_profiler: less garbage in the figures
     baseline = tracer.rss()
     increments = [_one_run(code, namespace, timeout) for _ in range(repeat)]
@@ -88,17 +88,17 @@ def _one_run(code: Any, namespace: dict[str, Any], timeout: float | None) -> int
     cut: list[int] = []
     timer = None
     if timeout is not None:
-        timer = threading.Timer(timeout, lambda: cut.extend(map(heap.watch_peak, watch)))
+        timer = threading.Timer(timeout, lambda: cut.extend(map(hooks.watch_peak, watch)))
         timer.daemon = True
         timer.start()  # before the watch: the thread's own start is not the statement's
-    start = heap.level()
-    watch.append(heap.watch_begin())
+    start = hooks.level()
+    watch.append(hooks.watch_begin())
     try:
         exec(code, namespace)
     finally:
         if timer is not None:
             timer.cancel()
-        peak = heap.watch_end(watch.pop())
+        peak = hooks.watch_end(watch.pop())
     return max((cut[0] if cut else peak) - start, 0)
 
 

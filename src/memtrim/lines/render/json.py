@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from memtrim.analysis.lines import FunctionTable
+from memtrim.lines.model import FunctionTable
 
 FORMAT_VERSION = 1
 

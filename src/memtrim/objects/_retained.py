@@ -27,7 +27,7 @@ import types
 from dataclasses import dataclass
 from typing import Any
 
-from memtrim.analysis import _kinds, sizing
+from memtrim.objects import _kinds, sizing
 
 _IMMORTAL = 1 << 30  # refcounts of immortal objects start far above any real count
 
