@@ -4,8 +4,17 @@ from setuptools import Extension, setup
 
 NATIVE = "src/memtrim/engine/_native/"
 FLAGS = ["-O2", "-std=gnu11", "-fvisibility=hidden", "-Wall"]
-ENGINE = ["module.c", "heap.c", "tracer.c", "wrapper.c", "profiler.c", "watchdog.c"]
-HEADERS = ["heap.h", "tracer.h", "profiler.h", "frames.h", "compat.h", "capi.h"]
+ENGINE = ["module.c", "heap.c", "tracer.c", "wrapper.c", "profiler.c", "watchdog.c", "procfs.c"]
+HEADERS = [
+    "heap.h",
+    "listeners.h",
+    "tracer.h",
+    "profiler.h",
+    "frames.h",
+    "compat.h",
+    "capi.h",
+    "procfs.h",
+]
 
 setup(
     ext_modules=[
@@ -18,10 +27,17 @@ setup(
         ),
         Extension(
             "memtrim.engine._sampler",
-            sources=[NATIVE + "sampler.c"],
-            depends=[NATIVE + "capi.h"],
+            sources=[NATIVE + "sampler.c", NATIVE + "procfs.c"],
+            depends=[NATIVE + "capi.h", NATIVE + "procfs.h"],
             extra_compile_args=[*FLAGS, "-pthread"],
             extra_link_args=["-pthread"],
+        ),
+        # Test helpers (raw allocations, levels read in C): not used by memtrim.
+        Extension(
+            "memtrim.engine._testing",
+            sources=[NATIVE + "testing.c"],
+            depends=[NATIVE + "capi.h"],
+            extra_compile_args=FLAGS,
         ),
         Extension(
             "memtrim.engine._objects",

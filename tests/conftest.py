@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +68,77 @@ class Runner:
 @pytest.fixture
 def runner(tmp_path: Path) -> Runner:
     return Runner(tmp_path)
+
+
+# ------------------------------------------------- what a test must not leave
+
+
+def _engine_state() -> dict[str, Any]:
+    """What memtrim may install process-wide, as comparable values."""
+    from memtrim.engine import _sampler, hooks, load
+
+    engine = load()
+    state: dict[str, Any] = {
+        "the allocator hooks installed": engine.heap_installed(),
+        "a recording running": engine.rec_recording(),
+        "heap listeners registered": engine.heap_listeners(),
+        "threading.Thread._set_ident patched": threading.Thread._set_ident,  # type: ignore[attr-defined]
+        "threading.Thread._delete patched": threading.Thread._delete,  # type: ignore[attr-defined]
+        "a threading trace hook set": getattr(threading, "_trace_hook", None),
+        "a threading profile hook set": getattr(threading, "_profile_hook", None),
+    }
+    if getattr(_sampler, "SUPPORTED", 0):
+        state["a native sampler thread alive"] = _sampler.active_count()
+    if hasattr(sys, "monitoring"):
+        state["a memtrim sys.monitoring tool registered"] = [
+            tool for tool in range(6) if sys.monitoring.get_tool(tool) == "memtrim"
+        ]
+    state["_holders"] = hooks.holders()
+    return state
+
+
+def _more(before: Any, after: Any) -> bool:
+    # Counts and flags: only a rise is a leak (a test may stop what an earlier
+    # one, or a module fixture, started); anything else: any change.
+    if isinstance(before, (bool, int)):
+        return after > before
+    if isinstance(before, list):
+        return bool(set(after) - set(before))
+    return after is not before
+
+
+def _clean_up(before: dict[str, Any]) -> None:
+    # Put back what the test left, so that one leak does not fail every later test.
+    from memtrim.engine import hooks, load, recorder
+
+    engine = load()
+    if recorder.is_recording() and not before["a recording running"]:
+        recorder.clear()
+    while len(hooks.holders()) > len(before["_holders"]):
+        hooks._held[-1].release()
+    threading.Thread._set_ident = before["threading.Thread._set_ident patched"]  # type: ignore[attr-defined]
+    threading.Thread._delete = before["threading.Thread._delete patched"]  # type: ignore[attr-defined]
+    if engine.heap_installed() and not before["the allocator hooks installed"]:
+        engine.heap_uninstall()
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves memtrim's process-wide machinery in place.
+
+    Compared with the state before the test, so that what a module-scoped
+    fixture keeps for the module's lifetime is not counted against each test.
+    """
+    before = _engine_state()
+    yield
+    after = _engine_state()
+    left = [
+        f"{what} ({before[what]!r} before, {after[what]!r} after)"
+        for what in before
+        if not what.startswith("_") and _more(before[what], after.get(what))
+    ]
+    if left:
+        holders = after["_holders"][len(before["_holders"]) :]
+        _clean_up(before)
+        detail = f"; new hooks handles held by {holders}" if holders else ""
+        pytest.fail(f"{request.node.nodeid} left behind: {'; '.join(left)}{detail}", pytrace=False)

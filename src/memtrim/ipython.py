@@ -76,10 +76,10 @@ def measure(
     With ``timeout``, a run's peak is the one of its first ``timeout``
     seconds (memory_profiler stops sampling then); the run still completes.
     """
-    hooks.ensure_installed()
-    gc.collect()  # as memory_profiler: less garbage in the figures
-    baseline = tracer.rss()
-    increments = [_one_run(code, namespace, timeout) for _ in range(repeat)]
+    with hooks.acquire("%memit"):
+        gc.collect()  # as memory_profiler: less garbage in the figures
+        baseline = tracer.rss()
+        increments = [_one_run(code, namespace, timeout) for _ in range(repeat)]
     return MemitResult(increments, baseline, repeat, timeout, interval)
 
 

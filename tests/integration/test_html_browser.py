@@ -129,7 +129,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "tmp": tmp,
         "page": page,
         "peak": dump(tmp, page),
-        "leaks": dump(tmp, page, "#view=leaks"),
+        "at_exit": dump(tmp, page, "#view=at_exit"),
     }
 
 
@@ -163,11 +163,11 @@ def test_names_from_the_program_stay_text(small: dict[str, Any]) -> None:
 
 
 def test_the_fragment_selects_the_view(small: dict[str, Any]) -> None:
-    dom = small["leaks"]
+    dom = small["at_exit"]
     assert_ran(dom)
-    assert dom.body().get("data-view") == "leaks"
+    assert dom.body().get("data-view") == "at_exit"
     active = [a for a in dom.all("button", "tab") if "active" in (a.get("class") or "")]
-    assert [a.get("data-view") for a in active] == ["leaks"]
+    assert [a.get("data-view") for a in active] == ["at_exit"]
     assert len(dom.rows) == 2
     assert "load" in dom.rows[0] and dom.rows[0].startswith("1.95 KiB | 2 | 67%")
     assert "Top lines: still allocated at exit" in dom.visible_text()

@@ -50,7 +50,8 @@ import sys
 from memtrim.engine import tracer
 if hasattr(sys, "monitoring"):  # %mprun's instrumentation is gone once it returns
     code = ip.user_ns["grow"].__code__
-    print("EVENTS", sys.monitoring.get_local_events(tracer._state["tool"], code))
+    tool = tracer.tool_id()  # None: the tool id was freed with the last table
+    print("EVENTS", 0 if tool is None else sys.monitoring.get_local_events(tool, code))
 else:
     print("EVENTS", int(sys.getprofile() is not None or sys.gettrace() is not None))
 """

@@ -177,7 +177,7 @@ def test_plot_the_newest_recording(runner):
     (default,) = runner.tmp_path.glob("memtrim_*.mtrec")
     assert re.fullmatch(r"memtrim_\d{8}_\d{6}_\d+\.mtrec", default.name)
     older = runner.tmp_path / "memtrim_99999999_999999.mtrec"  # sorts last, is older
-    older.write_text(default.read_text())
+    older.write_bytes(default.read_bytes())
     os.utime(older, (1, 1))
     plotted = runner.memtrim("plot")
     assert plotted.returncode == 0, plotted.stderr
@@ -266,7 +266,7 @@ def test_an_existing_output_is_kept_unless_forced(runner):
     refused = runner.memtrim("record", "-o", str(out), str(script))
     assert refused.returncode == 2 and "exists: use --force" in refused.stderr
     assert out.read_text() == "mine"
-    forced = runner.memtrim("record", "-q", "-f", "-o", str(out), str(script))
+    forced = runner.memtrim("record", "-q", "--force", "-o", str(out), str(script))
     assert forced.returncode == 0 and load(str(out)).exit_code == 0
 
 

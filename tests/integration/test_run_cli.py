@@ -22,7 +22,7 @@ print("to stderr", file=sys.stderr)
 
 def run(runner, *args, **kwargs):
     cap = runner.tmp_path / "out.memtrim"
-    return runner.memtrim("run", "-q", "-f", "-o", str(cap), *args, **kwargs), cap
+    return runner.memtrim("run", "-q", "--force", "-o", str(cap), *args, **kwargs), cap
 
 
 def exit_of(cap):
@@ -117,9 +117,9 @@ def test_follow_fork_writes_one_capture_per_child(runner):
     assert len(children) == 1
     child = capture_file.read(str(children[0]))
     assert child.meta["exit"] == {"kind": "os._exit", "code": 0}
-    assert max(n.leaks.bytes for n in child.nodes) >= 5 * 2**20
+    assert max(n.at_exit.bytes for n in child.nodes) >= 5 * 2**20
     parent = capture_file.read(str(cap))
-    assert max(n.leaks.bytes for n in parent.nodes) < 5 * 2**20
+    assert max(n.at_exit.bytes for n in parent.nodes) < 5 * 2**20
 
 
 def test_without_follow_fork_children_write_nothing(runner):
@@ -145,7 +145,7 @@ def test_summary_and_report(runner):
     out = runner.tmp_path / "r.json"
     assert runner.memtrim("report", str(cap), "--json", str(out)).returncode == 0
     data = json.loads(out.read_text())
-    site = data["leaks"]["sites"][0]
+    site = data["at_exit"]["sites"][0]
     assert set(site) >= {"filename", "function", "lineno", "bytes", "count", "stack"}
     assert isinstance(site["bytes"], int) and site["bytes"] >= 3 * 10**6
     assert isinstance(data["peak"]["bytes"], int) and isinstance(data["peak"]["time"], float)
@@ -230,3 +230,29 @@ def test_follow_fork_profiles_multiprocessing_pool_workers(runner):
         node.allocated.bytes for path in workers for node in capture_file.read(str(path)).nodes
     )
     assert allocated >= 12 * 2**20
+
+
+@pytest.mark.parametrize("command", ["run", "record"])
+def test_dash_f_says_what_was_meant(runner, command):
+    script = runner.write("print('never runs')\n", "app.py")
+    proc = runner.memtrim(command, "-f", "build_cache", str(script))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == (
+        f"memtrim: memtrim {command} has no -f: to overwrite files use --force; to profile a "
+        f"function line by line use: memtrim profile -f build_cache {script}\n"
+    )
+
+
+def test_existing_reports_are_kept_without_force(runner):
+    script = runner.write("x = bytearray(1000)\n")
+    (runner.tmp_path / "r.html").write_text("keep me")
+    cap = runner.tmp_path / "c.memtrim"
+    proc = runner.memtrim("run", "-q", "-o", str(cap), "--html", "r.html", str(script))
+    assert proc.returncode == 2 and "r.html exists: use --force to overwrite it" in proc.stderr
+    assert not cap.exists() and (runner.tmp_path / "r.html").read_text() == "keep me"
+    forced = runner.memtrim("run", "-q", "--force", "-o", str(cap), "--html", "r.html", str(script))
+    assert forced.returncode == 0, forced.stderr
+    report = runner.memtrim("report", str(cap), "--html", "r.html")
+    assert report.returncode == 2 and "r.html exists: use --force" in report.stderr
+    again = runner.memtrim("report", str(cap), "--html", "r.html", "--force")
+    assert again.returncode == 0, again.stderr

@@ -16,7 +16,7 @@ def run_json(runner, source, *options, name="script.py", expect=0):
     out = runner.tmp_path / "out.json"
     cap = runner.tmp_path / "out.memtrim"
     proc = runner.memtrim(
-        "run", "-q", "-f", "-o", str(cap), "--json", str(out), *options, str(script)
+        "run", "-q", "--force", "-o", str(cap), "--json", str(out), *options, str(script)
     )
     assert proc.returncode == expect, proc.stderr
     return json.loads(out.read_text()), proc
@@ -62,8 +62,8 @@ def test_code_compiled_again_shares_its_line(runner):
             keep.append(eval("bytearray(1000)"))
         """,
     )
-    # (the leaks view: the peak comes while the last eval compiles, before its bytearray)
-    evals = [s for s in data["leaks"]["sites"] if s["filename"] == "<string>"]
+    # (the at-exit view: the peak comes while the last eval compiles, before its bytearray)
+    evals = [s for s in data["at_exit"]["sites"] if s["filename"] == "<string>"]
     assert len(evals) == 1
     assert evals[0]["bytes"] == 5000 * (56 + 1001)  # bytearray(n): 56 + n + 1 bytes
     assert data["meta"]["tree_full_blocks"] == 0
@@ -111,13 +111,15 @@ if FREE:
 @pytest.mark.parametrize("free", [False, True])
 def test_blocks_allocated_without_the_gil_are_counted_apart(runner, free):
     data, _ = run_json(runner, f"FREE = {free}\n" + NOGIL)
-    nogil = [u for u in data["leaks"]["unattributed"] if u["reason"] == "allocated without the GIL"]
+    nogil = [
+        u for u in data["at_exit"]["unattributed"] if u["reason"] == "allocated without the GIL"
+    ]
     if free:
         assert nogil == []
-        assert data["leaks"]["bytes"] < 1_000_000
+        assert data["at_exit"]["bytes"] < 1_000_000
     else:
         assert [(u["bytes"], u["count"]) for u in nogil] == [(30_000_000, 1)]
-        assert data["leaks"]["bytes"] >= 30_000_000
+        assert data["at_exit"]["bytes"] >= 30_000_000
     allocated = [
         u for u in data["allocated"]["unattributed"] if u["reason"] == "allocated without the GIL"
     ]
@@ -141,7 +143,7 @@ def test_threads_keep_their_names_after_they_end(runner):
         late.start()
         """,
     )
-    threads = {t["name"]: t["bytes"] for t in data["leaks"]["threads"]}
+    threads = {t["name"]: t["bytes"] for t in data["at_exit"]["threads"]}
     for i in (1, 2, 3):
         # bytearray(n): 56 + n + 1 bytes, plus a few small blocks the thread left
         # (the list growing, the thread's own bookkeeping)
@@ -154,7 +156,7 @@ def test_module_found_from_the_current_directory_like_python_m(runner):
     runner.write("import sys\nprint('main', sys.argv[1:])\n", "pkg/__main__.py")
     runner.write("", "pkg/__init__.py")
     proc = runner.python(
-        "-P", "-m", "memtrim", "run", "-q", "-f", "-o", "m.memtrim", "-m", "pkg", "x"
+        "-P", "-m", "memtrim", "run", "-q", "--force", "-o", "m.memtrim", "-m", "pkg", "x"
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "main ['x']\n"
@@ -166,7 +168,7 @@ def test_a_package_imported_by_m_is_profiled(runner):
     runner.write("print('sub')\n", "pkg2/sub.py")
     out = runner.tmp_path / "m.json"
     proc = runner.memtrim(
-        "run", "-q", "-f", "-o", "m.memtrim", "--json", str(out), "-m", "pkg2.sub"
+        "run", "-q", "--force", "-o", "m.memtrim", "--json", str(out), "-m", "pkg2.sub"
     )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
@@ -178,7 +180,7 @@ def test_a_package_that_fails_on_import_fails_as_under_python(runner):
     runner.write("1 / 0\n", "pkg3/__init__.py")
     runner.write("", "pkg3/sub.py")
     plain = runner.python("-m", "pkg3.sub")
-    proc = runner.memtrim("run", "-q", "-f", "-o", "m.memtrim", "-m", "pkg3.sub")
+    proc = runner.memtrim("run", "-q", "--force", "-o", "m.memtrim", "-m", "pkg3.sub")
     assert proc.returncode == plain.returncode == 1
     assert proc.stderr.replace(" -m memtrim", "") == plain.stderr.replace(" -m memtrim", "")
 
@@ -212,7 +214,7 @@ def test_limit_then_the_program_goes_on_it_is_stopped_with_a_profile(runner):
         """
     )
     cap = runner.tmp_path / "l.memtrim"
-    proc = runner.memtrim("run", "-q", "-f", "--limit", "150M", "-o", str(cap), str(script))
+    proc = runner.memtrim("run", "-q", "--force", "--limit", "150M", "-o", str(cap), str(script))
     assert proc.returncode == -signal.SIGKILL
     assert proc.stdout == "caught\n"
     assert "went on past the --limit" in proc.stderr
@@ -225,7 +227,7 @@ def test_limit_then_the_program_goes_on_it_is_stopped_with_a_profile(runner):
 def test_posix_exit_keeps_the_capture(runner):
     script = runner.write("import posix\nkeep = bytearray(1000)\nposix._exit(3)\n")
     cap = runner.tmp_path / "p.memtrim"
-    proc = runner.memtrim("run", "-q", "-f", "-o", str(cap), str(script))
+    proc = runner.memtrim("run", "-q", "--force", "-o", str(cap), str(script))
     assert proc.returncode == 3
     capture = capture_file.read(str(cap))
     assert capture.meta["exit"] == {"kind": "os._exit", "code": 3}
@@ -259,7 +261,7 @@ def test_summary_shows_the_stacks_of_the_peak_lines(runner):
         x, y = a(), b()
         """
     )
-    proc = runner.memtrim("run", "--exact", "-f", "-o", "s.memtrim", str(script))
+    proc = runner.memtrim("run", "--exact", "--force", "-o", "s.memtrim", str(script))
     assert proc.returncode == 0, proc.stderr
     err = proc.stderr
     assert "Stacks at the peak of the top lines:" in err
@@ -271,7 +273,7 @@ def test_no_program_memory_is_lost_to_memtrim_frames(runner):
     if not hasattr(os, "fork"):
         pytest.skip("needs fork")
     data, _ = run_json(runner, "import json\nkeep = [dict(a=i) for i in range(10000)]\n", "--exact")
-    for view in ("peak", "leaks", "allocated"):
+    for view in ("peak", "at_exit", "allocated"):
         frames = {f["filename"] for s in data[view]["sites"] for f in s["stack"]}
         assert not any("/memtrim/" in name for name in frames), view
 
@@ -290,7 +292,7 @@ def test_direct_recursion_is_folded_in_stacks(runner):
         """,
         "--exact",
     )
-    site = next(s for s in data["leaks"]["sites"] if s["lineno"] == 5)
+    site = next(s for s in data["at_exit"]["sites"] if s["lineno"] == 5)
     assert [f["function"] for f in site["stack"]] == ["<module>", "main", "build"]
     assert site["bytes"] >= (2**12 - 1) * 1057  # 4,095 bytearrays, exact
     capture = capture_file.read(str(runner.tmp_path / "out.memtrim"))

@@ -1,4 +1,4 @@
-"""`memtrim run`: what was live at the peak, leaked and allocated, in exact bytes."""
+"""`memtrim run`: live at the peak, still allocated at exit, allocated: exact bytes."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def line_of(source: str, text: str) -> int:
 
 
 @pytest.mark.parametrize("mode", [[], ["--exact"]])
-def test_peak_leaks_and_allocated_are_exact_per_line(runner, mode):
+def test_peak_at_exit_and_allocated_are_exact_per_line(runner, mode):
     data, _ = run_json(runner, PROGRAM, *mode)
     big = ("spike", line_of(PROGRAM, "x = bytearray"))
     peak = by_line(data["peak"]["sites"])
@@ -62,10 +62,12 @@ def test_peak_leaks_and_allocated_are_exact_per_line(runner, mode):
     small = peak[("make_small", line_of(PROGRAM, "bytearray(1000)"))]
     assert small["bytes"] - 10000 * (1000 + BYTEARRAY) in range(0, 100_000)  # + the list
     assert data["peak"]["sites"][0]["lineno"] == big[1]
-    leaks = by_line(data["leaks"]["sites"])
+    at_exit = by_line(data["at_exit"]["sites"])
     # the bytearray, and CACHE's item array (4 slots of 8 bytes) on the first append
-    assert leaks[("main", line_of(PROGRAM, "CACHE.append"))]["bytes"] == 3 * 2**20 + BYTEARRAY + 32
-    assert big not in leaks
+    assert (
+        at_exit[("main", line_of(PROGRAM, "CACHE.append"))]["bytes"] == 3 * 2**20 + BYTEARRAY + 32
+    )
+    assert big not in at_exit
     allocated = by_line(data["allocated"]["sites"])
     assert allocated[big]["bytes"] == 50 * 2**20 + BYTEARRAY
     # the process-wide peak covers both blocks alive together
@@ -75,8 +77,8 @@ def test_peak_leaks_and_allocated_are_exact_per_line(runner, mode):
 
 def test_default_and_exact_modes_agree_on_lines(runner):
     default, _ = run_json(runner, PROGRAM)
-    exact, _ = run_json(runner, PROGRAM, "--exact", "-f")
-    for view in ("peak", "leaks"):
+    exact, _ = run_json(runner, PROGRAM, "--exact", "--force")
+    for view in ("peak", "at_exit"):
         a = {(s["lineno"], s["bytes"]) for s in default[view]["sites"][:3]}
         b = {(s["lineno"], s["bytes"]) for s in exact[view]["sites"][:3]}
         assert a == b
@@ -107,7 +109,7 @@ def test_threads_are_attributed_per_thread(runner):
         """,
         "--exact",
     )
-    site = data["leaks"]["sites"][0]
+    site = data["at_exit"]["sites"][0]
     assert site["function"].startswith("worker")
     assert site["bytes"] >= 2 * 100 * (10000 + BYTEARRAY)
     assert [f["function"] for f in site["stack"]][:3] == [
@@ -130,7 +132,7 @@ def test_numpy_buffers(runner):
         keep = build()
         """,
     )
-    site = data["leaks"]["sites"][0]
+    site = data["at_exit"]["sites"][0]
     # numpy's ones() is Python code: the line is numpy's, the stack shows ours
     assert site["function"] == "ones"
     assert "build" in [f["function"] for f in site["stack"]]
@@ -151,12 +153,14 @@ def test_sampled_stacks_estimate_the_big_sites(runner):
         "32K",
     )
     assert not capture.exact
-    exact = {capture.frames[n.frame].function: n.leaks.bytes for n in capture.nodes if n.frame >= 0}
+    exact = {
+        capture.frames[n.frame].function: n.at_exit.bytes for n in capture.nodes if n.frame >= 0
+    }
     estimated: dict[str, int] = {}
     for node in capture.stacks:
         if node.frame >= 0:
             name = capture.frames[node.frame].function.split(".")[0]
-            estimated[name] = estimated.get(name, 0) + node.leaks.bytes
+            estimated[name] = estimated.get(name, 0) + node.at_exit.bytes
     true_many = sum(v for k, v in exact.items() if k.startswith("many"))
     assert abs(estimated["few"] - exact["few"]) / exact["few"] < 0.05
     # 53 MB of small blocks, one sampled per 32 KiB on average: about 1,600

@@ -12,15 +12,15 @@ import memtrim
 from memtrim.objects import _layout, census, sizing
 from memtrim.objects.census import CensusRow, GrowthRow
 from memtrim.objects.render import text as report
+from tests import oracles
 from tests.unit._measure import traced
 
 
 @pytest.fixture(params=["native", "python"])
 def engine(request, monkeypatch):
+    """Run a test through the C census and through its Python oracle."""
     if request.param == "python":
-        monkeypatch.setattr(census, "_native", None)
-    elif census._native is None:
-        pytest.skip("native extension not built")
+        oracles.use(monkeypatch, "census")
     return request.param
 
 
@@ -97,13 +97,11 @@ def test_diff_leaves_out_memtrims_own_bookkeeping(engine):
     assert second.get(census.Census) is None
 
 
-def test_native_and_python_agree_on_a_type(monkeypatch):
-    if census._native is None:
-        pytest.skip("native extension not built")
+def test_native_and_python_agree_on_a_type():
     holder = [Untracked(i) for i in range(100)]
     native = census.take().get(Untracked)
-    monkeypatch.setattr(census, "_native", None)
-    python = census.take().get(Untracked)
+    with oracles.python("census"):
+        python = census.take().get(Untracked)
     assert (
         native
         == python
@@ -166,19 +164,18 @@ def test_growth_leaves_out_its_own_bookkeeping():
     assert out.getvalue().splitlines() == ["type  count  +count  bytes  +bytes"]
 
 
-def _local_only(native):
+def _local_only():
     """An untracked tuple of untracked floats held by nothing but a local."""
-    before = census.take(native)
+    before = census.take()
     values = tuple(float(i) + 0.5 for i in range(1000))
     gc.collect()  # the GC untracks a tuple of atoms
     assert not gc.is_tracked(values)
-    after = census.take(native)
+    after = census.take()
     return {r.type: r for r in after - before}, values
 
 
 def test_counts_what_only_a_running_frame_holds(engine):
-    native = census._native
-    grown, values = _local_only(native)
+    grown, values = _local_only()
     assert grown["float"].count_delta == 1000
     assert grown["float"].bytes_delta == 1000 * sys.getsizeof(0.5)
     assert values

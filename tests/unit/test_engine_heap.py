@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from memtrim.engine import hooks, load
+from memtrim.engine import _testing as testing
+from memtrim.engine import hooks
 
-engine = load()
 RAW, MEM, OBJ = 0, 1, 2
 SIZES = [1, 16, 100, 512, 513, 4096, 65533, 65534, 65535, 1 << 20, 10**7 + 3]
 
@@ -21,15 +21,15 @@ def installed():
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("resize", [1, 700, 70000, 3 * 10**6])
 def test_alloc_realloc_free_are_exact(installed, domain, size, resize):
-    grown, resized, freed = engine.test_roundtrip(domain, size, resize)
+    grown, resized, freed = testing.test_roundtrip(domain, size, resize)
     assert (grown, resized, freed) == (size, resize - size, -resize)
 
 
 def test_blocks_from_before_the_hooks_are_ignored():
-    address = engine.test_alloc(OBJ, 1000)  # allocated without hooks
+    address = testing.test_alloc(OBJ, 1000)  # allocated without hooks
     with hooks.installed():
         before = hooks.level()
-        engine.test_free(OBJ, address)
+        testing.test_free(OBJ, address)
         assert hooks.level() == before
 
 

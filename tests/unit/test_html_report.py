@@ -35,20 +35,20 @@ _DATA = re.compile(r'<script id="memtrim-data" type="application/json">(.*?)</sc
 _SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
 
 
-def _node(parent: int, frame: int, thread: int, peak: int, leaks: int, allocated: int) -> Node:
+def _node(parent: int, frame: int, thread: int, peak: int, at_exit: int, allocated: int) -> Node:
     """A node whose block counts are its bytes / 1000 (at least 1 when bytes)."""
 
     def counts(n: int) -> Counts:
         return Counts(n, max(n // 1000, 1) if n else 0)
 
-    return Node(parent, frame, thread, counts(peak), counts(leaks), counts(allocated))
+    return Node(parent, frame, thread, counts(peak), counts(at_exit), counts(allocated))
 
 
 def small_capture(exact: bool = True) -> Capture:
     """Two threads, four lines (one with hostile names), known bytes in every view.
 
     Per line: build (app.py:20) has peak 5300 = 5000 + 300 from the worker,
-    leaks 1000, allocated 29000; load (lib.py:5) 2000 / 2000 / 2000; the hostile
+    at exit 1000, allocated 29000; load (lib.py:5) 2000 / 2000 / 2000; the hostile
     line 700 / 0 / 700; main (app.py:10) 100 / 0 / 1000.
     """
     frames = [
@@ -164,7 +164,7 @@ def page() -> str:
 
 def test_view_totals_are_the_exact_per_line_sums(page: str) -> None:
     data = page_data(page)
-    expected = {"peak": (8100, 10), "leaks": (3000, 3), "allocated": (32700, 33)}
+    expected = {"peak": (8100, 10), "at_exit": (3000, 3), "allocated": (32700, 33)}
     for view, (size, blocks) in expected.items():
         assert data["views"][view]["total"] == size == view_total(small_capture(), view)
         assert data["views"][view]["blocks"] == blocks
@@ -205,8 +205,8 @@ def test_files_are_sorted_by_bytes_with_their_lines(page: str) -> None:
     assert data["views"]["peak"]["file_count"] == 3
     lines = site_rows(data, files[0][4])
     assert [(r[1], r[2], r[3]) for r in lines] == [("build", 20, 5300), ("main", 10, 100)]
-    leaks = [(data["strings"][f[0]], f[1]) for f in data["views"]["leaks"]["files"]]
-    assert leaks == [("/usr/lib/python3.12/lib.py", 2000), ("/app/app.py", 1000)]
+    at_exit = [(data["strings"][f[0]], f[1]) for f in data["views"]["at_exit"]["files"]]
+    assert at_exit == [("/usr/lib/python3.12/lib.py", 2000), ("/app/app.py", 1000)]
 
 
 @pytest.mark.parametrize("view", VIEWS)
@@ -251,7 +251,7 @@ def test_sampled_mode_stacks_from_stacks_lines_from_nodes() -> None:
         (3, "build", 6000, 6000),
         (3, "load", 1000, 1000),
     ]
-    assert decode_tree(data, "leaks") == [
+    assert decode_tree(data, "at_exit") == [
         (1, "thread MainThread", 3000, 0),
         (2, "main", 3000, 0),
         (3, "load", 3000, 3000),

@@ -10,14 +10,14 @@ import pytest
 
 import memtrim
 from memtrim.objects import _retained, sizing
+from tests import oracles
 
 
 @pytest.fixture(params=["native", "python"])
 def engine(request, monkeypatch):
+    """Run a test through the C walks and through their Python oracles."""
     if request.param == "python":
-        monkeypatch.setattr(sizing, "_native", None)
-    elif sizing._native is None:
-        pytest.skip("native extension not built")
+        oracles.use(monkeypatch, *oracles.SIZING)
     return request.param
 
 
@@ -121,10 +121,9 @@ def zoo() -> list[object]:
 
 @pytest.mark.parametrize("opts", [{}, {"footprint": True}, {"limit": 1}, {"code": True}], ids=repr)
 def test_native_and_python_agree(opts):
-    if sizing._native is None:
-        pytest.skip("native extension not built")
     options = sizing.Options.parse(opts)
     for obj in zoo():
         native = _retained.retained(obj, options)
-        python = _retained.retained(obj, options, native=None)
+        with oracles.python("retained"):
+            python = _retained.retained(obj, options)
         assert native == python, (type(obj).__name__, opts)

@@ -13,7 +13,8 @@ import weakref
 import pytest
 
 import memtrim
-from memtrim.objects import _layout, census, referrers, sizing
+from memtrim.objects import _layout, sizing
+from tests import oracles
 
 
 def a8(n: int) -> int:
@@ -22,13 +23,9 @@ def a8(n: int) -> int:
 
 @pytest.fixture(params=["native", "python"])
 def engine(request, monkeypatch):
-    """Run a test through the C walker and through the pure-Python fallback."""
+    """Run a test through the C walks and through their Python oracles."""
     if request.param == "python":
-        monkeypatch.setattr(sizing, "_native", None)
-        monkeypatch.setattr(census, "_native", None)
-        monkeypatch.setattr(referrers, "_native", None)
-    elif sizing._native is None:
-        pytest.skip("native extension not built")
+        oracles.use(monkeypatch, *oracles.SIZING, "census", "path")
     return request.param
 
 
@@ -394,33 +391,32 @@ def instance_zoo() -> list[object]:
     ids=repr,
 )
 def test_native_instances_match_the_python_rules(opts):
-    if sizing._native is None:
-        pytest.skip("native extension not built")
     options = sizing.Options.parse(opts)
     for obj in instance_zoo():
         native = sizing.totals((obj,), options)
-        python = sizing.totals((obj,), options, native=None)
+        with oracles.python("Walker"):
+            python = sizing.totals((obj,), options)
         assert native == python, (type(obj).__name__, opts)
     objs = tuple(instance_zoo())
-    assert sizing.totals(objs, options) == sizing.totals(objs, options, native=None)
+    native = sizing.totals(objs, options)
+    with oracles.python("Walker"):
+        python = sizing.totals(objs, options)
+    assert native == python
 
 
 @pytest.mark.parametrize("detail", [0, 1, 2, 4])
 @pytest.mark.parametrize("opts", [{}, {"footprint": True}, {"limit": 2}, {"code": True}], ids=repr)
 def test_native_trees_match_the_python_rules(detail, opts):
-    if sizing._native is None:
-        pytest.skip("native extension not built")
     options = sizing.Options.parse(opts)
     objs = instance_zoo()
     native = sizing.sized_trees((objs,), options, detail)
-    python = sizing.sized_trees((objs,), options, detail, native=None)
+    with oracles.python("Walker"):
+        python = sizing.sized_trees((objs,), options, detail)
     assert native == python
     assert native[0].size == sizing.totals((objs,), options)[0]
 
 
 def test_native_walk_sizes_instances_without_calling_back(monkeypatch):
-    if sizing._native is None:
-        pytest.skip("native extension not built")
     calls = []
     original = sizing.describe
 

@@ -11,18 +11,15 @@ from unittest import mock
 import pytest
 
 import memtrim
-from memtrim.objects import _kinds, _layout, census, referrers, sizing
+from memtrim.objects import _kinds
+from tests import oracles
 
 
 @pytest.fixture(params=["native", "python"])
 def engine(request, monkeypatch):
-    """Run a test through the C walker and through the pure-Python fallback."""
+    """Run a test through the C walks and through their Python oracles."""
     if request.param == "python":
-        monkeypatch.setattr(sizing, "_native", None)
-        monkeypatch.setattr(census, "_native", None)
-        monkeypatch.setattr(_kinds, "_frame_values", _layout.frame_values)
-    elif sizing._native is None:
-        pytest.skip("native extension not built")
+        oracles.use(monkeypatch, *oracles.SIZING, "census", "frame_values")
     return request.param
 
 
@@ -104,7 +101,7 @@ class Marker:
 
 def test_why_names_the_generator_local(engine, monkeypatch):
     if engine == "python":
-        monkeypatch.setattr(referrers, "_native", None)
+        oracles.use(monkeypatch, "path")
     box = [Marker()]
     target = weakref.ref(box[0])
     gen = _holding(box)

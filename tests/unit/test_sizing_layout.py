@@ -12,7 +12,8 @@ import sys
 import pytest
 
 import memtrim
-from memtrim.objects import _layout, census, sizing
+from memtrim.objects import _layout
+from tests import oracles
 from tests.unit._measure import traced
 
 PY = sys.version_info[:2]
@@ -20,12 +21,9 @@ PY = sys.version_info[:2]
 
 @pytest.fixture(params=["native", "python"])
 def engine(request, monkeypatch):
-    """Run a test through the C walker and through the pure-Python fallback."""
+    """Run a test through the C walks and through their Python oracles."""
     if request.param == "python":
-        monkeypatch.setattr(sizing, "_native", None)
-        monkeypatch.setattr(census, "_native", None)
-    elif sizing._native is None:
-        pytest.skip("native extension not built")
+        oracles.use(monkeypatch, *oracles.SIZING, "census")
     return request.param
 
 

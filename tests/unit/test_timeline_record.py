@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from memtrim.commands import record
+from memtrim.commands import _output, record
+from memtrim.run import lifecycle
 from memtrim.timeline.model import Sample, Timeline
 
 MIB = 2**20
@@ -33,7 +34,7 @@ MIB = 2**20
     ],
 )
 def test_exit_status_is_the_one_the_system_reports(error, status):
-    got = record.exit_status(error)
+    got = lifecycle.exit_status(error)
     assert got == status and type(got) is int
 
 
@@ -46,12 +47,12 @@ def test_default_names_hold_the_pid():
 
 def test_write_new_never_overwrites(tmp_path):
     path = tmp_path / "run.mtrec"
-    assert record.write_new(str(path), "one") == str(path)
-    assert record.write_new(str(path), "two") == str(tmp_path / "run_1.mtrec")
-    assert record.write_new(str(path), "three") == str(tmp_path / "run_2.mtrec")
+    assert _output.write_new(str(path), "one") == str(path)
+    assert _output.write_new(str(path), "two") == str(tmp_path / "run_1.mtrec")
+    assert _output.write_new(str(path), "three") == str(tmp_path / "run_2.mtrec")
     assert [p.read_text() for p in sorted(tmp_path.iterdir())] == ["one", "two", "three"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".memtrim-")]
-    assert (path.stat().st_mode & 0o777) == 0o666 & ~record._umask()
+    assert (path.stat().st_mode & 0o777) == 0o666 & ~_output._umask()
 
 
 SAMPLES = (Sample(0.0, 10 * MIB), Sample(0.1, 20 * MIB, None, ((5, 30 * MIB),)))

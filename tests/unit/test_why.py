@@ -8,17 +8,16 @@ import threading
 import pytest
 
 import memtrim
-from memtrim.objects import referrers
 from memtrim.objects.referrers import Chain, Root
 from memtrim.objects.render import text as report
+from tests import oracles
 
 
 @pytest.fixture(params=["native", "python"])
 def engine(request, monkeypatch):
+    """Run a test through the C search and through its Python oracle."""
     if request.param == "python":
-        monkeypatch.setattr(referrers, "_native", None)
-    elif referrers._native is None:
-        pytest.skip("native extension not built")
+        oracles.use(monkeypatch, "path")
     return request.param
 
 

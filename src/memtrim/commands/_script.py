@@ -24,9 +24,7 @@ from importlib.machinery import SourceFileLoader
 from types import CodeType, TracebackType
 
 from memtrim.commands.errors import CommandError
-from memtrim.engine import load
-
-_engine = load()
+from memtrim.engine.runner import run_detached
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
@@ -129,7 +127,7 @@ def run(script: Script, module: types.ModuleType) -> None:
     memtrim's command line are hidden from it (its first frame has no caller)
     and do not count against the recursion limit.
     """
-    _engine.run_detached(script.code, module.__dict__)
+    run_detached(script.code, module.__dict__)
 
 
 def user_traceback(tb: TracebackType | None) -> TracebackType | None:
@@ -311,7 +309,7 @@ def run_program(
             sys.argv[:] = ["-c", *program.args]
             sys.path[0:1] = [""]
             with around():
-                _engine.run_detached(script.code, module.__dict__)
+                run_detached(script.code, module.__dict__)
     finally:
         sys.argv[:], sys.path[:] = saved[0], saved[1]
         if saved[2] is not None:

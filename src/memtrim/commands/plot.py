@@ -39,10 +39,11 @@ class PlotCommand:
         parser.add_argument(
             "-o", "--output", metavar="OUT", help="out.png, out.svg or out.html (default FILE.png)"
         )
-        parser.add_argument("-f", "--force", action="store_true", help="overwrite OUT")
+        _output.add_force(parser, "overwrite OUT")
         parser.add_argument("-q", "--quiet", action="store_true", help="say nothing when done")
 
     def run(self, args: argparse.Namespace) -> int:
+        _output.check_force_flag(args, self.name)
         from memtrim.timeline.render import plot
 
         source = args.file or newest_recording()
@@ -51,8 +52,7 @@ class PlotCommand:
             fmt = plot.format_of(output)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        if os.path.exists(output) and not args.force:
-            raise CommandError(f"{output} exists: use --force to overwrite it")
+        _output.refuse_existing(output, args.force)
         _output.check_writable(output)
         try:
             timeline = recording.load(source)
@@ -64,7 +64,7 @@ class PlotCommand:
             data = plot.render(timeline, output, fmt)
         except plot.PlotUnavailableError as exc:
             raise CommandError(str(exc)) from None
-        _output.write_atomic(output, data)
+        _output.write_atomic(output, data, force=args.force)
         if not args.quiet:
             sys.stderr.write(f"memtrim: plot written to {output}\n")
         return 0

@@ -82,7 +82,9 @@ class ProfileCommand:
             if path:
                 _output.check_writable(path)
 
-        hooks.ensure_installed()
+        # held from the start of the script until after the tables are written
+        # (atexit runs handlers last-registered first: this after report.write)
+        atexit.register(hooks.acquire("memtrim profile").release)
         if not tracer.MONITORING:
             tracer.watch_profilers()
         profiler = LineProfiler()

@@ -12,16 +12,16 @@ until it ends (or Ctrl-C). The recording goes to ``-o FILE`` or to
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
-import tempfile
 import time
 
 from memtrim.commands import _output, _script
 from memtrim.commands.errors import CommandError
+from memtrim.model.units import mib
+from memtrim.run.lifecycle import exit_status
 from memtrim.timeline import recording
-from memtrim.timeline.model import Timeline, peak_of, to_mib
+from memtrim.timeline.model import Timeline, peak_of
 from memtrim.timeline.session import DEFAULT_INTERVAL, Track, check_interval, record_process
 
 
@@ -45,36 +45,6 @@ def default_output(now: float | None = None, pid: int | None = None) -> str:
     recordings started in the same second by different processes differ."""
     stamp = time.strftime("%Y%m%d_%H%M%S", time.localtime(now))
     return f"memtrim_{stamp}_{os.getpid() if pid is None else pid}{recording.SUFFIX}"
-
-
-def write_new(path: str, data: str) -> str:
-    """Write ``data`` to ``path``, or to ``path`` with ``_1``, ``_2``... before its
-    suffix if that exists: never over a file. Whole or not at all (a temporary
-    file linked into place). Returns the path written."""
-    directory = os.path.dirname(os.path.abspath(path))
-    stem, suffix = os.path.splitext(path)
-    fd, tmp = tempfile.mkstemp(prefix=".memtrim-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
-        for number in range(10_000):
-            candidate = path if number == 0 else f"{stem}_{number}{suffix}"
-            try:
-                os.link(tmp, candidate)  # fails if it exists, unlike a rename
-            except FileExistsError:
-                continue
-            return candidate
-        raise CommandError(f"cannot write {path}: too many files of that name")
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 class RecordCommand:
@@ -109,19 +79,18 @@ class RecordCommand:
             help="leave out the exact heap level (no allocator hooks: no slowdown)",
         )
         parser.add_argument("--pid", type=_pid, help="watch this running process instead")
-        parser.add_argument(
-            "-f", "--force", action="store_true", help="overwrite FILE if it exists"
-        )
+        _output.add_force(parser, "overwrite FILE if it exists")
         parser.add_argument("-q", "--quiet", action="store_true", help="say nothing when done")
         parser.add_argument("script", nargs="?", help="the Python script to run")
         parser.add_argument("args", nargs=argparse.REMAINDER, help="the script's arguments")
 
     def run(self, args: argparse.Namespace) -> int:
+        _output.check_force_flag(args, self.name, [args.script or "NAME", *args.args])
         if (args.pid is None) == (args.script is None):
             raise CommandError("give a script to run or --pid PID (one of them)")
         output = args.output or default_output()
-        if args.output and os.path.exists(output) and not args.force and not os.path.isdir(output):
-            raise CommandError(f"{output} exists: use --force to overwrite it")
+        if args.output:
+            _output.refuse_existing(output, args.force)
         _output.check_writable(output)
         if args.pid is not None:
             return self._record_pid(args, output)
@@ -170,12 +139,12 @@ class RecordCommand:
         return _script.exit_like_python(error)
 
     def _save(self, timeline: Timeline, output: str, args: argparse.Namespace) -> None:
-        data = recording.dumps(timeline)
+        data = recording.dump_file(timeline)
         if args.force:
             _output.write_atomic(output, data)
             written = output
         else:
-            written = write_new(output, data)
+            written = _output.write_new(output, data)
         if written != output:  # it appeared while recording: said even with -q
             sys.stderr.write(f"memtrim: {output} appeared meanwhile: not overwritten\n")
         if not args.quiet or written != output:
@@ -189,37 +158,12 @@ def summary(timeline: Timeline) -> str:
     candidates = [v for v in (timeline.peak_rss, peak and peak.value) if v is not None]
     text = f"{len(timeline.samples)} samples"
     if candidates:
-        text += f", peak RSS {to_mib(max(candidates)):.1f} MiB"
+        text += f", peak RSS {mib(max(candidates))}"
         total = peak_of(timeline.samples, "total")
         with_children = [v for v in (timeline.peak_total, total and total.value) if v is not None]
         if timeline.peak_total is not None and with_children:
-            text += f" (own), {to_mib(max(with_children)):.1f} MiB with children"
+            text += f" (own), {mib(max(with_children))} with children"
     return text
-
-
-def exit_status(error: BaseException | None) -> int:
-    """The status ``python script.py`` ends with, as the system reports it."""
-    if error is None:
-        return 0
-    if isinstance(error, SystemExit):
-        code = error.code
-        if code is None:
-            return 0
-        if isinstance(code, int):  # True is 1
-            return _os_status(int(code))
-        return 1  # a message: printed, status 1
-    if isinstance(error, KeyboardInterrupt):
-        return 130
-    return 1
-
-
-def _os_status(code: int) -> int:
-    """What the system reports for ``exit(code)``: CPython passes it as a C
-    ``long`` (out of range: -1) and the system keeps its low 8 bits
-    (32 on Windows)."""
-    if not -(2**63) <= code < 2**63:
-        code = -1
-    return code & (0xFFFFFFFF if sys.platform == "win32" else 0xFF)
 
 
 COMMAND = RecordCommand()

@@ -20,27 +20,30 @@ def write_outputs(
 ) -> None:
     """Write the capture file and the requested reports, each whole or not at all.
 
-    A file that cannot be written raises :class:`CommandError` (after the
-    others were tried); nothing half-written is left behind.
+    A file that cannot be written, or that exists without ``force``, raises
+    :class:`CommandError` (after the others were tried); nothing half-written
+    is left behind.
     """
     failed: list[str] = []
     if path:
-        _write(path, lambda: capture_file.dumps(capture), failed)
+        _write(path, lambda: capture_file.dumps(capture), failed, force)
     if html:
         from memtrim.run.render.html import render_html
 
-        _write(html, lambda: render_html(capture), failed)
+        _write(html, lambda: render_html(capture), failed, force)
     if json:
         from memtrim.run.render.json import dumps_capture
 
-        _write(json, lambda: dumps_capture(capture), failed)
+        _write(json, lambda: dumps_capture(capture), failed, force)
     if failed:
         raise CommandError("; ".join(failed))
 
 
-def _write(path: str, render: Callable[[], str | bytes], failed: list[str]) -> None:
+def _write(path: str, render: Callable[[], str | bytes], failed: list[str], force: bool) -> None:
     try:
-        _output.write_atomic(path, render())
+        _output.write_atomic(path, render(), force=force)
+    except FileExistsError:
+        failed.append(f"{path} exists: use --force to overwrite it")
     except OSError as exc:
         failed.append(f"cannot write {path}: {exc.strerror or exc}")
 
@@ -54,17 +57,20 @@ class ReportCommand:
         parser.add_argument("capture", help="a capture file written by memtrim run")
         parser.add_argument("--html", metavar="FILE", help="write the HTML report")
         parser.add_argument("--json", metavar="FILE", help="write the JSON report")
+        _output.add_force(parser, "overwrite the reports if they exist")
         parser.add_argument("--top", type=int, default=8, help="lines per table (default 8)")
 
     def run(self, args: argparse.Namespace) -> int:
+        _output.check_force_flag(args, self.name)
         try:
             capture = capture_file.read(args.capture)
         except capture_file.CaptureError as exc:
             raise CommandError(str(exc)) from None
         for path in (args.html, args.json):
             if path:
+                _output.refuse_existing(path, args.force)
                 _output.check_writable(path)
-        write_outputs(capture, None, args.html, args.json, force=True)
+        write_outputs(capture, None, args.html, args.json, force=args.force)
         if not (args.html or args.json):
             from memtrim.run.render.summary import render_summary
 

@@ -1,7 +1,10 @@
 """The native engine: allocator hooks, the line tracer, and their Python wrappers.
 
 Nothing above this layer imports ``_engine`` directly; it goes through
-:mod:`memtrim.engine.hooks` and :mod:`memtrim.engine.tracer`.
+:mod:`memtrim.engine.hooks` (the allocator hooks, held through handles),
+:mod:`memtrim.engine.tracer` (the line tracer's tables) and
+:mod:`memtrim.engine.recorder` (the run recorder, one recording per process).
+``memtrim.engine._testing`` holds the test suite's native helpers.
 """
 
 from __future__ import annotations

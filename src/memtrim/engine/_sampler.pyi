@@ -5,6 +5,8 @@ METRIC_RSS: int
 METRIC_PSS: int
 METRIC_USS: int
 
+def active_count() -> int: ...  # Linux only
+
 _Procs = tuple[tuple[int, int], ...]
 _Marks = tuple[tuple[int, int, int], ...]
 

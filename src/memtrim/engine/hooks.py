@@ -6,9 +6,10 @@ CPython's three allocator domains (``PyMem_RawMalloc``, ``PyMem_Malloc``,
 "level" is the number of live bytes allocated since installation; blocks that
 existed before are not counted, on allocation or on free.
 
-Installation is reference-counted and process-wide. :func:`ensure_installed`
-installs once for the rest of the process (removed at exit); the
-:func:`installed` context manager installs for a block.
+Installation is reference-counted and process-wide: every consumer holds the
+hooks through a :class:`Handle` (:func:`acquire`) and releases it when done;
+when the last handle goes, the hooks come off. The :func:`installed` context
+manager holds one for a block.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from memtrim.engine import load
 
 _engine = load()
 _NUMPY_CORE = ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath")
-_state = {"permanent": False, "baseline_rss": 0}
+_state = {"baseline_rss": 0}
 
 
 def level() -> int:
@@ -59,45 +60,102 @@ def baseline_rss() -> int:
     return _state["baseline_rss"]
 
 
-def acquire() -> None:
-    """Install the hooks (counted: each call needs one :func:`release`)."""
+class Handle:
+    """One holder of the hooks: they stay installed while any handle is held.
+
+    Get one from :func:`acquire`; :meth:`release` lets go (idempotent), and so
+    does leaving a ``with`` block. Dropping a handle without releasing it does
+    *not* release it: the hooks stay until the process exits.
+    """
+
+    __slots__ = ("_held", "owner")
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        self._held = True
+
+    @property
+    def held(self) -> bool:
+        """Not released yet?"""
+        return self._held
+
+    def release(self) -> None:
+        """Let go of the hooks; they come off when the last handle goes."""
+        if self._held:
+            self._held = False
+            _held.remove(self)
+            _uninstall()
+
+    def __enter__(self) -> Handle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        state = "held" if self._held else "released"
+        return f"<hooks.Handle {self.owner or 'anonymous'} {state}>"
+
+
+_held: list[Handle] = []  # handles not released, oldest first
+
+
+def acquire(owner: str = "") -> Handle:
+    """Hold the hooks (installing them if nobody does); release the handle when done.
+
+    Installing resets the level and forgets the blocks allocated before, so hold
+    one handle for the whole time figures accumulate. ``owner`` names the holder
+    in :func:`holders` (for diagnostics).
+    """
     first = not _engine.heap_installed()
     if first:
         _state["baseline_rss"] = _current_rss()
     _engine.heap_install()
     if first:
         _hook_numpy()
+    handle = Handle(owner)
+    _held.append(handle)
+    return handle
 
 
-def release() -> None:
-    """Undo one :func:`acquire`; the hooks come off when the count reaches zero."""
+def _uninstall() -> None:
     _engine.heap_uninstall()
     if not _engine.heap_installed():
         _unwatch_numpy()
 
 
-def ensure_installed() -> None:
-    """Install the hooks for the rest of the process (idempotent)."""
-    if not _state["permanent"]:
-        acquire()
-        _state["permanent"] = True
-        atexit.register(_release_permanent)
+def release() -> None:
+    """Release the newest anonymous handle (one ``acquire()`` whose handle was dropped).
+
+    For callers that do not keep the :class:`Handle` yet; prefer ``handle.release()``.
+    """
+    for handle in reversed(_held):
+        if not handle.owner:
+            handle.release()
+            return
+    raise RuntimeError("no anonymous hooks handle is held")
 
 
-def _release_permanent() -> None:
-    if _state["permanent"]:
-        _state["permanent"] = False
-        release()
+def holders() -> list[str]:
+    """The owners of the handles held now, oldest first (``""``: anonymous)."""
+    return [handle.owner for handle in _held]
+
+
+@atexit.register
+def _release_all_at_exit() -> None:
+    # Registered at import, so it runs after every other exit handler of
+    # memtrim's (atexit runs them last-registered first): the hooks come off
+    # before the interpreter tears down, whoever still holds them (the global
+    # ``profile`` decorator's functions hold theirs for the process's life).
+    for handle in reversed(list(_held)):
+        handle.release()
 
 
 @contextlib.contextmanager
-def installed() -> Iterator[None]:
+def installed(owner: str = "") -> Iterator[None]:
     """Keep the hooks installed for the duration of a ``with`` block."""
-    acquire()
-    try:
+    with acquire(owner or "hooks.installed()"):
         yield
-    finally:
-        release()
 
 
 def _current_rss() -> int:

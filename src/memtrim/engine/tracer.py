@@ -40,7 +40,8 @@ _COMPREHENSION_NODES = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorEx
 _FUNCTION_NODES = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 _roots: dict[CodeType, int] = {}  # explicitly profiled code -> its table
-_lock = threading.Lock()
+_tables: set[int] = set()  # tables not freed
+_lock = threading.RLock()
 
 
 def nested_code(code: CodeType) -> Iterator[CodeType]:
@@ -52,8 +53,36 @@ def nested_code(code: CodeType) -> Iterator[CodeType]:
 
 
 def new_table(first_line: int) -> int:
-    """A new, empty line table; returns its id."""
-    return _engine.new_table(first_line)
+    """A new, empty line table; returns its id. Its owner frees it (:func:`free_table`)."""
+    with _lock:
+        table = _engine.new_table(first_line)
+        _tables.add(table)
+        return table
+
+
+def free_table(table: int) -> None:
+    """The table's owner is done with it: free it (idempotent).
+
+    Code still registered into it is unregistered first, even while running
+    (its frames then stop counting). When no table is left, everything the
+    tracer keeps goes too: the engine's registry of code objects, the cached
+    source trees, and (3.12+) memtrim's sys.monitoring tool id.
+    """
+    with _lock:
+        if table not in _tables:
+            return
+        for root in [root for root, owner in _roots.items() if owner == table]:
+            _unregister_codes(root)
+        _tables.discard(table)
+        _engine.free_table(table)
+        if not _tables:
+            _trees.clear()
+            _release_tool()
+
+
+def live_tables() -> int:
+    """How many tables are not freed."""
+    return len(_tables)
 
 
 def table_stats(table: int) -> list[tuple[int, int, int, int, int]]:
@@ -93,12 +122,17 @@ def unregister(root: CodeType) -> bool:
         codes = [root, *_nested_in_table(root)]
         if any(_engine.tr_running(code) for code in codes):
             return False
-        _roots.pop(root, None)
-        for code in codes:
-            _engine.unregister_code(code)
-            if MONITORING:
-                sys.monitoring.set_local_events(_state["tool"], code, 0)  # type: ignore[arg-type]
+        _unregister_codes(root)
         return True
+
+
+def _unregister_codes(root: CodeType) -> None:
+    codes = [root, *_nested_in_table(root)]
+    _roots.pop(root, None)
+    for code in codes:
+        _engine.unregister_code(code)
+        if MONITORING and _state["tool"] is not None:
+            sys.monitoring.set_local_events(_state["tool"], code, 0)  # type: ignore[arg-type]
 
 
 def _nested_in_table(code: CodeType) -> Iterator[CodeType]:
@@ -255,6 +289,24 @@ def _local_events() -> int:
     return ev.PY_START | ev.PY_RESUME | ev.PY_RETURN | ev.PY_YIELD | ev.LINE
 
 
+def _events() -> list[tuple[int, object]]:
+    ev = sys.monitoring.events
+    return [
+        (ev.PY_START, _engine.tr_start),
+        (ev.PY_RESUME, _engine.tr_start),
+        (ev.PY_THROW, _engine.tr_throw),
+        (ev.LINE, _engine.tr_line),
+        (ev.PY_RETURN, _engine.tr_return),
+        (ev.PY_YIELD, _engine.tr_end),
+        (ev.PY_UNWIND, _engine.tr_end),
+    ]
+
+
+def tool_id() -> int | None:
+    """3.12+: memtrim's sys.monitoring tool id while a table is alive, else None."""
+    return _state["tool"]  # type: ignore[return-value]
+
+
 def _ensure_tool() -> None:
     if not MONITORING or _state["tool"] is not None:
         return
@@ -269,19 +321,29 @@ def _ensure_tool() -> None:
         )
     ev = mon.events
     _engine.tr_set_disable(mon.DISABLE)
-    for event, callback in (
-        (ev.PY_START, _engine.tr_start),
-        (ev.PY_RESUME, _engine.tr_start),
-        (ev.PY_THROW, _engine.tr_throw),
-        (ev.LINE, _engine.tr_line),
-        (ev.PY_RETURN, _engine.tr_return),
-        (ev.PY_YIELD, _engine.tr_end),
-        (ev.PY_UNWIND, _engine.tr_end),
-    ):
+    for event, callback in _events():
         mon.register_callback(tool, event, callback)
     mon.set_events(tool, ev.PY_UNWIND | ev.PY_THROW)  # not local events
     _engine.tr_set_tool(tool, ev.PY_RETURN.bit_length() - 1)
     _state["tool"] = tool
+
+
+def _release_tool() -> None:
+    # The last table went: give the tool id back. 3.12 and 3.13's free_tool_id
+    # only drops the name, so the events and callbacks are cleared first (the
+    # local events of the code profiled went off when it was unregistered).
+    tool = _state["tool"]
+    if not MONITORING or tool is None:
+        return
+    mon = sys.monitoring
+    _engine.tr_set_tool(-1, -1)
+    _state["tool"] = None
+    if mon.get_tool(tool) != _TOOL_NAME:  # type: ignore[arg-type]
+        return  # someone freed it under us: not ours any more
+    mon.set_events(tool, 0)  # type: ignore[arg-type]
+    for event, _ in _events():
+        mon.register_callback(tool, event, None)  # type: ignore[arg-type]
+    mon.free_tool_id(tool)  # type: ignore[arg-type]
 
 
 def _enable_local(code: CodeType) -> None:

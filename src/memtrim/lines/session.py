@@ -11,6 +11,7 @@ import inspect
 import os
 import sys
 import threading
+import weakref
 from collections.abc import Callable
 from types import CodeType
 from typing import Any, TextIO, TypeVar
@@ -24,16 +25,37 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_PRECISION = 3
 
 
+class _Owned:
+    """What a :class:`ProfiledFunction` owns: its engine table and, while it is
+    held, a handle on the allocator hooks. Freed by its finalizer."""
+
+    def __init__(self, table: int) -> None:
+        self.table = table
+        self.hooks: hooks.Handle | None = None
+
+    def release_hooks(self) -> None:
+        if self.hooks is not None:
+            self.hooks.release()
+            self.hooks = None
+
+    def close(self) -> None:
+        tracer.free_table(self.table)  # unregisters its code if still registered
+        self.release_hooks()
+
+
 class ProfiledFunction:
     """One profiled function: its code object and engine table.
 
-    Profiled while at least one :class:`LineProfiler` holds it.
+    Profiled while at least one :class:`LineProfiler` holds it; the table is
+    freed when the object is garbage.
     """
 
     def __init__(self, code: CodeType) -> None:
-        hooks.ensure_installed()
         self.code = code
         self.table = tracer.new_table(code.co_firstlineno)
+        self._owned = _Owned(self.table)
+        # not at exit: the CLI writes its tables from an exit handler
+        weakref.finalize(self, self._owned.close).atexit = False
         self.holders = 0
         self.missed_reported = False
 
@@ -41,6 +63,8 @@ class ProfiledFunction:
         """One more profiler uses this function: events on."""
         with _registry_lock:
             if self.holders == 0:
+                if self._owned.hooks is None:  # spans the whole time the table counts
+                    self._owned.hooks = hooks.acquire("line profiler")
                 tracer.register(self.code, self.table)
             self.holders += 1
 
@@ -48,8 +72,8 @@ class ProfiledFunction:
         """One profiler less: events off when none is left (and no call is running)."""
         with _registry_lock:
             self.holders = max(self.holders - 1, 0)
-            if self.holders == 0:
-                tracer.unregister(self.code)
+            if self.holders == 0 and tracer.unregister(self.code):
+                self._owned.release_hooks()  # else: when this object goes
 
     @property
     def missed(self) -> int:
@@ -79,7 +103,8 @@ class ProfiledFunction:
         tracer.reset_table(self.table)
 
 
-_registry: dict[CodeType, ProfiledFunction] = {}
+# Weak: a function's table lives as long as a profiler (or a wrapper) uses it.
+_registry: weakref.WeakValueDictionary[CodeType, ProfiledFunction] = weakref.WeakValueDictionary()
 _registry_lock = threading.RLock()
 
 
@@ -160,6 +185,11 @@ class LineProfiler:
     def __init__(self, **kwargs: Any) -> None:
         self.functions: list[ProfiledFunction] = []
         self.on_call_end: Callable[[ProfiledFunction], None] | None = None
+        # Held, not released yet. A profiler dropped without release() lets go
+        # through its functions: each frees its table and its hooks handle
+        # when it is garbage (the ``profile`` decorator's wrapper keeps its
+        # function, not the profiler, alive).
+        self._holding: list[ProfiledFunction] = []
 
     def add_function(self, func: Any) -> ProfiledFunction:
         """Profile ``func`` from now on; returns its record."""
@@ -171,6 +201,7 @@ class LineProfiler:
         if fn not in self.functions:
             fn.hold()
             self.functions.append(fn)
+            self._holding.append(fn)
         return fn
 
     def release(self) -> None:
@@ -178,8 +209,7 @@ class LineProfiler:
 
         The tables stay readable.
         """
-        for fn in self.functions:
-            fn.release()
+        _release_all(self._holding)
 
     def __call__(self, func: F) -> F:
         """Decorate ``func`` so that its calls are profiled."""
@@ -209,6 +239,11 @@ class LineProfiler:
     def print_stats(self, stream: TextIO | None = None, precision: int = DEFAULT_PRECISION) -> None:
         """Print every table that has measurements."""
         write_tables(self.tables(), stream or sys.stdout, check_precision(precision))
+
+
+def _release_all(holding: list[ProfiledFunction]) -> None:
+    while holding:
+        holding.pop().release()
 
 
 def show_results(

@@ -32,6 +32,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
+from memtrim.engine import walks
 from memtrim.objects import _layout
 
 GC_HEAD = 16 if sys.version_info >= (3, 8) else 24
@@ -433,11 +434,6 @@ def _pref(prefix: str, *names: str, exclude: tuple[str, ...] = ()) -> Refs:
     return refs
 
 
-try:
-    from memtrim.engine._objects import frame_values as _frame_values
-except ImportError:  # the extension was not compiled: read the frame with ctypes
-    _frame_values = _layout.frame_values
-
 _CODE_ATTRS = {"generator": "gi_code", "coroutine": "cr_code", "async_generator": "ag_code"}
 
 
@@ -455,7 +451,7 @@ def _gen_refs(obj: Any) -> Iterator[tuple[Label, Any]]:
 def frame_locals(gen: Any) -> list[tuple[str, Any]]:
     """``(name, value)`` of what a generator's frame holds (name "" for the stack)."""
     try:
-        return _frame_values(gen) or []
+        return walks.frame_values(gen) or []
     except Exception:
         return []
 

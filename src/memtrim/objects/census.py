@@ -9,12 +9,15 @@ Bytes are ``sys.getsizeof`` figures (what ``muppy``'s summary reports, but a
 except that an instance whose attributes live in 3.11+ inline values (no
 ``__dict__`` built) is charged that storage too, as ``asizeof`` charges it
 (to its ``__dict__ (inline values)``).
+
+A census is saved and opened with :mod:`memtrim.model.files` (kind
+``census``): a census loaded back knows its types by name only.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
+import json
 import sys
 import types
 import weakref
@@ -22,18 +25,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from memtrim.objects import _layout
-
-try:
-    from memtrim.engine import _objects as _native
-except ImportError:  # the extension was not compiled: pure-Python walk
-    _native = None
+from memtrim.model import files
+from memtrim.model.findings import Amount, Finding
 
 _live: weakref.WeakSet[Census] = weakref.WeakSet()
 
 
-def type_name(tp: type) -> str:
-    """``module.QualName`` for user types, the bare name for builtins."""
+def type_name(tp: type | str) -> str:
+    """``module.QualName`` for user types, the bare name for builtins (a name
+    is its own: the types of a census loaded from a file)."""
+    if isinstance(tp, str):
+        return tp
     module = getattr(tp, "__module__", None)
     name = getattr(tp, "__qualname__", None) or getattr(tp, "__name__", "?")
     return name if module in (None, "builtins") else f"{module}.{name}"
@@ -61,11 +63,16 @@ class GrowthRow:
 
 
 class Census:
-    """Every live object grouped by type; subtract two to see what grew."""
+    """Every live object grouped by type; subtract two to see what grew.
+
+    The table's keys are types, or type names in a census loaded from a file.
+    """
+
+    FILE_KIND = "census"
 
     __slots__ = ("__weakref__", "_table")
 
-    def __init__(self, table: dict[type, tuple[int, int, int]]) -> None:
+    def __init__(self, table: dict[type | str, tuple[int, int, int]]) -> None:
         self._table = table
         _live.add(self)
 
@@ -84,17 +91,37 @@ class Census:
         """Bytes of all objects counted."""
         return sum(values[1] for values in self._table.values())
 
-    def get(self, tp: type) -> CensusRow | None:
+    def get(self, tp: type | str) -> CensusRow | None:
         """The row of one type, or None if no object of it was alive."""
         values = self._table.get(tp)
+        if values is None and not isinstance(tp, str) and self._by_name():
+            values = self._table.get(type_name(tp))
         return CensusRow(type_name(tp), *values) if values else None
 
+    def _by_name(self) -> bool:
+        return any(isinstance(tp, str) for tp in self._table)
+
+    def _named(self) -> dict[type | str, tuple[int, int, int]]:
+        """The table keyed by type names (types of the same name added up)."""
+        out: dict[type | str, tuple[int, int, int]] = {}
+        for tp, (count, size, largest) in self._table.items():
+            name = type_name(tp)
+            seen = out.get(name, (0, 0, 0))
+            out[name] = (seen[0] + count, seen[1] + size, max(seen[2], largest))
+        return out
+
     def diff(self, before: Census) -> list[GrowthRow]:
-        """What changed since ``before``: types whose count or bytes moved."""
+        """What changed since ``before``: types whose count or bytes moved.
+
+        Types are matched by name when either census was loaded from a file.
+        """
+        ours, theirs = self._table, before._table
+        if self._by_name() or before._by_name():
+            ours, theirs = self._named(), before._named()
         rows = []
-        for tp in set(self._table) | set(before._table):
-            now = self._table.get(tp, (0, 0, 0))
-            then = before._table.get(tp, (0, 0, 0))
+        for tp in set(ours) | set(theirs):
+            now = ours.get(tp, (0, 0, 0))
+            then = theirs.get(tp, (0, 0, 0))
             if now[0] != then[0] or now[1] != then[1]:
                 rows.append(
                     GrowthRow(type_name(tp), now[0], now[0] - then[0], now[1], now[1] - then[1])
@@ -112,6 +139,21 @@ class Census:
             r.type: {"count": r.count, "bytes": r.bytes, "largest": r.largest} for r in self.rows()
         }
 
+    def findings(self) -> list[Finding]:
+        """One finding per type (``type``, named by the type, metric ``live``:
+        its objects' bytes and number when the census was taken), largest
+        first, then the ``total``."""
+        out = [
+            Finding("type", None, "live", Amount(row.bytes, row.count), name=row.type)
+            for row in self.rows()
+        ]
+        out.append(Finding("total", None, "live", Amount(self.total_bytes, self.total_count)))
+        return out
+
+    def save(self, path: str) -> None:
+        """Write the census to a memtrim file (:func:`memtrim.model.load` opens it)."""
+        files.dump(self, path)
+
     def __repr__(self) -> str:
         types, count, size = len(self._table), self.total_count, self.total_bytes
         return f"<Census {types} types, {count} objects, {size} bytes>"
@@ -125,6 +167,33 @@ class Census:
         from memtrim.objects.render.text import census_table
 
         return census_table(self.rows())
+
+
+def growth_findings(rows: Iterable[GrowthRow]) -> list[Finding]:
+    """The rows of :meth:`Census.diff` as findings: per type, metric
+    ``increment``, the change of its bytes and number of objects."""
+    return [
+        Finding("type", None, "increment", Amount(r.bytes_delta, r.count_delta), name=r.type)
+        for r in rows
+    ]
+
+
+def encode_body(census: Census) -> bytes:
+    """The body of a census file: ``{"types": [[name, count, bytes, largest]...]}``."""
+    rows = [[r.type, r.count, r.bytes, r.largest] for r in census.rows()]
+    return json.dumps({"types": rows}, separators=(",", ":")).encode()
+
+
+def decode_body(body: bytes, version: int, name: str = "census") -> Census:
+    """A census (its types by name) from the body of its file."""
+    try:
+        table: dict[type | str, tuple[int, int, int]] = {}
+        for row in json.loads(body)["types"]:
+            type_, count, size, largest = row
+            table[str(type_)] = (int(count), int(size), int(largest))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise files.FormatError(f"{name} is corrupt ({exc})") from None
+    return Census(table)
 
 
 def _bookkeeping(extra: Iterable[Any]) -> list[Any]:
@@ -153,76 +222,16 @@ def own_globals() -> list[dict]:
     return found
 
 
-def take(native: Any = "auto") -> Census:
-    """Count every live object by type (native walker when available)."""
-    native = _native if native == "auto" else native
+def take() -> Census:
+    """Count every live object by type (the native walk, ``walks.census``)."""
+    # imported here: a census saved to a file opens without the extension
+    from memtrim.engine import walks
+
     gc.collect()
     objs = gc.get_objects()
     skip = _bookkeeping([objs, sys._getframe()])
     skip.append(skip)
     own = own_globals()
-    census = native.census if native is not None else _census_py
-    table = census(objs, skip, own)
+    table = walks.census(objs, skip, own)
     del objs, skip, own
     return Census(table)
-
-
-def _sizeof(obj: Any) -> int:
-    from memtrim.objects.sizing import getsizeof
-
-    return getsizeof(obj) + _layout.inline_nbytes(obj)
-
-
-def frame_locals(own: list[dict]) -> list[Any]:
-    """The local variables of every frame of every thread, except frames
-    running with globals in ``own`` (the Python fallback: it creates frame
-    objects, which the native walks do not)."""
-    values: list[Any] = []
-    skip = {id(ns) for ns in own}
-    for frame in sys._current_frames().values():
-        while frame is not None:
-            if id(frame.f_globals) not in skip:
-                with contextlib.suppress(Exception):
-                    values += list(frame.f_locals.values())
-            frame = frame.f_back
-    return values
-
-
-def _census_py(
-    objs: list[Any], skip: list[Any], own: list[dict]
-) -> dict[type, tuple[int, int, int]]:
-    """The same census as the native one, in Python."""
-    seen = {id(o) for o in skip}
-    rows: dict[type, list[int]] = {}
-
-    def count(obj: Any) -> None:
-        size = _sizeof(obj)
-        row = rows.get(type(obj))
-        if row is None:
-            rows[type(obj)] = [1, size, size]
-        else:
-            row[0] += 1
-            row[1] += size
-            row[2] = max(row[2], size)
-
-    def untracked_from(todo: list[Any]) -> None:
-        while todo:
-            for ref in gc.get_referents(todo.pop()):
-                if not gc.is_tracked(ref) and id(ref) not in seen:
-                    seen.add(id(ref))
-                    count(ref)
-                    todo.append(ref)
-
-    for obj in objs:
-        if id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        count(obj)
-        untracked_from([obj])
-    seen.add(id(seen))
-    for value in frame_locals(own):  # a running frame does not report its locals
-        if not gc.is_tracked(value) and id(value) not in seen:
-            seen.add(id(value))
-            count(value)
-            untracked_from([value])
-    return {tp: (row[0], row[1], row[2]) for tp, row in rows.items()}

@@ -18,7 +18,8 @@ Roots, in this order (on a tie in length, the earlier kind names the chain):
 
 The search is breadth-first over the references the interpreter itself
 reports (``tp_traverse``, i.e. ``gc.get_referents``), so the first chain found
-is a shortest one.
+is a shortest one. It runs in C (``walks.path``); the tests compare it with
+the same search in Python (``tests/oracles/why.py``).
 """
 
 from __future__ import annotations
@@ -31,13 +32,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from memtrim.engine import walks
 from memtrim.objects import _kinds, _layout
 from memtrim.objects.census import own_globals
-
-try:
-    from memtrim.engine import _objects as _native
-except ImportError:  # the extension was not compiled: pure-Python search
-    _native = None
 
 
 @dataclass(frozen=True)
@@ -285,56 +282,15 @@ def _frames_by_id(ids: set[int]) -> list[Any]:
 # -- search ----------------------------------------------------------------------------------
 
 
-def _path_py(roots: list[Any], target: Any, skip: list[Any]) -> list[Any] | None:
-    """Breadth-first search, same order as the native ``path``."""
-    parents: dict[int, Any] = {}
-    keep: dict[int, Any] = {}
-    skipped = {id(o) for o in skip}
-    level = []
-    for root in roots:
-        if id(root) not in parents:
-            parents[id(root)] = None
-            keep[id(root)] = root
-            level.append(root)
-    while level and id(target) not in parents:
-        nxt = []
-        for obj in level:
-            if obj is target or (not gc.is_tracked(obj) and not _is_gc_type(obj)):
-                continue
-            for ref in gc.get_referents(obj):
-                if id(ref) in skipped or id(ref) in parents:
-                    continue
-                parents[id(ref)] = obj
-                keep[id(ref)] = ref
-                nxt.append(ref)
-            if id(target) in parents:
-                break
-        level = nxt
-    if id(target) not in parents:
-        return None
-    chain = [target]
-    while parents[id(chain[-1])] is not None:
-        chain.append(parents[id(chain[-1])])
-    return chain[::-1]
-
-
-def _is_gc_type(obj: Any) -> bool:
-    return bool(_layout.tattr(type(obj), "__flags__") & _layout.TPFLAGS_HAVE_GC)
-
-
-def find_paths(
-    target: Any, roots: RootSet, count: int = 1, native: Any = "auto"
-) -> list[list[Any]]:
+def find_paths(target: Any, roots: RootSet, count: int = 1) -> list[list[Any]]:
     """Up to ``count`` chains, shortest first: each search avoids the holder
     (the last link before the target) of every chain found before it."""
     paths: list[list[Any]] = []
     starts = list(roots.objects)
     skip = [*roots.skip, starts]
     skip.append(skip)
-    native = _native if native == "auto" else native
-    search = native.path if native is not None else _path_py
     for _ in range(count):
-        path = search(starts, target, skip)
+        path = walks.path(starts, target, skip)
         if not path or len(path) < 2:
             break
         paths.append(path)
@@ -490,7 +446,7 @@ def short_repr(obj: Any) -> str:
     return _kinds.safe_repr(obj, 60)
 
 
-def why(target: Any, count: int = 1, skip_frames: int = 0, native: Any = "auto") -> list[Chain]:
+def why(target: Any, count: int = 1, skip_frames: int = 0) -> list[Chain]:
     """Up to ``count`` chains from a root to ``target`` as plain data, shortest first
     (empty if none).
 
@@ -500,7 +456,7 @@ def why(target: Any, count: int = 1, skip_frames: int = 0, native: Any = "auto")
     """
     roots = collect_roots(skip_frames + 1, target)
     try:
-        chains = [describe_chain(path, roots) for path in find_paths(target, roots, count, native)]
+        chains = [describe_chain(path, roots) for path in find_paths(target, roots, count)]
         chains += [Chain(root, [], short_repr(target)) for root in roots.direct]
         return chains[:count]
     finally:

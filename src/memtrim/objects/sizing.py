@@ -5,17 +5,17 @@ objects in the order Pympler's recursive ``_sizer`` does, so that the same
 object is charged to the same parent. Each object is counted once per call;
 the top-level objects are never charged to one another.
 
-When the native extension ``memtrim.engine._objects`` is importable the walk
-runs in its ``Walker``. It sizes the exact builtin containers and scalars
-itself; for every other type it asks :func:`native_plan` once whether the
-objects are plain instances it can size too (reading ``__dict__``, inline
-values and ``__slots__`` the way ``_layout`` and ``_kinds`` do), and asks
-:func:`describe` about everything else. :class:`PyWalk` is the same walk in
-Python (no extension); the tests compare both object by object.
+The walk runs in the native ``Walker`` (:mod:`memtrim.engine.walks`). It
+sizes the exact builtin containers and scalars itself; for every other type
+it asks :func:`native_plan` once whether the objects are plain instances it
+can size too (reading ``__dict__``, inline values and ``__slots__`` the way
+``_layout`` and ``_kinds`` do), and asks :func:`describe` about everything
+else. The tests compare it object by object with the same walk in Python
+(``tests/oracles/sizing.py``).
 
 An ``asized`` tree is built in Python only for its top ``detail`` levels (the
 nodes whose children are shown); the deep size of every shown leaf comes from
-one walk over all the leaves of a parent (:meth:`PyWalk.deep`).
+one walk over all the leaves of a parent (``Walker.deep``).
 
 No user code runs while sizing: a ``__sizeof__`` written in Python is never
 called (:func:`getsizeof`), attributes are read without ``__getattr__`` or
@@ -32,6 +32,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from memtrim.engine import walks
 from memtrim.objects import _kinds, _layout
 
 _SMALL_REQUEST = 512  # pymalloc serves requests up to this size
@@ -308,85 +309,10 @@ def _safe_refs(handler: _kinds.Handler, obj: Any) -> list[tuple[_kinds.Label, An
 # -- walks -----------------------------------------------------------------------------------
 
 
-class PyWalk:
-    """The sizing walk in Python: what one call has seen, and walks from there.
-
-    Every object sized is kept alive until the call ends (``keep``): referents
-    made on the fly (a class's ``__dict__`` proxy, a bound method, an inline
-    values stand-in) would otherwise be freed after sizing and their ids
-    reused by the next such object, which would then be skipped as seen.
-    The native ``Walker`` has the same methods.
-    """
-
-    def __init__(self, opts: Options) -> None:
-        self.opts = opts
-        self.seen: set[int] = set()
-        self.keep: list[Any] = []
-
-    def exclude(self, objs: list[Any]) -> None:
-        """Mark objects seen without sizing them (top-level objects)."""
-        for obj in objs:
-            self.claim(obj)
-
-    def claim(self, obj: Any) -> bool:
-        """Mark ``obj`` seen; False if it was seen already."""
-        key = id(obj)
-        if key in self.seen:
-            return False
-        self.seen.add(key)
-        self.keep.append(obj)
-        return True
-
-    def sizes(self, objs: list[Any]) -> list[int]:
-        """Deep size of each top-level object (0 for a repeat in ``objs``)."""
-        done: set[int] = set()
-        totals = []
-        for obj in objs:
-            self.claim(obj)
-            first = id(obj) not in done
-            done.add(id(obj))
-            totals.append(self._walk(obj, 0)[0] if first else 0)
-        return totals
-
-    def deep(self, objs: list[Any], depth: int) -> list[int]:
-        """Claim each object found at ``depth`` in turn: ``[size, flat, ...]``,
-        ``-1, -1`` for one seen before."""
-        out: list[int] = []
-        for obj in objs:
-            out += self._walk(obj, depth) if self.claim(obj) else (-1, -1)
-        return out
-
-    def _walk(self, obj: Any, depth: int) -> tuple[int, int]:
-        """(deep size, own flat size) of ``obj``, already claimed."""
-        opts = self.opts
-        total = top_flat = 0
-        stack: list[tuple[Any, int]] = [(obj, depth)]
-        first = True
-        while stack:
-            current, level = stack.pop()
-            if not first and not self.claim(current):
-                continue
-            size, refs = describe(current, opts, level)
-            if first:
-                top_flat, first = size, False
-            total += size
-            if refs:
-                stack.extend((ref, level + 1) for ref in reversed(refs))
-        return total, top_flat
-
-
-try:
-    from memtrim.engine import _objects as _native
-except ImportError:  # the extension was not compiled: pure-Python walk, same results
-    _native = None
-
-
-def new_walk(opts: Options, native: Any = "auto") -> Any:
-    """A walk for one call: the native ``Walker`` if available, else :class:`PyWalk`."""
-    native = _native if native == "auto" else native
-    if native is None:
-        return PyWalk(opts)
-    return native.Walker(*walker_args(opts))
+def new_walk(opts: Options) -> Any:
+    """A walk for one call: the native ``Walker`` (its seen-set keeps every
+    object it counted alive until the call ends)."""
+    return walks.Walker(*walker_args(opts))
 
 
 def walker_args(opts: Options) -> tuple[Any, ...]:
@@ -403,9 +329,9 @@ def walker_args(opts: Options) -> tuple[Any, ...]:
     )
 
 
-def totals(objs: tuple[Any, ...], opts: Options, native: Any = "auto") -> list[int]:
+def totals(objs: tuple[Any, ...], opts: Options) -> list[int]:
     """Deep size of each top-level object (0 for a repeat), one seen-set for all."""
-    walk = new_walk(opts, native)
+    walk = new_walk(opts)
     tops = list(objs)
     walk.exclude(tops)
     return walk.sizes(tops)
@@ -442,16 +368,16 @@ def _gc_paused() -> Iterator[None]:
 
 
 def sized_trees(
-    objs: tuple[Any, ...], opts: Options, detail: int, node: type = SizedNode, native: Any = "auto"
+    objs: tuple[Any, ...], opts: Options, detail: int, node: type = SizedNode
 ) -> list[Any]:
     """``asized`` of each top-level object: children named down to ``detail``
     levels; a repeated object is a zero node."""
     with _gc_paused():
-        return _trees(objs, opts, detail, node, native)
+        return _trees(objs, opts, detail, node)
 
 
-def _trees(objs: tuple[Any, ...], opts: Options, detail: int, node: type, native: Any) -> list[Any]:
-    walk = new_walk(opts, native)
+def _trees(objs: tuple[Any, ...], opts: Options, detail: int, node: type) -> list[Any]:
+    walk = new_walk(opts)
     tops = list(objs)
     walk.exclude(tops)
     done: set[int] = set()

@@ -44,14 +44,14 @@ EntryTest = Callable[[str, str], bool]  # (filename, qualname) -> the program's 
 class _Interner:
     def __init__(self) -> None:
         self.frames: list[Frame] = []
-        self._index: dict[tuple[str, str, int], int] = {}
+        self._index: dict[tuple[str, str, int, int], int] = {}
 
-    def add(self, filename: str, function: str, lineno: int) -> int:
-        key = (filename, function, lineno)
+    def add(self, filename: str, function: str, lineno: int, first_line: int) -> int:
+        key = (filename, function, lineno, first_line)
         index = self._index.get(key)
         if index is None:
             index = self._index[key] = len(self.frames)
-            self.frames.append(Frame(filename, function, lineno))
+            self.frames.append(Frame(filename, function, lineno, first_line))
         return index
 
 
@@ -105,7 +105,7 @@ def _merge(
     """
     parents: list[int] = []
     keys: list[tuple[int, int, int]] = []
-    sums: list[list[int]] = []  # [peak_b, peak_c, leaks_b, leaks_c, alloc_b, alloc_c]
+    sums: list[list[int]] = []  # [peak_b, peak_c, exit_b, exit_c, alloc_b, alloc_c]
     new_index: list[int] = [-1] * len(raw_nodes)
     by_key: dict[tuple[int, int, int], int] = {}
     for old in range(1, len(raw_nodes)):  # node 0 is the engine's "not attributed"
@@ -169,8 +169,8 @@ def _prune(
 def _nogil_root(nodes: list[Node], stats: RawStats, thread: int) -> None:
     """Blocks allocated without the GIL: a root of their own, if there are any."""
     if any(stats):
-        peak, leaks, allocated = _counts(stats)
-        nodes.append(Node(-1, -1, thread, peak, leaks, allocated))
+        peak, at_exit, allocated = _counts(stats)
+        nodes.append(Node(-1, -1, thread, peak, at_exit, allocated))
 
 
 def build(
@@ -184,11 +184,18 @@ def build(
     thread_names: Callable[[int, int], str] | dict[int, str],
     is_entry: EntryTest | None = None,
     own: OwnFiles | None = None,
+    root: str = "",
+    sys_path: Sequence[str] | None = None,
+    seed: int | None = None,
 ) -> Capture:
     """Build the capture from ``_engine.rec_snapshot()`` and what the run observed.
 
     ``thread_names`` is ``{ident: name}``, or a function of ``(ident, n)`` for
     the ``n``-th thread the engine saw with that ident (idents are reused).
+    ``root`` is the directory the capture's paths are told relative to (the
+    program's directory, or the working directory; "" when not known),
+    ``sys_path`` the program's ``sys.path`` and ``seed`` the seed of the
+    engine's stack sampling (``None`` when not known).
     """
     raw_nodes: list[RawNode] = raw["nodes"]
     slots: list[tuple[str, str, int]] = raw["slots"]
@@ -212,8 +219,8 @@ def build(
             thread_of[index] = max(line, 0)
             continue
         thread_of[index] = thread_of[parent] if parent >= 0 else 0
-        filename, qualname, _first = slots[slot]
-        frame_of[index] = interner.add(filename, qualname, line)
+        filename, qualname, first = slots[slot]
+        frame_of[index] = interner.add(filename, qualname, line, first)
         ours[index] = is_ours[slot]
         entry[index] = is_start[slot]
         transparent[index] = is_transparent[slot]
@@ -247,6 +254,9 @@ def build(
         nodes=nodes,
         stacks=stacks,
         timeline=timeline,
+        root=root,
+        sys_path=list(sys_path or ()),
+        seed=seed,
     )
     capture.sources = _sources(capture)
     return capture

@@ -3,10 +3,12 @@
 A :class:`Capture` is aggregated, not an event log: its size depends on how
 much code ran, not on how long it ran.
 
-- ``frames``: the distinct code locations (file, function, line).
+- ``frames``: the distinct code locations (file, function, line, and the
+  function's first line).
 - ``nodes``: exact attribution. Each node is a frame under a parent node (or a
   thread root, ``frame == -1``); its :class:`Counts` say how many bytes and
-  blocks were live at the peak (``peak``), still live at exit (``leaks``), and
+  blocks were live at the peak (``peak``), still allocated at exit
+  (``at_exit``: leaks, caches, module globals), and
   allocated over the whole run (``allocated``), charged to that node itself
   (not to its children). In ``exact`` mode the nodes form full call stacks; in
   the default mode each node is one frame under its thread's root: the exact
@@ -15,27 +17,46 @@ much code ran, not on how long it ran.
   as ``nodes``; in the default mode, unbiased estimates from allocations
   sampled on average once every ``sample_bytes`` bytes.
 
-File format (version 1): the 16 bytes ``b"MEMTRIM-CAPTURE\\n"``, a 4-byte
-big-endian format version, a 4-byte big-endian flags word (0), an 8-byte
-big-endian length of the body, then the body: zlib-compressed UTF-8 JSON of
-:meth:`Capture.to_dict`. See ``docs/run.md``.
+- ``root``: the directory paths are told relative to (the program's
+  directory, or the working directory), ``sys_path`` the program's
+  ``sys.path`` and ``seed`` the seed of the stack sampling (``None``: not
+  known): what :meth:`Capture.findings` needs to name lines so that they match
+  across checkouts.
+
+File format (version 2): memtrim's file scheme (:mod:`memtrim.model.files`):
+the 16 bytes ``b"MEMTRIM-CAPTURE\\n"``, a 4-byte big-endian format version, a
+4-byte big-endian flags word (0), an 8-byte big-endian length of the body,
+then the body: zlib-compressed UTF-8 JSON of :meth:`Capture.to_dict`. Version
+1 files (no root, ``sys.path``, seed or first lines) are still read. See
+``docs/run.md``.
 """
 
 from __future__ import annotations
 
 import json
-import struct
-import zlib
 from collections.abc import Iterable, Iterator
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-MAGIC = b"MEMTRIM-CAPTURE\n"
-FORMAT_VERSION = 1
-_HEADER = struct.Struct(">16sIIQ")
-VIEWS = ("peak", "leaks", "allocated")
+from memtrim.model import files
+
+if TYPE_CHECKING:
+    from memtrim.model.findings import Finding
+    from memtrim.model.findings import Site as LineSite
+
+FILE_KIND = "capture"
+MAGIC = files.KINDS[FILE_KIND].magic
+FORMAT_VERSION = files.KINDS[FILE_KIND].version
+_HEADER = files.HEADER
+VIEWS = ("peak", "at_exit", "allocated")
+#: what each view is called in reports
+VIEW_LABELS = {
+    "peak": "Live at the peak",
+    "at_exit": "Still allocated at exit",
+    "allocated": "Allocated over the run",
+}
 
 
-class CaptureError(Exception):
+class CaptureError(files.FormatError):
     """A capture file that cannot be read: missing, truncated, corrupt or too new."""
 
 
@@ -44,11 +65,12 @@ class CaptureError(Exception):
 
 
 class Frame(NamedTuple):
-    """One code location."""
+    """One code location; ``first_line`` is its function's (0: not known)."""
 
     filename: str
     function: str
     lineno: int
+    first_line: int = 0
 
     def label(self) -> str:
         """``function (file:line)``."""
@@ -83,7 +105,7 @@ class Counts:
 class Node:
     """A frame in the call tree, with the bytes charged to it in each view."""
 
-    __slots__ = ("allocated", "frame", "leaks", "parent", "peak", "thread")
+    __slots__ = ("allocated", "at_exit", "frame", "parent", "peak", "thread")
 
     def __init__(
         self,
@@ -91,22 +113,22 @@ class Node:
         frame: int,  # index into Capture.frames, -1 for a thread root
         thread: int,  # index into Capture.threads
         peak: Counts | None = None,
-        leaks: Counts | None = None,
+        at_exit: Counts | None = None,
         allocated: Counts | None = None,
     ) -> None:
         self.parent = parent
         self.frame = frame
         self.thread = thread
         self.peak = Counts() if peak is None else peak
-        self.leaks = Counts() if leaks is None else leaks
+        self.at_exit = Counts() if at_exit is None else at_exit
         self.allocated = Counts() if allocated is None else allocated
 
     def view(self, name: str) -> Counts:
-        """The counts of one view: ``peak``, ``leaks`` or ``allocated``."""
+        """The counts of one view: ``peak``, ``at_exit`` or ``allocated``."""
         return getattr(self, name)
 
     def _key(self) -> tuple[Any, ...]:
-        return (self.parent, self.frame, self.thread, self.peak, self.leaks, self.allocated)
+        return (self.parent, self.frame, self.thread, self.peak, self.at_exit, self.allocated)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Node):
@@ -118,12 +140,14 @@ class Node:
     def __repr__(self) -> str:
         return (
             f"Node(parent={self.parent}, frame={self.frame}, thread={self.thread}, "
-            f"peak={self.peak}, leaks={self.leaks}, allocated={self.allocated})"
+            f"peak={self.peak}, at_exit={self.at_exit}, allocated={self.allocated})"
         )
 
 
 class Capture:
     """Everything ``memtrim run`` recorded about one process."""
+
+    FILE_KIND = FILE_KIND
 
     __slots__ = (
         "end_bytes",
@@ -132,8 +156,11 @@ class Capture:
         "nodes",
         "peak_bytes",
         "peak_time",
+        "root",
+        "seed",
         "sources",
         "stacks",
+        "sys_path",
         "threads",
         "timeline",
     )
@@ -150,6 +177,9 @@ class Capture:
         stacks: list[Node],
         timeline: list[tuple[float, int, int]],  # (seconds since start, heap, RSS bytes)
         sources: dict[str, dict[int, str]] | None = None,
+        root: str = "",
+        sys_path: list[str] | None = None,
+        seed: int | None = None,
     ) -> None:
         self.meta = meta
         self.peak_bytes = peak_bytes
@@ -161,6 +191,9 @@ class Capture:
         self.stacks = stacks
         self.timeline = timeline
         self.sources = {} if sources is None else sources
+        self.root = root  # "" when not recorded (version 1 captures)
+        self.sys_path = [] if sys_path is None else sys_path
+        self.seed = seed
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Capture):
@@ -192,6 +225,62 @@ class Capture:
         out.reverse()
         return out
 
+    def site(self, frame: Frame) -> LineSite:
+        """The :class:`~memtrim.model.Site` of a frame: its path relative to
+        :attr:`root` (or to its ``sys.path`` entry), its line within its function."""
+        from memtrim.model.findings import Site
+
+        source = self.sources.get(frame.filename, {}).get(frame.lineno, "")
+        return Site.at(
+            frame.filename,
+            frame.function,
+            frame.lineno,
+            frame.first_line or None,
+            source,
+            self.root or None,
+            self.sys_path,
+        )
+
+    def findings(self) -> list[Finding]:
+        """Every figure of the capture, in one shape.
+
+        Per view (``peak``, ``at_exit``, ``allocated``): the process-wide
+        ``heap`` figure (the heap's peak and level at exit as the engine
+        counted them; for ``allocated``, all bytes allocated), then each line
+        with bytes (``line``, largest first), then what no line can be charged
+        with (``unattributed``, named by reason and thread). Per-line figures
+        are exact in every mode.
+        """
+        from memtrim.model.findings import Amount, Finding
+
+        out: list[Finding] = []
+        for view in VIEWS:
+            lines = sites(self, view)
+            outside = unattributed(self, view)
+            count = sum(s.count for s in lines) + sum(u.count for u in outside)
+            whole = {"peak": self.peak_bytes, "at_exit": self.end_bytes}.get(
+                view, view_total(self, view)
+            )
+            out.append(Finding("heap", None, view, Amount(whole, count)))
+            out += [
+                Finding("line", self.site(s.frame), view, Amount(s.bytes, s.count)) for s in lines
+            ]
+            out += [
+                Finding(
+                    "unattributed",
+                    None,
+                    view,
+                    Amount(u.bytes, u.count),
+                    name=f"{u.reason}; thread {u.thread}",
+                )
+                for u in outside
+            ]
+        return out
+
+    def save(self, path: str) -> None:
+        """Write the capture file (:mod:`memtrim.model.files`)."""
+        files.dump(self, path)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready plain data (the body of the capture file)."""
         return {
@@ -199,7 +288,7 @@ class Capture:
             "peak_bytes": self.peak_bytes,
             "peak_time": self.peak_time,
             "end_bytes": self.end_bytes,
-            "frames": [[f.filename, f.function, f.lineno] for f in self.frames],
+            "frames": [[f.filename, f.function, f.lineno, f.first_line] for f in self.frames],
             "threads": self.threads,
             "nodes": [_node_row(n) for n in self.nodes],
             "stacks": None if self.stacks is self.nodes else [_node_row(n) for n in self.stacks],
@@ -207,22 +296,26 @@ class Capture:
             "sources": {
                 name: {str(k): v for k, v in lines.items()} for name, lines in self.sources.items()
             },
+            "root": self.root,
+            "sys_path": self.sys_path,
+            "seed": self.seed,
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Capture:
-        """The inverse of :meth:`to_dict`."""
+    def from_dict(cls, data: dict[str, Any], version: int = FORMAT_VERSION) -> Capture:
+        """The inverse of :meth:`to_dict`; ``version`` 1 data is migrated."""
         try:
             nodes = [_node_from_row(row) for row in data["nodes"]]
             stacks = (
                 nodes if data["stacks"] is None else [_node_from_row(r) for r in data["stacks"]]
             )
+            seed = data.get("seed") if version >= 2 else None
             return cls(
                 meta=dict(data["meta"]),
                 peak_bytes=int(data["peak_bytes"]),
                 peak_time=float(data["peak_time"]),
                 end_bytes=int(data["end_bytes"]),
-                frames=[Frame(str(f), str(fn), int(n)) for f, fn, n in data["frames"]],
+                frames=[_frame_from_row(row) for row in data["frames"]],
                 threads=[str(t) for t in data["threads"]],
                 nodes=nodes,
                 stacks=stacks,
@@ -231,9 +324,20 @@ class Capture:
                     name: {int(k): str(v) for k, v in lines.items()}
                     for name, lines in data.get("sources", {}).items()
                 },
+                root=str(data.get("root") or "") if version >= 2 else "",
+                sys_path=[str(p) for p in data.get("sys_path") or ()] if version >= 2 else [],
+                seed=None if seed is None else int(seed),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CaptureError(f"malformed capture data ({exc})") from None
+
+
+def _frame_from_row(row: list[Any]) -> Frame:
+    if len(row) == 3:  # version 1: no first line
+        filename, function, lineno = row
+        return Frame(str(filename), str(function), int(lineno))
+    filename, function, lineno, first = row
+    return Frame(str(filename), str(function), int(lineno), int(first))
 
 
 def _node_row(node: Node) -> list[int]:
@@ -243,8 +347,8 @@ def _node_row(node: Node) -> list[int]:
         node.thread,
         node.peak.bytes,
         node.peak.count,
-        node.leaks.bytes,
-        node.leaks.count,
+        node.at_exit.bytes,
+        node.at_exit.count,
         node.allocated.bytes,
         node.allocated.count,
     ]
@@ -258,47 +362,42 @@ def _node_from_row(row: list[int]) -> Node:
 # ------------------------------------------------------------------ the file
 
 
+def encode_body(capture: Capture) -> bytes:
+    """The body of the capture file (before compression)."""
+    return json.dumps(capture.to_dict(), separators=(",", ":")).encode()
+
+
+def decode_body(body: bytes, version: int, name: str = "capture") -> Capture:
+    """A capture from the body of its file, any version up to :data:`FORMAT_VERSION`."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise CaptureError(f"{name} is corrupt") from None
+    if not isinstance(payload, dict):
+        raise CaptureError(f"{name} is corrupt")
+    return Capture.from_dict(payload, version)
+
+
 def dumps(capture: Capture) -> bytes:
     """Serialize to the versioned file format."""
-    body = zlib.compress(json.dumps(capture.to_dict(), separators=(",", ":")).encode(), 1)
-    return _HEADER.pack(MAGIC, FORMAT_VERSION, 0, len(body)) + body
+    return files.pack(FILE_KIND, encode_body(capture))
 
 
 def loads(data: bytes, name: str = "capture") -> Capture:
     """Parse the file format; :class:`CaptureError` says what is wrong."""
-    if len(data) < _HEADER.size or not data.startswith(MAGIC):
-        if len(data) < len(MAGIC) and MAGIC.startswith(data):
-            raise CaptureError(f"{name} is truncated")
-        raise CaptureError(f"{name} is not a memtrim capture")
-    _, version, _flags, length = _HEADER.unpack_from(data)
-    if version > FORMAT_VERSION:
-        raise CaptureError(
-            f"{name} has capture format version {version}; this memtrim reads up to "
-            f"version {FORMAT_VERSION}: upgrade memtrim"
-        )
-    body = data[_HEADER.size :]
-    if len(body) < length:
-        raise CaptureError(f"{name} is truncated ({len(body)} of {length} bytes of data)")
     try:
-        payload = json.loads(zlib.decompress(body[:length]))
-    except (zlib.error, ValueError, UnicodeDecodeError):
-        raise CaptureError(f"{name} is corrupt") from None
-    if not isinstance(payload, dict):
-        raise CaptureError(f"{name} is corrupt")
-    return Capture.from_dict(payload)
+        _, version, body = files.unpack(data, name, expect=FILE_KIND)
+    except files.FormatError as exc:
+        raise CaptureError(str(exc)) from None
+    return decode_body(body, version, name)
 
 
 def read(path: str) -> Capture:
     """Load a capture file."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        raise CaptureError(f"no such capture file: {path}") from None
-    except IsADirectoryError:
-        raise CaptureError(f"{path} is a directory, not a capture file") from None
-    except OSError as exc:
-        raise CaptureError(f"cannot read {path}: {exc.strerror or exc}") from None
+        data = files.read_bytes(path, "capture file")
+    except files.FormatError as exc:
+        raise CaptureError(str(exc)) from None
     return loads(data, path)
 
 

@@ -21,13 +21,12 @@ from typing import Any
 
 import memtrim
 from memtrim import __version__
-from memtrim.engine import hooks, load
+from memtrim.engine import hooks, recorder
 from memtrim.run import _threads
 from memtrim.run._threads import ThreadNames
 from memtrim.run.build import EntryTest, OwnFiles, build
 from memtrim.run.capture import Capture, decimate
 
-_engine = load()
 DEFAULT_SAMPLE_BYTES = 256 * 1024
 DEFAULT_INTERVAL = 0.01
 TIMELINE_POINTS = 2000
@@ -47,7 +46,9 @@ class ProgramProfiler:
     on average) for the flame graph; ``exact=True`` charges every block to its
     full stack. ``interval`` is the timeline's sampling period in seconds.
     ``is_entry(filename, qualname)`` tells which code called from memtrim's
-    own frames is the program's (the rest is memtrim's bookkeeping).
+    own frames is the program's (the rest is memtrim's bookkeeping). ``root``
+    is the directory the capture's sites are told relative to (default: the
+    current directory when recording starts).
     """
 
     def __init__(
@@ -58,6 +59,7 @@ class ProgramProfiler:
         interval: float = DEFAULT_INTERVAL,
         meta: dict[str, Any] | None = None,
         is_entry: EntryTest | None = None,
+        root: str | None = None,
     ) -> None:
         if sample_bytes <= 0:
             raise ValueError(f"sample_bytes must be positive, not {sample_bytes}")
@@ -68,41 +70,56 @@ class ProgramProfiler:
         self.interval = interval
         self.meta = dict(meta or {})
         self.is_entry = is_entry
+        self.root = root
         self.capture: Capture | None = None
         self._sampler: Any = None
         self._samples: list[Any] = []
         self._t0 = 0.0
         self._wall0 = 0.0
         self._running = False
+        self.ever_started = False
         self._paused: tuple[int, int, float] | None = None
         self._base = 0
         self._threads = ThreadNames()
+        self._hooks: hooks.Handle | None = None
 
     def start(self) -> None:
         """Install the hooks and start recording."""
         if self._running:
             raise RuntimeError("this profiler is already running")
-        hooks.acquire()
+        self._hooks = hooks.acquire("memtrim run")
         self._samples = []
         self._t0 = time.monotonic()
         self._wall0 = time.time()
         self._pid = os.getpid()
+        if self.root is None:
+            try:
+                self.root = os.getcwd()
+            except OSError:  # the directory is gone: paths stay absolute
+                self.root = ""
         self._start_sampler()
         # Blocks allocated before now (memtrim's own, or the program's before
         # profiling) are not the profiled code's: figures start from here.
-        self._base = _engine.heap_level()
+        self._base = hooks.level()
         self._threads.start()
-        _engine.rec_start(self.exact, self.sample_bytes, OWN_FILES.transparent)
+        try:
+            recorder.start(self.exact, self.sample_bytes, OWN_FILES.transparent)
+        except BaseException:
+            self._threads.stop()
+            self._stop_sampler()
+            self._hooks.release()
+            raise
         self._running = True
+        self.ever_started = True
 
     def pause(self) -> None:
         """Stop attributing allocations; :meth:`stop` builds the capture later."""
         if self._running and self._paused is None:
-            _engine.rec_stop()
+            recorder.stop()
             base = self._base
             self._paused = (
-                _engine.heap_peak() - base,
-                _engine.heap_level() - base,
+                hooks.peak() - base,
+                hooks.level() - base,
                 time.monotonic(),
             )
 
@@ -123,10 +140,11 @@ class ProgramProfiler:
             return self._build(duration, peak, end)
 
     def _build(self, duration: float, peak: int, end: int) -> Capture:
-        raw = _engine.rec_snapshot()
-        _engine.rec_clear()
+        raw = recorder.snapshot()
+        recorder.clear()
         self._threads.stop()
-        hooks.release()
+        if self._hooks is not None:
+            self._hooks.release()
         timeline = self._timeline(duration, end)
         peak_time = max(timeline, key=lambda p: p[1])[0] if timeline else 0.0
         meta = {
@@ -149,6 +167,8 @@ class ProgramProfiler:
             thread_names=self._threads.name,
             is_entry=self.is_entry,
             own=OWN_FILES,
+            root=self.root or "",
+            sys_path=list(sys.path),
         )
         return self.capture
 
@@ -158,6 +178,10 @@ class ProgramProfiler:
         self._pid = os.getpid()
         self._sampler = None
         self._start_sampler()
+
+    def stop_in_forked_child(self) -> None:
+        """In a forked child that is not profiled: stop recording there."""
+        recorder.stop()
 
     # ----------------------------------------------------------- timeline
 

@@ -17,12 +17,9 @@ import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-MIB = 2**20
-
-
-def to_mib(value: int) -> float:
-    """Bytes to MiB (memory_profiler's unit)."""
-    return value / MIB
+from memtrim.model.findings import Amount, Finding
+from memtrim.model.units import MIB as MIB  # re-exported: the timeline's unit
+from memtrim.model.units import to_mib as to_mib
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +115,50 @@ class Timeline:
         """Did any descendant process show up?"""
         return any(s.children for s in self.samples)
 
+    FILE_KIND = "timeline"
+
     @property
     def length(self) -> float:
         """Duration of the recording (the last sample's time if unknown)."""
         if self.duration is not None:
             return self.duration
         return self.samples[-1].time if self.samples else 0.0
+
+    def findings(self) -> list[Finding]:
+        """The recording's peaks, in one shape (no line: ``where`` is None).
+
+        Whole recording (``name`` ""): ``rss`` the process's peak RSS (exact
+        when the kernel's mark was read, else the highest sample), ``total``
+        the same with its children, ``heap`` the highest heap level sampled
+        (an estimate). Per phase (``name`` the phase's): ``heap`` its peak
+        above its start (exact) and its ``increment`` (exact), ``rss`` and
+        ``total`` its peaks. Figures not measured are left out.
+        """
+        out = []
+        for what, true in (("rss", self.peak_rss), ("total", self.peak_total)):
+            if what == "total" and true is None and not self.has_children:
+                continue
+            sampled = peak_of(self.samples, what)
+            if true is not None and (sampled is None or true >= sampled.value):
+                out.append(Finding(what, None, "peak", Amount(true), exact=True))
+            elif sampled is not None:
+                out.append(Finding(what, None, "peak", Amount(sampled.value), exact=False))
+        heap = peak_of(self.samples, "heap")
+        if heap is not None:
+            out.append(Finding("heap", None, "peak", Amount(heap.value), exact=False))
+        for phase in self.phases:
+            figures = (
+                ("heap", "peak", phase.peak_heap, True),
+                ("heap", "increment", phase.increment, True),
+                ("rss", "peak", phase.peak_rss, phase.peak_rss_exact),
+                ("total", "peak", phase.peak_total, False),
+            )
+            out += [
+                Finding(what, None, metric, Amount(value), exact, phase.name)
+                for what, metric, value, exact in figures
+                if value is not None
+            ]
+        return out
 
 
 RawSample = tuple[int, int | None, tuple[tuple[int, int], ...], object]

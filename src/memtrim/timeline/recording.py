@@ -1,4 +1,9 @@
-"""The recording file: a versioned, line-oriented text format (spec in docs/timeline.md).
+"""The recording: a versioned, line-oriented text format (spec in docs/timeline.md).
+
+Saved, a recording is a file of memtrim's file scheme (:mod:`memtrim.model.files`,
+kind ``timeline``, version 2) whose body is this text; version 1 files, the
+text alone, are still read (:func:`load` and :func:`memtrim.model.load` take
+both).
 
 ::
 
@@ -26,6 +31,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from memtrim.model import files
 from memtrim.timeline.model import Phase, Sample, Timeline
 
 MAGIC = "memtrim-timeline"
@@ -58,7 +64,7 @@ _END_KEYS = (
 )
 
 
-class RecordingError(ValueError):
+class RecordingError(files.FormatError):
     """The file is not a memtrim recording, is truncated or corrupt, or is too new."""
 
 
@@ -125,18 +131,51 @@ class _Bad(Exception):
     """What is wrong with one line (the reader adds the file and line)."""
 
 
+def save(timeline: Timeline, path: str) -> None:
+    """Write ``timeline`` to a file of memtrim's scheme (:func:`dump_file` bytes)."""
+    files.dump(timeline, path)
+
+
+def dump_file(timeline: Timeline) -> bytes:
+    """The bytes of a recording file (version 2: the text in memtrim's file scheme)."""
+    return files.pack(Timeline.FILE_KIND, encode_body(timeline))
+
+
+def encode_body(timeline: Timeline) -> bytes:
+    """The body of a recording file (before compression): the recording text."""
+    return dumps(timeline).encode("utf-8")
+
+
+def decode_body(body: bytes, version: int, name: str = "<recording>") -> Timeline:
+    """A timeline from a file's body: the recording text (version 1 files are
+    nothing else)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RecordingError(f"{name} is not a memtrim recording") from None
+    return loads(text, name)
+
+
 def load(path: str) -> Timeline:
-    """Read a recording; :class:`RecordingError` says what is wrong with a bad one."""
+    """Read a recording file, either version; :class:`RecordingError` says
+    what is wrong with a bad one."""
     try:
         with open(path, "rb") as handle:
             data = handle.read()
     except OSError as exc:
         raise RecordingError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise RecordingError(f"{path} is not a memtrim recording") from None
-    return loads(text, path)
+    return load_bytes(data, path)
+
+
+def load_bytes(data: bytes, name: str = "<recording>") -> Timeline:
+    """A recording from a file's bytes: the scheme's (version 2) or bare text (version 1)."""
+    if data.startswith(b"MEMTRIM-"):  # the file scheme's magic, of some kind
+        try:
+            _, version, body = files.unpack(data, name, expect=Timeline.FILE_KIND)
+        except files.FormatError as exc:
+            raise RecordingError(str(exc)) from None
+        return decode_body(body, version, name)
+    return decode_body(data, 1, name)
 
 
 def loads(text: str, name: str = "<recording>") -> Timeline:

@@ -27,6 +27,7 @@ from typing import IO, Any
 
 from memtrim.engine import hooks
 from memtrim.engine.sampler import RawSample, Sampler, read_peak_rss, reset_peak_rss
+from memtrim.model.units import mib
 from memtrim.timeline.model import (
     LocatedPeak,
     Phase,
@@ -39,7 +40,6 @@ from memtrim.timeline.model import (
     marks_from_raw,
     own_peak,
     samples_from_raw,
-    to_mib,
     within,
 )
 
@@ -197,9 +197,7 @@ class _HeapWatch:
         self.enabled = enabled
         self.base = 0
         self._watch = -1
-        self._released = False
-        if enabled:
-            hooks.acquire()
+        self._hooks = hooks.acquire("track") if enabled else None
 
     def begin(self) -> None:
         """Start counting now: call it last, after memtrim's own bookkeeping."""
@@ -236,9 +234,8 @@ class _HeapWatch:
 
     def release(self) -> None:
         """Let the hooks go (after :meth:`end`; once only)."""
-        if self.enabled and not self._released:
-            self._released = True
-            hooks.release()
+        if self._hooks is not None:
+            self._hooks.release()  # idempotent
 
 
 # ---------------------------------------------------------------------- phases
@@ -618,7 +615,7 @@ class Track:
         label = f" {self.name!r}" if self.name else ""
         if self._state != "done":
             return f"<Track{label} {self._state}>"
-        rss = "unknown" if self.peak_rss is None else f"{to_mib(self.peak_rss):.1f} MiB"
+        rss = "unknown" if self.peak_rss is None else mib(self.peak_rss)
         return (
             f"<Track{label}: peak {_mib_text(self.peak)}, increment "
             f"{_mib_text(self.increment)}, peak RSS {rss}, {self.duration:.3f} s, "
@@ -646,7 +643,7 @@ def track(
 
 
 def _mib_text(value: int | None) -> str:
-    return "not measured" if value is None else f"{to_mib(value):.3f} MiB"
+    return "not measured" if value is None else mib(value, 3)
 
 
 def _keep(sample: RawSample | None) -> list[RawSample]:

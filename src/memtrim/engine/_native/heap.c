@@ -24,7 +24,7 @@
  * allocator; a hook entered with it set passes straight through.
  */
 #include "heap.h"
-#include "profiler.h"
+#include "listeners.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -34,7 +34,7 @@ MT_TLS int64_t mt_thread_cur;
 MT_TLS int64_t mt_thread_hwm;
 static MT_TLS int t_guard;
 
-/* For the profiler: allocations it causes itself (a code object's first
+/* For listeners: allocations they cause themselves (a code object's first
  * co_extra) pass through uncounted, like pymalloc's own calls. */
 void mt_heap_guard_enter(void)
 {
@@ -58,7 +58,7 @@ void mt_heap_guard_exit(void)
 
 typedef struct {
     uint16_t v[1u << LEAF_BITS];
-    uint32_t *ids; /* while profiling: the profiler's id of each block */
+    uint32_t *ids; /* the attributing listener's id of each block (listeners.h) */
 } leaf_t;
 typedef struct {
     leaf_t *leaf[1u << L2_BITS];
@@ -121,7 +121,8 @@ static inline void set_id(leaf_t *leaf, size_t index, uint32_t id)
     ids[index] = id;
 }
 
-/* The profiler's ids go when a recording ends; the next one starts clean. */
+/* The attributing listener's ids go when it unregisters; the next one starts
+ * clean. */
 static void shadow_clear_ids(void)
 {
     for (size_t i = 0; i < (1u << L1_BITS); i++) {
@@ -292,7 +293,7 @@ static __attribute__((noinline)) void record_big(uintptr_t a, uint16_t *slot, si
     pthread_mutex_unlock(&big_lock);
 }
 
-/* Forget a block; returns its recorded size (and profiler id), or -1 if it
+/* Forget a block; returns its recorded size (and listener id), or -1 if it
  * was not ours. */
 static inline __attribute__((always_inline)) int64_t take_size(void *p, uint32_t *id)
 {
@@ -370,6 +371,157 @@ static void watch_raise(int64_t level)
     g_watch_floor = floor;
 }
 
+/* ---------------------------------------------------------------- listeners */
+
+/* The table (listeners.h).  Written with the GIL *and* nogil_lock held, so
+ * the GIL path (which holds the GIL) and the no-GIL path (which holds
+ * nogil_lock) each read it consistently without anything more.  Entries are
+ * kept packed: [0, mt_listeners_n) are in use.  `attributor` is the one that
+ * owns the per-block id slot, or NULL. */
+int mt_listeners_n;
+static const mt_listener_t *listeners[MT_MAX_LISTENERS];
+static const mt_listener_t *attributor;
+/* Listeners other than the attributor that want every free: without one, a
+ * free of a block with no id (most frees of a recording: blocks from before
+ * it) calls nothing, as before listeners existed. */
+static int plain_free_n;
+
+static void clear_ids_locked(void);
+
+int mt_listener_add(const mt_listener_t *l)
+{
+    for (int i = 0; i < mt_listeners_n; i++) {
+        if (listeners[i] == l) {
+            PyErr_Format(PyExc_RuntimeError, "%s is already listening to the heap", l->name);
+            return -1;
+        }
+    }
+    if (l->attributes && attributor != NULL) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "%s cannot attribute allocations: %s already does", l->name,
+                     attributor->name);
+        return -1;
+    }
+    if (mt_listeners_n == MT_MAX_LISTENERS) {
+        PyErr_SetString(PyExc_RuntimeError, "too many heap listeners");
+        return -1;
+    }
+    pthread_mutex_lock(&nogil_lock);
+    listeners[mt_listeners_n] = l;
+    if (l->attributes) {
+        attributor = l;
+    }
+    else if (l->on_free != NULL || l->on_free_nogil != NULL) {
+        plain_free_n++;
+    }
+    /* last: a hook that sees the count sees the entry (the GIL path reads
+     * both under the GIL we hold, the no-GIL path under nogil_lock) */
+    mt_listeners_n++;
+    pthread_mutex_unlock(&nogil_lock);
+    return 0;
+}
+
+void mt_listener_remove(const mt_listener_t *l)
+{
+    pthread_mutex_lock(&nogil_lock);
+    for (int i = 0; i < mt_listeners_n; i++) {
+        if (listeners[i] == l) {
+            for (int j = i + 1; j < mt_listeners_n; j++) {
+                listeners[j - 1] = listeners[j];
+            }
+            listeners[--mt_listeners_n] = NULL;
+            if (attributor != l && (l->on_free != NULL || l->on_free_nogil != NULL)) {
+                plain_free_n--;
+            }
+            if (attributor == l) {
+                /* the id slot is free again: wipe its ids, so that the next
+                 * attributing listener is never handed one it did not make */
+                attributor = NULL;
+                clear_ids_locked();
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&nogil_lock);
+}
+
+/* GIL held: tell every listener; returns the attributor's id for the block.
+ * The common case, the recorder alone, is one indirect call. */
+static inline uint32_t notify_alloc(void *p, size_t size)
+{
+    if (MT_LIKELY(mt_listeners_n == 1)) {
+        const mt_listener_t *l = listeners[0];
+        uint32_t got = l->on_alloc != NULL ? l->on_alloc(p, size) : 0;
+        return l == attributor ? got : 0;
+    }
+    uint32_t id = 0;
+    for (int i = 0; i < mt_listeners_n; i++) {
+        const mt_listener_t *l = listeners[i];
+        if (l->on_alloc != NULL) {
+            uint32_t got = l->on_alloc(p, size);
+            if (l == attributor) {
+                id = got;
+            }
+        }
+    }
+    return id;
+}
+
+static inline void notify_free(void *p, uint32_t id, size_t size)
+{
+    for (int i = 0; i < mt_listeners_n; i++) {
+        const mt_listener_t *l = listeners[i];
+        if (l == attributor) {
+            if (id != 0 && l->on_free != NULL) {
+                l->on_free(p, id, size);
+            }
+        }
+        else if (l->on_free != NULL) {
+            l->on_free(p, 0, size);
+        }
+    }
+}
+
+static MT_NOINLINE void notify_new_peak(void)
+{
+    for (int i = 0; i < mt_listeners_n; i++) {
+        if (listeners[i]->on_new_peak != NULL) {
+            listeners[i]->on_new_peak();
+        }
+    }
+}
+
+/* No GIL, nogil_lock held. */
+static uint32_t notify_alloc_nogil(size_t size)
+{
+    uint32_t id = 0;
+    for (int i = 0; i < mt_listeners_n; i++) {
+        const mt_listener_t *l = listeners[i];
+        if (l->on_alloc_nogil != NULL) {
+            uint32_t got = l->on_alloc_nogil(size);
+            if (l == attributor) {
+                id = got;
+            }
+        }
+    }
+    return id;
+}
+
+static void notify_free_nogil(void *p, uint32_t id, size_t size)
+{
+    for (int i = 0; i < mt_listeners_n; i++) {
+        const mt_listener_t *l = listeners[i];
+        if (l == attributor) {
+            if (id != 0 && l->on_free_nogil != NULL) {
+                l->on_free_nogil(p, id, size);
+            }
+        }
+        else if (l->on_free_nogil != NULL) {
+            l->on_free_nogil(p, 0, size);
+        }
+    }
+}
+
 static inline void thread_add(int64_t delta)
 {
     mt_thread_cur += delta;
@@ -381,8 +533,9 @@ static inline void thread_add(int64_t delta)
 /* GIL held. */
 static inline void on_alloc_gil(void *p, size_t size)
 {
-    /* attribute first, so that a peak this allocation makes includes it */
-    uint32_t id = MT_UNLIKELY(mt_rec_on) ? mt_rec_alloc(p, size) : 0;
+    /* attribute first, so that a peak this allocation makes includes it.
+     * With no listener this is one load of a well-predicted int. */
+    uint32_t id = MT_UNLIKELY(mt_listeners_n) ? notify_alloc(p, size) : 0;
     record_size(p, size, id);
     g_cur += (int64_t)size;
     g_allocs++;
@@ -390,26 +543,32 @@ static inline void on_alloc_gil(void *p, size_t size)
     int64_t level = level_now();
     if (level > g_peak) {
         g_peak = level;
-        if (MT_UNLIKELY(mt_rec_on)) {
-            mt_rec_new_peak();
+        if (MT_UNLIKELY(mt_listeners_n)) {
+            notify_new_peak();
         }
     }
     if (MT_UNLIKELY(level > g_watch_floor)) {
         watch_raise(level);
     }
+    /* The --limit watchdog is not a listener: it needs no event, only a
+     * chance to run its callback in an allocating thread once it has tripped
+     * (rare), and a volatile flag costs one load with nothing registered; as a
+     * listener it would have to be registered from its own thread, without
+     * the GIL, and would make every allocation of a --limit run walk the
+     * table. */
     if (MT_UNLIKELY(mt_limit_tripped)) {
         mt_watchdog_poke();
     }
 }
 
-/* GIL held: a block of `size` bytes (profiler id `id`) went away. */
+/* GIL held: a block of `size` bytes (listener id `id`) went away. */
 static inline void forget_gil(void *p, int64_t size, uint32_t id)
 {
     g_cur -= size;
     g_frees++;
     mt_thread_cur -= size;
-    if (MT_UNLIKELY(id != 0 && mt_rec_on)) {
-        mt_rec_free(p, id, (size_t)size);
+    if (MT_UNLIKELY(mt_listeners_n) && (id != 0 || plain_free_n)) {
+        notify_free(p, id, (size_t)size);
     }
 }
 
@@ -424,14 +583,13 @@ static inline void on_free_gil(void *p)
 
 /* Without the GIL: serialize with uninstall through nogil_lock.  Peaks are not
  * raised here (g_peak and the watches belong to the GIL); the next allocation
- * made with the GIL sees the level including these bytes.  Such blocks are not
- * attributed to code (the profiler's tree belongs to the GIL): the profiler
- * counts them apart. */
+ * made with the GIL sees the level including these bytes.  Listeners hear of
+ * them through their no-GIL callbacks, under nogil_lock (listeners.h). */
 static void on_alloc_nogil(void *p, size_t size)
 {
     pthread_mutex_lock(&nogil_lock);
     if (g_installed) {
-        record_size(p, size, mt_rec_on ? mt_rec_alloc_nogil(size) : 0);
+        record_size(p, size, mt_listeners_n ? notify_alloc_nogil(size) : 0);
         __atomic_add_fetch(&g_nogil, (int64_t)size, __ATOMIC_RELAXED);
         thread_add((int64_t)size);
     }
@@ -448,8 +606,8 @@ static int64_t take_nogil(void *p, uint32_t *id)
         if (size >= 0) {
             __atomic_sub_fetch(&g_nogil, size, __ATOMIC_RELAXED);
             mt_thread_cur -= size;
-            if (*id != 0 && mt_rec_on) {
-                mt_rec_free_nogil(p, *id, (size_t)size);
+            if (mt_listeners_n && (*id != 0 || plain_free_n)) {
+                notify_free_nogil(p, *id, (size_t)size);
             }
         }
     }
@@ -556,7 +714,7 @@ static int64_t account_take(void *p, uint32_t *id)
 static void account_restore(void *p, int64_t size, uint32_t id)
 {
     if (PyGILState_Check()) {
-        /* the profiler already counted the free; count it allocated again */
+        /* listeners already heard of the free; it is allocated again */
         on_alloc_gil(p, (size_t)size);
     }
     else {
@@ -701,16 +859,15 @@ void mt_heap_reset_peak(void)
     g_peak = mt_heap_level();
 }
 
-void mt_heap_clear_ids(void)
+/* nogil_lock held (the GIL too): no hook is changing an id meanwhile. */
+static void clear_ids_locked(void)
 {
-    pthread_mutex_lock(&nogil_lock);
     pthread_mutex_lock(&big_lock);
     shadow_clear_ids();
     for (size_t i = 0; i < big_cap; i++) {
         big_tab[i].id = 0;
     }
     pthread_mutex_unlock(&big_lock);
-    pthread_mutex_unlock(&nogil_lock);
 }
 
 /* A forked child has one thread: locks another thread held at fork time would
@@ -867,45 +1024,5 @@ void mt_numpy_unpatch(void)
     if (np_handler != NULL) {
         np_handler->allocator = np_orig;
         np_handler = NULL;
-    }
-}
-
-/* -------------------------------------------------------------- test helpers */
-
-void *mt_test_alloc(int domain, size_t size)
-{
-    switch (domain) {
-    case 0:
-        return PyMem_RawMalloc(size);
-    case 1:
-        return PyMem_Malloc(size);
-    default:
-        return PyObject_Malloc(size);
-    }
-}
-
-void mt_test_free(int domain, void *ptr)
-{
-    switch (domain) {
-    case 0:
-        PyMem_RawFree(ptr);
-        break;
-    case 1:
-        PyMem_Free(ptr);
-        break;
-    default:
-        PyObject_Free(ptr);
-    }
-}
-
-void *mt_test_realloc(int domain, void *ptr, size_t size)
-{
-    switch (domain) {
-    case 0:
-        return PyMem_RawRealloc(ptr, size);
-    case 1:
-        return PyMem_Realloc(ptr, size);
-    default:
-        return PyObject_Realloc(ptr, size);
     }
 }

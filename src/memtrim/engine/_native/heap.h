@@ -1,4 +1,6 @@
-/* Exact heap accounting: allocator hooks and a shadow map of block sizes. */
+/* Exact heap accounting: allocator hooks and a shadow map of block sizes.
+ * What is done with the events (attribution to code) is up to listeners:
+ * see listeners.h. */
 #ifndef MEMTRIM_HEAP_H
 #define MEMTRIM_HEAP_H
 
@@ -19,7 +21,6 @@ int mt_heap_installed(void);
 int64_t mt_heap_level(void);        /* live bytes allocated since install, all threads */
 int64_t mt_heap_peak(void);         /* highest level since install or last peak reset */
 void mt_heap_reset_peak(void);
-void mt_heap_clear_ids(void);      /* forget profiler ids (GIL held) */
 void mt_heap_after_fork(void);     /* in a forked child */
 void mt_heap_counts(uint64_t *allocs, uint64_t *frees);
 int64_t mt_heap_overhead(void);    /* bytes the shadow map itself uses */
@@ -36,10 +37,5 @@ void mt_numpy_unpatch(void);
 /* The --limit watchdog (watchdog.c) trips this; the hooks then poke it. */
 extern volatile int mt_limit_tripped;
 void mt_watchdog_poke(void);
-
-/* Test helpers: allocate exactly `size` bytes through one domain. */
-void *mt_test_alloc(int domain, size_t size);
-void mt_test_free(int domain, void *ptr);
-void *mt_test_realloc(int domain, void *ptr, size_t size);
 
 #endif

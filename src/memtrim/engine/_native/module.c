@@ -5,6 +5,7 @@
 #include "capi.h"
 #include "compat.h"
 #include "heap.h"
+#include "listeners.h"
 #include "profiler.h"
 #include "tracer.h"
 
@@ -181,6 +182,25 @@ static PyObject *py_reset_table(PyObject *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+static PyObject *py_free_table(PyObject *self, PyObject *arg)
+{
+    long table = PyLong_AsLong(arg);
+    if (table == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (mt_tracer_free_table((int)table) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_tables_live(PyObject *self, PyObject *unused)
+{
+    int tables, codes, kept;
+    mt_tracer_counts(&tables, &codes, &kept);
+    return Py_BuildValue("(iii)", tables, codes, kept);
+}
+
 static PyObject *py_step_in(PyObject *self, PyObject *unused)
 {
     if (mt_step_in() < 0) {
@@ -258,13 +278,17 @@ static PyObject *py_rec_start(PyObject *self, PyObject *args)
             return NULL;
         }
     }
-    mt_rec_stop();
-    mt_heap_clear_ids();
+    if (mt_rec_running()) {
+        Py_XDECREF(hidden_seq);
+        PyErr_SetString(PyExc_RuntimeError,
+                        "a recording is already running in this process; stop it first");
+        return NULL;
+    }
     mt_heap_reset_peak();
     int failed = mt_rec_start(exact, sample_bytes, hidden_seq) < 0;
     Py_XDECREF(hidden_seq);
     if (failed) {
-        return PyErr_NoMemory();
+        return NULL;
     }
     Py_RETURN_NONE;
 }
@@ -283,87 +307,21 @@ static PyObject *py_rec_snapshot(PyObject *self, PyObject *unused)
 static PyObject *py_rec_clear(PyObject *self, PyObject *unused)
 {
     mt_rec_clear();
-    mt_heap_clear_ids();
     Py_RETURN_NONE;
 }
 
 static PyObject *py_rec_recording(PyObject *self, PyObject *unused)
 {
-    return PyBool_FromLong(mt_rec_on);
+    return PyBool_FromLong(mt_rec_running());
+}
+
+static PyObject *py_heap_listeners(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromLong(mt_listeners_n);
 }
 
 PyObject *mt_watchdog_start(PyObject *self, PyObject *args); /* watchdog.c */
 PyObject *mt_watchdog_stop(PyObject *self, PyObject *unused);
-
-static PyObject *py_test_alloc(PyObject *self, PyObject *args)
-{
-    int domain;
-    Py_ssize_t size;
-    if (!PyArg_ParseTuple(args, "in", &domain, &size)) {
-        return NULL;
-    }
-    void *p = mt_test_alloc(domain, (size_t)size);
-    if (p == NULL) {
-        return PyErr_NoMemory();
-    }
-    return PyLong_FromVoidPtr(p);
-}
-
-static PyObject *py_test_realloc(PyObject *self, PyObject *args)
-{
-    int domain;
-    PyObject *addr;
-    Py_ssize_t size;
-    if (!PyArg_ParseTuple(args, "iOn", &domain, &addr, &size)) {
-        return NULL;
-    }
-    void *p = PyLong_AsVoidPtr(addr);
-    if (p == NULL && PyErr_Occurred()) {
-        return NULL;
-    }
-    void *q = mt_test_realloc(domain, p, (size_t)size);
-    if (q == NULL) {
-        return PyErr_NoMemory();
-    }
-    return PyLong_FromVoidPtr(q);
-}
-
-/* Allocate, reallocate and free one block, reading the level in C between the
- * steps, so that no Python object creeps into the figures. */
-static PyObject *py_test_roundtrip(PyObject *self, PyObject *args)
-{
-    int domain;
-    Py_ssize_t size, resize;
-    if (!PyArg_ParseTuple(args, "inn", &domain, &size, &resize)) {
-        return NULL;
-    }
-    int64_t l0 = mt_heap_level();
-    void *p = mt_test_alloc(domain, (size_t)size);
-    int64_t l1 = mt_heap_level();
-    void *q = p ? mt_test_realloc(domain, p, (size_t)resize) : NULL;
-    int64_t l2 = mt_heap_level();
-    mt_test_free(domain, q ? q : p);
-    int64_t l3 = mt_heap_level();
-    if (p == NULL || q == NULL) {
-        return PyErr_NoMemory();
-    }
-    return Py_BuildValue("(LLL)", (long long)(l1 - l0), (long long)(l2 - l1), (long long)(l3 - l2));
-}
-
-static PyObject *py_test_free(PyObject *self, PyObject *args)
-{
-    int domain;
-    PyObject *addr;
-    if (!PyArg_ParseTuple(args, "iO", &domain, &addr)) {
-        return NULL;
-    }
-    void *p = PyLong_AsVoidPtr(addr);
-    if (p == NULL && PyErr_Occurred()) {
-        return NULL;
-    }
-    mt_test_free(domain, p);
-    Py_RETURN_NONE;
-}
 
 static PyMethodDef methods[] = {
     {"heap_install", py_heap_install, METH_NOARGS, "Install the allocator hooks (counted)."},
@@ -373,6 +331,7 @@ static PyMethodDef methods[] = {
     {"heap_peak", py_heap_peak, METH_NOARGS, "Highest level since install or reset."},
     {"heap_reset_peak", py_heap_reset_peak, METH_NOARGS, "Reset the peak to the level."},
     {"heap_counts", py_heap_counts, METH_NOARGS, "(allocations, frees, shadow bytes)."},
+    {"heap_listeners", py_heap_listeners, METH_NOARGS, "How many listeners hear the hooks."},
     {"thread_level", py_thread_level, METH_NOARGS, "This thread's net bytes."},
     {"watch_begin", py_watch_begin, METH_NOARGS, "Start a peak watch; returns its id."},
     {"watch_peak", py_watch_peak, METH_O, "Highest level since the watch began."},
@@ -384,6 +343,9 @@ static PyMethodDef methods[] = {
     {"table_stats", py_table_stats, METH_O,
      "[(line, occurrences, increment, peak, mem_usage)] for lines that ran."},
     {"reset_table", py_reset_table, METH_O, "Zero a table."},
+    {"free_table", py_free_table, METH_O, "Free a table (its id is not valid any more)."},
+    {"tables_live", py_tables_live, METH_NOARGS,
+     "(tables not freed, code objects registered, registry entries kept)."},
     {"step_in", py_step_in, METH_NOARGS, "A wrapped profiled call (re)starts."},
     {"step_out", py_step_out, METH_NOARGS, "A wrapped profiled call paused or ended."},
     {"trace_enter", py_trace_enter, METH_NOARGS, "3.11: trace this thread (counted)."},
@@ -401,11 +363,6 @@ static PyMethodDef methods[] = {
      "(limit_bytes, interval_s[, on_exceeded]): raise MemoryError in the main thread at that "
      "RSS; call on_exceeded(rss) there if the program grows on past it."},
     {"watchdog_stop", mt_watchdog_stop, METH_NOARGS, "Stop; returns the RSS that tripped it."},
-    {"test_alloc", py_test_alloc, METH_VARARGS, "Allocate (domain, size): 0 raw, 1 mem, 2 obj."},
-    {"test_realloc", py_test_realloc, METH_VARARGS, "Reallocate (domain, address, size)."},
-    {"test_roundtrip", py_test_roundtrip, METH_VARARGS,
-     "(domain, size, resize) -> level changes of alloc, realloc, free."},
-    {"test_free", py_test_free, METH_VARARGS, "Free (domain, address)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -24,15 +24,22 @@
  * values saved in the current epoch are then exactly those at the last peak,
  * at O(1) per allocation.
  *
- * Locking: everything here runs with the GIL held (the heap hooks call in
- * only from their GIL path), except the counting of blocks allocated without
- * the GIL and of their frees, which take `queue_lock` (frees of attributed
+ * The recorder is a heap listener (listeners.h): it registers itself, as the
+ * attributing listener, when a recording starts, and unregisters when it
+ * stops; heap.c knows nothing of it.  One recording at a time: the data
+ * below is process-wide, so mt_rec_start refuses while one runs.
+ *
+ * Locking: everything here runs with the GIL held (the heap hooks call the
+ * GIL callbacks only from their GIL path), except the counting of blocks
+ * allocated without the GIL and of their frees (the no-GIL callbacks, called
+ * under heap.c's nogil_lock), which take `queue_lock` (frees of attributed
  * blocks made without the GIL are queued and applied at the next call with
  * the GIL).
  */
 #include "profiler.h"
 #include "frames.h"
 #include "heap.h"
+#include "listeners.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -78,7 +85,7 @@ typedef struct {
     int hidden; /* memtrim's own frame inside the program's calls: not a leaf */
 } slot_t;
 
-int mt_rec_on;
+static int mt_rec_on; /* a recording runs: the listener is registered */
 static int rec_exact;
 static int64_t rec_sample_bytes;
 static unsigned rec_generation;
@@ -190,7 +197,7 @@ static inline void stat_sub(stat_t *s, int64_t bytes)
     s->live_c -= 1;
 }
 
-void mt_rec_new_peak(void)
+static void rec_new_peak(void)
 {
     epoch++;
 }
@@ -786,7 +793,8 @@ static volatile int queue_pending;
 
 static void drain_queue(void);
 
-uint32_t mt_rec_alloc(void *ptr, size_t size)
+/* The listener's callbacks (listeners.h). */
+static uint32_t rec_alloc(void *ptr, size_t size)
 {
     if (MT_UNLIKELY(queue_pending)) {
         drain_queue();
@@ -813,7 +821,7 @@ uint32_t mt_rec_alloc(void *ptr, size_t size)
     return node;
 }
 
-uint32_t mt_rec_alloc_nogil(size_t size)
+static uint32_t rec_alloc_nogil(size_t size)
 {
     pthread_mutex_lock(&queue_lock);
     stat_add(&nogil_stat, (int64_t)size);
@@ -828,7 +836,7 @@ static void nogil_sub(size_t size)
     pthread_mutex_unlock(&queue_lock);
 }
 
-void mt_rec_free(void *ptr, uint32_t id, size_t size)
+static void rec_free(void *ptr, uint32_t id, size_t size)
 {
     if (MT_UNLIKELY(queue_pending)) {
         drain_queue();
@@ -850,7 +858,7 @@ void mt_rec_free(void *ptr, uint32_t id, size_t size)
     }
 }
 
-void mt_rec_free_nogil(void *ptr, uint32_t id, size_t size)
+static void rec_free_nogil(void *ptr, uint32_t id, size_t size)
 {
     if (id == NOGIL_ID) {
         nogil_sub(size);
@@ -896,6 +904,17 @@ static void drain_queue(void)
 
 /* ------------------------------------------------------------- lifecycle */
 
+/* Attributing: the node id of each block is kept in the heap's id slot. */
+static const mt_listener_t rec_listener = {
+    .name = "the run recorder",
+    .attributes = 1,
+    .on_alloc = rec_alloc,
+    .on_free = rec_free,
+    .on_alloc_nogil = rec_alloc_nogil,
+    .on_free_nogil = rec_free_nogil,
+    .on_new_peak = rec_new_peak,
+};
+
 static void clear_all(void)
 {
     for (uint32_t i = 0; i < nslots; i++) {
@@ -913,6 +932,7 @@ static void clear_all(void)
     free(index_tab);
     free(samples);
     free(thread_idents);
+
     slots = NULL;
     slot_tab = NULL;
     nslots = slots_cap = 0;
@@ -932,14 +952,28 @@ static void clear_all(void)
     }
     nhidden = 0;
     pthread_mutex_lock(&queue_lock);
-    queue_len = 0;
+    free(queue);
+    queue = NULL;
+    queue_len = queue_cap = 0;
     queue_pending = 0;
     memset(&nogil_stat, 0, sizeof(nogil_stat));
     pthread_mutex_unlock(&queue_lock);
 }
 
+int mt_rec_running(void)
+{
+    return mt_rec_on;
+}
+
 int mt_rec_start(int exact, int64_t sample_bytes, PyObject *hidden)
 {
+    if (mt_rec_on) {
+        /* the tree, the slots and the heap's id slot are process-wide: a
+         * second recording would erase the first */
+        PyErr_SetString(PyExc_RuntimeError,
+                        "a recording is already running in this process; stop it first");
+        return -1;
+    }
     clear_all();
     if (extra_index < 0) {
         extra_index = MT_REQUEST_CODE_EXTRA(NULL);
@@ -958,6 +992,12 @@ int mt_rec_start(int exact, int64_t sample_bytes, PyObject *hidden)
         }
     }
     if (new_node(-1, NO_SLOT, -1, 0) != 0) { /* node 0: "not attributed" */
+        clear_all();
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (mt_listener_add(&rec_listener) < 0) {
+        clear_all();
         return -1;
     }
     mt_rec_on = 1;
@@ -966,10 +1006,16 @@ int mt_rec_start(int exact, int64_t sample_bytes, PyObject *hidden)
 
 void mt_rec_stop(void)
 {
+    if (!mt_rec_on) {
+        return;
+    }
+    /* Unregistering takes nogil_lock: after it no thread is in a callback,
+     * so the queue of no-GIL frees is final and can be applied. */
+    mt_listener_remove(&rec_listener);
+    mt_rec_on = 0;
     if (queue_pending) {
         drain_queue();
     }
-    mt_rec_on = 0;
 }
 
 void mt_rec_after_fork(void)
@@ -1072,6 +1118,6 @@ error:
 
 void mt_rec_clear(void)
 {
-    mt_rec_on = 0;
+    mt_rec_stop();
     clear_all();
 }

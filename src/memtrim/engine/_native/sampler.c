@@ -63,6 +63,7 @@
 #include <unistd.h>
 
 #include "capi.h" /* the engine's C API (version 1) */
+#include "procfs.h"
 
 #define API_CAPSULE MT_CAPI_CAPSULE
 #define NO_HEAP INT64_MIN
@@ -117,31 +118,6 @@ static int pids_add(pids_t *p, pid_t pid)
 
 /* ------------------------------------------------------------ /proc reading */
 
-static long page_size;
-
-/* Read a small /proc file whole; returns its length or -1. */
-static ssize_t read_small(const char *path, char *out, size_t size)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return -1;
-    }
-    size_t got = 0;
-    while (got + 1 < size) {
-        ssize_t n = read(fd, out + got, size - 1 - got);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            break;
-        }
-        got += (size_t)n;
-    }
-    close(fd);
-    out[got] = '\0';
-    return (ssize_t)got;
-}
-
 /* Value of "Key:   123 kB" in a /proc file's text, in bytes; -1 if absent. */
 static int64_t field_kb(const char *text, const char *key)
 {
@@ -163,18 +139,10 @@ static int64_t read_memory(pid_t pid, int metric)
 {
     char path[64], text[4096];
     if (metric == METRIC_RSS) {
-        snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
-        if (read_small(path, text, 256) <= 0) {
-            return -1;
-        }
-        long long size = 0, resident = 0;
-        if (sscanf(text, "%lld %lld", &size, &resident) != 2) {
-            return -1;
-        }
-        return (int64_t)resident * page_size;
+        return mt_proc_rss(pid);
     }
     snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int)pid);
-    if (read_small(path, text, sizeof text) < 0) {
+    if (mt_proc_read(path, text, sizeof text) < 0) {
         return -1;
     }
     if (text[0] == '\0') {
@@ -195,7 +163,7 @@ static int64_t read_status(pid_t pid, int64_t *hwm)
 {
     char path[64], text[8192];
     snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    if (read_small(path, text, sizeof text) <= 0) {
+    if (mt_proc_read(path, text, sizeof text) <= 0) {
         return -1;
     }
     int64_t rss = field_kb(text, "VmRSS:");
@@ -232,7 +200,7 @@ static pid_t read_ppid(pid_t pid)
 {
     char path[64], text[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    if (read_small(path, text, sizeof text) <= 0) {
+    if (mt_proc_read(path, text, sizeof text) <= 0) {
         return -1;
     }
     char *end = strrchr(text, ')');
@@ -405,7 +373,7 @@ static void descendants_from(links_t *table, pids_t *out)
 static long read_last_pid(void)
 {
     char text[256];
-    if (read_small("/proc/loadavg", text, sizeof text) <= 0) {
+    if (mt_proc_read("/proc/loadavg", text, sizeof text) <= 0) {
         return -1;
     }
     char *last = strrchr(text, ' ');
@@ -442,7 +410,7 @@ static int read_process(pid_t pid, pid_t *ppid)
 {
     char path[64], text[8192];
     snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    if (read_small(path, text, sizeof text) <= 0) {
+    if (mt_proc_read(path, text, sizeof text) <= 0) {
         return -1;
     }
     const char *tgid = strstr(text, "\nTgid:");
@@ -652,6 +620,27 @@ static int wait_until(Sampler *s, const struct timespec *deadline)
     return !s->stop_flag;
 }
 
+/* Sampler threads alive in this process (for the test suite's leak check):
+ * counted up before pthread_create, down as the thread returns, atomically
+ * (the threads never hold the GIL).  A forked child has none of them. */
+static int live_threads;
+static void *sampler_main(void *arg);
+
+static void live_threads_reset_in_child(void)
+{
+    live_threads = 0;
+}
+
+static int spawn_thread(Sampler *s)
+{
+    __atomic_add_fetch(&live_threads, 1, __ATOMIC_RELAXED);
+    int rc = pthread_create(&s->thread, NULL, sampler_main, s);
+    if (rc != 0) {
+        __atomic_sub_fetch(&live_threads, 1, __ATOMIC_RELAXED);
+    }
+    return rc;
+}
+
 static void *sampler_main(void *arg)
 {
     Sampler *s = arg;
@@ -690,6 +679,7 @@ static void *sampler_main(void *arg)
     pthread_mutex_unlock(&s->lock);
     free(one.data);
     free(scan.table.v);
+    __atomic_sub_fetch(&live_threads, 1, __ATOMIC_RELAXED);
     return NULL;
 }
 
@@ -776,7 +766,7 @@ static PyObject *Sampler_start(Sampler *s, PyObject *unused)
     s->stop_flag = 0;
     s->root_gone = 0;
     s->owner = getpid();
-    int rc = pthread_create(&s->thread, NULL, sampler_main, s);
+    int rc = spawn_thread(s);
     if (rc != 0) {
         errno = rc;
         return PyErr_SetFromErrno(PyExc_OSError);
@@ -789,7 +779,7 @@ static PyObject *Sampler_start(Sampler *s, PyObject *unused)
 static long own_threads(void)
 {
     char text[1024];
-    if (read_small("/proc/self/stat", text, sizeof text) <= 0) {
+    if (mt_proc_read("/proc/self/stat", text, sizeof text) <= 0) {
         return -1;
     }
     char *field = strrchr(text, ')');
@@ -866,7 +856,7 @@ static int sampler_resume(Sampler *s)
         return 0;
     }
     s->stop_flag = 0;
-    int rc = pthread_create(&s->thread, NULL, sampler_main, s);
+    int rc = spawn_thread(s);
     s->started = rc == 0 ? 1 : 2;
     return rc;
 }
@@ -1074,9 +1064,16 @@ static PyObject *py_read_memory(PyObject *self, PyObject *args)
     return PyLong_FromLongLong(bytes);
 }
 
+static PyObject *py_active_count(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromLong(__atomic_load_n(&live_threads, __ATOMIC_RELAXED));
+}
+
 static PyMethodDef module_methods[] = {
     {"read_memory", py_read_memory, METH_VARARGS,
      "read_memory(pid, metric=0) -> bytes; 0 for a zombie, -1 if unreadable."},
+    {"active_count", py_active_count, METH_NOARGS,
+     "How many sampler threads are alive in this process."},
     {NULL},
 };
 
@@ -1087,7 +1084,11 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__sampler(void)
 {
-    page_size = sysconf(_SC_PAGESIZE);
+    static int atfork_done;
+    if (!atfork_done) {
+        pthread_atfork(NULL, NULL, live_threads_reset_in_child);
+        atfork_done = 1;
+    }
     if (PyType_Ready(&SamplerType) < 0) {
         return NULL;
     }

@@ -34,6 +34,7 @@
 #include "tracer.h"
 #include "frames.h"
 #include "heap.h"
+#include "procfs.h"
 
 #include <fcntl.h>
 #include <stdlib.h>
@@ -57,6 +58,7 @@ typedef struct {
     int map_n;
     int *map; /* target line, 0 = not folded */
     int64_t missed; /* 3.11: calls or stretches not measured (another tracer was active) */
+    int used;       /* 0 once freed: its id is dead (not reused until the registry resets) */
 } table_t;
 
 typedef struct {
@@ -66,6 +68,10 @@ typedef struct {
     int first_line;
     int plain;     /* not a generator or coroutine: one call, one return */
     int rebased;   /* the RSS was re-read at this function's first outermost call */
+    /* The code object whose co_extra points here (borrowed), or NULL once
+     * unhooked: the extra's free function clears it when the code object dies
+     * or its extra is replaced, so a non-NULL value is always a live object. */
+    PyObject *code;
 } code_info_t;
 
 typedef struct {
@@ -110,11 +116,15 @@ typedef struct tstate {
 
 static Py_ssize_t extra_index = -1;
 static table_t *tables;
-static int ntables;
+static int ntables;      /* ids handed out since the registry was last reset */
+static int ntables_live; /* of which not freed */
 static code_info_t **codes;
 static int ncodes;
 static unsigned generation = 1;
-static tstate_t *all_states; /* GIL; freed when the registry is cleared */
+/* Every thread's state (GIL).  The structs live as long as the process (a
+ * thread's t_state points at its own); their arrays are freed when the
+ * registry resets. */
+static tstate_t *all_states;
 static MT_TLS tstate_t *t_state;
 #if !MT_HAVE_MONITORING
 static int missed_any;  /* 3.11: another tracer or profiler kept memtrim's out for a while */
@@ -127,10 +137,19 @@ static int refused_any; /* 3.11: an audit hook refused memtrim's profile functio
 static int64_t mem_base;
 static int64_t last_rebase_ns = -1;
 
+/* A code object's extra goes (the code dies, or the extra is replaced): the
+ * code_info stays (a frame may point at it) but forgets the code.  GIL held. */
+static void code_extra_gone(void *extra)
+{
+    if (extra != NULL) {
+        ((code_info_t *)extra)->code = NULL;
+    }
+}
+
 int mt_tracer_init(void)
 {
     if (extra_index < 0) {
-        extra_index = MT_REQUEST_CODE_EXTRA(NULL);
+        extra_index = MT_REQUEST_CODE_EXTRA(code_extra_gone);
     }
     return extra_index < 0 ? -1 : 0;
 }
@@ -139,24 +158,9 @@ int mt_tracer_init(void)
 
 int64_t mt_rss_now(void)
 {
-    /* Linux: one read of /proc/self/statm, no Python object (this runs inside
-     * event callbacks, whose allocations would be charged to the lines). */
-    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return -1;
-    }
-    char buf[128];
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0) {
-        return -1;
-    }
-    buf[n] = '\0';
-    char *p = buf;
-    strtoll(p, &p, 10); /* total size; the resident set comes second */
-    long long pages = strtoll(p, NULL, 10);
-    long page = sysconf(_SC_PAGESIZE);
-    return pages > 0 && page > 0 ? (int64_t)pages * page : -1;
+    /* no Python object: this runs inside event callbacks, whose allocations
+     * would be charged to the lines */
+    return mt_proc_rss(0);
 }
 
 static int64_t now_ns(void)
@@ -190,19 +194,118 @@ static inline int64_t mem_usage_now(void)
 
 /* ------------------------------------------------------------- registry */
 
+static void maybe_reset(void);
+
 int mt_tracer_new_table(int first_line)
 {
+    if (ntables_live == 0) {
+        maybe_reset(); /* a reset put off by a frame that was still running */
+    }
     table_t *grown = realloc(tables, sizeof(table_t) * (size_t)(ntables + 1));
     if (grown == NULL) {
         return -1;
     }
     tables = grown;
-    tables[ntables] = (table_t){.first_line = first_line};
+    tables[ntables] = (table_t){.first_line = first_line, .used = 1};
+    ntables_live++;
     return ntables++;
+}
+
+static inline int table_ok(int table)
+{
+    return table >= 0 && table < ntables && tables[table].used;
+}
+
+/* Is any thread following a frame, or holding a record, that names a table or
+ * a code_info?  (Their indexes are only valid until the registry resets.) */
+static int registry_in_use(void)
+{
+    for (tstate_t *ts = all_states; ts != NULL; ts = ts->next) {
+        if (ts->generation == generation && (ts->depth > 0 || ts->pending.active)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Once no table is left and no thread is inside profiled code: unhook every
+ * code object still pointing at a code_info, and free the code_infos, the
+ * tables and the threads' arrays, so that a profiler used and let go leaves
+ * nothing behind.  The thread structs themselves stay (a thread's t_state
+ * still points at its own, and its 3.11 flags `armed`, `audited` and
+ * `refused` remain true); their counters are all zero when no frame is
+ * followed, so freeing the arrays loses nothing.  The code-extra index stays
+ * reserved (CPython cannot give one back). */
+static void maybe_reset(void)
+{
+    if (ntables_live > 0 || registry_in_use()) {
+        return;
+    }
+    for (int i = 0; i < ncodes; i++) {
+        code_info_t *ci = codes[i];
+        if (ci->code != NULL) {
+            PyObject *code = ci->code;
+            if (MT_CODE_SET_EXTRA(code, extra_index, NULL) < 0) { /* clears ci->code */
+                PyErr_Clear();
+            }
+            ci->code = NULL;
+        }
+        free(ci);
+    }
+    free(codes);
+    codes = NULL;
+    ncodes = 0;
+    for (int i = 0; i < ntables; i++) {
+        free(tables[i].lines);
+        free(tables[i].map);
+    }
+    free(tables);
+    tables = NULL;
+    ntables = ntables_live = 0;
+    for (tstate_t *ts = all_states; ts != NULL; ts = ts->next) {
+        free(ts->frames);
+        free(ts->code_depth);
+        free(ts->table_depth);
+        ts->frames = NULL;
+        ts->code_depth = ts->table_depth = NULL;
+        ts->cap = ts->code_cap = ts->table_cap = 0;
+        ts->depth = 0;
+    }
+}
+
+int mt_tracer_free_table(int table)
+{
+    if (!table_ok(table)) {
+        PyErr_SetString(PyExc_ValueError, "no such table");
+        return -1;
+    }
+    table_t *t = &tables[table];
+    free(t->lines);
+    free(t->map);
+    /* the slot stays, unused: a frame still running may name it; stats_for
+     * refuses it, so nothing is written there any more */
+    *t = (table_t){.used = 0};
+    ntables_live--;
+    maybe_reset();
+    return 0;
+}
+
+void mt_tracer_counts(int *live_tables, int *attached_codes, int *kept)
+{
+    int attached = 0;
+    for (int i = 0; i < ncodes; i++) {
+        attached += codes[i]->code != NULL;
+    }
+    *live_tables = ntables_live;
+    *attached_codes = attached;
+    *kept = ntables + ncodes;
 }
 
 static line_stats_t *stats_for(int table, int line)
 {
+    if (MT_UNLIKELY(!table_ok(table))) {
+        return NULL; /* freed while a frame of it was still running */
+    }
     table_t *t = &tables[table];
     if (line < t->first_line) {
         /* grow downwards: shift existing lines up */
@@ -273,7 +376,7 @@ static void describe(code_info_t *ci, PyObject *code, int table, int is_root)
 
 int mt_tracer_register_code(PyObject *code, int table, int is_root)
 {
-    if (table < 0 || table >= ntables) {
+    if (!table_ok(table)) {
         PyErr_SetString(PyExc_ValueError, "no such table");
         return -1;
     }
@@ -295,7 +398,7 @@ int mt_tracer_register_code(PyObject *code, int table, int is_root)
         return -1;
     }
     codes = grown;
-    *ci = (code_info_t){.index = ncodes};
+    *ci = (code_info_t){.index = ncodes, .code = code};
     describe(ci, code, table, is_root);
     if (MT_CODE_SET_EXTRA(code, extra_index, ci) < 0) {
         free(ci);
@@ -306,17 +409,18 @@ int mt_tracer_register_code(PyObject *code, int table, int is_root)
 }
 
 /* The code_info stays allocated: a thread may still have a frame pointing at
- * it.  It is only unhooked from the code object. */
+ * it.  It is only unhooked from the code object (which clears its `code`);
+ * it is freed when the registry resets. */
 void mt_tracer_unregister_code(PyObject *code)
 {
-    if (lookup(code) != NULL) {
-        MT_CODE_SET_EXTRA(code, extra_index, NULL);
+    if (lookup(code) != NULL && MT_CODE_SET_EXTRA(code, extra_index, NULL) < 0) {
+        PyErr_Clear();
     }
 }
 
 PyObject *mt_tracer_table_stats(int table)
 {
-    if (table < 0 || table >= ntables) {
+    if (!table_ok(table)) {
         PyErr_SetString(PyExc_ValueError, "no such table");
         return NULL;
     }
@@ -345,7 +449,7 @@ PyObject *mt_tracer_table_stats(int table)
 
 void mt_tracer_reset_table(int table)
 {
-    if (table < 0 || table >= ntables) {
+    if (!table_ok(table)) {
         return;
     }
     table_t *t = &tables[table];
@@ -357,7 +461,7 @@ void mt_tracer_reset_table(int table)
 /* pairs: a list of (line, target line). */
 static int set_line_map(int table, PyObject *pairs)
 {
-    if (table < 0 || table >= ntables) {
+    if (!table_ok(table)) {
         PyErr_SetString(PyExc_ValueError, "no such table");
         return -1;
     }
@@ -1393,7 +1497,7 @@ static PyObject *py_missed(PyObject *self, PyObject *arg)
     if (table == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    if (table < 0 || table >= ntables) {
+    if (!table_ok((int)table)) {
         PyErr_SetString(PyExc_ValueError, "no such table");
         return NULL;
     }
@@ -1420,6 +1524,10 @@ static PyObject *py_set_tool(PyObject *self, PyObject *args)
         return NULL;
     }
 #if MT_HAVE_MONITORING
+    if (tool == -1) { /* the tool id was given back */
+        own_tool = py_return_event = -1;
+        Py_RETURN_NONE;
+    }
     if (tool < 0 || tool > 7 || event < 0 || event >= _PY_MONITORING_UNGROUPED_EVENTS) {
         PyErr_SetString(PyExc_ValueError, "no such tool or event");
         return NULL;
@@ -1452,7 +1560,7 @@ static PyMethodDef tracer_methods[] = {
     {"tr_missed", py_missed, METH_O, "3.11: calls or stretches of a table not measured."},
     {"tr_running", py_running, METH_O, "Is a frame of this code being followed in a thread?"},
     {"tr_set_tool", py_set_tool, METH_VARARGS,
-     "3.12+: (memtrim's monitoring tool id, PY_RETURN's event number)."},
+     "3.12+: (memtrim's monitoring tool id, PY_RETURN's event number); (-1, -1): none."},
     {NULL, NULL, 0, NULL},
 };
 

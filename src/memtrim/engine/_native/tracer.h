@@ -11,6 +11,13 @@ int mt_tracer_register_code(PyObject *code, int table, int is_root);
 void mt_tracer_unregister_code(PyObject *code);
 PyObject *mt_tracer_table_stats(int table);                /* list of tuples */
 void mt_tracer_reset_table(int table);
+/* The table's owner lets it go: its memory is freed and its id is dead.  Once
+ * no table is left and no thread is inside profiled code, the whole registry
+ * (code infos, code extras, per-thread arrays) is freed too.  0, or -1 with
+ * ValueError for an unknown id. */
+int mt_tracer_free_table(int table);
+/* Tables not freed, code objects still hooked, registry entries kept. */
+void mt_tracer_counts(int *live_tables, int *attached_codes, int *kept);
 
 /* Events, shared by the 3.11 trace function and 3.12+ sys.monitoring. */
 void mt_on_start(PyObject *code);

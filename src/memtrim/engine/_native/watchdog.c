@@ -11,6 +11,7 @@
  * and runs its function in the main thread, where raising an exception is
  * legal (this is how signal handlers reach Python code). */
 #include "compat.h"
+#include "procfs.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -30,14 +31,7 @@ static unsigned long main_ident;
 
 static long long read_rss(void)
 {
-    FILE *f = fopen("/proc/self/statm", "r");
-    long long size = 0, resident = 0;
-    if (f == NULL) {
-        return -1;
-    }
-    int ok = fscanf(f, "%lld %lld", &size, &resident) == 2;
-    fclose(f);
-    return ok ? resident * (long long)sysconf(_SC_PAGESIZE) : -1;
+    return (long long)mt_proc_rss(0);
 }
 
 static int raise_limit(void *unused)

@@ -11,21 +11,14 @@ from collections.abc import Iterable
 from typing import TextIO
 
 from memtrim.lines.model import FunctionTable, LineRow
+from memtrim.model.units import MIB
+from memtrim.model.units import mib_column as format_mib
 
-MIB = 1024 * 1024
+__all__ = ["HEADER", "MIB", "format_mib", "format_row", "format_table", "write_tables"]
 _TEMPLATE = "{0:>6} {1:>12} {2:>12} {3:>12}  {4:>10}   {5}"
 HEADER = _TEMPLATE.format(
     "Line #", "Mem usage", "Increment", "Peak", "Occurrences", "Line Contents"
 )
-
-
-def format_mib(value: int, precision: int) -> str:
-    """Bytes as memory_profiler shows them: ``76.294 MiB``.
-
-    A value that rounds to zero prints as ``0.000``, never ``-0.000``.
-    """
-    mib = round(value / MIB, precision)
-    return f"{mib + 0.0 if mib else 0.0:{precision + 4}.{precision}f} MiB"
 
 
 def format_row(row: LineRow, precision: int) -> str:

@@ -47,15 +47,6 @@ def asized_text(
     return "\n".join(lines)
 
 
-def _human(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
 def _signed(n: int) -> str:
     return f"+{n}" if n > 0 else str(n)
 

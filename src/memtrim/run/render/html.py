@@ -1,8 +1,8 @@
 """The HTML report of a capture: one self-contained page (``memtrim run --html``).
 
 The page is built from plain data computed here: per view (``peak``,
-``leaks``, ``allocated``), the top lines with their source, the files with
-their lines, and the call tree of ``stacks`` pruned to its heaviest
+``at_exit``: still allocated at exit, ``allocated``), the top lines with
+their source, the files with their lines, and the call tree of ``stacks`` pruned to its heaviest
 :data:`TREE_NODES` nodes (what a smaller node holds is counted in its caller),
 plus the timeline decimated to :data:`TIMELINE_POINTS` points. That data
 is embedded as JSON in a ``<script type="application/json">`` element (``<``,
@@ -20,7 +20,6 @@ import base64
 import hashlib
 import heapq
 import html
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -28,7 +27,8 @@ from importlib import resources
 from operator import attrgetter
 from typing import Any
 
-from memtrim.run.capture import VIEWS, Capture, Counts, decimate, unattributed
+from memtrim.model.units import script_json
+from memtrim.run.capture import VIEW_LABELS, VIEWS, Capture, Counts, decimate, unattributed
 
 SITES_PER_VIEW = 200  # top lines embedded per view
 FILES_PER_VIEW = 200  # files embedded per view
@@ -36,9 +36,9 @@ LINES_PER_FILE = 100  # lines embedded per file and view
 TREE_NODES = 12_000  # call-tree nodes embedded per view
 TIMELINE_POINTS = 1_500
 SOURCE_CHARS = 240  # longest source line shown
-DATA_VERSION = 1
+DATA_VERSION = 2
 
-_UNSAFE_IN_SCRIPT = re.compile("[<>&\u2028\u2029\ud800-\udfff]")
+__all__ = ["render_html", "report_data", "script_json"]
 _PLACEHOLDER = re.compile(r"__MEMTRIM_([A-Z]+)__")
 
 
@@ -294,21 +294,11 @@ def report_data(capture: Capture) -> dict[str, Any]:
         "frames": tables.frames,
         "sources": tables.sources(),
         "views": views,
+        "view_labels": dict(VIEW_LABELS),
     }
 
 
 # -------------------------------------------------------------------- page
-
-
-def script_json(data: Any) -> str:
-    """JSON that is safe inside a ``<script>`` element.
-
-    ``<``, ``>`` and ``&`` (no ``</script>`` or ``<!--``), U+2028/2029 and lone
-    surrogates (which UTF-8 cannot encode) become ``\\uXXXX`` escapes; JSON
-    emits these characters only inside strings, so the data is unchanged.
-    """
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return _UNSAFE_IN_SCRIPT.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
 
 
 def _template(name: str) -> str:

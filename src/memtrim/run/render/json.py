@@ -5,8 +5,13 @@ largest first; ``stack`` goes from the outermost call to the line)::
 
     {"peak": {"bytes", "time", "sites": [{"filename", "function", "lineno",
                                           "bytes", "count", "stack": [...]}]},
-     "leaks": {"bytes", "sites": [...]}, "allocated": {"bytes", "sites": [...]},
-     "timeline": [{"time", "heap", "rss"}], "meta": {...}}
+     "at_exit": {"bytes", "sites": [...]}, "allocated": {"bytes", "sites": [...]},
+     "timeline": [{"time", "heap", "rss"}], "meta": {...},
+     "root", "sys_path", "seed"}
+
+``at_exit`` is what was still allocated when the program ended (leaks,
+caches, module globals); version 1 of this shape called it ``leaks``. Each
+frame also has ``first_line``, its function's first line (0: not known).
 
 Each view also has ``"unattributed"``: the bytes no line can be charged with
 (allocated without the GIL, or by C code with no Python frame), with the
@@ -32,7 +37,12 @@ SITES_PER_VIEW = 100
 
 
 def _frame(frame: Frame) -> dict[str, Any]:
-    return {"filename": frame.filename, "function": frame.function, "lineno": frame.lineno}
+    return {
+        "filename": frame.filename,
+        "function": frame.function,
+        "lineno": frame.lineno,
+        "first_line": frame.first_line,
+    }
 
 
 def _site(site: Site) -> dict[str, Any]:
@@ -64,7 +74,7 @@ def capture_to_dict(capture: Capture, limit: int = SITES_PER_VIEW) -> dict[str, 
     peak = _view(capture, "peak", limit)
     return {
         "format": "memtrim-run",
-        "version": 1,
+        "version": 2,
         "meta": capture.meta,
         "peak": {
             "bytes": capture.peak_bytes,
@@ -72,9 +82,12 @@ def capture_to_dict(capture: Capture, limit: int = SITES_PER_VIEW) -> dict[str, 
             "attributed": peak.pop("bytes"),
             **peak,
         },
-        "leaks": _view(capture, "leaks", limit),
+        "at_exit": _view(capture, "at_exit", limit),
         "allocated": _view(capture, "allocated", limit),
         "timeline": [{"time": t, "heap": h, "rss": r} for t, h, r in capture.timeline],
+        "root": capture.root,
+        "sys_path": capture.sys_path,
+        "seed": capture.seed,
     }
 
 

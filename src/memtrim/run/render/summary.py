@@ -1,4 +1,5 @@
-"""The terminal summary of a capture: peak, top lines and stacks, leaks, timeline."""
+"""The terminal summary of a capture: peak, top lines and stacks, what is still
+allocated at exit, timeline."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from memtrim.model.units import human
 from memtrim.run.capture import (
+    VIEW_LABELS,
     Capture,
     Frame,
     Site,
@@ -21,15 +24,6 @@ from memtrim.run.capture import (
 )
 
 _BARS = "▁▂▃▄▅▆▇█"
-
-
-def human(n: float) -> str:
-    """Bytes as B / KiB / MiB / GiB with three significant digits or so."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
 
 
 def sparkline(values: list[int], width: int = 60) -> str:
@@ -138,17 +132,17 @@ def render_summary(
         )
     )
     peak_sites = sites(capture, "peak", top)
-    console.print(_sites_table("Live at the peak, by line", peak_sites, capture))
+    console.print(_sites_table(f"{VIEW_LABELS['peak']}, by line", peak_sites, capture))
     _unattributed(capture, "peak", console)
     _stacks(capture, peak_sites[:3], console)
     console.print(
-        _sites_table("Still allocated at exit, by line", sites(capture, "leaks", top), capture)
+        _sites_table(f"{VIEW_LABELS['at_exit']}, by line", sites(capture, "at_exit", top), capture)
     )
-    _unattributed(capture, "leaks", console)
+    _unattributed(capture, "at_exit", console)
     allocated = view_total(capture, "allocated")
     console.print(
         _sites_table(
-            f"Allocated over the run ({human(allocated)} in all), by line",
+            f"{VIEW_LABELS['allocated']} ({human(allocated)} in all), by line",
             sites(capture, "allocated", top),
             capture,
         )

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import html
 import io
-import json
 import os
 from dataclasses import dataclass
 from typing import Any
 
+from memtrim.model.units import MIB, mib, script_json
 from memtrim.timeline.model import (
-    MIB,
     Phase,
     Timeline,
     TruePeak,
@@ -187,11 +186,11 @@ def _draw_series(ax: Any, lines: list[Series]) -> None:
 def _phase_label(phase: Phase) -> str:
     label = phase.name
     if phase.peak_rss is not None:
-        label += f"\nRSS peak {to_mib(phase.peak_rss):.1f} MiB"
+        label += f"\nRSS peak {mib(phase.peak_rss)}"
     if phase.peak_total is not None:
-        label += f"\nwith children {to_mib(phase.peak_total):.1f} MiB"
+        label += f"\nwith children {mib(phase.peak_total)}"
     if phase.peak_heap is not None:
-        label += f"\nheap +{to_mib(phase.peak_heap):.1f} MiB"
+        label += f"\nheap +{mib(phase.peak_heap)}"
     return label
 
 
@@ -242,28 +241,30 @@ def _draw_peaks(ax: Any, timeline: Timeline) -> float:
     right = max(timeline.length, 1e-3)
     top = 0.0
     if sampled is not None:
-        mib = top = to_mib(sampled.value)
-        ax.plot([sampled.time], [mib], marker="v", color=_PEAK, markersize=9, linestyle="")
+        top = to_mib(sampled.value)
+        ax.plot([sampled.time], [top], marker="v", color=_PEAK, markersize=9, linestyle="")
         what = "highest sample with children" if key == "total" else "highest sample"
-        _note(ax, f"{what} {mib:.1f} MiB at {sampled.time:.2f} s", sampled.time, mib, right)
+        text = f"{what} {mib(sampled.value)} at {sampled.time:.2f} s"
+        _note(ax, text, sampled.time, top, right)
     true = true_peak(timeline)
     if true is None:
         return top
-    mib = to_mib(true.value)
+    height = to_mib(true.value)
     whose = "with children" if key == "total" else f"of process {timeline.pid}"
     if true.window is None:
-        ax.axhline(mib, color=_PEAK, linestyle=":", linewidth=1.2)
-        text = f"true peak {whose} {mib:.1f} MiB (kernel's mark; when, between samples, not known)"
-        _note(ax, text, 0.0, mib, right)
-        return max(top, mib)
+        ax.axhline(height, color=_PEAK, linestyle=":", linewidth=1.2)
+        text = (
+            f"true peak {whose} {mib(true.value)} (kernel's mark; when, between samples, not known)"
+        )
+        _note(ax, text, 0.0, height, right)
+        return max(top, height)
     after, before = (min(max(t, 0.0), right) for t in true.window)
     ax.axvspan(after, before, color=_PEAK, alpha=0.12, linewidth=0)
-    ax.plot([after, before], [mib, mib], color=_PEAK, linewidth=3, solid_capstyle="butt")
-    text = (
-        f"true peak {whose} {mib:.1f} MiB (kernel's mark), between {after:.2f} s and {before:.2f} s"
-    )
-    _note(ax, text, before, mib, right)
-    return max(top, mib)
+    ax.plot([after, before], [height, height], color=_PEAK, linewidth=3, solid_capstyle="butt")
+    text = f"true peak {whose} {mib(true.value)} (kernel's mark), "
+    text += f"between {after:.2f} s and {before:.2f} s"
+    _note(ax, text, before, height, right)
+    return max(top, height)
 
 
 def _note(ax: Any, text: str, x: float, y: float, right: float) -> None:
@@ -288,9 +289,9 @@ def _title(timeline: Timeline) -> str:
     title = f"{command}  ({timeline.length:.2f} s, every {timeline.interval:g} s{status})"
     peaks = []
     if timeline.peak_rss is not None:
-        peaks.append(f"true peak RSS {to_mib(timeline.peak_rss):.1f} MiB")
+        peaks.append(f"true peak RSS {mib(timeline.peak_rss)}")
     if timeline.peak_total is not None:
-        peaks.append(f"with children {to_mib(timeline.peak_total):.1f} MiB")
+        peaks.append(f"with children {mib(timeline.peak_total)}")
     return title + ("\n" + ", ".join(peaks) if peaks else "")
 
 
@@ -319,7 +320,7 @@ def page(timeline: Timeline) -> str:
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg") :]  # drop the XML prolog and doctype
     data = {"summary": summary(timeline), "recording": dumps(timeline), "unit_bytes": MIB}
-    blob = json.dumps(data).replace("</", "<\\/")
+    blob = script_json(data)
     return _PAGE.format(
         title=html.escape(_title(timeline)),
         svg=svg,

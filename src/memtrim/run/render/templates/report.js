@@ -10,15 +10,12 @@
   });
 
   var D = JSON.parse(document.getElementById("memtrim-data").textContent);
-  var VIEWS = ["peak", "leaks", "allocated"];
-  var VIEW_NAMES = {
-    peak: "Live at the peak",
-    leaks: "Still allocated at exit",
-    allocated: "Allocated over the run",
-  };
+  var VIEWS = ["peak", "at_exit", "allocated"];
+  var VIEW_NAMES = D.view_labels; // peak: "Live at the peak", at_exit: "Still allocated at exit"...
+  var VIEW_ALIASES = { leaks: "at_exit" }; // addresses of reports made before the view's rename
   var VIEW_VERB = {
     peak: "live at the peak",
-    leaks: "still allocated at exit",
+    at_exit: "still allocated at exit",
     allocated: "allocated over the run",
   };
   var ROW = 20; // flame graph row height, px
@@ -192,8 +189,8 @@
     header.appendChild(
       el("dl", { cls: "facts" }, [
         fact("Peak", human(D.peak_bytes), peakAt, exact(D.peak_bytes)),
-        fact("Still allocated at exit", human(D.end_bytes), "leaks, caches, globals", exact(D.end_bytes)),
-        fact("Allocated over the run", human(allocated), count(D.views.allocated.whole_blocks) + " blocks", exact(allocated)),
+        fact(VIEW_NAMES.at_exit, human(D.end_bytes), "leaks, caches, globals", exact(D.end_bytes)),
+        fact(VIEW_NAMES.allocated, human(allocated), count(D.views.allocated.whole_blocks) + " blocks", exact(allocated)),
         fact("Duration", seconds(duration), D.timeline.length + " timeline samples"),
         fact("Mode", sampled ? "sampled stacks" : "exact", sampled ? "1 stack per " + rate + " allocated" : "every block, full stack"),
         fact("Exit", el("span", { cls: "status", text: exit.text }), exit.small, exit.text, (exit.bad ? "bad" : exit.bad === false ? "good" : "") + (exit.text.length > 24 ? " long" : "")),
@@ -857,8 +854,9 @@
   // ---------------------------------------------------------------- views
 
   function viewFromHash() {
-    var m = /(?:^|[#&])view=([a-z]+)/.exec(window.location.hash);
-    return m && VIEWS.indexOf(m[1]) >= 0 ? m[1] : null;
+    var m = /(?:^|[#&])view=([a-z_]+)/.exec(window.location.hash);
+    var v = m ? VIEW_ALIASES[m[1]] || m[1] : null;
+    return v && VIEWS.indexOf(v) >= 0 ? v : null;
   }
 
   function setView(v, remember) {

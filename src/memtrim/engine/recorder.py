@@ -1,0 +1,63 @@
+"""The run recorder: attribute every allocation to the code that made it.
+
+A thin wrapper over the engine's recorder (profiler.c), which listens to the
+allocator hooks while a recording runs. There is one recorder per process:
+:func:`start` while a recording runs raises :class:`RuntimeError` instead of
+erasing it. The recording's owner holds the hooks (a :class:`hooks.Handle`)
+from before :func:`start` until after :func:`clear`, which frees the tree and
+the per-block ids.
+
+Lifecycle::
+
+    handle = hooks.acquire("memtrim run")
+    recorder.start(exact=False, sample_bytes=512 * 1024, transparent=[...])
+    ...                      # the program runs
+    recorder.stop()          # stop attributing; the data stays
+    data = recorder.snapshot()
+    recorder.clear()         # free it
+    handle.release()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from memtrim.engine import load
+
+_engine = load()
+
+
+def start(exact: bool, sample_bytes: int, transparent: Sequence[str] = ()) -> None:
+    """Start attributing allocations (the peak restarts from the current level).
+
+    ``exact``: charge every block to its full stack (else to its line, with full
+    stacks sampled every ``sample_bytes`` bytes on average; 0: no sampling).
+    ``transparent``: file names whose frames are never charged (memtrim's own
+    frames inside the program's calls). The data of a stopped recording that
+    was not cleared is freed first.
+
+    Raises :class:`RuntimeError` if a recording is already running in this
+    process, or if the hooks are not installed.
+    """
+    _engine.rec_start(bool(exact), int(sample_bytes), list(transparent) or None)
+
+
+def stop() -> None:
+    """Stop attributing; the data stays for :func:`snapshot` (no-op if not recording)."""
+    _engine.rec_stop()
+
+
+def snapshot() -> dict[str, Any]:
+    """The recording as plain data (see ``mt_rec_snapshot`` in profiler.c)."""
+    return _engine.rec_snapshot()
+
+
+def clear() -> None:
+    """Stop if needed, and free the recording (its tree, slots and the blocks' ids)."""
+    _engine.rec_clear()
+
+
+def is_recording() -> bool:
+    """Is a recording running in this process?"""
+    return bool(_engine.rec_recording())

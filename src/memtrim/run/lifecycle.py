@@ -1,0 +1,290 @@
+"""The lifecycle of one profiled program: its capture survives every way it can end.
+
+:class:`ProgramRun` is what ``memtrim run`` does around a program, as a library,
+so that the command line, a pytest plugin and a notebook share it::
+
+    run = ProgramRun(ProgramProfiler(), save=lambda capture: capture_file.write(...))
+    with run:                      # os._exit, SIGTERM, fork and --limit handled
+        with run.recording():      # from the program's first instruction to its last
+            main()
+    run.outcome                    # how it ended, and whether the capture was saved
+
+Whatever way the program ends (a return, an exception, ``sys.exit``,
+``os._exit``, SIGTERM, the RSS limit), the capture is built once and handed to
+``save`` before the process goes. Everything installed for the run (the
+``os._exit`` patch, the SIGTERM handler, the watchdog) comes off when the
+``with`` block ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posix
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from memtrim.engine import watchdog
+from memtrim.run.capture import Capture
+from memtrim.run.session import ProgramProfiler, no_gc
+
+Save = Callable[[Capture], None]
+
+
+class SaveError(Exception):
+    """Raised by a ``save`` callback that could not write the capture (one line)."""
+
+
+@dataclass
+class Outcome:
+    """How the profiled program ended, and what became of its capture."""
+
+    exit: dict[str, Any] = field(default_factory=lambda: {"kind": "exit", "code": 0})
+    capture: Capture | None = None
+    save_failed: bool = False
+
+
+def exit_status(error: BaseException | None) -> int:
+    """The status ``python script.py`` ends with, as the system reports it.
+
+    The one translator of a program's ending into an exit status: ``sys.exit``
+    codes as CPython passes them (a C ``long``, out of range: -1) with the low
+    8 bits the system keeps (32 on Windows); a message is status 1; Ctrl-C is
+    130, as the shell reports a death by SIGINT.
+    """
+    if error is None:
+        return 0
+    if isinstance(error, SystemExit):
+        code = error.code
+        if code is None:
+            return 0
+        if isinstance(code, int):  # True is 1
+            code = int(code)
+            if not -(2**63) <= code < 2**63:
+                code = -1
+            return code & (0xFFFFFFFF if sys.platform == "win32" else 0xFF)
+        return 1  # a message: printed, status 1
+    if isinstance(error, KeyboardInterrupt):
+        return 128 + signal.SIGINT
+    return 1
+
+
+def exit_info(error: BaseException | None, tripped: int = 0) -> dict[str, Any]:
+    """The ``exit`` record of a capture: kind, code and message of the ending.
+
+    ``kind`` is ``exit``, ``exception``, ``oom``, ``limit`` (``tripped`` is the
+    RSS that tripped the limit) or ``signal`` (``code`` is then minus the signal
+    number, as :mod:`subprocess` reports it).
+    """
+    if error is None or isinstance(error, SystemExit):
+        return {"kind": "exit", "code": exit_status(error)}
+    if isinstance(error, KeyboardInterrupt):
+        return {"kind": "signal", "code": -signal.SIGINT, "message": "KeyboardInterrupt"}
+    if isinstance(error, MemoryError):
+        kind = "limit" if tripped else "oom"
+        return {"kind": kind, "code": 1, "message": str(error) or "MemoryError", "rss": tripped}
+    return {"kind": "exception", "code": 1, "message": f"{type(error).__name__}: {error}"}
+
+
+class ProgramRun:
+    """One profiled run of a program in this process, written up whatever happens.
+
+    ``save(capture)`` writes the capture (and reports) once the program has
+    ended; it raises :class:`SaveError` if it could not. ``limit`` (bytes of
+    RSS) raises ``MemoryError`` in the main thread when the process crosses it,
+    and ends the program with SIGKILL, capture written, if it handles that
+    error and grows on. ``follow_fork``: a forked child goes on recording into
+    a capture of its own, and ``on_fork(pid)`` returns the child's ``save``;
+    otherwise the child is not profiled.
+    """
+
+    def __init__(
+        self,
+        profiler: ProgramProfiler,
+        save: Save,
+        *,
+        limit: int | None = None,
+        limit_interval: float = 0.05,
+        follow_fork: bool = False,
+        on_fork: Callable[[int], Save] | None = None,
+    ) -> None:
+        self.profiler = profiler
+        self.save = save
+        self.limit = limit
+        self.limit_interval = limit_interval
+        self.follow_fork = follow_fork
+        self.on_fork = on_fork
+        self.outcome = Outcome()
+        self.owner = os.getpid()
+        self._done = False
+        self._writing = False  # the capture is being written: a SIGTERM waits
+        self._term_pending = False
+        self._old_term: Any = None
+        self._real_exit: Callable[[int], Any] | None = None
+        self._active = False
+
+    # ------------------------------------------------------------ the block
+
+    def __enter__(self) -> ProgramRun:
+        if self._active:
+            raise RuntimeError("this run is already active")
+        self._real_exit = os._exit
+        # os._exit and posix._exit are one function under two names
+        os._exit = posix._exit = self._os_exit  # type: ignore[assignment]
+        _fork.current = self
+        self._old_term = signal.signal(signal.SIGTERM, self._on_sigterm)
+        self._active = True
+        if self.limit:
+            try:
+                watchdog.start(self.limit, self.limit_interval, self._on_limit_exceeded)
+            except BaseException:
+                self._uninstall()
+                raise
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        tripped = watchdog.stop() if self.limit else 0
+        if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
+            signal.signal(signal.SIGTERM, self._old_term)
+        try:
+            self.finish(error, tripped)
+        finally:
+            self._uninstall()
+
+    def _uninstall(self) -> None:
+        if self._real_exit is not None:
+            os._exit = posix._exit = self._real_exit  # type: ignore[assignment]
+        if _fork.current is self:
+            _fork.current = None
+        self._active = False
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[None]:
+        """Record for the block: enter it right before the program's first instruction."""
+        self.profiler.start()
+        try:
+            yield
+        finally:
+            if os.getpid() == self.owner:
+                self.profiler.pause()
+
+    # -------------------------------------------------------------- endings
+
+    def finish(
+        self,
+        error: BaseException | None,
+        tripped: int = 0,
+        exit: dict[str, Any] | None = None,
+    ) -> None:
+        """Build and save the capture (once, and only in the recorded process)."""
+        if self._done or os.getpid() != self.owner:
+            return
+        if not self.profiler.ever_started:  # the program never began: nothing to save
+            self._done = True
+            self.outcome.exit = exit or exit_info(error, tripped)
+            return
+        self.profiler.pause()  # first: what follows is memtrim's, not the program's
+        if self.limit:
+            tripped = max(tripped, watchdog.stop())  # memtrim's growth is not the program's
+        # A SIGTERM now (a multiprocessing pool terminating its workers) would
+        # cut the capture short: hold it until the files are written. The
+        # mask keeps the signal from arriving; `_writing` makes the handler of
+        # one that arrived already wait (see _on_sigterm).
+        self._done = self._writing = True
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            self.outcome.exit = exit or exit_info(error, tripped)
+            self.profiler.meta["exit"] = self.outcome.exit
+            with no_gc():
+                capture = self.outcome.capture = self.profiler.stop()
+                try:
+                    self.save(capture)
+                except SaveError as exc:  # a disk filled up, a directory went away
+                    self.outcome.save_failed = True
+                    sys.stderr.write(f"memtrim: {exc}\n")
+        finally:
+            self._writing = False
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        if self._term_pending:
+            self._die_of_sigterm()
+
+    def _os_exit(self, status: int) -> None:
+        # os._exit skips atexit and finally blocks: write the capture first.
+        try:
+            self.finish(None, exit={"kind": "os._exit", "code": status})
+        finally:
+            assert self._real_exit is not None
+            self._real_exit(status)
+
+    def _on_limit_exceeded(self, rss: int) -> None:
+        # The program handled the MemoryError of the limit and went on growing:
+        # write what was live and end it as the kernel's OOM killer would.
+        info = {
+            "kind": "limit",
+            "code": -signal.SIGKILL,
+            "message": f"resident memory grew on past the --limit ({rss} bytes)",
+            "rss": rss,
+        }
+        try:
+            self.finish(None, exit=info)
+        finally:
+            sys.stderr.write(
+                "memtrim: the program went on past the --limit after its MemoryError: "
+                "stopped (SIGKILL)\n"
+            )
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        # Like plain Python, die of the signal at once (no unwinding, no
+        # finally blocks); only write the profile first.
+        if self._writing:
+            self._term_pending = True  # finish() dies of it once the files are written
+            return
+        info = {"kind": "signal", "code": -signal.SIGTERM, "message": "SIGTERM"}
+        try:
+            self.finish(None, exit=info)
+        finally:
+            self._die_of_sigterm()
+
+    def _die_of_sigterm(self) -> None:
+        sys.stdout.flush()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def _after_fork_in_child(self) -> None:
+        if self.follow_fork and self.on_fork is not None:
+            self.owner = os.getpid()
+            self.save = self.on_fork(self.owner)
+            self.profiler.after_fork_in_child()
+        else:
+            self.profiler.stop_in_forked_child()  # the child is not profiled
+            self.owner = -1
+            if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
+                signal.signal(signal.SIGTERM, self._old_term)
+
+
+class _ForkDispatch:
+    """One ``os.register_at_fork`` for the process (registrations cannot be
+    undone), passed on to the run active at the time of the fork, if any."""
+
+    def __init__(self) -> None:
+        self.current: ProgramRun | None = None
+        os.register_at_fork(after_in_child=self._after_in_child)
+
+    def _after_in_child(self) -> None:
+        if self.current is not None:
+            self.current._after_fork_in_child()
+
+
+_fork = _ForkDispatch()

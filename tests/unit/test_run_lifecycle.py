@@ -1,0 +1,76 @@
+"""The whole-program profiler as a library: ProgramRun's lifecycle and exit records."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from memtrim.run import lifecycle
+from memtrim.run.lifecycle import ProgramRun, SaveError
+from memtrim.run.session import ProgramProfiler
+
+MIB = 2**20
+
+
+def test_a_run_records_the_block_and_hands_over_one_capture():
+    saved = []
+    run = ProgramRun(ProgramProfiler(), saved.append)
+    with run, run.recording():
+        block = bytearray(3 * MIB)
+        del block
+    assert len(saved) == 1 and saved[0] is run.outcome.capture
+    assert run.outcome.exit == {"kind": "exit", "code": 0}
+    assert saved[0].peak_bytes >= 3 * MIB
+    assert not run.outcome.save_failed
+
+
+def test_everything_comes_off_when_the_block_ends():
+    real_exit, term = os._exit, signal.getsignal(signal.SIGTERM)
+    run = ProgramRun(ProgramProfiler(), lambda capture: None)
+    with run:
+        assert os._exit != real_exit
+        assert signal.getsignal(signal.SIGTERM) != term
+    assert os._exit is real_exit
+    assert signal.getsignal(signal.SIGTERM) == term
+    assert lifecycle._fork.current is None
+
+
+def test_the_programs_exception_is_recorded_and_goes_on():
+    run = ProgramRun(ProgramProfiler(), lambda capture: None)
+    with pytest.raises(ValueError, match="boom"), run, run.recording():
+        raise ValueError("boom")
+    assert run.outcome.exit == {"kind": "exception", "code": 1, "message": "ValueError: boom"}
+
+
+def test_a_save_that_fails_is_said_once(capsys):
+    def save(capture):
+        raise SaveError("cannot write x.memtrim: disk full")
+
+    run = ProgramRun(ProgramProfiler(), save)
+    with run, run.recording():
+        pass
+    assert run.outcome.save_failed
+    assert capsys.readouterr().err == "memtrim: cannot write x.memtrim: disk full\n"
+
+
+@pytest.mark.parametrize(
+    ("error", "info"),
+    [
+        (None, {"kind": "exit", "code": 0}),
+        (SystemExit(3), {"kind": "exit", "code": 3}),
+        (SystemExit(256), {"kind": "exit", "code": 0}),  # what the system reports
+        (SystemExit("bye"), {"kind": "exit", "code": 1}),
+        (KeyboardInterrupt(), {"kind": "signal", "code": -2, "message": "KeyboardInterrupt"}),
+        (MemoryError(), {"kind": "oom", "code": 1, "message": "MemoryError", "rss": 0}),
+        (ValueError("v"), {"kind": "exception", "code": 1, "message": "ValueError: v"}),
+    ],
+)
+def test_exit_records(error, info):
+    assert lifecycle.exit_info(error) == info
+
+
+def test_a_tripped_limit_is_told_from_an_oom():
+    info = lifecycle.exit_info(MemoryError("limit"), tripped=5 * MIB)
+    assert info == {"kind": "limit", "code": 1, "message": "limit", "rss": 5 * MIB}
