@@ -4,12 +4,12 @@ from setuptools import Extension, setup
 
 NATIVE = "src/memtrim/engine/_native/"
 FLAGS = ["-O2", "-std=gnu11", "-fvisibility=hidden", "-Wall"]
-ENGINE = ["module.c", "heap.c", "tracer.c", "wrapper.c", "profiler.c", "watchdog.c", "procfs.c"]
+ENGINE = ["module.c", "heap.c", "tracer.c", "wrapper.c", "calltree.c", "watchdog.c", "procfs.c"]
 HEADERS = [
     "heap.h",
     "listeners.h",
     "tracer.h",
-    "profiler.h",
+    "calltree.h",
     "frames.h",
     "compat.h",
     "capi.h",

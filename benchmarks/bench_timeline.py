@@ -110,7 +110,7 @@ def sampler_cost(children: bool, seconds: float, others: int = 0) -> dict[str, f
 _CHILD = """
 import json, sys
 sys.path.insert(0, {src!r})
-from memtrim.engine.sampler import read_peak_rss, reset_peak_rss
+from memtrim.engine.procfs import read_peak_rss, reset_peak_rss
 calls = 0
 {example}
 def counted(size):

@@ -80,7 +80,7 @@ def _engine_state() -> dict[str, Any]:
     engine = load()
     state: dict[str, Any] = {
         "the allocator hooks installed": engine.heap_installed(),
-        "a recording running": engine.rec_recording(),
+        "a recording running": engine.tree_running(),
         "heap listeners registered": engine.heap_listeners(),
         "threading.Thread._set_ident patched": threading.Thread._set_ident,  # type: ignore[attr-defined]
         "threading.Thread._delete patched": threading.Thread._delete,  # type: ignore[attr-defined]
@@ -109,11 +109,11 @@ def _more(before: Any, after: Any) -> bool:
 
 def _clean_up(before: dict[str, Any]) -> None:
     # Put back what the test left, so that one leak does not fail every later test.
-    from memtrim.engine import hooks, load, recorder
+    from memtrim.engine import calltree, hooks, load
 
     engine = load()
-    if recorder.is_recording() and not before["a recording running"]:
-        recorder.clear()
+    if calltree.is_recording() and not before["a recording running"]:
+        calltree.clear()
     while len(hooks.holders()) > len(before["_holders"]):
         hooks._held[-1].release()
     threading.Thread._set_ident = before["threading.Thread._set_ident patched"]  # type: ignore[attr-defined]

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from memtrim.engine import _testing as testing
-from memtrim.engine import hooks, load, recorder, tracer
+from memtrim.engine import calltree, hooks, load, tracer
 
 engine = load()
 OBJ = 2
@@ -51,23 +51,23 @@ def test_no_permanent_install_is_left():
     assert not hasattr(hooks, "ensure_installed")
 
 
-# ------------------------------------------------------------------ recorder
+# ------------------------------------------------------------------ call tree
 
 
 def test_a_second_recording_raises_instead_of_erasing_the_first():
     with hooks.acquire("test"):
-        recorder.start(False, 0)
+        calltree.start(False, 0)
         try:
             kept = bytearray(100_000)
             with pytest.raises(RuntimeError, match="already running"):
-                recorder.start(True, 0)
-            assert recorder.is_recording()
-            recorder.stop()
-            data = recorder.snapshot()
+                calltree.start(True, 0)
+            assert calltree.is_recording()
+            calltree.stop()
+            data = calltree.snapshot()
         finally:
-            recorder.clear()
+            calltree.clear()
         del kept
-    assert not recorder.is_recording()
+    assert not calltree.is_recording()
     live = sum(stat[0] for stat in data["stats"])
     assert live >= 100_000  # the first recording's data survived the attempt
     assert data["exact"] == 0
@@ -76,34 +76,34 @@ def test_a_second_recording_raises_instead_of_erasing_the_first():
 def test_recording_needs_the_hooks():
     assert not hooks.is_installed()
     with pytest.raises(RuntimeError, match="heap hooks"):
-        recorder.start(False, 0)
-    assert not recorder.is_recording()
+        calltree.start(False, 0)
+    assert not calltree.is_recording()
 
 
 def test_the_recorder_listens_only_while_it_records():
     with hooks.acquire("test"):
         assert engine.heap_listeners() == 0
-        recorder.start(False, 0)
+        calltree.start(False, 0)
         assert engine.heap_listeners() == 1
-        recorder.stop()
+        calltree.stop()
         assert engine.heap_listeners() == 0
-        recorder.stop()  # no-op
-        recorder.start(True, 0)  # a stopped recording can be replaced
-        recorder.clear()
-        assert engine.heap_listeners() == 0 and not recorder.is_recording()
+        calltree.stop()  # no-op
+        calltree.start(True, 0)  # a stopped recording can be replaced
+        calltree.clear()
+        assert engine.heap_listeners() == 0 and not calltree.is_recording()
 
 
 @pytest.mark.parametrize("record", [False, True])
 def test_figures_are_the_same_with_and_without_a_listener(record):
     with hooks.acquire("test"):
         if record:
-            recorder.start(False, 4096)
+            calltree.start(False, 4096)
         try:
             assert engine.heap_listeners() == int(record)
             for size, resize in ((100, 70_000), (70_000, 3), (3 * 10**6, 100)):
                 assert testing.test_roundtrip(OBJ, size, resize) == (size, resize - size, -resize)
         finally:
-            recorder.clear()
+            calltree.clear()
 
 
 def test_the_test_helpers_are_not_in_the_production_engine():

@@ -11,7 +11,7 @@ import warnings
 
 import pytest
 
-from memtrim.engine import sampler
+from memtrim.engine import procfs, sampler
 from memtrim.engine.sampler import Sampler
 
 MIB = 2**20
@@ -92,19 +92,19 @@ def test_native_refuses_a_second_start():
 
 
 def test_memory_of():
-    assert sampler.memory_of(os.getpid()) > MIB
+    assert procfs.memory_of(os.getpid()) > MIB
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM is Linux's")
 def test_the_kernel_peak_can_be_reset_and_read():
-    assert sampler.reset_peak_rss()
-    before = sampler.read_peak_rss()
+    assert procfs.reset_peak_rss()
+    before = procfs.read_peak_rss()
     data = bytearray(64 * MIB)
-    after = sampler.read_peak_rss()
+    after = procfs.read_peak_rss()
     del data
     assert after - before >= 63 * MIB
-    assert sampler.reset_peak_rss()
-    assert sampler.read_peak_rss() < after
+    assert procfs.reset_peak_rss()
+    assert procfs.read_peak_rss() < after
 
 
 def start_python(code):
@@ -223,3 +223,15 @@ def test_a_program_forking_with_its_own_threads_is_still_warned():
         waiting.set()
         own.join()
     assert [w for w in caught if "is multi-threaded, use of fork()" in str(w.message)]
+
+
+def test_the_line_profilers_rss_and_the_samplers_agree():
+    # the engine's reading (tracer.c) and the sampler's (sampler.c) share procfs.c
+    from memtrim.engine import load
+
+    before = procfs.rss()
+    block = bytearray(64 * MIB)
+    block[::4096] = b"x" * (64 * MIB // 4096)  # every page touched: resident
+    engine, sampled = load().rss(), procfs.rss()
+    del block
+    assert engine - before >= 60 * MIB and abs(engine - sampled) < 4 * MIB

@@ -8,6 +8,7 @@ import pytest
 
 import memtrim
 from memtrim.engine import hooks
+from memtrim.timeline import _shared
 from memtrim.timeline import session as timeline
 
 MIB = 2**20
@@ -192,9 +193,9 @@ def test_past_64_open_the_error_leaves_nothing_behind(interval):
         return 0 if n == 0 else 1 + nest(n - 1)
 
     before = threads()
-    assert nest(timeline.MAX_OPEN - 1) == timeline.MAX_OPEN - 1  # 64 open: fine
+    assert nest(_shared.MAX_OPEN - 1) == _shared.MAX_OPEN - 1  # 64 open: fine
     with pytest.raises(RuntimeError, match="cannot start another track or phase: 64 are open"):
-        nest(timeline.MAX_OPEN + 5)
+        nest(_shared.MAX_OPEN + 5)
     assert threads() == before  # no sampling thread left running
     assert not timeline._ACTIVE and not hooks.is_installed()  # (the fixture checks it too)
     alone = memtrim.phase("after")
@@ -210,13 +211,13 @@ def test_past_64_a_phase_leaves_nothing_behind():
     with memtrim.track(interval=None) as t:
         handles = []
         with pytest.raises(RuntimeError, match="64 are open"):
-            for n in range(timeline.MAX_OPEN):
+            for n in range(_shared.MAX_OPEN):
                 handles.append(t.phase(f"p{n}").__enter__())
-        assert len(handles) == timeline.MAX_OPEN - 1  # the track holds one watch
+        assert len(handles) == _shared.MAX_OPEN - 1  # the track holds one watch
         for handle in reversed(handles):
             handle.end()
-    assert len(t.phases) == timeline.MAX_OPEN - 1
-    assert not timeline._HIGH_WATER._open  # no window left open
+    assert len(t.phases) == _shared.MAX_OPEN - 1
+    assert not _shared._HIGH_WATER._open  # no window left open
 
 
 def test_a_plain_phase_in_a_with_phase_ends_with_it():

@@ -3,7 +3,7 @@
 Nothing above this layer imports ``_engine`` directly; it goes through
 :mod:`memtrim.engine.hooks` (the allocator hooks, held through handles),
 :mod:`memtrim.engine.tracer` (the line tracer's tables) and
-:mod:`memtrim.engine.recorder` (the run recorder, one recording per process).
+:mod:`memtrim.engine.calltree` (the call tree `memtrim run` records, one at a time).
 ``memtrim.engine._testing`` holds the test suite's native helpers.
 """
 

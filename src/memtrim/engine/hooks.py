@@ -17,13 +17,12 @@ from __future__ import annotations
 import atexit
 import contextlib
 import importlib.machinery
-import os
 import sys
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
-from memtrim.engine import load
+from memtrim.engine import load, procfs
 
 _engine = load()
 _NUMPY_CORE = ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath")
@@ -109,7 +108,7 @@ def acquire(owner: str = "") -> Handle:
     """
     first = not _engine.heap_installed()
     if first:
-        _state["baseline_rss"] = _current_rss()
+        _state["baseline_rss"] = procfs.rss()
     _engine.heap_install()
     if first:
         _hook_numpy()
@@ -156,20 +155,6 @@ def installed(owner: str = "") -> Iterator[None]:
     """Keep the hooks installed for the duration of a ``with`` block."""
     with acquire(owner or "hooks.installed()"):
         yield
-
-
-def _current_rss() -> int:
-    try:  # Linux: one read, without importing psutil (this runs at startup)
-        with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGESIZE")
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import psutil
-
-        return psutil.Process().memory_info().rss
-    except Exception:  # psutil missing or the platform refuses: say 0, not a guess
-        return 0
 
 
 # ---------------------------------------------------------------- numpy

@@ -1,4 +1,4 @@
-"""Sample a process's memory at a fixed interval, and read the kernel's peak.
+"""Sample a process's memory at a fixed interval.
 
 On Linux the samples come from a native thread (:mod:`memtrim.engine._sampler`)
 that never takes the GIL, so the interval holds while the program sits in a
@@ -14,11 +14,8 @@ kernel high-water mark read with it: ``((pid, hwm, reset_ns), ...)``, where
 was not: ``reset_marks=True`` resets the marks of every process but this
 one, where permitted), so the next mark is the peak of one interval.
 
-The peak functions read the kernel's *high-water mark* of resident memory:
-``VmHWM`` on Linux, which :func:`reset_peak_rss` restarts from the current
-RSS by writing ``5`` to ``/proc/PID/clear_refs``; ``ru_maxrss`` of
-:func:`resource.getrusage` on macOS and other Unixes, and ``peak_wset`` on
-Windows, which cannot be reset.
+Single readings of a process's memory and of the kernel's peak are in
+:mod:`memtrim.engine.procfs`.
 """
 
 from __future__ import annotations
@@ -30,11 +27,13 @@ import time
 import weakref
 from typing import Any
 
+from memtrim.engine import procfs
+from memtrim.engine.procfs import METRICS
+
 RawMarks = tuple[tuple[int, int, int], ...]
 RawSample = tuple[int, int | None, tuple[tuple[int, int], ...], RawMarks | None]
 # (t_ns, bytes, hwm, reset_ns) of the watched process, from Sampler.mark_now()
 RawMark = tuple[int, int, int, int]
-METRICS = ("rss", "pss", "uss")
 
 try:
     from memtrim.engine import _sampler as _native
@@ -240,10 +239,10 @@ class _PsutilSampler:
 
     def mark_now(self) -> RawMark | None:
         t_ns = time.monotonic_ns()
-        rss = memory_of(self._process.pid, "rss")
+        rss = procfs.memory_of(self._process.pid, "rss")
         if rss is None:
             return None
-        peak = read_peak_rss(self._process.pid)
+        peak = procfs.read_peak_rss(self._process.pid)
         return (t_ns, rss, max(rss, peak or 0), 0)  # never reset: ours cannot be
 
     def _run(self) -> None:
@@ -271,75 +270,3 @@ class _PsutilSampler:
         with self._lock:
             taken, self._samples = self._samples, []
         return taken
-
-
-def memory_of(pid: int, metric: str = "rss") -> int | None:
-    """Memory of ``pid`` now, in bytes; ``None`` if it cannot be read or has none."""
-    if NATIVE:
-        value = _native.read_memory(pid, METRICS.index(metric))
-        return value if value > 0 else None
-    import psutil
-
-    try:
-        process = psutil.Process(pid)
-        if metric == "rss":
-            value = process.memory_info().rss
-        else:
-            value = getattr(process.memory_full_info(), metric)
-    except (psutil.Error, OSError):
-        return None
-    return value if value > 0 else None  # 0: a zombie or a kernel thread
-
-
-# ------------------------------------------------------------- the kernel's peak
-
-
-def reset_peak_rss(pid: int | None = None) -> bool:
-    """Restart the kernel's peak-RSS counter of ``pid`` (default: this process).
-
-    Returns whether it could: only Linux can, and only for a process we may
-    write ``/proc/PID/clear_refs`` of.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        with open(f"/proc/{pid or 'self'}/clear_refs", "w") as handle:
-            handle.write("5")
-    except OSError:
-        return False
-    return True
-
-
-def read_peak_rss(pid: int | None = None) -> int | None:
-    """The kernel's peak RSS of ``pid`` (default: this process) in bytes, or ``None``."""
-    if sys.platform.startswith("linux"):
-        try:
-            with open(f"/proc/{pid or 'self'}/status", "rb") as handle:
-                for line in handle:
-                    if line.startswith(b"VmHWM:"):
-                        return int(line.split()[1]) * 1024
-        except (OSError, ValueError, IndexError):
-            return None
-        return None
-    if pid is None or pid == os.getpid():
-        return _own_peak_rss()
-    return _psutil_peak(pid)
-
-
-def _own_peak_rss() -> int | None:
-    if sys.platform == "win32":
-        return _psutil_peak(os.getpid())
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # macOS says bytes, others KiB
-
-
-def _psutil_peak(pid: int) -> int | None:
-    import psutil
-
-    try:
-        info = psutil.Process(pid).memory_info()
-    except (psutil.Error, OSError):
-        return None
-    return getattr(info, "peak_wset", None)

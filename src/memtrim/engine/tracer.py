@@ -25,7 +25,7 @@ import threading
 from collections.abc import Iterator
 from types import CodeType
 
-from memtrim.engine import load
+from memtrim.engine import load, procfs
 
 _engine = load()
 MONITORING = bool(_engine.HAVE_MONITORING)
@@ -255,15 +255,7 @@ def mem_usage_now() -> int:
 
 def rss() -> int:
     """The process's resident set size in bytes (0 if it cannot be read)."""
-    value = _engine.rss()
-    if value >= 0:
-        return value
-    try:
-        import psutil
-
-        return psutil.Process().memory_info().rss
-    except Exception:  # psutil missing or the platform refuses: say 0, not a guess
-        return 0
+    return procfs.rss()
 
 
 def _ensure_base() -> None:

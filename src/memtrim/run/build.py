@@ -188,7 +188,7 @@ def build(
     sys_path: Sequence[str] | None = None,
     seed: int | None = None,
 ) -> Capture:
-    """Build the capture from ``_engine.rec_snapshot()`` and what the run observed.
+    """Build the capture from ``engine.calltree.snapshot()`` and what the run observed.
 
     ``thread_names`` is ``{ident: name}``, or a function of ``(ident, n)`` for
     the ``n``-th thread the engine saw with that ident (idents are reused).

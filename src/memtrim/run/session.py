@@ -1,6 +1,6 @@
 """Profile a whole program: what was live at the peak, what leaked, who allocated.
 
-:class:`ProgramProfiler` drives the engine's recorder and a native sampling
+:class:`ProgramProfiler` drives the engine's call tree and a native sampling
 thread for the timeline, and builds a :class:`~memtrim.run.capture.Capture`::
 
     with ProgramProfiler() as profiler:
@@ -21,7 +21,7 @@ from typing import Any
 
 import memtrim
 from memtrim import __version__
-from memtrim.engine import hooks, recorder
+from memtrim.engine import calltree, hooks
 from memtrim.run import _threads
 from memtrim.run._threads import ThreadNames
 from memtrim.run.build import EntryTest, OwnFiles, build
@@ -103,7 +103,7 @@ class ProgramProfiler:
         self._base = hooks.level()
         self._threads.start()
         try:
-            recorder.start(self.exact, self.sample_bytes, OWN_FILES.transparent)
+            calltree.start(self.exact, self.sample_bytes, OWN_FILES.transparent)
         except BaseException:
             self._threads.stop()
             self._stop_sampler()
@@ -115,7 +115,7 @@ class ProgramProfiler:
     def pause(self) -> None:
         """Stop attributing allocations; :meth:`stop` builds the capture later."""
         if self._running and self._paused is None:
-            recorder.stop()
+            calltree.stop()
             base = self._base
             self._paused = (
                 hooks.peak() - base,
@@ -140,8 +140,8 @@ class ProgramProfiler:
             return self._build(duration, peak, end)
 
     def _build(self, duration: float, peak: int, end: int) -> Capture:
-        raw = recorder.snapshot()
-        recorder.clear()
+        raw = calltree.snapshot()
+        calltree.clear()
         self._threads.stop()
         if self._hooks is not None:
             self._hooks.release()
@@ -181,7 +181,7 @@ class ProgramProfiler:
 
     def stop_in_forked_child(self) -> None:
         """In a forked child that is not profiled: stop recording there."""
-        recorder.stop()
+        calltree.stop()
 
     # ----------------------------------------------------------- timeline
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from memtrim.engine.sampler import memory_of
+from memtrim.engine.procfs import memory_of
 
 GRACE = 2.0  # seconds between asking a command to stop and forcing it
 

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 from memtrim.engine.sampler import RawMark, RawSample, Sampler
 from memtrim.timeline import _procs
-from memtrim.timeline import session as _tl
+from memtrim.timeline import _shared as _tl
 from memtrim.timeline.model import (
     Sample,
     Timeline,

@@ -446,7 +446,7 @@ void mt_listener_remove(const mt_listener_t *l)
 }
 
 /* GIL held: tell every listener; returns the attributor's id for the block.
- * The common case, the recorder alone, is one indirect call. */
+ * The common case, the call tree alone, is one indirect call. */
 static inline uint32_t notify_alloc(void *p, size_t size)
 {
     if (MT_LIKELY(mt_listeners_n == 1)) {

@@ -2,7 +2,7 @@
  *
  * heap.c does the exact accounting (sizes, levels, peaks) and knows nothing
  * of what is done with the events: it publishes them to a small fixed table
- * of listeners.  The run recorder (profiler.c) is one; it registers itself
+ * of listeners.  The call tree of `memtrim run` (calltree.c) is one; it registers itself
  * when a recording starts and unregisters when it stops.
  *
  * The per-block id.  The shadow map keeps one 32-bit id per block.  It
@@ -29,7 +29,7 @@
  * re-initialises its locks in the child (mt_heap_after_fork).
  *
  * Cost: with no listener the hooks test one int (mt_listeners_n), as they
- * tested the recorder's flag before. */
+ * tested the call tree's flag before. */
 #ifndef MEMTRIM_LISTENERS_H
 #define MEMTRIM_LISTENERS_H
 

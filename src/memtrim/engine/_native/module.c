@@ -6,7 +6,7 @@
 #include "compat.h"
 #include "heap.h"
 #include "listeners.h"
-#include "profiler.h"
+#include "calltree.h"
 #include "tracer.h"
 
 #include <pthread.h>
@@ -259,7 +259,7 @@ static PyObject *cb_end(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-static PyObject *py_rec_start(PyObject *self, PyObject *args)
+static PyObject *py_tree_start(PyObject *self, PyObject *args)
 {
     int exact;
     long long sample_bytes;
@@ -278,14 +278,14 @@ static PyObject *py_rec_start(PyObject *self, PyObject *args)
             return NULL;
         }
     }
-    if (mt_rec_running()) {
+    if (mt_tree_running()) {
         Py_XDECREF(hidden_seq);
         PyErr_SetString(PyExc_RuntimeError,
                         "a recording is already running in this process; stop it first");
         return NULL;
     }
     mt_heap_reset_peak();
-    int failed = mt_rec_start(exact, sample_bytes, hidden_seq) < 0;
+    int failed = mt_tree_start(exact, sample_bytes, hidden_seq) < 0;
     Py_XDECREF(hidden_seq);
     if (failed) {
         return NULL;
@@ -293,26 +293,26 @@ static PyObject *py_rec_start(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-static PyObject *py_rec_stop(PyObject *self, PyObject *unused)
+static PyObject *py_tree_stop(PyObject *self, PyObject *unused)
 {
-    mt_rec_stop();
+    mt_tree_stop();
     Py_RETURN_NONE;
 }
 
-static PyObject *py_rec_snapshot(PyObject *self, PyObject *unused)
+static PyObject *py_tree_snapshot(PyObject *self, PyObject *unused)
 {
-    return mt_rec_snapshot();
+    return mt_tree_snapshot();
 }
 
-static PyObject *py_rec_clear(PyObject *self, PyObject *unused)
+static PyObject *py_tree_clear(PyObject *self, PyObject *unused)
 {
-    mt_rec_clear();
+    mt_tree_clear();
     Py_RETURN_NONE;
 }
 
-static PyObject *py_rec_recording(PyObject *self, PyObject *unused)
+static PyObject *py_tree_recording(PyObject *self, PyObject *unused)
 {
-    return PyBool_FromLong(mt_rec_running());
+    return PyBool_FromLong(mt_tree_running());
 }
 
 static PyObject *py_heap_listeners(PyObject *self, PyObject *unused)
@@ -353,12 +353,12 @@ static PyMethodDef methods[] = {
     {"cb_start", (PyCFunction)(void (*)(void))cb_start, METH_FASTCALL, "monitoring callback"},
     {"cb_line", (PyCFunction)(void (*)(void))cb_line, METH_FASTCALL, "monitoring callback"},
     {"cb_end", (PyCFunction)(void (*)(void))cb_end, METH_FASTCALL, "monitoring callback"},
-    {"rec_start", py_rec_start, METH_VARARGS,
+    {"tree_start", py_tree_start, METH_VARARGS,
      "Start attributing allocations: (exact, sample_bytes[, hidden_files])."},
-    {"rec_stop", py_rec_stop, METH_NOARGS, "Stop attributing; the data stays."},
-    {"rec_snapshot", py_rec_snapshot, METH_NOARGS, "The call tree and its statistics."},
-    {"rec_clear", py_rec_clear, METH_NOARGS, "Free the recorded data."},
-    {"rec_recording", py_rec_recording, METH_NOARGS, "Is a recording running?"},
+    {"tree_stop", py_tree_stop, METH_NOARGS, "Stop attributing; the data stays."},
+    {"tree_snapshot", py_tree_snapshot, METH_NOARGS, "The call tree and its statistics."},
+    {"tree_clear", py_tree_clear, METH_NOARGS, "Free the recorded data."},
+    {"tree_running", py_tree_recording, METH_NOARGS, "Is a recording running?"},
     {"watchdog_start", mt_watchdog_start, METH_VARARGS,
      "(limit_bytes, interval_s[, on_exceeded]): raise MemoryError in the main thread at that "
      "RSS; call on_exceeded(rss) there if the program grows on past it."},
@@ -373,7 +373,7 @@ static struct PyModuleDef module = {
 static void after_fork_in_child(void)
 {
     mt_heap_after_fork();
-    mt_rec_after_fork();
+    mt_tree_after_fork();
 }
 
 PyMODINIT_FUNC PyInit__engine(void)

@@ -24,10 +24,10 @@
  * values saved in the current epoch are then exactly those at the last peak,
  * at O(1) per allocation.
  *
- * The recorder is a heap listener (listeners.h): it registers itself, as the
+ * The call tree is a heap listener (listeners.h): it registers itself, as the
  * attributing listener, when a recording starts, and unregisters when it
  * stops; heap.c knows nothing of it.  One recording at a time: the data
- * below is process-wide, so mt_rec_start refuses while one runs.
+ * below is process-wide, so mt_tree_start refuses while one runs.
  *
  * Locking: everything here runs with the GIL held (the heap hooks call the
  * GIL callbacks only from their GIL path), except the counting of blocks
@@ -36,7 +36,7 @@
  * blocks made without the GIL are queued and applied at the next call with
  * the GIL).
  */
-#include "profiler.h"
+#include "calltree.h"
 #include "frames.h"
 #include "heap.h"
 #include "listeners.h"
@@ -85,7 +85,7 @@ typedef struct {
     int hidden; /* memtrim's own frame inside the program's calls: not a leaf */
 } slot_t;
 
-static int mt_rec_on; /* a recording runs: the listener is registered */
+static int mt_tree_on; /* a recording runs: the listener is registered */
 static int rec_exact;
 static int64_t rec_sample_bytes;
 static unsigned rec_generation;
@@ -906,7 +906,7 @@ static void drain_queue(void)
 
 /* Attributing: the node id of each block is kept in the heap's id slot. */
 static const mt_listener_t rec_listener = {
-    .name = "the run recorder",
+    .name = "the call tree",
     .attributes = 1,
     .on_alloc = rec_alloc,
     .on_free = rec_free,
@@ -960,14 +960,14 @@ static void clear_all(void)
     pthread_mutex_unlock(&queue_lock);
 }
 
-int mt_rec_running(void)
+int mt_tree_running(void)
 {
-    return mt_rec_on;
+    return mt_tree_on;
 }
 
-int mt_rec_start(int exact, int64_t sample_bytes, PyObject *hidden)
+int mt_tree_start(int exact, int64_t sample_bytes, PyObject *hidden)
 {
-    if (mt_rec_on) {
+    if (mt_tree_on) {
         /* the tree, the slots and the heap's id slot are process-wide: a
          * second recording would erase the first */
         PyErr_SetString(PyExc_RuntimeError,
@@ -1000,25 +1000,25 @@ int mt_rec_start(int exact, int64_t sample_bytes, PyObject *hidden)
         clear_all();
         return -1;
     }
-    mt_rec_on = 1;
+    mt_tree_on = 1;
     return 0;
 }
 
-void mt_rec_stop(void)
+void mt_tree_stop(void)
 {
-    if (!mt_rec_on) {
+    if (!mt_tree_on) {
         return;
     }
     /* Unregistering takes nogil_lock: after it no thread is in a callback,
      * so the queue of no-GIL frees is final and can be applied. */
     mt_listener_remove(&rec_listener);
-    mt_rec_on = 0;
+    mt_tree_on = 0;
     if (queue_pending) {
         drain_queue();
     }
 }
 
-void mt_rec_after_fork(void)
+void mt_tree_after_fork(void)
 {
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
     queue_lock = fresh;
@@ -1043,14 +1043,14 @@ static PyObject *slot_tuple(slot_t *s)
     return out;
 }
 
-/* Plain data, after mt_rec_stop():
+/* Plain data, after mt_tree_stop():
  *   "nodes": [(parent, slot, line)]   slot -1 for a thread root (then `line`
  *            is the thread's index) and for node 0, "not attributed";
  *   "slots": [(filename, qualname, first line)];
  *   "stats", "sampled" (or None): a tuple per node;
  *   "nogil": the stats of blocks allocated without the GIL;
  *   "threads": [ident]; "exact", "sample_bytes", "tree_full_blocks". */
-PyObject *mt_rec_snapshot(void)
+PyObject *mt_tree_snapshot(void)
 {
     PyObject *node_list = PyList_New(nnodes);
     PyObject *slot_list = PyList_New(nslots);
@@ -1116,8 +1116,8 @@ error:
     return NULL;
 }
 
-void mt_rec_clear(void)
+void mt_tree_clear(void)
 {
-    mt_rec_stop();
+    mt_tree_stop();
     clear_all();
 }

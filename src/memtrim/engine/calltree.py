@@ -1,7 +1,8 @@
-"""The run recorder: attribute every allocation to the code that made it.
+"""The call tree: attribute every allocation to the code that made it (``memtrim run``).
 
-A thin wrapper over the engine's recorder (profiler.c), which listens to the
-allocator hooks while a recording runs. There is one recorder per process:
+A thin wrapper over calltree.c, which listens to the allocator hooks while a
+recording runs. (Not to be confused with ``memtrim record``, memory over
+time, which needs no call tree.) There is one call tree per process:
 :func:`start` while a recording runs raises :class:`RuntimeError` instead of
 erasing it. The recording's owner holds the hooks (a :class:`hooks.Handle`)
 from before :func:`start` until after :func:`clear`, which frees the tree and
@@ -10,11 +11,11 @@ the per-block ids.
 Lifecycle::
 
     handle = hooks.acquire("memtrim run")
-    recorder.start(exact=False, sample_bytes=512 * 1024, transparent=[...])
+    calltree.start(exact=False, sample_bytes=512 * 1024, transparent=[...])
     ...                      # the program runs
-    recorder.stop()          # stop attributing; the data stays
-    data = recorder.snapshot()
-    recorder.clear()         # free it
+    calltree.stop()          # stop attributing; the data stays
+    data = calltree.snapshot()
+    calltree.clear()         # free it
     handle.release()
 """
 
@@ -40,24 +41,24 @@ def start(exact: bool, sample_bytes: int, transparent: Sequence[str] = ()) -> No
     Raises :class:`RuntimeError` if a recording is already running in this
     process, or if the hooks are not installed.
     """
-    _engine.rec_start(bool(exact), int(sample_bytes), list(transparent) or None)
+    _engine.tree_start(bool(exact), int(sample_bytes), list(transparent) or None)
 
 
 def stop() -> None:
     """Stop attributing; the data stays for :func:`snapshot` (no-op if not recording)."""
-    _engine.rec_stop()
+    _engine.tree_stop()
 
 
 def snapshot() -> dict[str, Any]:
-    """The recording as plain data (see ``mt_rec_snapshot`` in profiler.c)."""
-    return _engine.rec_snapshot()
+    """The recording as plain data (see ``mt_tree_snapshot`` in calltree.c)."""
+    return _engine.tree_snapshot()
 
 
 def clear() -> None:
     """Stop if needed, and free the recording (its tree, slots and the blocks' ids)."""
-    _engine.rec_clear()
+    _engine.tree_clear()
 
 
 def is_recording() -> bool:
     """Is a recording running in this process?"""
-    return bool(_engine.rec_recording())
+    return bool(_engine.tree_running())
