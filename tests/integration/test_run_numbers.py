@@ -181,3 +181,41 @@ def test_capture_stays_small_for_a_long_allocation_heavy_run(runner):
     )
     size = len(capture_file.dumps(capture))
     assert size < 1_000_000
+
+
+SAMPLED = """
+def small(n):
+    return [bytearray(1000) for _ in range(n)]
+
+def many():
+    return [small(40) for _ in range(200)]
+
+keep = [many(), many()]
+"""
+
+
+def _stacks(cap):
+    capture = capture_file.read(str(cap))
+    return capture.seed, [
+        (node.parent, node.frame, node.view("peak").bytes, node.view("peak").count)
+        for node in capture.stacks
+    ]
+
+
+def test_the_seed_replays_the_sampled_stacks(runner):
+    script = runner.write(SAMPLED)
+    seen = []
+    for seed in ("7", "7", "8"):
+        cap = runner.tmp_path / f"s{len(seen)}.memtrim"
+        proc = runner.memtrim(
+            "run", "-q", "-o", str(cap), "--sample-bytes", "64K", "--seed", seed, str(script)
+        )
+        assert proc.returncode == 0, proc.stderr
+        seen.append(_stacks(cap))
+    (seed_a, a), (seed_b, b), (seed_c, c) = seen
+    assert (seed_a, seed_b, seed_c) == (7, 7, 8)
+    assert a == b  # the same samples, to the byte
+    assert a != c  # another seed samples other allocations
+    unseeded = runner.tmp_path / "u.memtrim"
+    assert runner.memtrim("run", "-q", "-o", str(unseeded), str(script)).returncode == 0
+    assert isinstance(capture_file.read(str(unseeded)).seed, int)  # the random one, recorded

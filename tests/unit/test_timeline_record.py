@@ -8,6 +8,7 @@ import re
 import pytest
 
 from memtrim.commands import _output, record
+from memtrim.model import files
 from memtrim.run import lifecycle
 from memtrim.timeline.model import Sample, Timeline
 
@@ -52,7 +53,7 @@ def test_write_new_never_overwrites(tmp_path):
     assert _output.write_new(str(path), "three") == str(tmp_path / "run_2.mtrec")
     assert [p.read_text() for p in sorted(tmp_path.iterdir())] == ["one", "two", "three"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".memtrim-")]
-    assert (path.stat().st_mode & 0o777) == 0o666 & ~_output._umask()
+    assert (path.stat().st_mode & 0o777) == 0o666 & ~files._umask()
 
 
 SAMPLES = (Sample(0.0, 10 * MIB), Sample(0.1, 20 * MIB, None, ((5, 30 * MIB),)))

@@ -10,13 +10,22 @@ file of the same name (:func:`write_new`).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
 from memtrim.commands.errors import CommandError
+from memtrim.model import files
+from memtrim.model.files import write_atomic
+
+__all__ = [
+    "add_force",
+    "check_force_flag",
+    "check_writable",
+    "refuse_existing",
+    "write_atomic",
+    "write_new",
+]
 
 
 def check_writable(path: str) -> None:
@@ -62,65 +71,10 @@ def refuse_existing(path: str, force: bool) -> None:
         raise CommandError(f"{path} exists: use --force to overwrite it")
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_umask()
-
-
-def _temporary(path: str, data: str | bytes) -> str:
-    """``data`` in a new file beside ``path``, with the usual permissions (0666
-    less the umask, not the temporary file's 0600); returns its name."""
-    directory = os.path.dirname(os.path.abspath(path))
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(prefix=".memtrim-", dir=directory)
-    try:
-        os.fchmod(fd, _FILE_MODE)
-        with os.fdopen(fd, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as f:
-            f.write(data)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return tmp
-
-
-def write_atomic(path: str, data: str | bytes, *, force: bool = True) -> None:
-    """Write to a temporary file beside ``path``, then move it into place.
-
-    Without ``force``, a file that appeared at ``path`` meanwhile is kept:
-    ``FileExistsError`` (the new file is linked, which fails where a rename
-    would replace).
-    """
-    tmp = _temporary(path, data)
-    try:
-        if force:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-
-
 def write_new(path: str, data: str | bytes) -> str:
-    """Write ``data`` to ``path``, or to ``path`` with ``_1``, ``_2``... before its
-    suffix if that exists: never over a file. Whole or not at all. Returns the
-    path written."""
-    stem, suffix = os.path.splitext(path)
-    tmp = _temporary(path, data)
+    """Write ``data`` to ``path``, or beside it (``_1``, ``_2``...) if that exists;
+    returns the path written (see :func:`memtrim.model.files.write_new`)."""
     try:
-        for number in range(10_000):
-            candidate = path if number == 0 else f"{stem}_{number}{suffix}"
-            try:
-                os.link(tmp, candidate)  # fails if it exists, unlike a rename
-            except FileExistsError:
-                continue
-            return candidate
-        raise CommandError(f"cannot write {path}: too many files of that name")
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        return files.write_new(path, data)
+    except FileExistsError as exc:
+        raise CommandError(str(exc)) from None

@@ -29,6 +29,16 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: give a whole number >= 0")
+    return value
+
+
 def _positive(kind: type) -> Any:
     def parse(text: str) -> Any:
         try:
@@ -59,6 +69,13 @@ class RunCommand:
             default=DEFAULT_SAMPLE_BYTES,
             metavar="SIZE",
             help="default mode: sample one stack per SIZE allocated on average (default 256K)",
+        )
+        parser.add_argument(
+            "--seed",
+            type=_seed,
+            metavar="N",
+            help="default mode: the seed of the stack sampling (the capture records the one "
+            "used; the same seed samples the same allocations again)",
         )
         parser.add_argument("--html", metavar="FILE", help="also write the HTML report")
         parser.add_argument("--json", metavar="FILE", help="also write the JSON report")
@@ -117,6 +134,7 @@ class _Session:
             meta={"command": program.label},
             is_entry=_entry_test(program, script),
             root=_root_of(program),
+            seed=args.seed,
         )
         self.run_ = ProgramRun(
             profiler,

@@ -34,9 +34,6 @@ def retained(
     limit: int,
     footprint: bool,
     bytes_leaf: bool,
-    objs: list[Any],
-    skip: list[Any],
-    skip_globals: list[dict[str, Any]],
 ) -> tuple[int, int, int]: ...
 def path(roots: list[Any], target: Any, skip: list[Any]) -> list[Any] | None: ...
 def frame_values(gen: Any) -> list[tuple[str, Any]] | None: ...

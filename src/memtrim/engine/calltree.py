@@ -29,19 +29,21 @@ from memtrim.engine import load
 _engine = load()
 
 
-def start(exact: bool, sample_bytes: int, transparent: Sequence[str] = ()) -> None:
+def start(exact: bool, sample_bytes: int, transparent: Sequence[str] = (), seed: int = 0) -> None:
     """Start attributing allocations (the peak restarts from the current level).
 
     ``exact``: charge every block to its full stack (else to its line, with full
     stacks sampled every ``sample_bytes`` bytes on average; 0: no sampling).
     ``transparent``: file names whose frames are never charged (memtrim's own
-    frames inside the program's calls). The data of a stopped recording that
-    was not cleared is freed first.
+    frames inside the program's calls). ``seed`` (0 to 2**64-1) fixes the
+    sampled stacks: the same program recorded with the same seed samples the
+    same allocations. The data of a stopped recording that was not cleared is
+    freed first.
 
     Raises :class:`RuntimeError` if a recording is already running in this
     process, or if the hooks are not installed.
     """
-    _engine.tree_start(bool(exact), int(sample_bytes), list(transparent) or None)
+    _engine.tree_start(bool(exact), int(sample_bytes), list(transparent) or None, int(seed))
 
 
 def stop() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import random
 import sys
 import time
 from collections.abc import Iterator
@@ -48,7 +49,9 @@ class ProgramProfiler:
     ``is_entry(filename, qualname)`` tells which code called from memtrim's
     own frames is the program's (the rest is memtrim's bookkeeping). ``root``
     is the directory the capture's sites are told relative to (default: the
-    current directory when recording starts).
+    current directory when recording starts). ``seed`` fixes which allocations
+    the default mode samples for its stacks (default: a random one, recorded in
+    the capture so that a run can be replayed with the same samples).
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class ProgramProfiler:
         meta: dict[str, Any] | None = None,
         is_entry: EntryTest | None = None,
         root: str | None = None,
+        seed: int | None = None,
     ) -> None:
         if sample_bytes <= 0:
             raise ValueError(f"sample_bytes must be positive, not {sample_bytes}")
@@ -71,6 +75,7 @@ class ProgramProfiler:
         self.meta = dict(meta or {})
         self.is_entry = is_entry
         self.root = root
+        self.seed = random.getrandbits(63) if seed is None else seed
         self.capture: Capture | None = None
         self._sampler: Any = None
         self._samples: list[Any] = []
@@ -103,7 +108,7 @@ class ProgramProfiler:
         self._base = hooks.level()
         self._threads.start()
         try:
-            calltree.start(self.exact, self.sample_bytes, OWN_FILES.transparent)
+            calltree.start(self.exact, self.sample_bytes, OWN_FILES.transparent, self.seed)
         except BaseException:
             self._threads.stop()
             self._stop_sampler()
@@ -169,6 +174,7 @@ class ProgramProfiler:
             own=OWN_FILES,
             root=self.root or "",
             sys_path=list(sys.path),
+            seed=self.seed,
         )
         return self.capture
 

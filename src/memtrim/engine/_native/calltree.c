@@ -87,6 +87,7 @@ typedef struct {
 
 static int mt_tree_on; /* a recording runs: the listener is registered */
 static int rec_exact;
+static uint64_t rec_seed; /* of the stack sampling; GIL */
 static int64_t rec_sample_bytes;
 static unsigned rec_generation;
 static uint64_t epoch = 1;
@@ -580,9 +581,14 @@ static rec_thread_t *enter_thread(void)
     t->stack_depth = 0;
     memset(t->leaves, 0, sizeof(t->leaves));
     t->countdown = 0;
-    if (t->rng == 0) {
-        t->rng = 0x9E3779B97F4A7C15ull ^ (uint64_t)thread_idents[index] ^ (uint64_t)(uintptr_t)t;
-    }
+    /* The sampling stream of a thread depends only on the recording's seed and
+     * the thread's order of arrival: a recording can be replayed with the same
+     * samples (splitmix64 of the two, never 0, which xorshift cannot leave). */
+    uint64_t z = rec_seed + 0x9E3779B97F4A7C15ull * (index + 1);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    t->rng = z ? z : 1;
     return t;
 }
 
@@ -965,7 +971,7 @@ int mt_tree_running(void)
     return mt_tree_on;
 }
 
-int mt_tree_start(int exact, int64_t sample_bytes, PyObject *hidden)
+int mt_tree_start(int exact, int64_t sample_bytes, PyObject *hidden, uint64_t seed)
 {
     if (mt_tree_on) {
         /* the tree, the slots and the heap's id slot are process-wide: a
@@ -980,6 +986,7 @@ int mt_tree_start(int exact, int64_t sample_bytes, PyObject *hidden)
     }
     rec_exact = exact;
     rec_sample_bytes = exact ? 0 : sample_bytes;
+    rec_seed = seed;
     rec_generation++;
     epoch = 1;
     if (hidden != NULL) {

@@ -264,7 +264,8 @@ static PyObject *py_tree_start(PyObject *self, PyObject *args)
     int exact;
     long long sample_bytes;
     PyObject *hidden = NULL;
-    if (!PyArg_ParseTuple(args, "pL|O", &exact, &sample_bytes, &hidden)) {
+    unsigned long long seed = 0;
+    if (!PyArg_ParseTuple(args, "pL|OK", &exact, &sample_bytes, &hidden, &seed)) {
         return NULL;
     }
     if (!mt_heap_installed()) {
@@ -285,7 +286,7 @@ static PyObject *py_tree_start(PyObject *self, PyObject *args)
         return NULL;
     }
     mt_heap_reset_peak();
-    int failed = mt_tree_start(exact, sample_bytes, hidden_seq) < 0;
+    int failed = mt_tree_start(exact, sample_bytes, hidden_seq, (uint64_t)seed) < 0;
     Py_XDECREF(hidden_seq);
     if (failed) {
         return NULL;
@@ -354,7 +355,7 @@ static PyMethodDef methods[] = {
     {"cb_line", (PyCFunction)(void (*)(void))cb_line, METH_FASTCALL, "monitoring callback"},
     {"cb_end", (PyCFunction)(void (*)(void))cb_end, METH_FASTCALL, "monitoring callback"},
     {"tree_start", py_tree_start, METH_VARARGS,
-     "Start attributing allocations: (exact, sample_bytes[, hidden_files])."},
+     "Start attributing allocations: (exact, sample_bytes[, hidden_files[, seed]])."},
     {"tree_stop", py_tree_stop, METH_NOARGS, "Stop attributing; the data stays."},
     {"tree_snapshot", py_tree_snapshot, METH_NOARGS, "The call tree and its statistics."},
     {"tree_clear", py_tree_clear, METH_NOARGS, "Free the recorded data."},
