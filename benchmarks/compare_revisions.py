@@ -9,7 +9,8 @@ interleaved (plain, then each launcher of each revision), each program's figure 
 over the rounds; the table gives each launcher's wall time as a ratio to plain Python, for
 both revisions, and their quotient (this / base: above 1 is slower). The launchers:
 ``memtrim run`` (default and ``--exact``) and the line profiler with every function traced
-(``python -m memtrim -o /dev/null -f '*'``); then ``python -m memtrim examples/article.py``.
+(``python -m memtrim -o /dev/null -f '*'``); then ``python -m memtrim examples/article.py``
+(both interpreters need numpy for it).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -25,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _workloads import bench_env, geomean, missing, run_rounds
+from _workloads import WORKLOADS, bench_env, geomean, missing, run_rounds
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "article.py"
@@ -71,6 +73,37 @@ def article(pythons: dict[str, str], rounds: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def instructions(pythons: dict[str, str], workload: str, scale: float) -> dict[str, int]:
+    """Instructions executed (valgrind's callgrind: the same count whatever else the machine
+    does) by one workload under the line profiler with every function traced, per revision."""
+    counts = {}
+    for tag, python in pythons.items():
+        with tempfile.TemporaryDirectory() as out:
+            prefix = [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}/cg.out",
+                python,
+                "-m",
+                "memtrim",
+                "-o",
+                "/dev/null",
+                "-f",
+                "*",
+            ]
+            env = bench_env(PYTHON=python, WORKLOADS=workload, WORKLOAD_SCALE=str(scale))
+            subprocess.run(
+                ["bash", str(WORKLOADS), *prefix], capture_output=True, env=env, cwd=out, check=True
+            )
+            summary = next(
+                line
+                for line in Path(out, "cg.out").read_text().splitlines()
+                if line.startswith("summary:")
+            )
+            counts[tag] = int(summary.split()[1])
+    return counts
+
+
 def table(results: dict[str, dict[str, tuple[float, int]]], modes: list[str]) -> list[str]:
     plain = results["plain"]
     head = "| program | plain s | " + " | ".join(
@@ -108,6 +141,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--out", default=str(ROOT / "docs" / "revisions.md"))
+    parser.add_argument(
+        "--callgrind",
+        metavar="WORKLOAD",
+        default="float",
+        help="also count the instructions of this workload at scale 0.2 in line mode "
+        "(valgrind; 'none' to skip)",
+    )
     args = parser.parse_args()
     for python in (args.base, args.python):
         why = missing(python)
@@ -119,8 +159,12 @@ def main() -> int:
         for tag, python in (("base", args.base), ("this", args.python)):
             chosen.update(launchers(python, out, tag, force_flag(python)))
         results = run_rounds(chosen, args.python, args.scale, args.rounds, Path(out))
-    example = article({"base": args.base, "this": args.python}, max(args.rounds, 5))
     modes = ["run", "run --exact", "line -f '*'"]
+    print("\n".join(table(results, modes)), flush=True)  # in case the example fails
+    example = article({"base": args.base, "this": args.python}, max(args.rounds, 5))
+    counted = {}
+    if args.callgrind != "none" and shutil.which("valgrind"):
+        counted = instructions({"base": args.base, "this": args.python}, args.callgrind, 0.2)
     lines = [
         "# memtrim against an earlier revision of itself",
         "",
@@ -146,6 +190,20 @@ def main() -> int:
         ),
         "",
     ]
+    if counted:
+        lines += [
+            f"## Instructions: `{args.callgrind}` (scale 0.2), line profiler with every "
+            "function traced",
+            "",
+            "Counted by valgrind's callgrind, start-up and imports included: unlike wall time, "
+            "the same on every run.",
+            "",
+            "| base | this | this/base |",
+            "|---|---|---|",
+            f"| {counted['base']:,} | {counted['this']:,} | "
+            f"{counted['this'] / counted['base']:.4f} |",
+            "",
+        ]
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
     return 0

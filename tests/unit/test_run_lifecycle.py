@@ -74,3 +74,19 @@ def test_exit_records(error, info):
 def test_a_tripped_limit_is_told_from_an_oom():
     info = lifecycle.exit_info(MemoryError("limit"), tripped=5 * MIB)
     assert info == {"kind": "limit", "code": 1, "message": "limit", "rss": 5 * MIB}
+
+
+def test_a_profile_inside_a_profile_is_refused_and_the_outer_one_survives():
+    from memtrim.engine import hooks
+
+    outer = ProgramProfiler()
+    with outer:
+        kept = bytearray(2 * MIB)
+        inner = ProgramProfiler()
+        with pytest.raises(RuntimeError, match="a recording is already running"):
+            inner.start()
+        assert hooks.holders() == ["memtrim run"]  # the inner one let go of what it took
+        more = bytearray(MIB)
+    assert outer.capture is not None
+    assert outer.capture.peak_bytes >= 3 * MIB
+    del kept, more

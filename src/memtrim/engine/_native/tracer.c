@@ -303,10 +303,14 @@ void mt_tracer_counts(int *live_tables, int *attached_codes, int *kept)
 
 static line_stats_t *stats_for(int table, int line)
 {
-    if (MT_UNLIKELY(!table_ok(table))) {
-        return NULL; /* freed while a frame of it was still running */
-    }
+    /* Only ids of this registry reach here (a record or frame names its table,
+     * and the registry resets only when no thread follows a frame), so the
+     * range check of table_ok() is not needed on this hot path: only whether
+     * the table was freed while a frame of it was still running. */
     table_t *t = &tables[table];
+    if (MT_UNLIKELY(!t->used)) {
+        return NULL;
+    }
     if (line < t->first_line) {
         /* grow downwards: shift existing lines up */
         int shift = t->first_line - line;
