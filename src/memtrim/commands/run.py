@@ -6,11 +6,12 @@ memtrim run [options] script.py [args] | -m module [args] | -c code [args]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
 from memtrim.commands import _output, _script
 from memtrim.commands.errors import CommandError
@@ -119,13 +120,25 @@ def _default_output(program: _script.Program) -> str:
 
 
 class _Session:
-    """The command line's side of one profiled run: where its files go, what it says."""
+    """The command line's side of one profiled run: where its files go, what it says.
+
+    Both are fixed before the program starts, so that nothing the program does
+    changes them: the files are named by absolute paths (a program that
+    ``chdir``s or removes its working directory), and memtrim speaks on its own
+    copy of the standard error descriptor (a program that closes ``sys.stderr``
+    or sets it to ``None``).
+    """
 
     def __init__(self, args: argparse.Namespace, program: Any, script: Any, output: str) -> None:
         self.args = args
         self.program = program
         self.script = script
-        self.output = output
+        self.shown = output  # as the user typed it, or chose it: relative to where they are
+        self.output = os.path.abspath(output)
+        self.html = args.html and os.path.abspath(args.html)
+        self.json = args.json and os.path.abspath(args.json)
+        self.cwd = os.getcwd()
+        self.err = _own_stderr()
         self.write_failed = False
         profiler = ProgramProfiler(
             exact=args.exact,
@@ -143,6 +156,7 @@ class _Session:
             limit_interval=min(args.interval, 0.05),
             follow_fork=args.follow_fork,
             on_fork=self._in_forked_child,
+            messages=self.err,
         )
 
     def run(self) -> int:
@@ -156,34 +170,70 @@ class _Session:
             error = exc
         except BaseException as exc:
             error = exc
+        finally:
+            self._close_err()
         if self.write_failed and self.run_.outcome.exit["code"] == 0:
             return 2  # the program went well, its profile did not
         return _script.exit_like_python(error)
 
     def _save(self, capture: Capture) -> None:
         try:
-            write_outputs(
-                capture, self.output, self.args.html, self.args.json, force=self.args.force
-            )
+            write_outputs(capture, self.output, self.html, self.json, force=self.args.force)
         except CommandError as exc:  # a disk filled up, a directory went away
             self.write_failed = True
-            sys.stderr.write(f"memtrim: {exc}\n")
-        if not self.args.quiet:
-            from memtrim.run.render.summary import render_summary
+            self._say(f"memtrim: {exc}\n")
+        if self.args.quiet or self.err is None:
+            return
+        from memtrim.run.render.summary import render_summary
 
-            sys.stdout.flush()
-            render_summary(capture, sys.stderr)
-            sys.stderr.write(
-                f"capture: {self.output}  (memtrim report {self.output} --html report.html)\n"
+        # The program's streams are flushed first, so that its output comes
+        # before the summary, unless it ended the way that loses them
+        # (os._exit, a signal): then they stay unflushed, as without memtrim.
+        if self.run_.outcome.exit["kind"] not in ("os._exit", "signal"):
+            _flush(sys.stdout, sys.stderr)
+        with contextlib.suppress(OSError, ValueError):
+            render_summary(capture, self.err, cwd=self.cwd)
+            self.err.write(
+                f"capture: {self.shown}  (memtrim report {self.shown} --html report.html)\n"
             )
-            sys.stderr.flush()
+            self.err.flush()
+
+    def _say(self, text: str) -> None:
+        if self.err is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.err.write(text)
+                self.err.flush()
+
+    def _close_err(self) -> None:
+        if self.err is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.err.close()
+            self.err = None
 
     def _in_forked_child(self, pid: int) -> Callable[[Capture], None]:
         base, ext = os.path.splitext(self.output)
         self.output = f"{base}.{pid}{ext}"
-        self.args.html = self.args.json = None
+        self.html = self.json = None
         self.args.quiet = True
         return self._save
+
+
+def _own_stderr() -> TextIO | None:
+    """memtrim's own stream on the standard error descriptor, whatever the program
+    does with ``sys.stderr`` (``None`` if there is no descriptor 2)."""
+    try:
+        fd = os.dup(2)
+    except OSError:
+        return None
+    encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
+    return open(fd, "w", encoding=encoding, errors="backslashreplace", closefd=True)
+
+
+def _flush(*streams: Any) -> None:
+    """Flush what the program left in its streams, if they are still streams."""
+    for stream in streams:
+        with contextlib.suppress(Exception):
+            stream.flush()
 
 
 def _root_of(program: _script.Program) -> str:

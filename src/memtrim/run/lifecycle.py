@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 from memtrim.engine import watchdog
 from memtrim.run.capture import Capture
@@ -111,6 +111,7 @@ class ProgramRun:
         limit_interval: float = 0.05,
         follow_fork: bool = False,
         on_fork: Callable[[int], Save] | None = None,
+        messages: TextIO | None = None,
     ) -> None:
         self.profiler = profiler
         self.save = save
@@ -118,6 +119,7 @@ class ProgramRun:
         self.limit_interval = limit_interval
         self.follow_fork = follow_fork
         self.on_fork = on_fork
+        self.messages = messages
         self.outcome = Outcome()
         self.owner = os.getpid()
         self._done = False
@@ -210,7 +212,7 @@ class ProgramRun:
                     self.save(capture)
                 except SaveError as exc:  # a disk filled up, a directory went away
                     self.outcome.save_failed = True
-                    sys.stderr.write(f"memtrim: {exc}\n")
+                    self._say(f"memtrim: {exc}\n")
         finally:
             self._writing = False
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
@@ -237,12 +239,10 @@ class ProgramRun:
         try:
             self.finish(None, exit=info)
         finally:
-            sys.stderr.write(
+            self._say(
                 "memtrim: the program went on past the --limit after its MemoryError: "
                 "stopped (SIGKILL)\n"
             )
-            sys.stdout.flush()
-            sys.stderr.flush()
             os.kill(os.getpid(), signal.SIGKILL)
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
@@ -257,8 +257,15 @@ class ProgramRun:
         finally:
             self._die_of_sigterm()
 
+    def _say(self, text: str) -> None:
+        """A line of memtrim's, on ``messages`` (default: the program's stderr)."""
+        stream = self.messages if self.messages is not None else sys.stderr
+        with contextlib.suppress(Exception):  # closed, None, or no descriptor
+            stream.write(text)
+            stream.flush()
+
     def _die_of_sigterm(self) -> None:
-        sys.stdout.flush()
+        # no flush of the program's streams: dying of SIGTERM loses them
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
 

@@ -41,15 +41,15 @@ def sparkline(values: list[int], width: int = 60) -> str:
     )
 
 
-def _short(path: str) -> str:
-    """A path as short as it can be told: relative to the current directory,
-    else to the ``sys.path`` entry it lies in (``json/decoder.py``); frozen modules
-    by their name."""
+def _short(path: str, cwd: str | None = None) -> str:
+    """A path as short as it can be told: relative to the current directory
+    (``cwd``, else the process's), else to the ``sys.path`` entry it lies in
+    (``json/decoder.py``); frozen modules by their name."""
     if path.startswith("<frozen ") and path.endswith(">"):
         return path[len("<frozen ") : -1]
     try:
-        rel = os.path.relpath(path)
-    except ValueError:
+        rel = os.path.relpath(path, cwd) if cwd else os.path.relpath(path)
+    except (ValueError, OSError):  # another drive; the directory is gone
         rel = path
     if not rel.startswith(".."):
         return rel
@@ -62,11 +62,11 @@ def _short(path: str) -> str:
     return best
 
 
-def _where(frame: Frame) -> str:
-    return f"{_short(frame.filename)}:{frame.lineno}"
+def _where(frame: Frame, cwd: str | None = None) -> str:
+    return f"{_short(frame.filename, cwd)}:{frame.lineno}"
 
 
-def _sites_table(title: str, rows: list[Site], capture: Capture) -> Table:
+def _sites_table(title: str, rows: list[Site], capture: Capture, cwd: str | None) -> Table:
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
     table.add_column("bytes", justify="right", no_wrap=True)
     table.add_column("blocks", justify="right", no_wrap=True)
@@ -81,7 +81,7 @@ def _sites_table(title: str, rows: list[Site], capture: Capture) -> Table:
             human(site.bytes),
             f"{site.count:,}",
             f"{site.share:.0%}",
-            Text(_where(frame)),
+            Text(_where(frame, cwd)),
             Text(frame.function),
             Text(source),
         )
@@ -99,24 +99,35 @@ def _unattributed(capture: Capture, view: str, console: Console) -> None:
         )
 
 
-def _stacks(capture: Capture, rows: list[Site], console: Console, depth: int = 4) -> None:
+def _stacks(
+    capture: Capture, rows: list[Site], console: Console, cwd: str | None, depth: int = 4
+) -> None:
     estimate = "" if capture.exact else " (sampled estimates)"
     console.print(Text(f"Stacks at the peak of the top lines{estimate}:", style="bold"))
     for site in rows:
-        console.print(Text(f"  {_where(site.frame)} {site.frame.function}: {human(site.bytes)}"))
+        where = _where(site.frame, cwd)
+        console.print(Text(f"  {where} {site.frame.function}: {human(site.bytes)}"))
         for found in stacks_at(capture, "peak", site.frame):
             frames = list(found.stack)
             shown = frames[-depth:]
-            chain = " → ".join(f"{f.function} ({_where(f)})" for f in shown)
+            chain = " → ".join(f"{f.function} ({_where(f, cwd)})" for f in shown)
             more = "… → " if len(frames) > len(shown) else ""
             mark = "" if capture.exact else "~"
             console.print(Text(f"    {mark}{human(found.bytes):>10}  {more}{chain}"))
 
 
 def render_summary(
-    capture: Capture, stream: TextIO, top: int = 8, width: int | None = None
+    capture: Capture,
+    stream: TextIO,
+    top: int = 8,
+    width: int | None = None,
+    cwd: str | None = None,
 ) -> None:
-    """Write the summary to ``stream`` (colours only if it is a terminal)."""
+    """Write the summary to ``stream`` (colours only if it is a terminal).
+
+    Paths are shown relative to ``cwd`` (default: the current directory, read
+    now; ``memtrim run`` passes the one the program started in).
+    """
     console = Console(file=stream, width=width or 120, highlight=False, soft_wrap=False)
     meta = capture.meta
     mode = (
@@ -132,11 +143,13 @@ def render_summary(
         )
     )
     peak_sites = sites(capture, "peak", top)
-    console.print(_sites_table(f"{VIEW_LABELS['peak']}, by line", peak_sites, capture))
+    console.print(_sites_table(f"{VIEW_LABELS['peak']}, by line", peak_sites, capture, cwd))
     _unattributed(capture, "peak", console)
-    _stacks(capture, peak_sites[:3], console)
+    _stacks(capture, peak_sites[:3], console, cwd)
     console.print(
-        _sites_table(f"{VIEW_LABELS['at_exit']}, by line", sites(capture, "at_exit", top), capture)
+        _sites_table(
+            f"{VIEW_LABELS['at_exit']}, by line", sites(capture, "at_exit", top), capture, cwd
+        )
     )
     _unattributed(capture, "at_exit", console)
     allocated = view_total(capture, "allocated")
@@ -145,6 +158,7 @@ def render_summary(
             f"{VIEW_LABELS['allocated']} ({human(allocated)} in all), by line",
             sites(capture, "allocated", top),
             capture,
+            cwd,
         )
     )
     if capture.timeline:
