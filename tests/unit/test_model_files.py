@@ -162,3 +162,21 @@ def test_every_error_is_one_line_and_a_value_error(tmp_path):
 def test_only_results_are_saved():
     with pytest.raises(TypeError, match="dict objects are not saved"):
         dumps({"a": 1})
+
+
+def test_a_body_that_would_inflate_to_gigabytes_is_refused_first():
+    from memtrim.model import files
+
+    bomb = zlib.compress(b"\0" * (files.MIN_LIMIT + 1), 9)  # a few tens of KiB
+    data = files.HEADER.pack(files.KINDS["capture"].magic, 2, 0, len(bomb)) + bomb
+    with pytest.raises(files.FormatError, match="inflates past 33554432 bytes"):
+        files.loads(data, "bomb.memtrim")
+
+
+def test_a_cut_compressed_body_is_corrupt():
+    from memtrim.model import files
+
+    body = zlib.compress(b'{"a": 1}' * 1000)[:-6]
+    data = files.HEADER.pack(files.KINDS["capture"].magic, 2, 0, len(body)) + body
+    with pytest.raises(files.FormatError, match="is corrupt"):
+        files.loads(data, "cut.memtrim")

@@ -109,10 +109,28 @@ def unpack(data: bytes, name: str = "file", expect: str | None = None) -> tuple[
     body = data[HEADER.size :]
     if len(body) < length:
         raise FormatError(f"{name} is truncated ({len(body)} of {length} bytes of data)")
+    return kind, version, _inflate(body[:length], name)
+
+
+# A body inflates at most this many times its compressed size (what memtrim
+# writes stays far below: JSON of captures compresses 5-30x), or to the floor:
+# a crafted file that would inflate to gigabytes is refused before it is.
+MAX_RATIO = 100
+MIN_LIMIT = 32 * 2**20
+
+
+def _inflate(data: bytes, name: str) -> bytes:
+    limit = max(MIN_LIMIT, MAX_RATIO * len(data))
+    inflater = zlib.decompressobj()
     try:
-        return kind, version, zlib.decompress(body[:length])
+        body = inflater.decompress(data, limit)
     except zlib.error:
         raise FormatError(f"{name} is corrupt") from None
+    if inflater.unconsumed_tail:
+        raise FormatError(f"{name} is corrupt: its data inflates past {limit} bytes")
+    if not inflater.eof:
+        raise FormatError(f"{name} is corrupt (its compressed data ends early)")
+    return body
 
 
 def _codec(kind: Kind) -> Any:
