@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import struct
 import zlib
 
@@ -180,3 +181,44 @@ def test_a_cut_compressed_body_is_corrupt():
     data = files.HEADER.pack(files.KINDS["capture"].magic, 2, 0, len(body)) + body
     with pytest.raises(files.FormatError, match="is corrupt"):
         files.loads(data, "cut.memtrim")
+
+
+def _crafted(mutate):
+    data = small_capture().to_dict()
+    data = json.loads(json.dumps(data))
+    mutate(data)
+    return files_pack_capture(data)
+
+
+def files_pack_capture(data):
+    from memtrim.model import files
+
+    return files.pack("capture", json.dumps(data).encode())
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d["nodes"][-1].__setitem__(1, 999), "frame 999 does not exist"),
+        (lambda d: d["nodes"][-1].__setitem__(0, 10**6), "is not an earlier node"),
+        (lambda d: d["nodes"][-1].__setitem__(2, -5), "thread -5 does not exist"),
+        (lambda d: d["nodes"][-1].__setitem__(3, "12"), "not nine whole numbers"),
+        (lambda d: d["nodes"][-1].__setitem__(4, -1), "negative bytes or count"),
+        (lambda d: d.__setitem__("sources", {"a.py": 5}), "'sources' is not"),
+        (lambda d: d["timeline"].append([float("nan"), 0, 0]), "a timeline point"),
+        (lambda d: d.__setitem__("meta", []), "'meta' is not an object"),
+        (lambda d: d.__setitem__("root", 5), "'root' is not a string"),
+        (lambda d: d.__setitem__("seed", -1), "'seed' is not"),
+        (lambda d: d["frames"].append(["f.py", 3, 1, 1]), "a frame is not"),
+        (lambda d: d.pop("threads"), "no 'threads'"),
+    ],
+)
+def test_crafted_captures_are_refused_in_one_line(mutate, message):
+    with pytest.raises(CaptureError, match="^crafted.memtrim is corrupt: .*" + re.escape(message)):
+        capture_file.loads(_crafted(mutate), "crafted.memtrim")
+
+
+def test_an_untouched_capture_passes_the_checks():
+    assert capture_file.loads(_crafted(lambda d: None), "x").peak_bytes == (
+        small_capture().peak_bytes
+    )

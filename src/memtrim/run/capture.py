@@ -34,6 +34,7 @@ then the body: zlib-compressed UTF-8 JSON of :meth:`Capture.to_dict`. Version
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -303,7 +304,18 @@ class Capture:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], version: int = FORMAT_VERSION) -> Capture:
-        """The inverse of :meth:`to_dict`; ``version`` 1 data is migrated."""
+        """The inverse of :meth:`to_dict`; ``version`` 1 data is migrated.
+
+        Every field is checked for its type and range, and every index (a
+        node's parent, frame and thread) for pointing where it may, so that a
+        crafted or damaged file is refused with one line instead of failing
+        somewhere in a report.
+        """
+        if not isinstance(data, dict):
+            raise CaptureError("malformed capture data (not an object)")
+        problem = _problem(data, version)
+        if problem:
+            raise CaptureError(f"malformed capture data ({problem})")
         try:
             nodes = [_node_from_row(row) for row in data["nodes"]]
             stacks = (
@@ -330,6 +342,94 @@ class Capture:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CaptureError(f"malformed capture data ({exc})") from None
+
+
+def _is_int(value: Any, low: int | None = None) -> bool:
+    return type(value) is int and (low is None or value >= low)
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value) and value >= 0
+
+
+def _problem(data: dict[str, Any], version: int) -> str | None:
+    """What is wrong with capture data, or None: types, ranges and indexes."""
+    for key in ("meta", "peak_bytes", "peak_time", "end_bytes", "frames", "threads", "nodes"):
+        if key not in data:
+            return f"no {key!r}"
+    if not isinstance(data["meta"], dict):
+        return "'meta' is not an object"
+    if not (_is_int(data["peak_bytes"], 0) and _is_int(data["end_bytes"], 0)):
+        return "the peak and exit bytes must be whole numbers >= 0"
+    if not _is_number(data["peak_time"]):
+        return "the peak time must be a number of seconds >= 0"
+    frames, threads = data["frames"], data["threads"]
+    if not isinstance(frames, list) or not all(_frame_ok(row, version) for row in frames):
+        return "a frame is not [file, function, line, first line]"
+    if not isinstance(threads, list) or not all(isinstance(name, str) for name in threads):
+        return "the thread names are not strings"
+    for key in ("nodes", "stacks"):
+        rows = data.get(key)
+        if key == "stacks" and rows is None:
+            continue
+        if not isinstance(rows, list):
+            return f"{key!r} is not a list"
+        for index, row in enumerate(rows):
+            wrong = _node_problem(row, index, len(frames), len(threads))
+            if wrong:
+                return f"{key} row {index}: {wrong}"
+    timeline = data.get("timeline", [])
+    if not isinstance(timeline, list) or not all(
+        isinstance(point, list)
+        and len(point) == 3
+        and _is_number(point[0])
+        and _is_int(point[1])
+        and _is_int(point[2], 0)
+        for point in timeline
+    ):
+        return "a timeline point is not [seconds, heap bytes, RSS bytes]"
+    sources = data.get("sources", {})
+    if not isinstance(sources, dict) or not all(
+        isinstance(lines, dict)
+        and all(key.isdigit() and isinstance(text, str) for key, text in lines.items())
+        for lines in sources.values()
+    ):
+        return "'sources' is not {file: {line: text}}"
+    if version >= 2:
+        if not isinstance(data.get("root", ""), str):
+            return "'root' is not a string"
+        sys_path = data.get("sys_path", [])
+        if not isinstance(sys_path, list) or not all(isinstance(p, str) for p in sys_path):
+            return "'sys_path' is not a list of strings"
+        if data.get("seed") is not None and not _is_int(data["seed"], 0):
+            return "'seed' is not a whole number >= 0"
+    return None
+
+
+def _frame_ok(row: Any, version: int) -> bool:
+    size = 3 if version == 1 else 4
+    return (
+        isinstance(row, list)
+        and len(row) in (3, size)
+        and isinstance(row[0], str)
+        and isinstance(row[1], str)
+        and all(_is_int(value, 0) for value in row[2:])
+    )
+
+
+def _node_problem(row: Any, index: int, frames: int, threads: int) -> str | None:
+    if not isinstance(row, list) or len(row) != 9 or not all(_is_int(v) for v in row):
+        return "not nine whole numbers"
+    parent, frame, thread, *counts = row
+    if not (parent == -1 or 0 <= parent < index):
+        return f"parent {parent} is not an earlier node"
+    if not -1 <= frame < frames:
+        return f"frame {frame} does not exist"
+    if not 0 <= thread < threads:
+        return f"thread {thread} does not exist"
+    if min(counts) < 0:
+        return "negative bytes or count"
+    return None
 
 
 def _frame_from_row(row: list[Any]) -> Frame:
@@ -375,7 +475,10 @@ def decode_body(body: bytes, version: int, name: str = "capture") -> Capture:
         raise CaptureError(f"{name} is corrupt") from None
     if not isinstance(payload, dict):
         raise CaptureError(f"{name} is corrupt")
-    return Capture.from_dict(payload, version)
+    try:
+        return Capture.from_dict(payload, version)
+    except CaptureError as exc:
+        raise CaptureError(f"{name} is corrupt: {exc}") from None
 
 
 def dumps(capture: Capture) -> bytes:
