@@ -14,6 +14,7 @@ HEADERS = [
     "compat.h",
     "capi.h",
     "procfs.h",
+    "hashtab.h",
 ]
 
 setup(

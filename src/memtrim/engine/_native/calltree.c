@@ -38,6 +38,7 @@
  */
 #include "calltree.h"
 #include "frames.h"
+#include "hashtab.h"
 #include "heap.h"
 #include "listeners.h"
 
@@ -97,23 +98,10 @@ static node_t *nodes;
 static stat_t *stats;   /* attribution of every block */
 static stat_t *sampled; /* estimates from sampled full stacks (default mode) */
 static uint32_t nnodes, nodes_cap;
-static uint32_t *index_tab; /* (parent, slot, lasti) -> node id; 0 = empty */
-static size_t index_cap, index_len;
 
 static slot_t *slots;
 static uint32_t nslots, slots_cap;
-static uint32_t *slot_tab; /* slot content hash -> slot id + 1; 0 = empty */
-static size_t slot_tab_cap;
 static Py_ssize_t extra_index = -1; /* code object -> (generation, slot) */
-
-/* (slot, instruction) -> line: PyCode_Addr2Line walks the whole line table,
- * and in exact mode one instruction appears under many parents. */
-typedef struct {
-    uint64_t key; /* (slot + 1) << 32 | instruction; 0 = empty */
-    int32_t line;
-} line_entry_t;
-static line_entry_t *line_tab;
-static size_t line_cap, line_len;
 
 /* Blocks allocated without the GIL cannot be given to a node (the tree belongs
  * to the GIL); they are counted here, under queue_lock, and shown apart. */
@@ -278,27 +266,44 @@ static int is_hidden(PyObject *filename)
     return 0;
 }
 
-static int slot_tab_grow(void)
+/* Slot content -> slot id + 1: an MT_HASHTAB (hashtab.h) of ids, hashed and
+ * compared through the slots array (the slot's `hash` is its content hash), so
+ * an entry is 4 bytes.  GIL only.  Empty: 0.  Slots are never removed; the
+ * table holds exactly `nslots` entries. */
+typedef struct {
+    PyCodeObject *code;
+    uint64_t hash;
+    uint64_t table_hash;
+    Py_ssize_t table_len;
+} slot_key_t;
+
+static inline int slot_tab_used(const uint32_t *e)
 {
-    size_t cap = slot_tab_cap ? slot_tab_cap * 2 : 1024;
-    uint32_t *tab = calloc(cap, sizeof(uint32_t));
-    if (tab == NULL) {
-        return -1;
-    }
-    for (size_t i = 0; i < slot_tab_cap; i++) {
-        if (slot_tab[i]) {
-            size_t j = (size_t)slots[slot_tab[i] - 1].hash & (cap - 1);
-            while (tab[j]) {
-                j = (j + 1) & (cap - 1);
-            }
-            tab[j] = slot_tab[i];
-        }
-    }
-    free(slot_tab);
-    slot_tab = tab;
-    slot_tab_cap = cap;
-    return 0;
+    return *e != 0;
 }
+
+static inline size_t slot_tab_hash(slot_key_t k)
+{
+    return (size_t)k.hash;
+}
+
+static inline size_t slot_tab_home(const uint32_t *e)
+{
+    return (size_t)slots[*e - 1].hash;
+}
+
+static inline int slot_tab_same(const uint32_t *e, slot_key_t k)
+{
+    slot_t *s = &slots[*e - 1];
+    return s->hash == k.hash && s->first_line == k.code->co_firstlineno &&
+           s->table_hash == k.table_hash && s->table_len == k.table_len &&
+           same_chars(k.code->co_filename, s->file, s->file_len, s->file_kind) &&
+           same_chars(k.code->co_qualname, s->name, s->name_len, s->name_kind);
+}
+
+MT_HASHTAB(slot_tab, uint32_t, slot_key_t, 1024, calloc, free)
+
+static slot_tab_t slot_tab;
 
 /* The slot of code with this content, made on first use; NO_SLOT if out of
  * memory. */
@@ -309,17 +314,12 @@ static uint32_t slot_by_content(PyCodeObject *code)
     uint64_t table_hash = bytes_hash(code->co_linetable, &table_len);
     uint64_t h = mix(mix(mix(str_hash(file), str_hash(name)), (uint64_t)code->co_firstlineno),
                      table_hash);
-    if ((nslots + 1) * 2 > slot_tab_cap && slot_tab_grow() < 0) {
+    if (slot_tab_room(&slot_tab) < 0) {
         return NO_SLOT;
     }
-    size_t mask = slot_tab_cap - 1, i = (size_t)h & mask;
-    for (; slot_tab[i]; i = (i + 1) & mask) {
-        slot_t *s = &slots[slot_tab[i] - 1];
-        if (s->hash == h && s->first_line == code->co_firstlineno && s->table_hash == table_hash &&
-            s->table_len == table_len && same_chars(file, s->file, s->file_len, s->file_kind) &&
-            same_chars(name, s->name, s->name_len, s->name_kind)) {
-            return slot_tab[i] - 1;
-        }
+    size_t i = slot_tab_find(&slot_tab, (slot_key_t){code, h, table_hash, table_len});
+    if (slot_tab_used(&slot_tab.tab[i])) {
+        return slot_tab.tab[i] - 1;
     }
     if (nslots == slots_cap) {
         uint32_t cap = slots_cap ? slots_cap * 2 : 256;
@@ -344,7 +344,7 @@ static uint32_t slot_by_content(PyCodeObject *code)
         return NO_SLOT;
     }
     s->hidden = is_hidden(file);
-    slot_tab[i] = ++nslots;
+    slot_tab_put_at(&slot_tab, i, ++nslots);
     return nslots - 1;
 }
 
@@ -398,29 +398,41 @@ static inline size_t node_hash(int32_t parent, uint32_t slot, int32_t lasti)
     return (size_t)(h ^ (h >> 29));
 }
 
-static int index_grow(void)
+/* (parent, slot, lasti) -> node id: an MT_HASHTAB (hashtab.h) of ids, hashed
+ * and compared through the nodes array, so an entry is 4 bytes (the tree may
+ * hold a million nodes).  GIL only.  Empty: 0 (node 0, "not attributed", is
+ * never a child).  Nodes are never removed. */
+typedef struct {
+    int32_t parent;
+    uint32_t slot;
+    int32_t lasti;
+} node_key_t;
+
+static inline int node_index_used(const uint32_t *e)
 {
-    size_t cap = index_cap ? index_cap * 2 : 4096;
-    uint32_t *tab = calloc(cap, sizeof(uint32_t));
-    if (tab == NULL) {
-        return -1;
-    }
-    for (size_t i = 0; i < index_cap; i++) {
-        uint32_t id = index_tab[i];
-        if (id) {
-            node_t *n = &nodes[id];
-            size_t j = node_hash(n->parent, n->slot, n->lasti) & (cap - 1);
-            while (tab[j]) {
-                j = (j + 1) & (cap - 1);
-            }
-            tab[j] = id;
-        }
-    }
-    free(index_tab);
-    index_tab = tab;
-    index_cap = cap;
-    return 0;
+    return *e != 0;
 }
+
+static inline size_t node_index_hash(node_key_t k)
+{
+    return node_hash(k.parent, k.slot, k.lasti);
+}
+
+static inline size_t node_index_home(const uint32_t *e)
+{
+    node_t *n = &nodes[*e];
+    return node_hash(n->parent, n->slot, n->lasti);
+}
+
+static inline int node_index_same(const uint32_t *e, node_key_t k)
+{
+    node_t *n = &nodes[*e];
+    return n->slot == k.slot && n->lasti == k.lasti && n->parent == k.parent;
+}
+
+MT_HASHTAB(node_index, uint32_t, node_key_t, 4096, calloc, free)
+
+static node_index_t node_index;
 
 static uint32_t new_node(int32_t parent, uint32_t slot, int32_t lasti, int32_t line)
 {
@@ -478,49 +490,56 @@ static uint32_t child(uint32_t parent, uint32_t slot, PyCodeObject *code, int32_
     return id;
 }
 
-static int line_tab_grow(void)
+/* (slot, instruction) -> line: PyCode_Addr2Line walks the whole line table,
+ * and in exact mode one instruction appears under many parents.  An
+ * MT_HASHTAB (hashtab.h); GIL only; entries are never removed. */
+typedef struct {
+    uint64_t key; /* (slot + 1) << 32 | instruction; 0 = empty */
+    int32_t line;
+} line_entry_t;
+
+static inline int line_tab_used(const line_entry_t *e)
 {
-    size_t cap = line_cap ? line_cap * 2 : 4096;
-    line_entry_t *tab = calloc(cap, sizeof(line_entry_t));
-    if (tab == NULL) {
-        return -1;
-    }
-    for (size_t i = 0; i < line_cap; i++) {
-        if (line_tab[i].key) {
-            size_t j = (size_t)(line_tab[i].key * 0x9E3779B97F4A7C15ull >> 20) & (cap - 1);
-            while (tab[j].key) {
-                j = (j + 1) & (cap - 1);
-            }
-            tab[j] = line_tab[i];
-        }
-    }
-    free(line_tab);
-    line_tab = tab;
-    line_cap = cap;
-    return 0;
+    return e->key != 0;
 }
+
+static inline size_t line_tab_hash(uint64_t key)
+{
+    return (size_t)(key * 0x9E3779B97F4A7C15ull >> 20);
+}
+
+static inline size_t line_tab_home(const line_entry_t *e)
+{
+    return line_tab_hash(e->key);
+}
+
+static inline int line_tab_same(const line_entry_t *e, uint64_t key)
+{
+    return e->key == key;
+}
+
+MT_HASHTAB(line_tab, line_entry_t, uint64_t, 4096, calloc, free)
+
+static line_tab_t line_tab;
 
 /* The line of an instruction; PyCode_Addr2Line allocates nothing. */
 static int32_t line_of(uint32_t slot, PyCodeObject *code, int32_t lasti)
 {
     uint64_t key = ((uint64_t)(slot + 1) << 32) | (uint32_t)lasti;
+    int room = line_tab_room(&line_tab) == 0; /* out of memory: not cached */
     size_t i = 0;
-    if ((line_len + 1) * 2 <= line_cap || line_tab_grow() == 0) {
-        size_t mask = line_cap - 1;
-        for (i = (size_t)(key * 0x9E3779B97F4A7C15ull >> 20) & mask; line_tab[i].key;
-             i = (i + 1) & mask) {
-            if (line_tab[i].key == key) {
-                return line_tab[i].line;
-            }
+    if (room) {
+        i = line_tab_find(&line_tab, key);
+        if (line_tab_used(&line_tab.tab[i])) {
+            return line_tab.tab[i].line;
         }
     }
     int line = PyCode_Addr2Line(code, lasti < 0 ? -1 : lasti * (int)sizeof(_Py_CODEUNIT));
     if (line < 0) {
         line = code->co_firstlineno;
     }
-    if (line_tab != NULL && (line_len + 1) * 2 <= line_cap) {
-        line_tab[i] = (line_entry_t){key, line};
-        line_len++;
+    if (room) { /* nothing above touched the table: slot i is still free */
+        line_tab_put_at(&line_tab, i, (line_entry_t){key, line});
     }
     return line;
 }
@@ -528,29 +547,22 @@ static int32_t line_of(uint32_t slot, PyCodeObject *code, int32_t lasti)
 static uint32_t find_child(uint32_t parent, uint32_t slot, PyCodeObject *code, int32_t lasti,
                            uint32_t limit)
 {
-    if ((index_len + 1) * 2 > index_cap && index_grow() < 0) {
+    if (node_index_room(&node_index) < 0) {
         return 0;
     }
-    size_t mask = index_cap - 1, i = node_hash((int32_t)parent, slot, lasti) & mask;
-    for (;; i = (i + 1) & mask) {
-        uint32_t id = index_tab[i];
-        if (id == 0) {
-            break;
-        }
-        node_t *n = &nodes[id];
-        if (n->slot == slot && n->lasti == lasti && n->parent == (int32_t)parent) {
-            return id;
-        }
+    size_t i = node_index_find(&node_index, (node_key_t){(int32_t)parent, slot, lasti});
+    if (node_index_used(&node_index.tab[i])) {
+        return node_index.tab[i];
     }
     if (nnodes >= limit) {
         return 0;
     }
+    /* new_node may move `nodes`, not the index: slot i is still free */
     uint32_t id = new_node((int32_t)parent, slot, lasti, line_of(slot, code, lasti));
     if (id == 0) {
         return 0;
     }
-    index_tab[i] = id;
-    index_len++;
+    node_index_put_at(&node_index, i, id);
     return id;
 }
 
@@ -681,80 +693,60 @@ static uint32_t leaf_node(rec_thread_t *t, PyThreadState *ts)
 
 /* --------------------------------------------------------------- sampling */
 
-/* Sampled blocks, to find their stack again on free: address -> (node, weight). */
+/* Sampled blocks, to find their stack again on free: address -> (node,
+ * weight).  An MT_HASHTAB (hashtab.h), removal by backward shift as blocks
+ * are freed.  GIL only: frees made without the GIL reach it through the
+ * queue, drained with the GIL.  Empty: key 0. */
 typedef struct {
     uintptr_t key;
     uint32_t node;
     int64_t weight;
 } sample_entry_t;
 
-static sample_entry_t *samples;
-static size_t samples_cap, samples_len;
+static inline int samples_used(const sample_entry_t *e)
+{
+    return e->key != 0;
+}
 
-static inline size_t addr_hash(uintptr_t a)
+static inline size_t samples_hash(uintptr_t a)
 {
     return (size_t)((a >> 4) * 0x9E3779B97F4A7C15ull >> 7);
 }
 
+static inline size_t samples_home(const sample_entry_t *e)
+{
+    return samples_hash(e->key);
+}
+
+static inline int samples_same(const sample_entry_t *e, uintptr_t key)
+{
+    return e->key == key;
+}
+
+MT_HASHTAB(samples, sample_entry_t, uintptr_t, 1024, calloc, free)
+
+static samples_t samples;
+
 static int samples_put(uintptr_t key, uint32_t node, int64_t weight)
 {
-    if ((samples_len + 1) * 2 > samples_cap) {
-        size_t cap = samples_cap ? samples_cap * 2 : 1024;
-        sample_entry_t *tab = calloc(cap, sizeof(sample_entry_t));
-        if (tab == NULL) {
-            return -1;
-        }
-        for (size_t i = 0; i < samples_cap; i++) {
-            if (samples[i].key) {
-                size_t j = addr_hash(samples[i].key) & (cap - 1);
-                while (tab[j].key) {
-                    j = (j + 1) & (cap - 1);
-                }
-                tab[j] = samples[i];
-            }
-        }
-        free(samples);
-        samples = tab;
-        samples_cap = cap;
+    if (samples_room(&samples) < 0) {
+        return -1;
     }
-    size_t i = addr_hash(key) & (samples_cap - 1);
-    while (samples[i].key && samples[i].key != key) {
-        i = (i + 1) & (samples_cap - 1);
-    }
-    if (!samples[i].key) {
-        samples_len++;
-    }
-    samples[i] = (sample_entry_t){key, node, weight};
+    samples_put_at(&samples, samples_find(&samples, key), (sample_entry_t){key, node, weight});
     return 0;
 }
 
 static int samples_take(uintptr_t key, sample_entry_t *out)
 {
-    if (samples_cap == 0) {
+    if (samples.cap == 0) {
         return 0;
     }
-    size_t mask = samples_cap - 1, i = addr_hash(key) & mask;
-    while (samples[i].key && samples[i].key != key) {
-        i = (i + 1) & mask;
-    }
-    if (!samples[i].key) {
+    size_t i = samples_find(&samples, key);
+    if (!samples_used(&samples.tab[i])) {
         return 0;
     }
-    *out = samples[i];
-    size_t hole = i, j = i;
-    for (;;) { /* backward-shift deletion */
-        j = (j + 1) & mask;
-        if (!samples[j].key) {
-            break;
-        }
-        size_t home = addr_hash(samples[j].key) & mask;
-        if (((j - home) & mask) >= ((j - hole) & mask)) {
-            samples[hole] = samples[j];
-            hole = j;
-        }
-    }
-    samples[hole].key = 0;
-    samples_len--;
+    *out = samples.tab[i];
+    samples_remove_at(&samples, i);
     return 1;
 }
 
@@ -928,29 +920,21 @@ static void clear_all(void)
         free(slots[i].name);
     }
     free(slots);
-    free(slot_tab);
-    free(line_tab);
-    line_tab = NULL;
-    line_cap = line_len = 0;
+    slot_tab_clear(&slot_tab);
+    line_tab_clear(&line_tab);
     free(nodes);
     free(stats);
     free(sampled);
-    free(index_tab);
-    free(samples);
+    node_index_clear(&node_index);
+    samples_clear(&samples);
     free(thread_idents);
 
     slots = NULL;
-    slot_tab = NULL;
     nslots = slots_cap = 0;
-    slot_tab_cap = 0;
     nodes = NULL;
     stats = sampled = NULL;
-    index_tab = NULL;
-    samples = NULL;
     thread_idents = NULL;
     nnodes = nodes_cap = 0;
-    index_cap = index_len = 0;
-    samples_cap = samples_len = 0;
     nthreads = threads_cap = 0;
     tree_full_blocks = 0;
     for (int i = 0; i < nhidden; i++) {

@@ -24,6 +24,7 @@
  * allocator; a hook entered with it set passes straight through.
  */
 #include "heap.h"
+#include "hashtab.h"
 #include "listeners.h"
 
 #include <pthread.h>
@@ -159,102 +160,75 @@ static void shadow_clear(void)
 
 /* ------------------------------------------- big table: sizes over 16 bits */
 
-/* Open addressing with linear probing and backward-shift deletion.  Always
- * accessed under big_lock; big blocks are rare, so the lock is cheap overall. */
+/* Address -> (size, listener id) of the blocks the shadow map cannot hold: an
+ * MT_HASHTAB (hashtab.h), removal by backward shift since blocks come and go.
+ * Locking: always accessed under big_lock, from both the GIL and the no-GIL
+ * paths; big blocks are rare, so the lock is cheap overall.  Empty: key 0
+ * (no block lives at address 0).  Its bytes count in shadow_bytes. */
 typedef struct {
     uintptr_t key;
     size_t size;
     uint32_t id;
 } big_entry_t;
 
-static pthread_mutex_t big_lock = PTHREAD_MUTEX_INITIALIZER;
-static big_entry_t *big_tab;
-static size_t big_cap, big_len;
-static int64_t big_orphans; /* entries without a SLOT_BIG marker (unaligned or OOM) */
+static inline int big_used(const big_entry_t *e)
+{
+    return e->key != 0;
+}
 
 static inline size_t big_hash(uintptr_t key)
 {
     return (size_t)((key >> 4) * 0x9E3779B97F4A7C15ull);
 }
 
-static int big_grow(void)
+static inline size_t big_home(const big_entry_t *e)
 {
-    size_t cap = big_cap ? big_cap * 2 : 1024;
-    big_entry_t *tab = calloc(cap, sizeof(big_entry_t));
-    if (tab == NULL) {
-        return -1;
-    }
-    for (size_t i = 0; i < big_cap; i++) {
-        if (big_tab[i].key) {
-            size_t j = big_hash(big_tab[i].key) & (cap - 1);
-            while (tab[j].key) {
-                j = (j + 1) & (cap - 1);
-            }
-            tab[j] = big_tab[i];
-        }
-    }
-    free(big_tab);
-    shadow_bytes += (int64_t)((cap - big_cap) * sizeof(big_entry_t));
-    big_tab = tab;
-    big_cap = cap;
-    return 0;
+    return big_hash(e->key);
 }
+
+static inline int big_same(const big_entry_t *e, uintptr_t key)
+{
+    return e->key == key;
+}
+
+MT_HASHTAB(big, big_entry_t, uintptr_t, 1024, calloc, free)
+
+static pthread_mutex_t big_lock = PTHREAD_MUTEX_INITIALIZER;
+static big_t big;
+static int64_t big_orphans; /* entries without a SLOT_BIG marker (unaligned or OOM) */
 
 static int big_put_locked(uintptr_t key, size_t size, uint32_t id)
 {
-    if ((big_len + 1) * 2 > big_cap && big_grow() < 0) {
+    size_t before = big.cap;
+    if (big_room(&big) < 0) {
         return -1;
     }
-    size_t i = big_hash(key) & (big_cap - 1);
-    while (big_tab[i].key && big_tab[i].key != key) {
-        i = (i + 1) & (big_cap - 1);
+    if (big.cap != before) { /* grew: atomic, as install_ptr may add at once */
+        __atomic_add_fetch(&shadow_bytes, (int64_t)((big.cap - before) * sizeof(big_entry_t)),
+                           __ATOMIC_RELAXED);
     }
-    if (!big_tab[i].key) {
-        big_len++;
-    }
-    big_tab[i].key = key;
-    big_tab[i].size = size;
-    big_tab[i].id = id;
+    big_put_at(&big, big_find(&big, key), (big_entry_t){key, size, id});
     return 0;
 }
 
 static int64_t big_take_locked(uintptr_t key, uint32_t *id)
 {
-    if (big_cap == 0) {
+    if (big.cap == 0) {
         return -1;
     }
-    size_t mask = big_cap - 1, i = big_hash(key) & mask;
-    while (big_tab[i].key && big_tab[i].key != key) {
-        i = (i + 1) & mask;
-    }
-    if (!big_tab[i].key) {
+    size_t i = big_find(&big, key);
+    if (!big_used(&big.tab[i])) {
         return -1;
     }
-    int64_t size = (int64_t)big_tab[i].size;
-    *id = big_tab[i].id;
-    /* backward-shift deletion keeps probe chains intact without tombstones */
-    size_t hole = i, j = i;
-    for (;;) {
-        j = (j + 1) & mask;
-        if (!big_tab[j].key) {
-            break;
-        }
-        size_t home = big_hash(big_tab[j].key) & mask;
-        if (((j - home) & mask) >= ((j - hole) & mask)) {
-            big_tab[hole] = big_tab[j];
-            hole = j;
-        }
-    }
-    big_tab[hole].key = 0;
-    big_len--;
+    int64_t size = (int64_t)big.tab[i].size;
+    *id = big.tab[i].id;
+    big_remove_at(&big, i);
     return size;
 }
 
 static void big_clear_locked(void)
 {
-    free(big_tab);
-    big_tab = NULL;
-    big_cap = big_len = 0;
+    big_clear(&big);
     big_orphans = 0;
 }
 
@@ -864,8 +838,8 @@ static void clear_ids_locked(void)
 {
     pthread_mutex_lock(&big_lock);
     shadow_clear_ids();
-    for (size_t i = 0; i < big_cap; i++) {
-        big_tab[i].id = 0;
+    for (size_t i = 0; i < big.cap; i++) {
+        big.tab[i].id = 0;
     }
     pthread_mutex_unlock(&big_lock);
 }

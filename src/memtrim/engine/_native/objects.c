@@ -58,6 +58,19 @@ static PyObject *str_empty = NULL;
 
 /* ---- a set (and map) of pointers, open addressing ------------------------ */
 
+/* Not an MT_HASHTAB (hashtab.h, the engine's table), on purpose: the same
+ * scheme (power-of-two capacity, at most half full, linear probing, 0 =
+ * empty), but a layout that template does not have.  Keys and values are
+ * two arrays, and the values one exists only for a map, decided at run
+ * time (a walk's seen-set is a map only when it records owners): the
+ * seen-set of a sizing walk or a census holds every object reached, and as
+ * a plain set costs 8 bytes a slot, not 16.  Its hash depends on the
+ * capacity (`shift`, below), its arrays come from PyMem_Calloc (which a
+ * recording counts), and callers read `keys`/`values` directly, in slot
+ * order (retained()).  Making it a template instance would change its
+ * allocations, or give the template a parallel-array mode for this one
+ * user; it stays as it is. */
+
 typedef struct {
     uintptr_t *keys;   /* 0 = empty slot */
     void **values;     /* optional payload (parent pointers for path()) */
