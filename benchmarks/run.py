@@ -180,6 +180,9 @@ def main() -> int:
         f" {os.cpu_count()} cores (a shared, noisy machine: compare ratios within a table, they",
         "were measured in one sitting).",
         "",
+        "memtrim against an earlier revision of itself (does a change slow it down?) is in",
+        "[revisions.md](revisions.md), written by `python benchmarks/compare_revisions.py`.",
+        "",
     ]
     makers: list[tuple[str, Callable[[], str]]] = []
     if "article" in only:

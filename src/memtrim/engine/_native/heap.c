@@ -441,7 +441,9 @@ static inline uint32_t notify_alloc(void *p, size_t size)
     return id;
 }
 
-static inline void notify_free(void *p, uint32_t id, size_t size)
+/* Out of line: inlined, its loop made every free (listeners or not) save and
+ * restore six registers. */
+static MT_NOINLINE void notify_free(void *p, uint32_t id, size_t size)
 {
     for (int i = 0; i < mt_listeners_n; i++) {
         const mt_listener_t *l = listeners[i];
@@ -541,7 +543,10 @@ static inline void forget_gil(void *p, int64_t size, uint32_t id)
     g_cur -= size;
     g_frees++;
     mt_thread_cur -= size;
-    if (MT_UNLIKELY(mt_listeners_n) && (id != 0 || plain_free_n)) {
+    /* An id exists only while an attributing listener does, and plain_free_n
+     * only counts registered listeners: with none, this is the id test it was
+     * before listeners (plus one load), not a test of the table. */
+    if (MT_UNLIKELY(id != 0 || plain_free_n)) {
         notify_free(p, id, (size_t)size);
     }
 }
