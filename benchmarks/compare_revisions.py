@@ -73,34 +73,44 @@ def article(pythons: dict[str, str], rounds: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def instructions(pythons: dict[str, str], workload: str, scale: float) -> dict[str, int]:
-    """Instructions executed (valgrind's callgrind: the same count whatever else the machine
-    does) by one workload under the line profiler with every function traced, per revision."""
-    counts = {}
+INSTRUCTION_MODES = {
+    "memtrim run": lambda force: ["run", "-q", force, "-o", "cg.memtrim"],
+    "memtrim run --exact": lambda force: ["run", "--exact", "-q", force, "-o", "cg.memtrim"],
+    "line -f '*'": lambda force: ["-o", "/dev/null", "-f", "*"],
+}
+
+
+def instructions(pythons: dict[str, str], workload: str, scale: float) -> dict[str, dict]:
+    """{mode: {revision: instructions}} of one workload under each launcher, counted by
+    valgrind's callgrind: the same count whatever else the machine does."""
+    counts: dict[str, dict] = {mode: {} for mode in INSTRUCTION_MODES}
     for tag, python in pythons.items():
-        with tempfile.TemporaryDirectory() as out:
-            prefix = [
-                "valgrind",
-                "--tool=callgrind",
-                f"--callgrind-out-file={out}/cg.out",
-                python,
-                "-m",
-                "memtrim",
-                "-o",
-                "/dev/null",
-                "-f",
-                "*",
-            ]
-            env = bench_env(PYTHON=python, WORKLOADS=workload, WORKLOAD_SCALE=str(scale))
-            subprocess.run(
-                ["bash", str(WORKLOADS), *prefix], capture_output=True, env=env, cwd=out, check=True
-            )
-            summary = next(
-                line
-                for line in Path(out, "cg.out").read_text().splitlines()
-                if line.startswith("summary:")
-            )
-            counts[tag] = int(summary.split()[1])
+        force = force_flag(python)
+        for mode, options in INSTRUCTION_MODES.items():
+            with tempfile.TemporaryDirectory() as out:
+                prefix = [
+                    "valgrind",
+                    "--tool=callgrind",
+                    f"--callgrind-out-file={out}/cg.out",
+                    python,
+                    "-m",
+                    "memtrim",
+                    *options(force),
+                ]
+                env = bench_env(PYTHON=python, WORKLOADS=workload, WORKLOAD_SCALE=str(scale))
+                subprocess.run(
+                    ["bash", str(WORKLOADS), *prefix],
+                    capture_output=True,
+                    env=env,
+                    cwd=out,
+                    check=True,
+                )
+                summary = next(
+                    line
+                    for line in Path(out, "cg.out").read_text().splitlines()
+                    if line.startswith("summary:")
+                )
+                counts[mode][tag] = int(summary.split()[1])
     return counts
 
 
@@ -145,8 +155,8 @@ def main() -> int:
         "--callgrind",
         metavar="WORKLOAD",
         default="float",
-        help="also count the instructions of this workload at scale 0.2 in line mode "
-        "(valgrind; 'none' to skip)",
+        help="also count the instructions of this workload at scale 0.2 under each "
+        "launcher (valgrind; 'none' to skip)",
     )
     args = parser.parse_args()
     for python in (args.base, args.python):
@@ -192,16 +202,17 @@ def main() -> int:
     ]
     if counted:
         lines += [
-            f"## Instructions: `{args.callgrind}` (scale 0.2), line profiler with every "
-            "function traced",
+            f"## Instructions: `{args.callgrind}` at scale 0.2",
             "",
             "Counted by valgrind's callgrind, start-up and imports included: unlike wall time, "
             "the same on every run.",
             "",
-            "| base | this | this/base |",
-            "|---|---|---|",
-            f"| {counted['base']:,} | {counted['this']:,} | "
-            f"{counted['this'] / counted['base']:.4f} |",
+            "| launcher | base | this | this/base |",
+            "|---|---|---|---|",
+            *(
+                f"| {mode} | {by['base']:,} | {by['this']:,} | {by['this'] / by['base']:.4f} |"
+                for mode, by in counted.items()
+            ),
             "",
         ]
     Path(args.out).write_text("\n".join(lines))

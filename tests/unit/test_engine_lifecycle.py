@@ -36,17 +36,6 @@ def test_a_handle_is_a_context_manager():
     assert not hooks.is_installed() and not handle.held
 
 
-def test_the_anonymous_release_leaves_named_handles_alone():
-    named = hooks.acquire("named")
-    hooks.acquire()
-    hooks.release()
-    assert hooks.is_installed() and named.held
-    with pytest.raises(RuntimeError):
-        hooks.release()
-    named.release()
-    assert not hooks.is_installed()
-
-
 def test_no_permanent_install_is_left():
     assert not hasattr(hooks, "ensure_installed")
 

@@ -123,18 +123,6 @@ def _uninstall() -> None:
         _unwatch_numpy()
 
 
-def release() -> None:
-    """Release the newest anonymous handle (one ``acquire()`` whose handle was dropped).
-
-    For callers that do not keep the :class:`Handle` yet; prefer ``handle.release()``.
-    """
-    for handle in reversed(_held):
-        if not handle.owner:
-            handle.release()
-            return
-    raise RuntimeError("no anonymous hooks handle is held")
-
-
 def holders() -> list[str]:
     """The owners of the handles held now, oldest first (``""``: anonymous)."""
     return [handle.owner for handle in _held]

@@ -460,6 +460,12 @@ static MT_NOINLINE void notify_free(void *p, uint32_t id, size_t size)
 
 static MT_NOINLINE void notify_new_peak(void)
 {
+    if (MT_LIKELY(mt_listeners_n == 1)) { /* the call tree alone: no loop */
+        if (listeners[0]->on_new_peak != NULL) {
+            listeners[0]->on_new_peak();
+        }
+        return;
+    }
     for (int i = 0; i < mt_listeners_n; i++) {
         if (listeners[i]->on_new_peak != NULL) {
             listeners[i]->on_new_peak();
@@ -547,7 +553,16 @@ static inline void forget_gil(void *p, int64_t size, uint32_t id)
      * only counts registered listeners: with none, this is the id test it was
      * before listeners (plus one load), not a test of the table. */
     if (MT_UNLIKELY(id != 0 || plain_free_n)) {
-        notify_free(p, id, (size_t)size);
+        if (MT_LIKELY(plain_free_n == 0)) {
+            /* the common case, the attributor alone hears frees (id != 0
+             * brought us here, so it exists): one call */
+            if (attributor->on_free != NULL) {
+                attributor->on_free(p, id, (size_t)size);
+            }
+        }
+        else {
+            notify_free(p, id, (size_t)size);
+        }
     }
 }
 
