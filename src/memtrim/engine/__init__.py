@@ -9,6 +9,10 @@ Nothing above this layer imports ``_engine`` directly; it goes through
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import importlib
+from collections.abc import Iterator
 from types import ModuleType
 
 
@@ -16,13 +20,25 @@ class EngineMissingError(ImportError):
     """The C extension was not compiled (memtrim was not installed with pip)."""
 
 
-def load() -> ModuleType:
-    """Return the compiled ``_engine`` module, or raise a clear error."""
+def load(extension: str = "_engine") -> ModuleType:
+    """Return a compiled extension of the engine, or raise a clear error."""
     try:
-        from memtrim.engine import _engine
+        return importlib.import_module(f"memtrim.engine.{extension}")
     except ImportError as exc:  # pragma: no cover - depends on the build
         raise EngineMissingError(
-            "memtrim's native engine was not compiled; install memtrim with "
-            "`pip install .` (it needs a C compiler and the Python headers)"
+            f"memtrim's native {extension.lstrip('_')} module was not compiled; install "
+            "memtrim with `pip install .` (it needs a C compiler and the Python headers)"
         ) from exc
-    return _engine
+
+
+@contextlib.contextmanager
+def no_gc() -> Iterator[None]:
+    """The garbage collector off for a block that makes many objects of memtrim's:
+    collections they would trigger traverse the whole of the program's heap."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -40,25 +40,11 @@ so the tests can route a walk to its pure-Python oracle (``tests/oracles``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import ModuleType
 from typing import Any
 
-from memtrim.engine import EngineMissingError
+from memtrim.engine import load
 
-
-def load() -> ModuleType:
-    """Return the compiled ``_objects`` module, or raise a clear error."""
-    try:
-        from memtrim.engine import _objects
-    except ImportError as exc:  # pragma: no cover - depends on the build
-        raise EngineMissingError(
-            "memtrim's native object walker was not compiled; install memtrim with "
-            "`pip install .` (it needs a C compiler and the Python headers)"
-        ) from exc
-    return _objects
-
-
-_objects = load()
+_objects = load("_objects")
 
 Walker = _objects.Walker
 census: Callable[[list[Any], list[Any], list[dict]], dict[type, tuple[int, int, int]]] = (

@@ -24,15 +24,13 @@ properties (``_kinds``). Only the names of an ``asized`` tree call ``repr``.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import sys
 import types
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from memtrim.engine import walks
+from memtrim.engine import no_gc, walks
 from memtrim.objects import _kinds, _layout
 
 _SMALL_REQUEST = 512  # pymalloc serves requests up to this size
@@ -354,25 +352,12 @@ class SizedNode:
         return next((ref for ref in self.refs if ref.name == name), default)
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No collection while a tree of many new nodes is built: on a big heap each
-    full collection the new nodes would trigger costs more than the tree."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def sized_trees(
     objs: tuple[Any, ...], opts: Options, detail: int, node: type = SizedNode
 ) -> list[Any]:
     """``asized`` of each top-level object: children named down to ``detail``
     levels; a repeated object is a zero node."""
-    with _gc_paused():
+    with no_gc():  # on a big heap, each collection costs more than the tree
         return _trees(objs, opts, detail, node)
 
 

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TextIO
 
-from memtrim.engine import watchdog
+from memtrim.engine import no_gc, watchdog
 from memtrim.run.capture import Capture
-from memtrim.run.session import ProgramProfiler, no_gc
+from memtrim.run.session import ProgramProfiler
 
 Save = Callable[[Capture], None]
 

@@ -10,19 +10,16 @@ thread for the timeline, and builds a :class:`~memtrim.run.capture.Capture`::
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
 import random
 import sys
 import time
-from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
 import memtrim
 from memtrim import __version__
-from memtrim.engine import calltree, hooks
+from memtrim.engine import calltree, hooks, no_gc
 from memtrim.run import _threads
 from memtrim.run._threads import ThreadNames
 from memtrim.run.build import EntryTest, OwnFiles, build
@@ -247,16 +244,3 @@ def _sampler_class() -> Any:
 
 # imported now, not while the hooks count: its objects are not the program's
 Sampler = _sampler_class()
-
-
-@contextlib.contextmanager
-def no_gc() -> Iterator[None]:
-    """The garbage collector off for a block that makes many objects of memtrim's:
-    collections it would trigger traverse the whole of the program's heap."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
