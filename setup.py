@@ -4,9 +4,19 @@ from setuptools import Extension, setup
 
 NATIVE = "src/memtrim/engine/_native/"
 FLAGS = ["-O2", "-std=gnu11", "-fvisibility=hidden", "-Wall"]
-ENGINE = ["module.c", "heap.c", "tracer.c", "wrapper.c", "calltree.c", "watchdog.c", "procfs.c"]
+ENGINE = [
+    "module.c",
+    "heap.c",
+    "native.c",
+    "tracer.c",
+    "wrapper.c",
+    "calltree.c",
+    "watchdog.c",
+    "procfs.c",
+]
 HEADERS = [
     "heap.h",
+    "native.h",
     "listeners.h",
     "tracer.h",
     "calltree.h",
@@ -24,7 +34,7 @@ setup(
             sources=[NATIVE + name for name in ENGINE],
             depends=[NATIVE + name for name in HEADERS],
             extra_compile_args=FLAGS,
-            libraries=["m"],
+            libraries=["m", "dl"],
         ),
         Extension(
             "memtrim.engine._sampler",
@@ -38,7 +48,8 @@ setup(
             "memtrim.engine._testing",
             sources=[NATIVE + "testing.c"],
             depends=[NATIVE + "capi.h"],
-            extra_compile_args=FLAGS,
+            extra_compile_args=[*FLAGS, "-pthread", "-Wno-deprecated-declarations"],
+            extra_link_args=["-pthread"],
         ),
         Extension(
             "memtrim.engine._objects",

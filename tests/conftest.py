@@ -80,6 +80,7 @@ def _engine_state() -> dict[str, Any]:
     engine = load()
     state: dict[str, Any] = {
         "the allocator hooks installed": engine.heap_installed(),
+        "the native allocator hooks installed": engine.native_installed(),
         "a recording running": engine.tree_running(),
         "heap listeners registered": engine.heap_listeners(),
         "threading.Thread._set_ident patched": threading.Thread._set_ident,  # type: ignore[attr-defined]
@@ -118,6 +119,8 @@ def _clean_up(before: dict[str, Any]) -> None:
         hooks._held[-1].release()
     threading.Thread._set_ident = before["threading.Thread._set_ident patched"]  # type: ignore[attr-defined]
     threading.Thread._delete = before["threading.Thread._delete patched"]  # type: ignore[attr-defined]
+    if engine.native_installed() and not before["the native allocator hooks installed"]:
+        engine.native_uninstall()
     if engine.heap_installed() and not before["the allocator hooks installed"]:
         engine.heap_uninstall()
 

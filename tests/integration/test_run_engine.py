@@ -109,8 +109,41 @@ if FREE:
 
 
 @pytest.mark.parametrize("free", [False, True])
-def test_blocks_allocated_without_the_gil_are_counted_apart(runner, free):
-    data, _ = run_json(runner, f"FREE = {free}\n" + NOGIL)
+@pytest.mark.parametrize("exact", [False, True])
+def test_blocks_allocated_with_the_gil_released_are_charged_to_their_line(runner, free, exact):
+    # The thread released the GIL inside a C call: its Python line is still
+    # known, and the block (a Python-allocator block, not native) is its.
+    data, _ = run_json(runner, f"FREE = {free}\n" + NOGIL, *(["--exact"] if exact else []))
+    # the block, and the int and ctypes objects of the call (a few hundred bytes)
+    (line,) = [
+        s
+        for s in data["allocated"]["sites"]
+        if s["lineno"] == 8 and s["filename"].endswith("script.py")
+    ]
+    assert 30_000_000 <= line["bytes"] <= 30_000_000 + 512
+    assert line["native"] == 0
+    at_exit = line_bytes(data["at_exit"], 8)
+    if free:
+        assert at_exit < 512
+        assert data["at_exit"]["bytes"] < 1_000_000
+    else:
+        assert 30_000_000 <= at_exit <= 30_000_000 + 512
+    for view in ("at_exit", "allocated"):
+        reasons = {u["reason"] for u in data[view]["unattributed"]}
+        assert "allocated without the GIL" not in reasons
+
+
+THREAD_WITHOUT_PYTHON = """
+from memtrim.engine import _testing
+p = _testing.c_alloc_in_thread(30_000_000)
+if FREE:
+    _testing.c_free(p)
+"""
+
+
+@pytest.mark.parametrize("free", [False, True])
+def test_blocks_of_threads_without_python_are_counted_apart(runner, free):
+    data, _ = run_json(runner, f"FREE = {free}\n" + THREAD_WITHOUT_PYTHON)
     nogil = [
         u for u in data["at_exit"]["unattributed"] if u["reason"] == "allocated without the GIL"
     ]
@@ -119,7 +152,6 @@ def test_blocks_allocated_without_the_gil_are_counted_apart(runner, free):
         assert data["at_exit"]["bytes"] < 1_000_000
     else:
         assert [(u["bytes"], u["count"]) for u in nogil] == [(30_000_000, 1)]
-        assert data["at_exit"]["bytes"] >= 30_000_000
     allocated = [
         u for u in data["allocated"]["unattributed"] if u["reason"] == "allocated without the GIL"
     ]

@@ -106,7 +106,7 @@ def test_version_1_captures_are_migrated(tmp_path):
         node = capture.nodes[1]
         assert (node.peak.bytes, node.at_exit.bytes, node.allocated.bytes) == (1000, 100, 5000)
         assert capture_file.view_total(capture, "at_exit") == 100
-    assert capture_file.FORMAT_VERSION == 2
+    assert capture_file.FORMAT_VERSION == 3
 
 
 @pytest.mark.parametrize("kind", ["capture", "timeline", "lines", "census"])
@@ -129,7 +129,7 @@ def test_other_files_are_not_memtrims(data, tmp_path):
 def test_a_newer_version_asks_for_an_upgrade():
     data = dumps(small_capture())
     newer = data[:16] + struct.pack(">I", 99) + data[20:]
-    message = r"has capture format version 99; this memtrim reads up to version 2: upgrade"
+    message = r"has capture format version 99; this memtrim reads up to version 3: upgrade"
     with pytest.raises(FormatError, match=message):
         loads(newer, "c.memtrim")
     with pytest.raises(CaptureError, match=message):
@@ -202,7 +202,8 @@ def files_pack_capture(data):
         (lambda d: d["nodes"][-1].__setitem__(1, 999), "frame 999 does not exist"),
         (lambda d: d["nodes"][-1].__setitem__(0, 10**6), "is not an earlier node"),
         (lambda d: d["nodes"][-1].__setitem__(2, -5), "thread -5 does not exist"),
-        (lambda d: d["nodes"][-1].__setitem__(3, "12"), "not nine whole numbers"),
+        (lambda d: d["nodes"][-1].__setitem__(3, "12"), "not 12 whole numbers"),
+        (lambda d: d["nodes"][-1].__setitem__(5, 10**9), "more native bytes than bytes"),
         (lambda d: d["nodes"][-1].__setitem__(4, -1), "negative bytes or count"),
         (lambda d: d.__setitem__("sources", {"a.py": 5}), "'sources' is not"),
         (lambda d: d["timeline"].append([float("nan"), 0, 0]), "a timeline point"),

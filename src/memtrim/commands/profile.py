@@ -20,7 +20,7 @@ import sys
 from types import CodeType
 from typing import Any
 
-from memtrim.commands import _output, _script
+from memtrim.commands import _native, _output, _script
 from memtrim.commands._targets import ModuleTargets
 from memtrim.commands.errors import CommandError
 from memtrim.engine import hooks, tracer
@@ -69,11 +69,13 @@ class ProfileCommand:
             help=f"decimals of the MiB figures (default {DEFAULT_PRECISION})",
         )
         parser.add_argument("-o", "--output", metavar="FILE", help="write the tables to FILE")
+        _native.add_python_only(parser)
         parser.add_argument("--json", metavar="FILE", help="also write the tables as JSON")
         parser.add_argument("script", nargs="?", help="the Python script to run")
         parser.add_argument("args", nargs=argparse.REMAINDER, help="the script's arguments")
 
     def run(self, args: argparse.Namespace) -> int:
+        _native.apply_python_only(args)
         if args.script is None:
             raise CommandError("the following arguments are required: script")
         script = _script.load_script(args.script)

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from memtrim.commands import _output, _script
+from memtrim.commands import _native, _output, _script
 from memtrim.commands.errors import CommandError
 from memtrim.model.units import mib
 from memtrim.run.lifecycle import exit_status
@@ -79,12 +79,14 @@ class RecordCommand:
             help="leave out the exact heap level (no allocator hooks: no slowdown)",
         )
         parser.add_argument("--pid", type=_pid, help="watch this running process instead")
+        _native.add_python_only(parser)
         _output.add_force(parser, "overwrite FILE if it exists")
         parser.add_argument("-q", "--quiet", action="store_true", help="say nothing when done")
         parser.add_argument("script", nargs="?", help="the Python script to run")
         parser.add_argument("args", nargs=argparse.REMAINDER, help="the script's arguments")
 
     def run(self, args: argparse.Namespace) -> int:
+        _native.apply_python_only(args)
         _output.check_force_flag(args, self.name, [args.script or "NAME", *args.args])
         if (args.pid is None) == (args.script is None):
             raise CommandError("give a script to run or --pid PID (one of them)")

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from memtrim.commands import _output, _script
+from memtrim.commands import _native, _output, _script
 from memtrim.commands.errors import CommandError
 from memtrim.commands.report import write_outputs
 from memtrim.model import units
@@ -64,6 +64,7 @@ class RunCommand:
         parser.add_argument("-o", "--output", metavar="FILE", help="the capture file to write")
         _output.add_force(parser, "overwrite the capture and reports")
         parser.add_argument("--exact", action="store_true", help="charge every block to its stack")
+        _native.add_python_only(parser)
         parser.add_argument(
             "--sample-bytes",
             type=parse_size,
@@ -96,6 +97,7 @@ class RunCommand:
         )
 
     def run(self, args: argparse.Namespace) -> int:
+        _native.apply_python_only(args)
         program = args.program
         words = [program.target, *program.args] if program else []
         _output.check_force_flag(args, self.name, words)

@@ -2,9 +2,18 @@
 
 The hooks count the *requested* size of every block allocated through
 CPython's three allocator domains (``PyMem_RawMalloc``, ``PyMem_Malloc``,
-``PyObject_Malloc``) and numpy's data buffers while they are installed. The
-"level" is the number of live bytes allocated since installation; blocks that
-existed before are not counted, on allocation or on free.
+``PyObject_Malloc``) and numpy's data buffers while they are installed, and,
+unless a holder asks for Python only, the C allocator of every loaded library
+(``malloc`` and its family, anonymous ``mmap``: see ``native.c``), each block
+counted once. The "level" is the number of live bytes allocated since
+installation; blocks that existed before are not counted, on allocation or on
+free.
+
+Native tracking is on by default. ``acquire(native=False)`` asks for Python
+only, and so does the environment variable ``MEMTRIM_PYTHON_ONLY=1`` for every
+holder that does not say (``--python-only`` sets it, so a profiled program's
+children follow). The native hooks are process-wide: while any holder wants
+them, every holder's figures include native memory.
 
 Installation is reference-counted and process-wide: every consumer holds the
 hooks through a :class:`Handle` (:func:`acquire`) and releases it when done;
@@ -17,6 +26,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import importlib.machinery
+import os
 import sys
 from collections.abc import Iterator
 from types import ModuleType
@@ -26,7 +36,8 @@ from memtrim.engine import load, procfs
 
 _engine = load()
 _NUMPY_CORE = ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath")
-_state = {"baseline_rss": 0}
+_state: dict[str, Any] = {"baseline_rss": 0, "native_error": ""}
+PYTHON_ONLY_ENV = "MEMTRIM_PYTHON_ONLY"
 
 
 def level() -> int:
@@ -54,6 +65,32 @@ def is_installed() -> bool:
     return _engine.heap_installed()
 
 
+def native_default() -> bool:
+    """Track native allocations unless ``MEMTRIM_PYTHON_ONLY`` says otherwise."""
+    return os.environ.get(PYTHON_ONLY_ENV, "").strip().lower() in ("", "0", "false", "no")
+
+
+def native_installed() -> bool:
+    """Are the native (C allocator) hooks in?"""
+    return _engine.native_installed()
+
+
+def native_level() -> int:
+    """Live bytes, within :func:`level`, from libraries' C allocators."""
+    return _engine.native_level()
+
+
+def native_error() -> str:
+    """Why native tracking could not start, if it could not ("" otherwise)."""
+    return str(_state["native_error"])
+
+
+def native_stats() -> dict[str, int]:
+    """What the native hooks did: objects and slots patched, mappings not tracked."""
+    objects, slots, untracked, dlopens = _engine.native_stats()
+    return {"objects": objects, "slots": slots, "untracked_maps": untracked, "dlopens": dlopens}
+
+
 def baseline_rss() -> int:
     """Resident set size of the process when the hooks were first installed."""
     return _state["baseline_rss"]
@@ -67,10 +104,11 @@ class Handle:
     *not* release it: the hooks stay until the process exits.
     """
 
-    __slots__ = ("_held", "owner")
+    __slots__ = ("_held", "native", "owner")
 
-    def __init__(self, owner: str) -> None:
+    def __init__(self, owner: str, native: bool) -> None:
         self.owner = owner
+        self.native = native  # holds the native hooks too
         self._held = True
 
     @property
@@ -83,6 +121,8 @@ class Handle:
         if self._held:
             self._held = False
             _held.remove(self)
+            if self.native:
+                _engine.native_uninstall()
             _uninstall()
 
     def __enter__(self) -> Handle:
@@ -99,12 +139,15 @@ class Handle:
 _held: list[Handle] = []  # handles not released, oldest first
 
 
-def acquire(owner: str = "") -> Handle:
+def acquire(owner: str = "", native: bool | None = None) -> Handle:
     """Hold the hooks (installing them if nobody does); release the handle when done.
 
     Installing resets the level and forgets the blocks allocated before, so hold
     one handle for the whole time figures accumulate. ``owner`` names the holder
-    in :func:`holders` (for diagnostics).
+    in :func:`holders` (for diagnostics). ``native``: hook the C allocator of
+    every loaded library too (``None``: :func:`native_default`). Where that
+    cannot be done, the handle holds the Python hooks alone and
+    :func:`native_error` says why.
     """
     first = not _engine.heap_installed()
     if first:
@@ -112,7 +155,14 @@ def acquire(owner: str = "") -> Handle:
     _engine.heap_install()
     if first:
         _hook_numpy()
-    handle = Handle(owner)
+    want = native_default() if native is None else bool(native)
+    if want:
+        try:
+            _engine.native_install()
+        except (NotImplementedError, RuntimeError) as exc:
+            _state["native_error"] = str(exc)
+            want = False
+    handle = Handle(owner, want)
     _held.append(handle)
     return handle
 
@@ -139,9 +189,9 @@ def _release_all_at_exit() -> None:
 
 
 @contextlib.contextmanager
-def installed(owner: str = "") -> Iterator[None]:
+def installed(owner: str = "", native: bool | None = None) -> Iterator[None]:
     """Keep the hooks installed for the duration of a ``with`` block."""
-    with acquire(owner or "hooks.installed()"):
+    with acquire(owner or "hooks.installed()", native):
         yield
 
 

@@ -59,12 +59,16 @@ class ProfiledFunction:
         self.holders = 0
         self.missed_reported = False
 
-    def hold(self) -> None:
-        """One more profiler uses this function: events on."""
+    def hold(self, native: bool | None = None) -> None:
+        """One more profiler uses this function: events on.
+
+        ``native``: count what C libraries allocate too (see
+        :func:`memtrim.engine.hooks.acquire`); the first holder's choice holds.
+        """
         with _registry_lock:
             if self.holders == 0:
                 if self._owned.hooks is None:  # spans the whole time the table counts
-                    self._owned.hooks = hooks.acquire("line profiler")
+                    self._owned.hooks = hooks.acquire("line profiler", native)
                 tracer.register(self.code, self.table)
             self.holders += 1
 
@@ -182,7 +186,8 @@ class LineProfiler:
     results as plain data and :meth:`print_stats` prints them.
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, native: bool | None = None, **kwargs: Any) -> None:
+        self.native = native
         self.functions: list[ProfiledFunction] = []
         self.on_call_end: Callable[[ProfiledFunction], None] | None = None
         # Held, not released yet. A profiler dropped without release() lets go
@@ -199,7 +204,7 @@ class LineProfiler:
         """Profile a code object (and the code nested in it)."""
         fn = profiled(code)
         if fn not in self.functions:
-            fn.hold()
+            fn.hold(self.native)
             self.functions.append(fn)
             self._holding.append(fn)
         return fn
@@ -258,6 +263,7 @@ def profile(
     stream: TextIO | None = None,
     precision: int = DEFAULT_PRECISION,
     backend: str | None = None,
+    native: bool | None = None,
 ) -> Any:
     """Profile a function line by line and print its table after each call.
 
@@ -265,12 +271,16 @@ def profile(
     printed when no call of the function is running any more (so a recursive
     function prints one table per outermost call), then the counts restart.
     ``backend`` is accepted for memory_profiler compatibility and ignored: the
-    numbers always come from the allocator hooks.
+    numbers always come from the allocator hooks. ``native=False`` counts
+    Python's allocators only, not what C libraries allocate (default: both,
+    unless ``MEMTRIM_PYTHON_ONLY=1``).
     """
     check_precision(precision)
     if func is None:
-        return lambda f: profile(f, stream=stream, precision=precision, backend=backend)
-    prof = LineProfiler()
+        return lambda f: profile(
+            f, stream=stream, precision=precision, backend=backend, native=native
+        )
+    prof = LineProfiler(native=native)
 
     def print_and_reset(fn: ProfiledFunction) -> None:
         write_tables([fn.snapshot()], stream or sys.stdout, precision)

@@ -63,7 +63,7 @@ class Kind:
 KINDS = {
     kind.name: kind
     for kind in (
-        Kind("capture", "capture", 2, "memtrim.run.capture"),
+        Kind("capture", "capture", 3, "memtrim.run.capture"),
         Kind("timeline", "recording", 2, "memtrim.timeline.recording"),
         Kind("lines", "line table", 1, "memtrim.lines.model"),
         Kind("census", "census", 1, "memtrim.objects.census"),

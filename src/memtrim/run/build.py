@@ -16,8 +16,9 @@ from typing import Any, NamedTuple
 
 from memtrim.run.capture import NOGIL_THREAD, VIEWS, Capture, Counts, Frame, Node, sites
 
-# engine stats tuple: (live_b, live_c, total_b, total_c, peak_b, peak_c)
-RawStats = tuple[int, int, int, int, int, int]
+# engine stats tuple: (live_b, live_c, total_b, total_c, peak_b, peak_c, and the
+# native parts of the three byte figures: live_n, total_n, peak_n)
+RawStats = tuple[int, ...]
 RawNode = tuple[int, int, int]  # (parent, slot or -1, line or thread index)
 
 
@@ -56,8 +57,12 @@ class _Interner:
 
 
 def _counts(stats: RawStats) -> tuple[Counts, Counts, Counts]:
-    live_b, live_c, total_b, total_c, peak_b, peak_c = stats
-    return Counts(peak_b, peak_c), Counts(live_b, live_c), Counts(total_b, total_c)
+    live_b, live_c, total_b, total_c, peak_b, peak_c, live_n, total_n, peak_n = stats
+    return (
+        Counts(peak_b, peak_c, peak_n),
+        Counts(live_b, live_c, live_n),
+        Counts(total_b, total_c, total_n),
+    )
 
 
 def _runner_nodes(
@@ -105,7 +110,8 @@ def _merge(
     """
     parents: list[int] = []
     keys: list[tuple[int, int, int]] = []
-    sums: list[list[int]] = []  # [peak_b, peak_c, exit_b, exit_c, alloc_b, alloc_c]
+    # [peak_b, peak_c, exit_b, exit_c, alloc_b, alloc_c, peak_n, exit_n, alloc_n]
+    sums: list[list[int]] = []
     new_index: list[int] = [-1] * len(raw_nodes)
     by_key: dict[tuple[int, int, int], int] = {}
     for old in range(1, len(raw_nodes)):  # node 0 is the engine's "not attributed"
@@ -126,8 +132,8 @@ def _merge(
                 index = by_key[key] = len(parents)
                 parents.append(new_parent)
                 keys.append(key)
-                sums.append([0, 0, 0, 0, 0, 0])
-        live_b, live_c, total_b, total_c, peak_b, peak_c = raw_stats[old]
+                sums.append([0, 0, 0, 0, 0, 0, 0, 0, 0])
+        live_b, live_c, total_b, total_c, peak_b, peak_c, live_n, total_n, peak_n = raw_stats[old]
         acc = sums[index]
         acc[0] += peak_b
         acc[1] += peak_c
@@ -135,6 +141,9 @@ def _merge(
         acc[3] += live_c
         acc[4] += total_b
         acc[5] += total_c
+        acc[6] += peak_n
+        acc[7] += live_n
+        acc[8] += total_n
         new_index[old] = index
     return _prune(parents, keys, sums)
 
@@ -158,9 +167,9 @@ def _prune(
                     remap.get(parents[index], -1),
                     frame,
                     thread,
-                    Counts(acc[0], acc[1]),
-                    Counts(acc[2], acc[3]),
-                    Counts(acc[4], acc[5]),
+                    Counts(acc[0], acc[1], acc[6]),
+                    Counts(acc[2], acc[3], acc[7]),
+                    Counts(acc[4], acc[5], acc[8]),
                 )
             )
     return out

@@ -23,11 +23,16 @@ much code ran, not on how long it ran.
   known): what :meth:`Capture.findings` needs to name lines so that they match
   across checkouts.
 
-File format (version 2): memtrim's file scheme (:mod:`memtrim.model.files`):
+Each :class:`Counts` also says how many of its bytes are *native*: blocks
+from a library's C allocator (``malloc``, ``mmap``...), not Python objects or
+numpy buffers.
+
+File format (version 3): memtrim's file scheme (:mod:`memtrim.model.files`):
 the 16 bytes ``b"MEMTRIM-CAPTURE\\n"``, a 4-byte big-endian format version, a
 4-byte big-endian flags word (0), an 8-byte big-endian length of the body,
 then the body: zlib-compressed UTF-8 JSON of :meth:`Capture.to_dict`. Version
-1 files (no root, ``sys.path``, seed or first lines) are still read. See
+2 files (no native bytes: 0) and version 1 files (no root, ``sys.path``, seed
+or first lines either) are still read. See
 ``docs/run.md``.
 """
 
@@ -79,28 +84,30 @@ class Frame(NamedTuple):
 
 
 class Counts:
-    """Bytes and number of blocks."""
+    """Bytes and number of blocks; ``native``: the part of the bytes from C allocators."""
 
-    __slots__ = ("bytes", "count")
+    __slots__ = ("bytes", "count", "native")
 
-    def __init__(self, bytes: int = 0, count: int = 0) -> None:
+    def __init__(self, bytes: int = 0, count: int = 0, native: int = 0) -> None:
         self.bytes = bytes
         self.count = count
+        self.native = native
 
     def add(self, other: Counts) -> None:
         """Add ``other`` into this one."""
         self.bytes += other.bytes
         self.count += other.count
+        self.native += other.native
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Counts):
             return NotImplemented
-        return (self.bytes, self.count) == (other.bytes, other.count)
+        return (self.bytes, self.count, self.native) == (other.bytes, other.count, other.native)
 
     __hash__ = None  # type: ignore[assignment]  # mutable
 
     def __repr__(self) -> str:
-        return f"Counts(bytes={self.bytes}, count={self.count})"
+        return f"Counts(bytes={self.bytes}, count={self.count}, native={self.native})"
 
 
 class Node:
@@ -319,7 +326,7 @@ class Capture:
         try:
             nodes = [_node_from_row(row) for row in data["nodes"]]
             stacks = (
-                nodes if data["stacks"] is None else [_node_from_row(r) for r in data["stacks"]]
+                nodes if data.get("stacks") is None else [_node_from_row(r) for r in data["stacks"]]
             )
             seed = data.get("seed") if version >= 2 else None
             return cls(
@@ -375,7 +382,7 @@ def _problem(data: dict[str, Any], version: int) -> str | None:
         if not isinstance(rows, list):
             return f"{key!r} is not a list"
         for index, row in enumerate(rows):
-            wrong = _node_problem(row, index, len(frames), len(threads))
+            wrong = _node_problem(row, index, len(frames), len(threads), version)
             if wrong:
                 return f"{key} row {index}: {wrong}"
     timeline = data.get("timeline", [])
@@ -417,9 +424,10 @@ def _frame_ok(row: Any, version: int) -> bool:
     )
 
 
-def _node_problem(row: Any, index: int, frames: int, threads: int) -> str | None:
-    if not isinstance(row, list) or len(row) != 9 or not all(_is_int(v) for v in row):
-        return "not nine whole numbers"
+def _node_problem(row: Any, index: int, frames: int, threads: int, version: int) -> str | None:
+    size = 12 if version >= 3 else 9
+    if not isinstance(row, list) or len(row) != size or not all(_is_int(v) for v in row):
+        return f"not {size} whole numbers"
     parent, frame, thread, *counts = row
     if not (parent == -1 or 0 <= parent < index):
         return f"parent {parent} is not an earlier node"
@@ -429,6 +437,8 @@ def _node_problem(row: Any, index: int, frames: int, threads: int) -> str | None
         return f"thread {thread} does not exist"
     if min(counts) < 0:
         return "negative bytes or count"
+    if size == 12 and any(counts[i + 2] > counts[i] for i in (0, 3, 6)):
+        return "more native bytes than bytes"
     return None
 
 
@@ -447,16 +457,23 @@ def _node_row(node: Node) -> list[int]:
         node.thread,
         node.peak.bytes,
         node.peak.count,
+        node.peak.native,
         node.at_exit.bytes,
         node.at_exit.count,
+        node.at_exit.native,
         node.allocated.bytes,
         node.allocated.count,
+        node.allocated.native,
     ]
 
 
 def _node_from_row(row: list[int]) -> Node:
-    parent, frame, thread, pb, pc, lb, lc, ab, ac = (int(v) for v in row)
-    return Node(parent, frame, thread, Counts(pb, pc), Counts(lb, lc), Counts(ab, ac))
+    values = [int(v) for v in row]
+    if len(values) == 9:  # version 1 and 2: no native bytes
+        parent, frame, thread, pb, pc, lb, lc, ab, ac = values
+        return Node(parent, frame, thread, Counts(pb, pc), Counts(lb, lc), Counts(ab, ac))
+    parent, frame, thread, pb, pc, pn, lb, lc, ln, ab, ac, an = values
+    return Node(parent, frame, thread, Counts(pb, pc, pn), Counts(lb, lc, ln), Counts(ab, ac, an))
 
 
 # ------------------------------------------------------------------ the file
@@ -515,6 +532,7 @@ class Site(NamedTuple):
     count: int
     stack: tuple[Frame, ...]  # a representative full stack ending at this line
     share: float  # of the view's total
+    native: int = 0  # of ``bytes``, from C allocators
 
 
 def view_total(capture: Capture, view: str) -> int:
@@ -533,10 +551,11 @@ def sites(capture: Capture, view: str, limit: int | None = None) -> list[Site]:
         if node.frame >= 0 and (counts.bytes or counts.count):
             acc = totals.get(node.frame)
             if acc is None:
-                totals[node.frame] = [counts.bytes, counts.count]
+                totals[node.frame] = [counts.bytes, counts.count, counts.native]
             else:
                 acc[0] += counts.bytes
                 acc[1] += counts.count
+                acc[2] += counts.native
     ranked = sorted(totals.items(), key=lambda item: (-item[1][0], item[0]))
     ranked = [item for item in ranked[:limit] if item[1][0] > 0]
     stacks = _heaviest_stacks(capture, view, {frame for frame, _ in ranked})
@@ -548,8 +567,9 @@ def sites(capture: Capture, view: str, limit: int | None = None) -> list[Site]:
             count,
             stacks.get(frame) or (capture.frames[frame],),
             size / whole,
+            native,
         )
-        for frame, (size, count) in ranked
+        for frame, (size, count, native) in ranked
     ]
 
 

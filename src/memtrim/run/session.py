@@ -49,6 +49,9 @@ class ProgramProfiler:
     current directory when recording starts). ``seed`` fixes which allocations
     the default mode samples for its stacks (default: a random one, recorded in
     the capture so that a run can be replayed with the same samples).
+    ``native`` counts what C libraries allocate (``malloc``, ``mmap``) too
+    (default: yes, unless ``MEMTRIM_PYTHON_ONLY=1``); each site then says how
+    much of its memory is native.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class ProgramProfiler:
         is_entry: EntryTest | None = None,
         root: str | None = None,
         seed: int | None = None,
+        native: bool | None = None,
     ) -> None:
         if sample_bytes <= 0:
             raise ValueError(f"sample_bytes must be positive, not {sample_bytes}")
@@ -73,6 +77,7 @@ class ProgramProfiler:
         self.is_entry = is_entry
         self.root = root
         self.seed = random.getrandbits(63) if seed is None else seed
+        self.native = native
         self.capture: Capture | None = None
         self._sampler: Any = None
         self._samples: list[Any] = []
@@ -89,7 +94,8 @@ class ProgramProfiler:
         """Install the hooks and start recording."""
         if self._running:
             raise RuntimeError("this profiler is already running")
-        self._hooks = hooks.acquire("memtrim run")
+        self._hooks = hooks.acquire("memtrim run", self.native)
+        self.meta["native"] = self._hooks.native
         self._samples = []
         self._t0 = time.monotonic()
         self._wall0 = time.time()

@@ -161,11 +161,11 @@ class _HeapWatch:
     Disabled (``enabled=False``), it holds nothing and reports ``None``.
     """
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, native: bool | None = None) -> None:
         self.enabled = enabled
         self.base = 0
         self._watch = -1
-        self._hooks = hooks.acquire("track") if enabled else None
+        self._hooks = hooks.acquire("track", native) if enabled else None
 
     def begin(self) -> None:
         """Start counting now: call it last, after memtrim's own bookkeeping."""

@@ -41,13 +41,21 @@ class UsageSeries(list):  # type: ignore[type-arg]
 
 
 class _Options:
-    __slots__ = ("children", "interval", "max_usage", "metric")
+    __slots__ = ("children", "interval", "max_usage", "metric", "native")
 
-    def __init__(self, interval: float, children: bool, metric: str, max_usage: bool) -> None:
+    def __init__(
+        self,
+        interval: float,
+        children: bool,
+        metric: str,
+        max_usage: bool,
+        native: bool | None = None,
+    ) -> None:
         self.interval = interval
         self.children = children
         self.metric = metric
         self.max_usage = max_usage
+        self.native = native  # the heap series: count C libraries' allocations too
 
     @property
     def marks(self) -> bool:
@@ -88,6 +96,7 @@ def memory_usage(
     stream: IO[str] | None,
     backend: Any,
     max_iterations: Any,
+    native: bool | None = None,
 ) -> Any:
     """See :func:`memtrim.timeline.session.memory_usage`."""
     interval = _tl.check_interval(interval)
@@ -100,7 +109,7 @@ def memory_usage(
     ):
         raise ValueError(f"max_iterations must be a positive integer, got {max_iterations!r}")
     options = _Options(
-        interval, include_children or multiprocess, _tl.check_backend(backend), max_usage
+        interval, include_children or multiprocess, _tl.check_backend(backend), max_usage, native
     )
     target = parse_target(proc)
     if options.metric == _tl.HEAP_METRIC:
@@ -218,7 +227,7 @@ def _watch_call(
 ) -> tuple[_Observed, Any]:
     """Run ``func`` once in this thread while the native thread samples."""
     if options.metric == _tl.HEAP_METRIC:
-        return _watch_heap(func, args, kwargs, options.interval)
+        return _watch_heap(func, args, kwargs, options.interval, options.native)
     pid = os.getpid()
     sampler = Sampler(
         pid,
@@ -243,13 +252,17 @@ def _watch_call(
 
 
 def _watch_heap(
-    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], interval: float
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    interval: float,
+    native: bool | None = None,
 ) -> tuple[_Observed, Any]:
     """``backend="tracemalloc"``: the heap allocated since the call began, from
     the engine's hooks (exact), sampled by the native thread; the peak exact."""
     pid = os.getpid()
     sampler = Sampler(pid, interval, heap=True)
-    hooks = _tl._HeapWatch(True)  # the hooks go in here
+    hooks = _tl._HeapWatch(True, native)  # the hooks go in here
     origin_ns, wall0 = time.monotonic_ns(), time.time()
     try:
         sampler.start()

@@ -76,7 +76,9 @@ class PhaseHandle:
         self._depth = depth
         self._parent = parent
         self._scoped = False
-        self._heap = _HeapWatch(owner.heap if owner is not None else True)
+        self._heap = _HeapWatch(
+            owner.heap if owner is not None else True, owner.native if owner is not None else None
+        )
         self._window: int | None = None
         try:
             self._window = _HIGH_WATER.open()
@@ -177,6 +179,8 @@ class Track:
     ``peak`` and ``increment`` are then ``None``). With ``include_children``,
     :attr:`peak_total` is the peak of the process with its children (a lower
     bound that catches any single process's spike, see docs/timeline.md).
+    ``native=False`` counts Python's allocators only, not what C libraries
+    allocate (default: both, unless ``MEMTRIM_PYTHON_ONLY=1``).
     """
 
     def __init__(
@@ -186,8 +190,10 @@ class Track:
         interval: float | None = DEFAULT_INTERVAL,
         include_children: bool = False,
         heap: bool = True,
+        native: bool | None = None,
     ) -> None:
         self.name = name
+        self.native = native
         self.interval = None if interval is None else check_interval(interval)
         self.include_children = include_children
         self.heap = heap
@@ -215,7 +221,7 @@ class Track:
         if self._state != "new":
             raise RuntimeError("a Track measures one block; call memtrim.track() again")
         self._state = "running"
-        self._heap = _HeapWatch(self.heap)
+        self._heap = _HeapWatch(self.heap, self.native)
         try:
             self._begin()
         except BaseException:  # e.g. too many open: leave nothing behind
@@ -444,6 +450,7 @@ def track(
     interval: float | None = DEFAULT_INTERVAL,
     include_children: bool = False,
     heap: bool = True,
+    native: bool | None = None,
 ) -> Any:
     """Measure a block (``with track() as t``) or each call of a function (``@track``).
 
@@ -451,7 +458,9 @@ def track(
     """
     if isinstance(func, str):
         name, func = func, None
-    tracker = Track(name, interval=interval, include_children=include_children, heap=heap)
+    tracker = Track(
+        name, interval=interval, include_children=include_children, heap=heap, native=native
+    )
     return tracker if func is None else tracker(func)
 
 
@@ -484,6 +493,7 @@ def memory_usage(
     stream: IO[str] | None = None,
     backend: str | None = None,
     max_iterations: int | None = None,
+    native: bool | None = None,
 ) -> Any:
     """Memory of a process or a function over time, in MiB (memory_profiler's function).
 
@@ -499,7 +509,8 @@ def memory_usage(
     ``retval`` returns ``(usage, result)``; ``stream`` gets mprof's
     ``MEM``/``CHLD`` lines instead (returns ``None``). A PID without
     ``timeout`` gives one sample. ``backend="tracemalloc"`` measures the
-    Python heap of this process exactly instead of its RSS.
+    Python heap of this process exactly instead of its RSS; ``native=False``
+    leaves what C libraries allocate out of that heap (RSS always has it).
     """
 
     return _usage.memory_usage(
@@ -514,6 +525,7 @@ def memory_usage(
         stream=stream,
         backend=backend,
         max_iterations=max_iterations,
+        native=native,
     )
 
 

@@ -48,12 +48,17 @@
 #include <string.h>
 
 #define SAMPLED_BIT 0x80000000u
-#define NOGIL_ID 0x7FFFFFFFu /* the id of blocks allocated without the GIL */
+#define NOGIL_ID 0x3FFFFFFFu /* the id of blocks allocated without the GIL (below MT_NATIVE_BIT) */
+#define PENDING_BASE 0x3FFF0000u /* ids of no-GIL blocks charged to a line: see below */
+#define MAX_PENDING (NOGIL_ID - PENDING_BASE)
 #define NO_SLOT UINT32_MAX
 #define MAX_DEPTH 512
 
+/* n*: the part of the bytes that came from libraries' C allocators (the
+ * native hooks); the rest are Python objects and buffers. */
 typedef struct {
     int64_t live_b, live_c, total_b, total_c, peak_b, peak_c;
+    int64_t nlive_b, ntotal_b, npeak_b;
     uint64_t epoch;
 } stat_t;
 
@@ -166,24 +171,54 @@ static inline void stat_touch(stat_t *s)
     if (s->epoch != epoch) {
         s->peak_b = s->live_b;
         s->peak_c = s->live_c;
+        s->npeak_b = s->nlive_b;
         s->epoch = epoch;
     }
 }
 
-static inline void stat_add(stat_t *s, int64_t bytes)
+static inline void stat_add(stat_t *s, int64_t bytes, int native)
 {
     stat_touch(s);
     s->live_b += bytes;
     s->live_c += 1;
     s->total_b += bytes;
     s->total_c += 1;
+    if (native) {
+        s->nlive_b += bytes;
+        s->ntotal_b += bytes;
+    }
 }
 
-static inline void stat_sub(stat_t *s, int64_t bytes)
+static inline void stat_sub(stat_t *s, int64_t bytes, int native)
 {
     stat_touch(s);
     s->live_b -= bytes;
     s->live_c -= 1;
+    if (native) {
+        s->nlive_b -= bytes;
+    }
+}
+
+/* Add `b` into `a`, both as of the current epoch: values at the peak are
+ * each one's own saved ones when it changed since the peak. */
+static void stat_fold(stat_t *a, const stat_t *b)
+{
+    int64_t a_pb = a->epoch == epoch ? a->peak_b : a->live_b;
+    int64_t a_pc = a->epoch == epoch ? a->peak_c : a->live_c;
+    int64_t a_pn = a->epoch == epoch ? a->npeak_b : a->nlive_b;
+    int64_t b_pb = b->epoch == epoch ? b->peak_b : b->live_b;
+    int64_t b_pc = b->epoch == epoch ? b->peak_c : b->live_c;
+    int64_t b_pn = b->epoch == epoch ? b->npeak_b : b->nlive_b;
+    a->live_b += b->live_b;
+    a->live_c += b->live_c;
+    a->total_b += b->total_b;
+    a->total_c += b->total_c;
+    a->nlive_b += b->nlive_b;
+    a->ntotal_b += b->ntotal_b;
+    a->peak_b = a_pb + b_pb;
+    a->peak_c = a_pc + b_pc;
+    a->npeak_b = a_pn + b_pn;
+    a->epoch = epoch;
 }
 
 static void rec_new_peak(void)
@@ -764,15 +799,108 @@ static inline int64_t next_countdown(rec_thread_t *t)
     return (int64_t)(-log(next_uniform(t)) * (double)rec_sample_bytes) + 1;
 }
 
-static void sample(rec_thread_t *t, PyThreadState *ts, void *ptr, size_t size)
+static void sample(rec_thread_t *t, PyThreadState *ts, void *ptr, size_t size, int native)
 {
     /* a block of `size` bytes is sampled with probability 1 - exp(-size/R);
      * weighting it by the inverse keeps the estimate unbiased */
     double p = 1.0 - exp(-(double)size / (double)rec_sample_bytes);
     int64_t weight = size ? (int64_t)((double)size / p + 0.5) : 0;
     uint32_t node = stack_node(t, ts);
-    stat_add(&sampled[node], weight);
+    stat_add(&sampled[node], weight, native);
     samples_put((uintptr_t)ptr, node, weight);
+}
+
+/* ------------------------------------------- lines of threads without the GIL
+ *
+ * A thread that released the GIL around a C call (ctypes, sqlite, zlib, a
+ * Pillow or lxml routine) still has its Python frames: they cannot change
+ * until it takes the GIL back, so it may read its own innermost one.  Its
+ * blocks are charged to that line, but the tree belongs to the GIL, so they
+ * go to a "pending leaf" under queue_lock, one per (thread, code slot,
+ * instruction), and become part of the leaf node of the same key when the
+ * tree is read (mt_tree_snapshot).  The slot comes from the code's co_extra
+ * cache: code this recording never saw with the GIL stays "allocated without
+ * the GIL".  (Reading co_extra without the GIL races only with another
+ * thread giving the same code object its first extra at that moment; the
+ * generation check then rejects what it read.) */
+typedef struct {
+    uint32_t root, slot;
+    int32_t lasti, line;
+    stat_t st;
+} pending_t;
+
+static pending_t *pending; /* queue_lock */
+static uint32_t npending, pending_cap;
+
+static int32_t pending_find(uint32_t root, uint32_t slot, int32_t lasti, int32_t line)
+{
+    for (uint32_t k = npending; k-- > 0;) { /* few: the lines that call C with the GIL released */
+        pending_t *p = &pending[k];
+        if (p->root == root && p->slot == slot && p->lasti == lasti) {
+            return (int32_t)k;
+        }
+    }
+    if (npending == MAX_PENDING) {
+        return -1;
+    }
+    if (npending == pending_cap) {
+        uint32_t cap = pending_cap ? pending_cap * 2 : 64;
+        pending_t *grown = realloc(pending, sizeof(pending_t) * cap);
+        if (grown == NULL) {
+            return -1;
+        }
+        pending = grown;
+        pending_cap = cap;
+    }
+    pending[npending] = (pending_t){root, slot, lasti, line, {0}};
+    return (int32_t)npending++;
+}
+
+/* No GIL: this thread's innermost Python line, as (slot, lasti, line). */
+static int own_line(rec_thread_t *t, uint32_t *slot, int32_t *lasti, int32_t *line)
+{
+    if (t == NULL || t->generation != rec_generation) {
+        return 0;
+    }
+    PyThreadState *ts = PyGILState_GetThisThreadState();
+    if (ts == NULL) {
+        return 0;
+    }
+    for (mt_frame_t *f = mt_current_frame(ts); f != NULL; f = f->previous) {
+        PyCodeObject *code = mt_frame_code(f);
+        if (code == NULL) {
+            continue;
+        }
+        uintptr_t v = (uintptr_t)code_tag(code);
+        if (v == 0 || (unsigned)(v >> 32) != rec_generation) {
+            return 0;
+        }
+        *slot = (uint32_t)(v & 0xFFFFFFFFu) - 1;
+        *lasti = mt_frame_lasti(f);
+        *line = PyCode_Addr2Line(code, *lasti < 0 ? -1 : *lasti * (int)sizeof(_Py_CODEUNIT));
+        if (*line < 0) {
+            *line = code->co_firstlineno;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+/* GIL held (snapshot): the node of a pending leaf, made if needed. */
+static uint32_t pending_node(const pending_t *p)
+{
+    if (node_index_room(&node_index) < 0) {
+        return 0;
+    }
+    size_t i = node_index_find(&node_index, (node_key_t){(int32_t)p->root, p->slot, p->lasti});
+    if (node_index_used(&node_index.tab[i])) {
+        return node_index.tab[i];
+    }
+    uint32_t id = new_node((int32_t)p->root, p->slot, p->lasti, p->line);
+    if (id != 0) {
+        node_index_put_at(&node_index, i, id);
+    }
+    return id;
 }
 
 /* ------------------------------------------------------ the hooks' calls */
@@ -780,6 +908,7 @@ static void sample(rec_thread_t *t, PyThreadState *ts, void *ptr, size_t size)
 typedef struct {
     void *ptr;
     uint32_t id;
+    int native;
     size_t size;
 } queued_t;
 
@@ -792,7 +921,7 @@ static volatile int queue_pending;
 static void drain_queue(void);
 
 /* The listener's callbacks (listeners.h). */
-static uint32_t rec_alloc(void *ptr, size_t size)
+static uint32_t rec_alloc(void *ptr, size_t size, int native)
 {
     if (MT_UNLIKELY(queue_pending)) {
         drain_queue();
@@ -805,61 +934,78 @@ static uint32_t rec_alloc(void *ptr, size_t size)
     }
     PyThreadState *ts = PyThreadState_Get();
     uint32_t node = rec_exact ? stack_node(t, ts) : leaf_node(t, ts);
-    stat_add(&stats[node], (int64_t)size);
+    stat_add(&stats[node], (int64_t)size, native);
     if (rec_sample_bytes > 0) {
         if (t->countdown <= 0) {
             t->countdown = next_countdown(t);
         }
         t->countdown -= (int64_t)size;
         if (t->countdown <= 0) {
-            sample(t, ts, ptr, size);
+            sample(t, ts, ptr, size, native);
             return node | SAMPLED_BIT;
         }
     }
     return node;
 }
 
-static uint32_t rec_alloc_nogil(size_t size)
+static uint32_t rec_alloc_nogil(size_t size, int native)
 {
+    uint32_t slot;
+    int32_t lasti, line;
+    int known = own_line(t_rec, &slot, &lasti, &line);
+    uint32_t id = NOGIL_ID;
     pthread_mutex_lock(&queue_lock);
-    stat_add(&nogil_stat, (int64_t)size);
+    int32_t k = known ? pending_find(t_rec->root, slot, lasti, line) : -1;
+    if (k >= 0) {
+        stat_add(&pending[k].st, (int64_t)size, native);
+        id = PENDING_BASE + (uint32_t)k;
+    }
+    else {
+        stat_add(&nogil_stat, (int64_t)size, native);
+    }
     pthread_mutex_unlock(&queue_lock);
-    return NOGIL_ID;
+    return id;
 }
 
-static void nogil_sub(size_t size)
+/* A block of the no-GIL stat or of a pending leaf went away (any thread). */
+static void nogil_sub(uint32_t id, size_t size, int native)
 {
     pthread_mutex_lock(&queue_lock);
-    stat_sub(&nogil_stat, (int64_t)size);
+    if (id == NOGIL_ID) {
+        stat_sub(&nogil_stat, (int64_t)size, native);
+    }
+    else if (id - PENDING_BASE < npending) {
+        stat_sub(&pending[id - PENDING_BASE].st, (int64_t)size, native);
+    }
     pthread_mutex_unlock(&queue_lock);
 }
 
-static void rec_free(void *ptr, uint32_t id, size_t size)
+static void rec_free(void *ptr, uint32_t id, size_t size, int native)
 {
     if (MT_UNLIKELY(queue_pending)) {
         drain_queue();
     }
-    if (MT_UNLIKELY(id == NOGIL_ID)) {
-        nogil_sub(size);
+    if (MT_UNLIKELY(id >= PENDING_BASE && id <= NOGIL_ID)) {
+        nogil_sub(id, size, native);
         return;
     }
     uint32_t node = id & ~SAMPLED_BIT;
     if (node == 0 || node >= nnodes) {
         return;
     }
-    stat_sub(&stats[node], (int64_t)size);
+    stat_sub(&stats[node], (int64_t)size, native);
     if (id & SAMPLED_BIT) {
         sample_entry_t e;
         if (samples_take((uintptr_t)ptr, &e) && e.node < nnodes) {
-            stat_sub(&sampled[e.node], e.weight);
+            stat_sub(&sampled[e.node], e.weight, native);
         }
     }
 }
 
-static void rec_free_nogil(void *ptr, uint32_t id, size_t size)
+static void rec_free_nogil(void *ptr, uint32_t id, size_t size, int native)
 {
-    if (id == NOGIL_ID) {
-        nogil_sub(size);
+    if (id >= PENDING_BASE && id <= NOGIL_ID) {
+        nogil_sub(id, size, native);
         return;
     }
     pthread_mutex_lock(&queue_lock);
@@ -873,7 +1019,7 @@ static void rec_free_nogil(void *ptr, uint32_t id, size_t size)
         queue = grown;
         queue_cap = cap;
     }
-    queue[queue_len++] = (queued_t){ptr, id, size};
+    queue[queue_len++] = (queued_t){ptr, id, native, size};
     queue_pending = 1;
     pthread_mutex_unlock(&queue_lock);
 }
@@ -888,12 +1034,12 @@ static void drain_queue(void)
         queued_t q = queue[i];
         uint32_t node = q.id & ~SAMPLED_BIT;
         if (node != 0 && node < nnodes) {
-            stat_sub(&stats[node], (int64_t)q.size);
+            stat_sub(&stats[node], (int64_t)q.size, q.native);
         }
         if (q.id & SAMPLED_BIT) {
             sample_entry_t e;
             if (samples_take((uintptr_t)q.ptr, &e) && e.node < nnodes) {
-                stat_sub(&sampled[e.node], e.weight);
+                stat_sub(&sampled[e.node], e.weight, q.native);
             }
         }
     }
@@ -945,6 +1091,9 @@ static void clear_all(void)
     free(queue);
     queue = NULL;
     queue_len = queue_cap = 0;
+    free(pending);
+    pending = NULL;
+    npending = pending_cap = 0;
     queue_pending = 0;
     memset(&nogil_stat, 0, sizeof(nogil_stat));
     pthread_mutex_unlock(&queue_lock);
@@ -1018,10 +1167,12 @@ void mt_tree_after_fork(void)
 static PyObject *stat_tuple(stat_t *s)
 {
     int at_peak = s->epoch == epoch; /* changed since the peak: saved values */
-    return Py_BuildValue("(LLLLLL)", (long long)s->live_b, (long long)s->live_c,
+    return Py_BuildValue("(LLLLLLLLL)", (long long)s->live_b, (long long)s->live_c,
                          (long long)s->total_b, (long long)s->total_c,
                          (long long)(at_peak ? s->peak_b : s->live_b),
-                         (long long)(at_peak ? s->peak_c : s->live_c));
+                         (long long)(at_peak ? s->peak_c : s->live_c), (long long)s->nlive_b,
+                         (long long)s->ntotal_b,
+                         (long long)(at_peak ? s->npeak_b : s->nlive_b));
 }
 
 static PyObject *slot_tuple(slot_t *s)
@@ -1043,6 +1194,21 @@ static PyObject *slot_tuple(slot_t *s)
  *   "threads": [ident]; "exact", "sample_bytes", "tree_full_blocks". */
 PyObject *mt_tree_snapshot(void)
 {
+    /* pending leaves become nodes first (this may add nodes) */
+    pthread_mutex_lock(&queue_lock);
+    uint32_t npend = npending;
+    pending_t *pend = npend ? malloc(sizeof(pending_t) * npend) : NULL;
+    if (pend != NULL) {
+        memcpy(pend, pending, sizeof(pending_t) * npend);
+    }
+    else {
+        npend = 0;
+    }
+    pthread_mutex_unlock(&queue_lock);
+    uint32_t *pend_node = npend ? calloc(npend, sizeof(uint32_t)) : NULL;
+    for (uint32_t k = 0; k < npend && pend_node != NULL; k++) {
+        pend_node[k] = pending_node(&pend[k]);
+    }
     PyObject *node_list = PyList_New(nnodes);
     PyObject *slot_list = PyList_New(nslots);
     PyObject *stat_list = PyList_New(nnodes);
@@ -1056,7 +1222,13 @@ PyObject *mt_tree_snapshot(void)
         node_t *n = &nodes[i];
         int slot = n->slot == NO_SLOT ? -1 : (int)n->slot;
         PyObject *item = Py_BuildValue("(iii)", n->parent, slot, slot < 0 ? n->lasti : n->line);
-        PyObject *st = stat_tuple(&stats[i]);
+        stat_t sum = stats[i];
+        for (uint32_t k = 0; k < npend && pend_node != NULL; k++) {
+            if (pend_node[k] == i) {
+                stat_fold(&sum, &pend[k].st);
+            }
+        }
+        PyObject *st = stat_tuple(&sum);
         if (item == NULL || st == NULL) {
             Py_XDECREF(item);
             Py_XDECREF(st);
@@ -1089,6 +1261,15 @@ PyObject *mt_tree_snapshot(void)
     pthread_mutex_lock(&queue_lock);
     stat_t nogil_copy = nogil_stat;
     pthread_mutex_unlock(&queue_lock);
+    for (uint32_t k = 0; k < npend; k++) {
+        if (pend_node == NULL || pend_node[k] == 0) { /* no node: shown as before */
+            stat_fold(&nogil_copy, &pend[k].st);
+        }
+    }
+    free(pend);
+    free(pend_node);
+    pend = NULL;
+    pend_node = NULL;
     if ((nogil = stat_tuple(&nogil_copy)) == NULL) {
         goto error;
     }
@@ -1098,6 +1279,8 @@ PyObject *mt_tree_snapshot(void)
                          (long long)rec_sample_bytes, "tree_full_blocks",
                          (unsigned long long)tree_full_blocks);
 error:
+    free(pend);
+    free(pend_node);
     Py_XDECREF(node_list);
     Py_XDECREF(slot_list);
     Py_XDECREF(stat_list);

@@ -20,7 +20,7 @@
  * compare-and-swap so both paths can create them.
  *
  * Reentrancy: pymalloc forwards big requests to PyMem_RawMalloc, which would
- * count the block twice.  `t_guard` is set while we call an original
+ * count the block twice.  `mt_guard` is set while we call an original
  * allocator; a hook entered with it set passes straight through.
  */
 #include "heap.h"
@@ -33,18 +33,18 @@
 
 MT_TLS int64_t mt_thread_cur;
 MT_TLS int64_t mt_thread_hwm;
-static MT_TLS int t_guard;
+MT_TLS int mt_guard; /* heap.h */
 
 /* For listeners: allocations they cause themselves (a code object's first
  * co_extra) pass through uncounted, like pymalloc's own calls. */
 void mt_heap_guard_enter(void)
 {
-    t_guard++;
+    mt_guard++;
 }
 
 void mt_heap_guard_exit(void)
 {
-    t_guard--;
+    mt_guard--;
 }
 
 /* ------------------------------------------------------------------ shadow map */
@@ -123,7 +123,7 @@ static inline void set_id(leaf_t *leaf, size_t index, uint32_t id)
 }
 
 /* The attributing listener's ids go when it unregisters; the next one starts
- * clean. */
+ * clean.  The native bit stays: it is the heap's own, not the listener's. */
 static void shadow_clear_ids(void)
 {
     for (size_t i = 0; i < (1u << L1_BITS); i++) {
@@ -131,9 +131,9 @@ static void shadow_clear_ids(void)
         for (size_t j = 0; mid != NULL && j < (1u << L2_BITS); j++) {
             leaf_t *leaf = mid->leaf[j];
             if (leaf != NULL && leaf->ids != NULL) {
-                free(leaf->ids);
-                leaf->ids = NULL;
-                shadow_bytes -= (int64_t)(sizeof(uint32_t) << LEAF_BITS);
+                for (size_t k = 0; k < (1u << LEAF_BITS); k++) {
+                    leaf->ids[k] &= MT_NATIVE_BIT;
+                }
             }
         }
     }
@@ -308,6 +308,7 @@ static int g_installed;   /* hooks in; written with the GIL and nogil_lock held 
 static int g_refcount;    /* GIL */
 static int64_t g_cur;     /* net bytes via the GIL path; GIL */
 static int64_t g_nogil;   /* net bytes via the no-GIL path; atomic */
+static int64_t g_native;  /* net bytes from the native hooks (both paths); atomic */
 static int64_t g_peak;    /* GIL */
 static uint64_t g_allocs, g_frees;
 static pthread_mutex_t nogil_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -421,18 +422,18 @@ void mt_listener_remove(const mt_listener_t *l)
 
 /* GIL held: tell every listener; returns the attributor's id for the block.
  * The common case, the call tree alone, is one indirect call. */
-static inline uint32_t notify_alloc(void *p, size_t size)
+static inline uint32_t notify_alloc(void *p, size_t size, int native)
 {
     if (MT_LIKELY(mt_listeners_n == 1)) {
         const mt_listener_t *l = listeners[0];
-        uint32_t got = l->on_alloc != NULL ? l->on_alloc(p, size) : 0;
+        uint32_t got = l->on_alloc != NULL ? l->on_alloc(p, size, native) : 0;
         return l == attributor ? got : 0;
     }
     uint32_t id = 0;
     for (int i = 0; i < mt_listeners_n; i++) {
         const mt_listener_t *l = listeners[i];
         if (l->on_alloc != NULL) {
-            uint32_t got = l->on_alloc(p, size);
+            uint32_t got = l->on_alloc(p, size, native);
             if (l == attributor) {
                 id = got;
             }
@@ -443,17 +444,17 @@ static inline uint32_t notify_alloc(void *p, size_t size)
 
 /* Out of line: inlined, its loop made every free (listeners or not) save and
  * restore six registers. */
-static MT_NOINLINE void notify_free(void *p, uint32_t id, size_t size)
+static MT_NOINLINE void notify_free(void *p, uint32_t id, size_t size, int native)
 {
     for (int i = 0; i < mt_listeners_n; i++) {
         const mt_listener_t *l = listeners[i];
         if (l == attributor) {
             if (id != 0 && l->on_free != NULL) {
-                l->on_free(p, id, size);
+                l->on_free(p, id, size, native);
             }
         }
         else if (l->on_free != NULL) {
-            l->on_free(p, 0, size);
+            l->on_free(p, 0, size, native);
         }
     }
 }
@@ -474,13 +475,13 @@ static MT_NOINLINE void notify_new_peak(void)
 }
 
 /* No GIL, nogil_lock held. */
-static uint32_t notify_alloc_nogil(size_t size)
+static uint32_t notify_alloc_nogil(size_t size, int native)
 {
     uint32_t id = 0;
     for (int i = 0; i < mt_listeners_n; i++) {
         const mt_listener_t *l = listeners[i];
         if (l->on_alloc_nogil != NULL) {
-            uint32_t got = l->on_alloc_nogil(size);
+            uint32_t got = l->on_alloc_nogil(size, native);
             if (l == attributor) {
                 id = got;
             }
@@ -489,17 +490,17 @@ static uint32_t notify_alloc_nogil(size_t size)
     return id;
 }
 
-static void notify_free_nogil(void *p, uint32_t id, size_t size)
+static void notify_free_nogil(void *p, uint32_t id, size_t size, int native)
 {
     for (int i = 0; i < mt_listeners_n; i++) {
         const mt_listener_t *l = listeners[i];
         if (l == attributor) {
             if (id != 0 && l->on_free_nogil != NULL) {
-                l->on_free_nogil(p, id, size);
+                l->on_free_nogil(p, id, size, native);
             }
         }
         else if (l->on_free_nogil != NULL) {
-            l->on_free_nogil(p, 0, size);
+            l->on_free_nogil(p, 0, size, native);
         }
     }
 }
@@ -512,13 +513,18 @@ static inline void thread_add(int64_t delta)
     }
 }
 
-/* GIL held. */
-static inline void on_alloc_gil(void *p, size_t size)
+/* GIL held.  kind: 0, or MT_NATIVE_BIT for a block of the native hooks (a
+ * constant in every caller, so the Python domains' path pays nothing). */
+static inline __attribute__((always_inline)) void on_alloc_gil(void *p, size_t size,
+                                                               uint32_t kind)
 {
     /* attribute first, so that a peak this allocation makes includes it.
      * With no listener this is one load of a well-predicted int. */
-    uint32_t id = MT_UNLIKELY(mt_listeners_n) ? notify_alloc(p, size) : 0;
-    record_size(p, size, id);
+    uint32_t id = MT_UNLIKELY(mt_listeners_n) ? notify_alloc(p, size, kind != 0) : 0;
+    record_size(p, size, id | kind);
+    if (kind) {
+        __atomic_add_fetch(&g_native, (int64_t)size, __ATOMIC_RELAXED);
+    }
     g_cur += (int64_t)size;
     g_allocs++;
     thread_add((int64_t)size);
@@ -543,9 +549,16 @@ static inline void on_alloc_gil(void *p, size_t size)
     }
 }
 
-/* GIL held: a block of `size` bytes (listener id `id`) went away. */
+/* GIL held: a block of `size` bytes (stored id `id`, native bit included)
+ * went away. */
 static inline void forget_gil(void *p, int64_t size, uint32_t id)
 {
+    int native = 0;
+    if (MT_UNLIKELY(id & MT_NATIVE_BIT)) {
+        native = 1;
+        id &= ~MT_NATIVE_BIT;
+        __atomic_sub_fetch(&g_native, size, __ATOMIC_RELAXED);
+    }
     g_cur -= size;
     g_frees++;
     mt_thread_cur -= size;
@@ -557,11 +570,11 @@ static inline void forget_gil(void *p, int64_t size, uint32_t id)
             /* the common case, the attributor alone hears frees (id != 0
              * brought us here, so it exists): one call */
             if (attributor->on_free != NULL) {
-                attributor->on_free(p, id, (size_t)size);
+                attributor->on_free(p, id, (size_t)size, native);
             }
         }
         else {
-            notify_free(p, id, (size_t)size);
+            notify_free(p, id, (size_t)size, native);
         }
     }
 }
@@ -579,12 +592,16 @@ static inline void on_free_gil(void *p)
  * raised here (g_peak and the watches belong to the GIL); the next allocation
  * made with the GIL sees the level including these bytes.  Listeners hear of
  * them through their no-GIL callbacks, under nogil_lock (listeners.h). */
-static void on_alloc_nogil(void *p, size_t size)
+static void on_alloc_nogil(void *p, size_t size, uint32_t kind)
 {
     pthread_mutex_lock(&nogil_lock);
     if (g_installed) {
-        record_size(p, size, mt_listeners_n ? notify_alloc_nogil(size) : 0);
+        uint32_t id = mt_listeners_n ? notify_alloc_nogil(size, kind != 0) : 0;
+        record_size(p, size, id | kind);
         __atomic_add_fetch(&g_nogil, (int64_t)size, __ATOMIC_RELAXED);
+        if (kind) {
+            __atomic_add_fetch(&g_native, (int64_t)size, __ATOMIC_RELAXED);
+        }
         thread_add((int64_t)size);
     }
     pthread_mutex_unlock(&nogil_lock);
@@ -598,10 +615,15 @@ static int64_t take_nogil(void *p, uint32_t *id)
     if (g_installed) {
         size = take_size(p, id);
         if (size >= 0) {
+            int native = (*id & MT_NATIVE_BIT) != 0;
+            uint32_t bare = *id & ~MT_NATIVE_BIT;
             __atomic_sub_fetch(&g_nogil, size, __ATOMIC_RELAXED);
+            if (native) {
+                __atomic_sub_fetch(&g_native, size, __ATOMIC_RELAXED);
+            }
             mt_thread_cur -= size;
-            if (mt_listeners_n && (*id != 0 || plain_free_n)) {
-                notify_free_nogil(p, *id, (size_t)size);
+            if (mt_listeners_n && (bare != 0 || plain_free_n)) {
+                notify_free_nogil(p, bare, (size_t)size, native);
             }
         }
     }
@@ -624,11 +646,11 @@ static domain_t dom_obj = {.domain = PYMEM_DOMAIN_OBJ};
 static void *gil_malloc(void *ctx, size_t size)
 {
     domain_t *d = ctx;
-    t_guard++;
+    mt_guard++;
     void *p = d->orig.malloc(d->orig.ctx, size);
-    t_guard--;
-    if (MT_LIKELY(p != NULL && !t_guard)) {
-        on_alloc_gil(p, size);
+    mt_guard--;
+    if (MT_LIKELY(p != NULL && !mt_guard)) {
+        on_alloc_gil(p, size, 0);
     }
     return p;
 }
@@ -636,11 +658,11 @@ static void *gil_malloc(void *ctx, size_t size)
 static void *gil_calloc(void *ctx, size_t nelem, size_t elsize)
 {
     domain_t *d = ctx;
-    t_guard++;
+    mt_guard++;
     void *p = d->orig.calloc(d->orig.ctx, nelem, elsize);
-    t_guard--;
-    if (p != NULL && !t_guard) {
-        on_alloc_gil(p, nelem * elsize);
+    mt_guard--;
+    if (p != NULL && !mt_guard) {
+        on_alloc_gil(p, nelem * elsize, 0);
     }
     return p;
 }
@@ -648,16 +670,16 @@ static void *gil_calloc(void *ctx, size_t nelem, size_t elsize)
 static void *gil_realloc(void *ctx, void *ptr, size_t size)
 {
     domain_t *d = ctx;
-    if (t_guard) {
+    if (mt_guard) {
         return d->orig.realloc(d->orig.ctx, ptr, size);
     }
     /* Take the old size first: once the original realloc frees `ptr`, its
      * address may be handed out (and recorded) again. */
     uint32_t old_id = 0;
     int64_t old = ptr ? take_size(ptr, &old_id) : -1;
-    t_guard++;
+    mt_guard++;
     void *p = d->orig.realloc(d->orig.ctx, ptr, size);
-    t_guard--;
+    mt_guard--;
     if (p == NULL) {
         if (old >= 0) {
             record_size(ptr, (size_t)old, old_id); /* failed: the old block is intact */
@@ -667,27 +689,27 @@ static void *gil_realloc(void *ctx, void *ptr, size_t size)
     if (old >= 0) {
         forget_gil(ptr, old, old_id);
     }
-    on_alloc_gil(p, size);
+    on_alloc_gil(p, size, 0);
     return p;
 }
 
 static void gil_free(void *ctx, void *ptr)
 {
     domain_t *d = ctx;
-    if (ptr != NULL && !t_guard) {
+    if (ptr != NULL && !mt_guard) {
         on_free_gil(ptr);
     }
     d->orig.free(d->orig.ctx, ptr);
 }
 
-/* RAW: may be called without the GIL, and from inside pymalloc (t_guard). */
+/* RAW: may be called without the GIL, and from inside pymalloc (mt_guard). */
 static void account_alloc(void *p, size_t size)
 {
     if (PyGILState_Check()) {
-        on_alloc_gil(p, size);
+        on_alloc_gil(p, size, 0);
     }
     else {
-        on_alloc_nogil(p, size);
+        on_alloc_nogil(p, size, 0);
     }
 }
 
@@ -707,53 +729,58 @@ static int64_t account_take(void *p, uint32_t *id)
 /* A realloc failed after account_take: put the block back as it was. */
 static void account_restore(void *p, int64_t size, uint32_t id)
 {
+    /* listeners already heard of the free; it is allocated again */
+    uint32_t kind = id & MT_NATIVE_BIT;
     if (PyGILState_Check()) {
-        /* listeners already heard of the free; it is allocated again */
-        on_alloc_gil(p, (size_t)size);
+        if (kind) {
+            on_alloc_gil(p, (size_t)size, MT_NATIVE_BIT);
+        }
+        else {
+            on_alloc_gil(p, (size_t)size, 0);
+        }
     }
     else {
-        on_alloc_nogil(p, (size_t)size);
+        on_alloc_nogil(p, (size_t)size, kind);
     }
-    (void)id;
 }
 
 static void *raw_malloc(void *ctx, size_t size)
 {
     domain_t *d = ctx;
-    if (t_guard) {
+    if (mt_guard) {
         return d->orig.malloc(d->orig.ctx, size);
     }
-    t_guard++;
+    mt_guard++;
     void *p = d->orig.malloc(d->orig.ctx, size);
     if (p != NULL) {
         account_alloc(p, size);
     }
-    t_guard--;
+    mt_guard--;
     return p;
 }
 
 static void *raw_calloc(void *ctx, size_t nelem, size_t elsize)
 {
     domain_t *d = ctx;
-    if (t_guard) {
+    if (mt_guard) {
         return d->orig.calloc(d->orig.ctx, nelem, elsize);
     }
-    t_guard++;
+    mt_guard++;
     void *p = d->orig.calloc(d->orig.ctx, nelem, elsize);
     if (p != NULL) {
         account_alloc(p, nelem * elsize);
     }
-    t_guard--;
+    mt_guard--;
     return p;
 }
 
 static void *raw_realloc(void *ctx, void *ptr, size_t size)
 {
     domain_t *d = ctx;
-    if (t_guard) {
+    if (mt_guard) {
         return d->orig.realloc(d->orig.ctx, ptr, size);
     }
-    t_guard++;
+    mt_guard++;
     uint32_t id = 0;
     int64_t old = ptr ? account_take(ptr, &id) : -1;
     void *p = d->orig.realloc(d->orig.ctx, ptr, size);
@@ -763,20 +790,24 @@ static void *raw_realloc(void *ctx, void *ptr, size_t size)
     else if (p != NULL) {
         account_alloc(p, size);
     }
-    t_guard--;
+    mt_guard--;
     return p;
 }
 
 static void raw_free(void *ctx, void *ptr)
 {
     domain_t *d = ctx;
-    if (ptr != NULL && !t_guard) {
-        t_guard++;
+    if (mt_guard) {
+        d->orig.free(d->orig.ctx, ptr);
+        return;
+    }
+    mt_guard++; /* the native hooks need not look this block up again */
+    if (ptr != NULL) {
         uint32_t id;
         account_take(ptr, &id);
-        t_guard--;
     }
     d->orig.free(d->orig.ctx, ptr);
+    mt_guard--;
 }
 
 static void hook_domain(domain_t *d, int gil)
@@ -804,6 +835,7 @@ int mt_heap_install(void)
     }
     g_cur = g_peak = 0;
     g_nogil = 0;
+    g_native = 0;
     g_allocs = g_frees = 0;
     mt_thread_cur = mt_thread_hwm = 0;
     pthread_mutex_lock(&nogil_lock);
@@ -859,7 +891,7 @@ static void clear_ids_locked(void)
     pthread_mutex_lock(&big_lock);
     shadow_clear_ids();
     for (size_t i = 0; i < big.cap; i++) {
-        big.tab[i].id = 0;
+        big.tab[i].id &= MT_NATIVE_BIT;
     }
     pthread_mutex_unlock(&big_lock);
 }
@@ -882,6 +914,42 @@ void mt_heap_counts(uint64_t *allocs, uint64_t *frees)
 int64_t mt_heap_overhead(void)
 {
     return __atomic_load_n(&shadow_bytes, __ATOMIC_RELAXED);
+}
+
+/* ------------------------------------------------------------- native hooks */
+
+/* native.c's hooks call these with mt_guard held, from any thread. */
+void mt_heap_native_alloc(void *p, size_t size)
+{
+    if (PyGILState_Check()) {
+        if (MT_LIKELY(g_installed)) { /* install and uninstall hold the GIL */
+            on_alloc_gil(p, size, MT_NATIVE_BIT);
+        }
+    }
+    else {
+        on_alloc_nogil(p, size, MT_NATIVE_BIT);
+    }
+}
+
+int64_t mt_heap_native_take(void *p)
+{
+    uint32_t id;
+    if (PyGILState_Check()) {
+        if (MT_UNLIKELY(!g_installed)) {
+            return -1;
+        }
+        int64_t size = take_size(p, &id);
+        if (size >= 0) {
+            forget_gil(p, size, id);
+        }
+        return size;
+    }
+    return take_nogil(p, &id);
+}
+
+int64_t mt_heap_native_level(void)
+{
+    return __atomic_load_n(&g_native, __ATOMIC_RELAXED);
 }
 
 /* ------------------------------------------------------------------ watches */
@@ -943,10 +1011,10 @@ static np_allocator_t np_orig;
 
 static void *np_malloc(void *ctx, size_t size)
 {
-    t_guard++; /* numpy may get its memory from PyMem_RawMalloc: count it once */
+    mt_guard++; /* numpy may get its memory from PyMem_RawMalloc: count it once */
     void *p = np_orig.malloc(ctx, size);
-    t_guard--;
-    if (p != NULL && !t_guard) {
+    mt_guard--;
+    if (p != NULL && !mt_guard) {
         account_alloc(p, size);
     }
     return p;
@@ -954,10 +1022,10 @@ static void *np_malloc(void *ctx, size_t size)
 
 static void *np_calloc(void *ctx, size_t nelem, size_t elsize)
 {
-    t_guard++;
+    mt_guard++;
     void *p = np_orig.calloc(ctx, nelem, elsize);
-    t_guard--;
-    if (p != NULL && !t_guard) {
+    mt_guard--;
+    if (p != NULL && !mt_guard) {
         account_alloc(p, nelem * elsize);
     }
     return p;
@@ -965,12 +1033,12 @@ static void *np_calloc(void *ctx, size_t nelem, size_t elsize)
 
 static void *np_realloc(void *ctx, void *ptr, size_t size)
 {
-    int outer = t_guard == 0;
+    int outer = mt_guard == 0;
     uint32_t id = 0;
     int64_t old = (ptr && outer) ? account_take(ptr, &id) : -1;
-    t_guard++;
+    mt_guard++;
     void *p = np_orig.realloc(ctx, ptr, size);
-    t_guard--;
+    mt_guard--;
     if (p == NULL && old >= 0) {
         account_restore(ptr, old, id);
     }
@@ -982,13 +1050,13 @@ static void *np_realloc(void *ctx, void *ptr, size_t size)
 
 static void np_free(void *ctx, void *ptr, size_t size)
 {
-    if (ptr != NULL && !t_guard) {
+    if (ptr != NULL && !mt_guard) {
         uint32_t id;
         account_take(ptr, &id);
     }
-    t_guard++;
+    mt_guard++;
     np_orig.free(ctx, ptr, size);
-    t_guard--;
+    mt_guard--;
 }
 
 int mt_numpy_patch(PyObject *capsule)

@@ -13,6 +13,18 @@
 extern MT_TLS int64_t mt_thread_cur;
 extern MT_TLS int64_t mt_thread_hwm;
 
+/* Set while a hook calls an original allocator (or accounts a block): a hook
+ * entered with it set passes straight through, so a block is counted once
+ * (pymalloc's arenas, PyMem_RawMalloc's malloc, numpy's malloc are not
+ * counted again by the native hooks) and a signal handler's malloc inside a
+ * hook cannot re-enter the accounting. */
+extern MT_TLS int mt_guard;
+
+/* In a block's stored id: it came through the native hooks (native.c).  Kept
+ * when an attributing listener's ids are wiped, so the native level stays
+ * exact across recordings. */
+#define MT_NATIVE_BIT 0x40000000u
+
 void mt_heap_guard_enter(void); /* the calling thread's allocations pass uncounted */
 void mt_heap_guard_exit(void);
 int mt_heap_install(void);   /* GIL held; reference-counted */
@@ -24,6 +36,12 @@ void mt_heap_reset_peak(void);
 void mt_heap_after_fork(void);     /* in a forked child */
 void mt_heap_counts(uint64_t *allocs, uint64_t *frees);
 int64_t mt_heap_overhead(void);    /* bytes the shadow map itself uses */
+
+/* The native hooks' accounting (mt_guard held by the caller; any thread, GIL
+ * or not).  take: forget a block, returning its size, or -1 if not ours. */
+void mt_heap_native_alloc(void *p, size_t size);
+int64_t mt_heap_native_take(void *p);
+int64_t mt_heap_native_level(void); /* live bytes from the native hooks */
 
 /* Peak watches: independent "highest level since begin" slots (GIL held). */
 int mt_watch_begin(void);

@@ -38,16 +38,22 @@
 
 #define MT_MAX_LISTENERS 4
 
+/* Ids an attributing listener hands out stay below 0x40000000 (heap.h's
+ * MT_NATIVE_BIT, the heap's own flag in the same slot); 0x80000000 is free
+ * for the listener's own use. */
+
 typedef struct mt_listener {
     const char *name; /* for error messages */
     int attributes;   /* owns the per-block id slot (at most one registered) */
-    /* GIL held: an allocation of `size` bytes at `ptr`; returns its id. */
-    uint32_t (*on_alloc)(void *ptr, size_t size);
+    /* GIL held: an allocation of `size` bytes at `ptr`; returns its id.
+     * native: the block came from a library's C allocator (native.c), not
+     * from CPython's allocators or numpy's. */
+    uint32_t (*on_alloc)(void *ptr, size_t size, int native);
     /* GIL held: a block went away (id: see above). */
-    void (*on_free)(void *ptr, uint32_t id, size_t size);
+    void (*on_free)(void *ptr, uint32_t id, size_t size, int native);
     /* No GIL, under nogil_lock: the same two, for blocks of threads without it. */
-    uint32_t (*on_alloc_nogil)(size_t size);
-    void (*on_free_nogil)(void *ptr, uint32_t id, size_t size);
+    uint32_t (*on_alloc_nogil)(size_t size, int native);
+    void (*on_free_nogil)(void *ptr, uint32_t id, size_t size, int native);
     /* GIL held: the process-wide level reached a new peak. */
     void (*on_new_peak)(void);
 } mt_listener_t;

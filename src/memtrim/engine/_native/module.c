@@ -5,6 +5,7 @@
 #include "capi.h"
 #include "compat.h"
 #include "heap.h"
+#include "native.h"
 #include "listeners.h"
 #include "calltree.h"
 #include "tracer.h"
@@ -26,6 +27,42 @@ static PyObject *py_heap_uninstall(PyObject *self, PyObject *unused)
         return NULL;
     }
     Py_RETURN_NONE;
+}
+
+static PyObject *py_native_install(PyObject *self, PyObject *unused)
+{
+    if (!mt_heap_installed()) {
+        PyErr_SetString(PyExc_RuntimeError, "install the heap hooks first");
+        return NULL;
+    }
+    if (mt_native_install() < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_native_uninstall(PyObject *self, PyObject *unused)
+{
+    mt_native_uninstall();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_native_installed(PyObject *self, PyObject *unused)
+{
+    return PyBool_FromLong(mt_native_installed());
+}
+
+static PyObject *py_native_level(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromLongLong(mt_heap_native_level());
+}
+
+static PyObject *py_native_stats(PyObject *self, PyObject *unused)
+{
+    uint64_t out[4];
+    mt_native_stats(out);
+    return Py_BuildValue("(KKKK)", (unsigned long long)out[0], (unsigned long long)out[1],
+                         (unsigned long long)out[2], (unsigned long long)out[3]);
 }
 
 static PyObject *py_heap_installed(PyObject *self, PyObject *unused)
@@ -328,6 +365,14 @@ static PyMethodDef methods[] = {
     {"heap_install", py_heap_install, METH_NOARGS, "Install the allocator hooks (counted)."},
     {"heap_uninstall", py_heap_uninstall, METH_NOARGS, "Remove the hooks when the count hits 0."},
     {"heap_installed", py_heap_installed, METH_NOARGS, "Are the hooks in?"},
+    {"native_install", py_native_install, METH_NOARGS,
+     "Hook the C allocator of every loaded library (counted; heap hooks first)."},
+    {"native_uninstall", py_native_uninstall, METH_NOARGS,
+     "Put the real C allocator back when the count hits 0."},
+    {"native_installed", py_native_installed, METH_NOARGS, "Are the native hooks in?"},
+    {"native_level", py_native_level, METH_NOARGS, "Live bytes from the native hooks."},
+    {"native_stats", py_native_stats, METH_NOARGS,
+     "(objects patched, slots patched, mappings not tracked, dlopen calls)."},
     {"heap_level", py_heap_level, METH_NOARGS, "Live bytes allocated since install."},
     {"heap_peak", py_heap_peak, METH_NOARGS, "Highest level since install or reset."},
     {"heap_reset_peak", py_heap_reset_peak, METH_NOARGS, "Reset the peak to the level."},
@@ -374,6 +419,7 @@ static struct PyModuleDef module = {
 static void after_fork_in_child(void)
 {
     mt_heap_after_fork();
+    mt_native_after_fork();
     mt_tree_after_fork();
 }
 

@@ -11,6 +11,12 @@
 
 #include "capi.h"
 
+#include <malloc.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
 static const mt_c_api_t *api;
 
 static void *alloc_in(int domain, size_t size)
@@ -130,7 +136,191 @@ static PyObject *py_test_roundtrip(PyObject *self, PyObject *args)
     return Py_BuildValue("(LLL)", (long long)(l1 - l0), (long long)(l2 - l1), (long long)(l3 - l2));
 }
 
+/* ------------------------------------------------------------------------
+ * The C allocator, called the way a C library calls it (through this
+ * object's PLT): what the native hooks must see.  Addresses go back and
+ * forth as ints. */
+
+static void *c_alloc(const char *how, size_t size)
+{
+    void *p = NULL;
+    if (strcmp(how, "malloc") == 0) {
+        p = malloc(size);
+    }
+    else if (strcmp(how, "calloc") == 0) {
+        p = calloc(1, size);
+    }
+    else if (strcmp(how, "posix_memalign") == 0) {
+        if (posix_memalign(&p, 64, size) != 0) {
+            p = NULL;
+        }
+    }
+    else if (strcmp(how, "aligned_alloc") == 0) {
+        p = aligned_alloc(64, (size + 63) & ~(size_t)63);
+    }
+    else if (strcmp(how, "memalign") == 0) {
+        p = memalign(64, size);
+    }
+    else if (strcmp(how, "valloc") == 0) {
+        p = valloc(size);
+    }
+    else if (strcmp(how, "pvalloc") == 0) {
+        p = pvalloc(size);
+    }
+    else if (strcmp(how, "mmap") == 0) {
+        p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) {
+            p = NULL;
+        }
+    }
+    if (p != NULL && strcmp(how, "mmap") != 0) {
+        memset(p, 1, size); /* resident, as a real library's buffer would be */
+    }
+    return p;
+}
+
+static PyObject *py_c_alloc(PyObject *self, PyObject *args)
+{
+    const char *how;
+    Py_ssize_t size;
+    if (!PyArg_ParseTuple(args, "sn", &how, &size)) {
+        return NULL;
+    }
+    void *p = c_alloc(how, (size_t)size);
+    if (p == NULL) {
+        return PyErr_NoMemory();
+    }
+    return PyLong_FromVoidPtr(p);
+}
+
+static void *address(PyObject *arg)
+{
+    void *p = PyLong_AsVoidPtr(arg);
+    if (p == NULL && !PyErr_Occurred()) {
+        PyErr_SetString(PyExc_ValueError, "null address");
+    }
+    return p;
+}
+
+static PyObject *py_c_free(PyObject *self, PyObject *arg)
+{
+    void *p = address(arg);
+    if (p == NULL) {
+        return NULL;
+    }
+    free(p);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_c_realloc(PyObject *self, PyObject *args)
+{
+    PyObject *addr;
+    Py_ssize_t size;
+    int array = 0;
+    if (!PyArg_ParseTuple(args, "On|p", &addr, &size, &array)) {
+        return NULL;
+    }
+    void *p = addr == Py_None ? NULL : address(addr);
+    if (p == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    void *q = array ? reallocarray(p, (size_t)size, 1) : realloc(p, (size_t)size);
+    if (q == NULL) {
+        return PyErr_NoMemory();
+    }
+    return PyLong_FromVoidPtr(q);
+}
+
+static PyObject *py_c_munmap(PyObject *self, PyObject *args)
+{
+    PyObject *addr;
+    Py_ssize_t size;
+    if (!PyArg_ParseTuple(args, "On", &addr, &size)) {
+        return NULL;
+    }
+    void *p = address(addr);
+    if (p == NULL || munmap(p, (size_t)size) != 0) {
+        return p == NULL ? NULL : PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_c_mremap(PyObject *self, PyObject *args)
+{
+    PyObject *addr;
+    Py_ssize_t old, size;
+    if (!PyArg_ParseTuple(args, "Onn", &addr, &old, &size)) {
+        return NULL;
+    }
+    void *p = address(addr);
+    if (p == NULL) {
+        return NULL;
+    }
+    void *q = mremap(p, (size_t)old, (size_t)size, MREMAP_MAYMOVE);
+    if (q == MAP_FAILED) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromVoidPtr(q);
+}
+
+/* malloc with the GIL released: a C library's worker in the middle of a call */
+static PyObject *py_c_alloc_nogil(PyObject *self, PyObject *args)
+{
+    Py_ssize_t size;
+    if (!PyArg_ParseTuple(args, "n", &size)) {
+        return NULL;
+    }
+    void *p;
+    Py_BEGIN_ALLOW_THREADS
+    p = malloc((size_t)size);
+    if (p != NULL) {
+        memset(p, 1, (size_t)size);
+    }
+    Py_END_ALLOW_THREADS
+    if (p == NULL) {
+        return PyErr_NoMemory();
+    }
+    return PyLong_FromVoidPtr(p);
+}
+
+static void *thread_alloc(void *arg)
+{
+    return malloc((size_t)arg);
+}
+
+/* malloc in a thread that never had a Python thread state (a BLAS worker) */
+static PyObject *py_c_alloc_in_thread(PyObject *self, PyObject *args)
+{
+    Py_ssize_t size;
+    if (!PyArg_ParseTuple(args, "n", &size)) {
+        return NULL;
+    }
+    pthread_t thread;
+    void *p = NULL;
+    int err;
+    Py_BEGIN_ALLOW_THREADS
+    err = pthread_create(&thread, NULL, thread_alloc, (void *)(size_t)size);
+    if (err == 0) {
+        pthread_join(thread, &p);
+    }
+    Py_END_ALLOW_THREADS
+    if (p == NULL) {
+        return PyErr_NoMemory();
+    }
+    return PyLong_FromVoidPtr(p);
+}
+
 static PyMethodDef methods[] = {
+    {"c_alloc", py_c_alloc, METH_VARARGS,
+     "(how, size) -> address: malloc, calloc, posix_memalign, aligned_alloc, memalign, valloc, "
+     "pvalloc or mmap, called from C."},
+    {"c_free", py_c_free, METH_O, "free(address) from C."},
+    {"c_realloc", py_c_realloc, METH_VARARGS, "(address or None, size[, array]) -> address."},
+    {"c_munmap", py_c_munmap, METH_VARARGS, "(address, size): munmap from C."},
+    {"c_mremap", py_c_mremap, METH_VARARGS, "(address, old, size) -> address: mremap from C."},
+    {"c_alloc_nogil", py_c_alloc_nogil, METH_VARARGS, "malloc(size) with the GIL released."},
+    {"c_alloc_in_thread", py_c_alloc_in_thread, METH_VARARGS,
+     "malloc(size) in a new thread with no Python state."},
     {"test_alloc", py_test_alloc, METH_VARARGS, "Allocate (domain, size): 0 raw, 1 mem, 2 obj."},
     {"test_realloc", py_test_realloc, METH_VARARGS, "Reallocate (domain, address, size)."},
     {"test_free", py_test_free, METH_VARARGS, "Free (domain, address)."},

@@ -49,6 +49,7 @@ def _site(site: Site) -> dict[str, Any]:
     return {
         **_frame(site.frame),
         "bytes": site.bytes,
+        "native": site.native,
         "count": site.count,
         "stack": [_frame(f) for f in site.stack],
     }
@@ -57,6 +58,7 @@ def _site(site: Site) -> dict[str, Any]:
 def _view(capture: Capture, view: str, limit: int) -> dict[str, Any]:
     return {
         "bytes": view_total(capture, view),
+        "native": sum(node.view(view).native for node in capture.nodes),
         "sites": [_site(s) for s in sites(capture, view, limit)],
         "unattributed": [
             {"reason": u.reason, "thread": u.thread, "bytes": u.bytes, "count": u.count}
@@ -74,7 +76,7 @@ def capture_to_dict(capture: Capture, limit: int = SITES_PER_VIEW) -> dict[str, 
     peak = _view(capture, "peak", limit)
     return {
         "format": "memtrim-run",
-        "version": 2,
+        "version": 3,
         "meta": capture.meta,
         "peak": {
             "bytes": capture.peak_bytes,

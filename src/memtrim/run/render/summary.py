@@ -71,6 +71,9 @@ def _sites_table(title: str, rows: list[Site], capture: Capture, cwd: str | None
     table.add_column("bytes", justify="right", no_wrap=True)
     table.add_column("blocks", justify="right", no_wrap=True)
     table.add_column("share", justify="right", no_wrap=True)
+    native = any(site.native for site in rows)
+    if native:  # only when C libraries allocated: most programs' tables stay as they were
+        table.add_column("native", justify="right", no_wrap=True)
     table.add_column("line", overflow="fold", min_width=26, max_width=48)
     table.add_column("function", overflow="ellipsis", no_wrap=True, max_width=22)
     table.add_column("source", overflow="ellipsis", no_wrap=True, max_width=34)
@@ -81,6 +84,7 @@ def _sites_table(title: str, rows: list[Site], capture: Capture, cwd: str | None
             human(site.bytes),
             f"{site.count:,}",
             f"{site.share:.0%}",
+            *([human(site.native) if site.native else "-"] if native else []),
             Text(_where(frame, cwd)),
             Text(frame.function),
             Text(source),
