@@ -832,7 +832,15 @@ typedef struct {
 static pending_t *pending; /* queue_lock */
 static uint32_t npending, pending_cap;
 
-static int32_t pending_find(uint32_t root, uint32_t slot, int32_t lasti, int32_t line)
+static int32_t code_line(PyCodeObject *code, int32_t lasti)
+{
+    int line = PyCode_Addr2Line(code, lasti < 0 ? -1 : lasti * (int)sizeof(_Py_CODEUNIT));
+    return line < 0 ? code->co_firstlineno : line;
+}
+
+/* queue_lock held.  `code` is alive (the calling thread runs it): the line is
+ * only worked out for a new entry, since it costs a scan of the line table. */
+static int32_t pending_find(uint32_t root, uint32_t slot, int32_t lasti, PyCodeObject *code)
 {
     for (uint32_t k = npending; k-- > 0;) { /* few: the lines that call C with the GIL released */
         pending_t *p = &pending[k];
@@ -852,12 +860,12 @@ static int32_t pending_find(uint32_t root, uint32_t slot, int32_t lasti, int32_t
         pending = grown;
         pending_cap = cap;
     }
-    pending[npending] = (pending_t){root, slot, lasti, line, {0}};
+    pending[npending] = (pending_t){root, slot, lasti, code_line(code, lasti), {0}};
     return (int32_t)npending++;
 }
 
-/* No GIL: this thread's innermost Python line, as (slot, lasti, line). */
-static int own_line(rec_thread_t *t, uint32_t *slot, int32_t *lasti, int32_t *line)
+/* No GIL: this thread's innermost Python code, as (code, slot, lasti). */
+static int own_line(rec_thread_t *t, PyCodeObject **where, uint32_t *slot, int32_t *lasti)
 {
     if (t == NULL || t->generation != rec_generation) {
         return 0;
@@ -875,12 +883,9 @@ static int own_line(rec_thread_t *t, uint32_t *slot, int32_t *lasti, int32_t *li
         if (v == 0 || (unsigned)(v >> 32) != rec_generation) {
             return 0;
         }
+        *where = code;
         *slot = (uint32_t)(v & 0xFFFFFFFFu) - 1;
         *lasti = mt_frame_lasti(f);
-        *line = PyCode_Addr2Line(code, *lasti < 0 ? -1 : *lasti * (int)sizeof(_Py_CODEUNIT));
-        if (*line < 0) {
-            *line = code->co_firstlineno;
-        }
         return 1;
     }
     return 0;
@@ -950,12 +955,13 @@ static uint32_t rec_alloc(void *ptr, size_t size, int native)
 
 static uint32_t rec_alloc_nogil(size_t size, int native)
 {
-    uint32_t slot;
-    int32_t lasti, line;
-    int known = own_line(t_rec, &slot, &lasti, &line);
+    PyCodeObject *code = NULL;
+    uint32_t slot = 0;
+    int32_t lasti = 0;
+    int known = own_line(t_rec, &code, &slot, &lasti);
     uint32_t id = NOGIL_ID;
     pthread_mutex_lock(&queue_lock);
-    int32_t k = known ? pending_find(t_rec->root, slot, lasti, line) : -1;
+    int32_t k = known ? pending_find(t_rec->root, slot, lasti, code) : -1;
     if (k >= 0) {
         stat_add(&pending[k].st, (int64_t)size, native);
         id = PENDING_BASE + (uint32_t)k;
