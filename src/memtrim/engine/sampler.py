@@ -49,6 +49,17 @@ def _heap_capsule() -> Any:
     return load()._C_API
 
 
+_bound: list[bool] = []
+
+
+def _bind_engine() -> None:
+    # Once: the sampler threads enter the engine's guard, so that what libc
+    # allocates for them (hooked by the native hooks) is not the program's.
+    if not _bound:
+        _native.bind_engine(_heap_capsule())
+        _bound.append(True)
+
+
 class Sampler:
     """Samples ``pid`` (and its descendants if ``children``) every ``interval`` s.
 
@@ -76,6 +87,7 @@ class Sampler:
         if (marks or reset_marks) and metric != "rss":
             raise ValueError("kernel marks are read with the rss metric only")
         if NATIVE:
+            _bind_engine()
             capsule = _heap_capsule() if heap else None
             mode = 2 if reset_marks else 1 if marks else 0
             self._impl: Any = _native.Sampler(

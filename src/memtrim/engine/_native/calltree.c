@@ -1198,7 +1198,7 @@ static PyObject *slot_tuple(slot_t *s)
  *   "stats", "sampled" (or None): a tuple per node;
  *   "nogil": the stats of blocks allocated without the GIL;
  *   "threads": [ident]; "exact", "sample_bytes", "tree_full_blocks". */
-PyObject *mt_tree_snapshot(void)
+static PyObject *snapshot(void)
 {
     /* pending leaves become nodes first (this may add nodes) */
     pthread_mutex_lock(&queue_lock);
@@ -1296,8 +1296,21 @@ error:
     return NULL;
 }
 
+/* The tree's arrays move while it is read or freed: this thread's own
+ * allocations (a C signal handler's among them) must not reach rec_alloc
+ * meanwhile, so they pass uncounted (they are memtrim's, or a handler's). */
+PyObject *mt_tree_snapshot(void)
+{
+    mt_heap_guard_enter();
+    PyObject *out = snapshot();
+    mt_heap_guard_exit();
+    return out;
+}
+
 void mt_tree_clear(void)
 {
+    mt_heap_guard_enter();
     mt_tree_stop();
     clear_all();
+    mt_heap_guard_exit();
 }

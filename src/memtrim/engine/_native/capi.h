@@ -12,6 +12,10 @@ typedef struct {
     int version;
     int64_t (*heap_level)(void);
     int (*heap_installed)(void);
+    /* version 2: the calling thread's allocations pass uncounted from now on
+     * (memtrim's own threads: what libc allocates for them is not the
+     * program's) */
+    void (*guard_enter)(void);
 } mt_c_api_t;
 
 #endif

@@ -642,28 +642,33 @@ static domain_t dom_raw = {.domain = PYMEM_DOMAIN_RAW};
 static domain_t dom_mem = {.domain = PYMEM_DOMAIN_MEM};
 static domain_t dom_obj = {.domain = PYMEM_DOMAIN_OBJ};
 
-/* MEM and OBJ: always called with the GIL. */
+/* MEM and OBJ: always called with the GIL.  mt_guard stays set through the
+ * accounting too: a C signal handler that allocates while this thread is in
+ * the middle of it passes straight through instead of re-entering it (the
+ * big table's lock is not recursive). */
 static void *gil_malloc(void *ctx, size_t size)
 {
     domain_t *d = ctx;
+    int outer = mt_guard == 0;
     mt_guard++;
     void *p = d->orig.malloc(d->orig.ctx, size);
-    mt_guard--;
-    if (MT_LIKELY(p != NULL && !mt_guard)) {
+    if (MT_LIKELY(p != NULL && outer)) {
         on_alloc_gil(p, size, 0);
     }
+    mt_guard--;
     return p;
 }
 
 static void *gil_calloc(void *ctx, size_t nelem, size_t elsize)
 {
     domain_t *d = ctx;
+    int outer = mt_guard == 0;
     mt_guard++;
     void *p = d->orig.calloc(d->orig.ctx, nelem, elsize);
-    mt_guard--;
-    if (p != NULL && !mt_guard) {
+    if (p != NULL && outer) {
         on_alloc_gil(p, nelem * elsize, 0);
     }
+    mt_guard--;
     return p;
 }
 
@@ -675,21 +680,22 @@ static void *gil_realloc(void *ctx, void *ptr, size_t size)
     }
     /* Take the old size first: once the original realloc frees `ptr`, its
      * address may be handed out (and recorded) again. */
+    mt_guard++;
     uint32_t old_id = 0;
     int64_t old = ptr ? take_size(ptr, &old_id) : -1;
-    mt_guard++;
     void *p = d->orig.realloc(d->orig.ctx, ptr, size);
-    mt_guard--;
     if (p == NULL) {
         if (old >= 0) {
             record_size(ptr, (size_t)old, old_id); /* failed: the old block is intact */
         }
+        mt_guard--;
         return NULL;
     }
     if (old >= 0) {
         forget_gil(ptr, old, old_id);
     }
     on_alloc_gil(p, size, 0);
+    mt_guard--;
     return p;
 }
 
@@ -697,7 +703,9 @@ static void gil_free(void *ctx, void *ptr)
 {
     domain_t *d = ctx;
     if (ptr != NULL && !mt_guard) {
+        mt_guard++;
         on_free_gil(ptr);
+        mt_guard--;
     }
     d->orig.free(d->orig.ctx, ptr);
 }
@@ -1011,23 +1019,25 @@ static np_allocator_t np_orig;
 
 static void *np_malloc(void *ctx, size_t size)
 {
+    int outer = mt_guard == 0;
     mt_guard++; /* numpy may get its memory from PyMem_RawMalloc: count it once */
     void *p = np_orig.malloc(ctx, size);
-    mt_guard--;
-    if (p != NULL && !mt_guard) {
+    if (p != NULL && outer) {
         account_alloc(p, size);
     }
+    mt_guard--;
     return p;
 }
 
 static void *np_calloc(void *ctx, size_t nelem, size_t elsize)
 {
+    int outer = mt_guard == 0;
     mt_guard++;
     void *p = np_orig.calloc(ctx, nelem, elsize);
-    mt_guard--;
-    if (p != NULL && !mt_guard) {
+    if (p != NULL && outer) {
         account_alloc(p, nelem * elsize);
     }
+    mt_guard--;
     return p;
 }
 
@@ -1035,26 +1045,27 @@ static void *np_realloc(void *ctx, void *ptr, size_t size)
 {
     int outer = mt_guard == 0;
     uint32_t id = 0;
-    int64_t old = (ptr && outer) ? account_take(ptr, &id) : -1;
     mt_guard++;
+    int64_t old = (ptr && outer) ? account_take(ptr, &id) : -1;
     void *p = np_orig.realloc(ctx, ptr, size);
-    mt_guard--;
     if (p == NULL && old >= 0) {
         account_restore(ptr, old, id);
     }
     else if (p != NULL && outer) {
         account_alloc(p, size);
     }
+    mt_guard--;
     return p;
 }
 
 static void np_free(void *ctx, void *ptr, size_t size)
 {
-    if (ptr != NULL && !mt_guard) {
+    int outer = mt_guard == 0;
+    mt_guard++;
+    if (ptr != NULL && outer) {
         uint32_t id;
         account_take(ptr, &id);
     }
-    mt_guard++;
     np_orig.free(ctx, ptr, size);
     mt_guard--;
 }

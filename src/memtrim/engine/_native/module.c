@@ -12,7 +12,7 @@
 
 #include <pthread.h>
 
-static mt_c_api_t c_api = {1, mt_heap_level, mt_heap_installed};
+static mt_c_api_t c_api = {2, mt_heap_level, mt_heap_installed, mt_heap_guard_enter};
 
 static PyObject *py_heap_install(PyObject *self, PyObject *unused)
 {

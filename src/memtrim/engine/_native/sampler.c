@@ -641,9 +641,17 @@ static int spawn_thread(Sampler *s)
     return rc;
 }
 
+/* The engine's guard (capi.h version 2), bound once by bind_engine(): the
+ * sampler threads' own allocations (opendir's buffers, through libc's GOT,
+ * which the native hooks patch) are memtrim's, not the program's. */
+static void (*guard_enter)(void);
+
 static void *sampler_main(void *arg)
 {
     Sampler *s = arg;
+    if (guard_enter != NULL) {
+        guard_enter();
+    }
     buf_t one = {0};
     scan_t scan = {{0}, -1, 0, 0}; /* this thread's own: no lock */
     /* Fixed rate: deadlines are start + k * interval.  The first sample is
@@ -1069,7 +1077,21 @@ static PyObject *py_active_count(PyObject *self, PyObject *unused)
     return PyLong_FromLong(__atomic_load_n(&live_threads, __ATOMIC_RELAXED));
 }
 
+static PyObject *py_bind_engine(PyObject *self, PyObject *capsule)
+{
+    const mt_c_api_t *api = PyCapsule_GetPointer(capsule, API_CAPSULE);
+    if (api == NULL) {
+        return NULL;
+    }
+    if (api->version >= 2) {
+        guard_enter = api->guard_enter;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"bind_engine", py_bind_engine, METH_O,
+     "bind_engine(capsule): the engine's C API; sampler threads then pass its hooks uncounted."},
     {"read_memory", py_read_memory, METH_VARARGS,
      "read_memory(pid, metric=0) -> bytes; 0 for a zombie, -1 if unreadable."},
     {"active_count", py_active_count, METH_NOARGS,

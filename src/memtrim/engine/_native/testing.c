@@ -13,6 +13,8 @@
 
 #include <malloc.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -310,7 +312,50 @@ static PyObject *py_c_alloc_in_thread(PyObject *self, PyObject *args)
     return PyLong_FromVoidPtr(p);
 }
 
+/* A C library that allocates in a signal handler (not async-signal-safe, but
+ * it happens): SIGALRM every `usec` microseconds mallocs and frees two small
+ * blocks.  (With glibc's malloc this deadlocks or crashes without memtrim
+ * too; the tests preload an allocator whose small blocks take no lock.) */
+static volatile long storm_count;
+
+static void storm_handler(int sig)
+{
+    (void)sig;
+    void *small = malloc(64);
+    void *big = malloc(3000);
+    free(small);
+    free(big);
+    storm_count++;
+}
+
+static PyObject *py_c_signal_storm(PyObject *self, PyObject *args)
+{
+    long usec;
+    if (!PyArg_ParseTuple(args, "l", &usec)) {
+        return NULL;
+    }
+    struct sigaction action;
+    memset(&action, 0, sizeof(action));
+    action.sa_handler = usec > 0 ? storm_handler : SIG_DFL;
+    action.sa_flags = SA_RESTART;
+    struct itimerval timer = {{0, usec > 0 ? usec : 0}, {0, usec > 0 ? usec : 0}};
+    if (usec <= 0) {
+        setitimer(ITIMER_REAL, &timer, NULL); /* off first, then the default action */
+    }
+    if (sigaction(SIGALRM, &action, NULL) != 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    if (usec > 0) {
+        storm_count = 0;
+        setitimer(ITIMER_REAL, &timer, NULL);
+    }
+    return PyLong_FromLong(storm_count);
+}
+
 static PyMethodDef methods[] = {
+    {"c_signal_storm", py_c_signal_storm, METH_VARARGS,
+     "(usec): SIGALRM every usec microseconds, its C handler mallocs and frees; 0 stops it "
+     "and returns how many times it ran."},
     {"c_alloc", py_c_alloc, METH_VARARGS,
      "(how, size) -> address: malloc, calloc, posix_memalign, aligned_alloc, memalign, valloc, "
      "pvalloc or mmap, called from C."},

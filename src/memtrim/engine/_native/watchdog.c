@@ -11,6 +11,7 @@
  * and runs its function in the main thread, where raising an exception is
  * legal (this is how signal handlers reach Python code). */
 #include "compat.h"
+#include "heap.h"
 #include "procfs.h"
 
 #include <pthread.h>
@@ -80,6 +81,7 @@ static void trip(int (*fn)(void *))
 static void *watch(void *unused)
 {
     (void)unused;
+    mt_heap_guard_enter(); /* what libc allocates for this thread is memtrim's */
     struct timespec pause = {interval_ns / 1000000000L, interval_ns % 1000000000L};
     while (running) {
         long long rss = read_rss();
