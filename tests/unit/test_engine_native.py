@@ -169,3 +169,28 @@ def test_blocks_from_before_the_hooks_are_ignored():
         testing.c_munmap(mapped, 4 * PAGE)
         assert hooks.native_level() == n0
         assert hooks.level() - l0 <= 0
+
+
+def test_threads_without_python_after_a_subinterpreter_exists():
+    # Once a subinterpreter exists, PyGILState_Check() answers "yes" in every
+    # thread: the hooks must not take a C thread for the GIL's holder.
+    import importlib
+
+    module = None
+    for name in ("_interpreters", "_xxsubinterpreters"):
+        try:
+            module = importlib.import_module(name)
+            break
+        except ImportError:
+            continue
+    if module is None:
+        pytest.skip("no subinterpreters module (Python 3.12+)")
+    with hooks.acquire("test", native=True):
+        interpreter = module.create()
+        try:
+            n0 = hooks.native_level()
+            address = testing.c_alloc_in_thread(123_456)
+            assert hooks.native_level() - n0 == 123_456
+            testing.c_free(address)
+        finally:
+            module.destroy(interpreter)

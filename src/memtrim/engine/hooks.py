@@ -71,7 +71,12 @@ def native_default() -> bool:
 
 
 def native_installed() -> bool:
-    """Are the native (C allocator) hooks in?"""
+    """Are the native (C allocator) hooks in?
+
+    Once in, they stay until the heap hooks come off, even when the holders
+    that asked for them let go first: a native block allocated under them must
+    be freed under them, or its bytes would stay counted.
+    """
     return _engine.native_installed()
 
 
@@ -87,8 +92,14 @@ def native_error() -> str:
 
 def native_stats() -> dict[str, int]:
     """What the native hooks did: objects and slots patched, mappings not tracked."""
-    objects, slots, untracked, dlopens = _engine.native_stats()
-    return {"objects": objects, "slots": slots, "untracked_maps": untracked, "dlopens": dlopens}
+    objects, slots, untracked, dlopens, foreign = _engine.native_stats()
+    return {
+        "objects": objects,
+        "slots": slots,
+        "untracked_maps": untracked,
+        "dlopens": dlopens,
+        "foreign_slots": foreign,
+    }
 
 
 def baseline_rss() -> int:

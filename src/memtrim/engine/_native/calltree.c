@@ -1164,6 +1164,16 @@ void mt_tree_stop(void)
     }
 }
 
+void mt_tree_fork_prepare(void)
+{
+    pthread_mutex_lock(&queue_lock);
+}
+
+void mt_tree_fork_parent(void)
+{
+    pthread_mutex_unlock(&queue_lock);
+}
+
 void mt_tree_after_fork(void)
 {
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;

@@ -15,6 +15,8 @@ int mt_tree_start(int exact, int64_t sample_bytes, PyObject *hidden, uint64_t se
 int mt_tree_running(void);
 void mt_tree_stop(void);
 PyObject *mt_tree_snapshot(void);
+void mt_tree_fork_prepare(void);
+void mt_tree_fork_parent(void);
 void mt_tree_after_fork(void);
 void mt_tree_clear(void); /* stop if needed, and free everything */
 

@@ -26,6 +26,20 @@
  * need a few bytes of it, which is all we use. */
 #define MT_TLS __thread __attribute__((tls_model("initial-exec")))
 
+/* Does the calling thread hold the GIL?  Safe from any thread, without the
+ * GIL.  Not PyGILState_Check(): once a subinterpreter exists it stops
+ * checking and answers 1 for every thread.  The thread state running now
+ * (global on 3.11, per thread on 3.12+) is compared with this thread's own. */
+static inline int mt_have_gil(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyThreadState *running = PyThreadState_GetUnchecked();
+#else
+    PyThreadState *running = _PyThreadState_UncheckedGet();
+#endif
+    return running != NULL && running == PyGILState_GetThisThreadState();
+}
+
 #define MT_LIKELY(x) __builtin_expect(!!(x), 1)
 #define MT_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define MT_NOINLINE __attribute__((noinline))

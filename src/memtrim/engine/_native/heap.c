@@ -15,7 +15,7 @@
  *
  * Locking: the MEM and OBJ domains are only ever called with the GIL held
  * (CPython's contract), so their path uses plain globals.  RAW and numpy may be
- * called without the GIL; we check PyGILState_Check() and, without the GIL,
+ * called without the GIL; we check mt_have_gil() (compat.h) and, without the GIL,
  * take `nogil_lock` and use an atomic counter.  Leaves are installed with a
  * compare-and-swap so both paths can create them.
  *
@@ -26,6 +26,7 @@
 #include "heap.h"
 #include "hashtab.h"
 #include "listeners.h"
+#include "native.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -713,7 +714,7 @@ static void gil_free(void *ctx, void *ptr)
 /* RAW: may be called without the GIL, and from inside pymalloc (mt_guard). */
 static void account_alloc(void *p, size_t size)
 {
-    if (PyGILState_Check()) {
+    if (mt_have_gil()) {
         on_alloc_gil(p, size, 0);
     }
     else {
@@ -724,7 +725,7 @@ static void account_alloc(void *p, size_t size)
 /* Forget a block being freed or reallocated; returns its size and id. */
 static int64_t account_take(void *p, uint32_t *id)
 {
-    if (PyGILState_Check()) {
+    if (mt_have_gil()) {
         int64_t size = take_size(p, id);
         if (size >= 0) {
             forget_gil(p, size, *id);
@@ -739,7 +740,7 @@ static void account_restore(void *p, int64_t size, uint32_t id)
 {
     /* listeners already heard of the free; it is allocated again */
     uint32_t kind = id & MT_NATIVE_BIT;
-    if (PyGILState_Check()) {
+    if (mt_have_gil()) {
         if (kind) {
             on_alloc_gil(p, (size_t)size, MT_NATIVE_BIT);
         }
@@ -863,6 +864,7 @@ int mt_heap_uninstall(void)
     if (--g_refcount > 0) {
         return 0;
     }
+    mt_native_off(); /* first: native frees must still be heard */
     PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &dom_obj.orig);
     PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &dom_mem.orig);
     PyMem_SetAllocator(PYMEM_DOMAIN_RAW, &dom_raw.orig);
@@ -904,8 +906,22 @@ static void clear_ids_locked(void)
     pthread_mutex_unlock(&big_lock);
 }
 
-/* A forked child has one thread: locks another thread held at fork time would
- * never be released, so start them afresh. */
+/* Around fork: held by the forking thread, so no other thread is inside the
+ * shadow map or the big table when the child's copy is made. */
+void mt_heap_fork_prepare(void)
+{
+    pthread_mutex_lock(&nogil_lock);
+    pthread_mutex_lock(&big_lock);
+}
+
+void mt_heap_fork_parent(void)
+{
+    pthread_mutex_unlock(&big_lock);
+    pthread_mutex_unlock(&nogil_lock);
+}
+
+/* A forked child has one thread: the locks the forking thread took (or any
+ * other held) are started afresh. */
 void mt_heap_after_fork(void)
 {
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
@@ -929,7 +945,7 @@ int64_t mt_heap_overhead(void)
 /* native.c's hooks call these with mt_guard held, from any thread. */
 void mt_heap_native_alloc(void *p, size_t size)
 {
-    if (PyGILState_Check()) {
+    if (mt_have_gil()) {
         if (MT_LIKELY(g_installed)) { /* install and uninstall hold the GIL */
             on_alloc_gil(p, size, MT_NATIVE_BIT);
         }
@@ -942,7 +958,7 @@ void mt_heap_native_alloc(void *p, size_t size)
 int64_t mt_heap_native_take(void *p)
 {
     uint32_t id;
-    if (PyGILState_Check()) {
+    if (mt_have_gil()) {
         if (MT_UNLIKELY(!g_installed)) {
             return -1;
         }

@@ -33,6 +33,8 @@ int mt_heap_installed(void);
 int64_t mt_heap_level(void);        /* live bytes allocated since install, all threads */
 int64_t mt_heap_peak(void);         /* highest level since install or last peak reset */
 void mt_heap_reset_peak(void);
+void mt_heap_fork_prepare(void);   /* before fork: take the locks */
+void mt_heap_fork_parent(void);    /* after fork, in the parent: release them */
 void mt_heap_after_fork(void);     /* in a forked child */
 void mt_heap_counts(uint64_t *allocs, uint64_t *frees);
 int64_t mt_heap_overhead(void);    /* bytes the shadow map itself uses */

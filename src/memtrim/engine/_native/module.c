@@ -41,6 +41,11 @@ static PyObject *py_native_install(PyObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+static PyObject *py_native_wanted(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromLong(mt_native_wanted());
+}
+
 static PyObject *py_native_uninstall(PyObject *self, PyObject *unused)
 {
     mt_native_uninstall();
@@ -59,10 +64,11 @@ static PyObject *py_native_level(PyObject *self, PyObject *unused)
 
 static PyObject *py_native_stats(PyObject *self, PyObject *unused)
 {
-    uint64_t out[4];
+    uint64_t out[5];
     mt_native_stats(out);
-    return Py_BuildValue("(KKKK)", (unsigned long long)out[0], (unsigned long long)out[1],
-                         (unsigned long long)out[2], (unsigned long long)out[3]);
+    return Py_BuildValue("(KKKKK)", (unsigned long long)out[0], (unsigned long long)out[1],
+                         (unsigned long long)out[2], (unsigned long long)out[3],
+                         (unsigned long long)out[4]);
 }
 
 static PyObject *py_heap_installed(PyObject *self, PyObject *unused)
@@ -368,11 +374,12 @@ static PyMethodDef methods[] = {
     {"native_install", py_native_install, METH_NOARGS,
      "Hook the C allocator of every loaded library (counted; heap hooks first)."},
     {"native_uninstall", py_native_uninstall, METH_NOARGS,
-     "Put the real C allocator back when the count hits 0."},
+     "One holder less (the hooks stay until the heap hooks come off)."},
+    {"native_wanted", py_native_wanted, METH_NOARGS, "How many holders want the native hooks."},
     {"native_installed", py_native_installed, METH_NOARGS, "Are the native hooks in?"},
     {"native_level", py_native_level, METH_NOARGS, "Live bytes from the native hooks."},
     {"native_stats", py_native_stats, METH_NOARGS,
-     "(objects patched, slots patched, mappings not tracked, dlopen calls)."},
+     "(objects patched, slots patched, mappings not tracked, dlopen calls, slots left alone)."},
     {"heap_level", py_heap_level, METH_NOARGS, "Live bytes allocated since install."},
     {"heap_peak", py_heap_peak, METH_NOARGS, "Highest level since install or reset."},
     {"heap_reset_peak", py_heap_reset_peak, METH_NOARGS, "Reset the peak to the level."},
@@ -416,6 +423,22 @@ static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_engine", "memtrim's native engine.", -1, methods,
 };
 
+/* One lock order for fork, the order the hooks nest them in: the patcher's,
+ * the regions', the heap's (no-GIL, big table), the call tree's queue. */
+static void before_fork(void)
+{
+    mt_native_fork_prepare();
+    mt_heap_fork_prepare();
+    mt_tree_fork_prepare();
+}
+
+static void after_fork_in_parent(void)
+{
+    mt_tree_fork_parent();
+    mt_heap_fork_parent();
+    mt_native_fork_parent();
+}
+
 static void after_fork_in_child(void)
 {
     mt_heap_after_fork();
@@ -427,7 +450,7 @@ PyMODINIT_FUNC PyInit__engine(void)
 {
     static int atfork_done;
     if (!atfork_done) {
-        pthread_atfork(NULL, NULL, after_fork_in_child);
+        pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child);
         atfork_done = 1;
     }
     if (mt_tracer_init() < 0) {

@@ -4,7 +4,15 @@
  * posix_memalign, aligned_alloc, memalign, valloc, pvalloc, mmap, mmap64,
  * munmap, mremap, dlopen and dlclose in the global offset table (GOT) of
  * every loaded object, so that its calls come here; ours call the real
- * functions.  Objects loaded later are patched when dlopen returns.
+ * functions through pointers (real_*), never through this object's GOT: in a
+ * non-PIE executable that takes malloc's address, every reference to malloc,
+ * ours included, is the executable's PLT entry, which jumps through the slot
+ * we patch.  A slot is patched only if it holds the real function, that PLT
+ * entry or a lazy-binding stub of its own object (not a pointer the program
+ * set, nor a library's own allocator), and its value is kept to be put back.
+ * Objects loaded later are patched when the outermost dlopen returns, once
+ * the loader is done with them (an object appears in dl_iterate_phdr before it
+ * is relocated: dlopen(RTLD_NOLOAD) waits for that).
  *
  * Why the GOT, not LD_PRELOAD: memtrim also profiles in process (@profile,
  * python -m memtrim, track()), long after the program started, so it cannot
@@ -13,13 +21,14 @@
  * PyMem_SetAllocator alone: C libraries (Pillow, libxml2, sqlite, BLAS) call
  * malloc directly.
  *
- * What is not patched: our own engine and sampler (their malloc is the real
- * one: the hooks below call it), the dynamic loader (its internal allocations
- * do not go through a GOT) and the vDSO.  libc is patched: glibc routes its
- * own malloc calls (strdup, fopen's buffers) through its GOT so that an
- * interposed malloc sees them, and so do we.  Allocations made inside libc
- * without its GOT (thread stacks, malloc's own arenas and mmaps) are not
- * seen here; they show in the RSS breakdown.
+ * What is not patched: our own engine, sampler and object walker, the dynamic
+ * loader (its internal allocations do not go through a GOT), the vDSO, and an
+ * allocator preloaded in libc's place (jemalloc, tcmalloc: its own mmap calls
+ * are its arenas, not allocations, and hooking them would re-enter it).  libc
+ * is patched: glibc routes its own malloc calls (strdup, fopen's buffers)
+ * through its GOT so that an interposed malloc sees them, and so do we.
+ * Allocations made inside libc without its GOT (thread stacks, malloc's own
+ * arenas and mmaps) are not seen here; they show in the RSS breakdown.
  *
  * Counting once.  Python's allocators (PyMem_RawMalloc calls malloc) and
  * numpy's buffers are already counted by heap.c's domain hooks, which set
@@ -28,8 +37,8 @@
  * first, and only once.
  *
  * The hooks run in any thread, with or without the GIL, possibly in a signal
- * handler or a forked child.  They call no Python API but PyGILState_Check
- * (which reads a thread-local), allocate nothing of their own but the
+ * handler or a forked child.  They call no Python API but reads of thread
+ * states (mt_have_gil, compat.h), allocate nothing of their own but the
  * accounting's tables (through the real allocator), and take only heap.c's
  * locks and region_lock below, all reset in a forked child.  mt_guard is held
  * for the whole hook: a signal handler that allocates while this thread is
@@ -39,8 +48,16 @@
  * and mremap may cut any part of one: the accounting charges the whole
  * region to the line that mapped it, and a partial unmap re-charges the
  * pieces that remain to the line that unmapped (rare; said in the docs).
- * File-backed mappings are not allocations: they show in the RSS breakdown.
- */
+ * PROT_NONE reservations and file-backed mappings are not allocations: they
+ * show in the RSS breakdown if they become resident.
+ *
+ * Lifetime: once in, the hooks stay until the heap hooks come off, even if
+ * the holders that wanted them let go first: a native block allocated under
+ * them must be freed under them, or its bytes would stay counted.
+ *
+ * Fork: heap.c, this file and the call tree take their locks before fork and
+ * release them after, in one order (module.c), so the child never inherits a
+ * table half-updated by another thread. */
 #include "heap.h" /* first: Python.h sets the feature macros (dladdr needs _GNU_SOURCE) */
 #include "native.h"
 
@@ -52,6 +69,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -77,10 +95,27 @@
 #define MT_R_TYPE ELF32_R_TYPE
 #endif
 
-static int n_installed;      /* GIL */
+static int n_wanted;          /* holders that asked for the hooks; GIL */
 static volatile int patching; /* hooks in the GOTs: dlopen patches new objects */
 static pthread_mutex_t patch_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint64_t n_objects, n_slots, n_untracked, n_dlopen;
+static uint64_t n_objects, n_slots, n_foreign, n_untracked, n_dlopen;
+
+/* The real functions, resolved once (resolve_reals). */
+static void *(*real_malloc)(size_t);
+static void *(*real_calloc)(size_t, size_t);
+static void *(*real_realloc)(void *, size_t);
+static void (*real_free)(void *);
+static int (*real_posix_memalign)(void **, size_t, size_t);
+static void *(*real_aligned_alloc)(size_t, size_t);
+static void *(*real_memalign)(size_t, size_t);
+static void *(*real_valloc)(size_t);
+static void *(*real_pvalloc)(size_t);
+static void *(*real_mmap)(void *, size_t, int, int, int, off_t);
+static int (*real_munmap)(void *, size_t);
+static void *(*real_mremap)(void *, size_t, size_t, int, ...);
+static void *(*real_dlopen)(const char *, int);
+static int (*real_dlclose)(void *);
+static void *(*real_dlsym)(void *, const char *);
 
 /* ------------------------------------------------------------ the regions */
 
@@ -129,8 +164,8 @@ static size_t region_search(uintptr_t a)
 static void region_add(uintptr_t start, uintptr_t end)
 {
     if (regions == NULL) {
-        void *table = mmap(NULL, MAX_REGIONS * sizeof(region_t), PROT_READ | PROT_WRITE,
-                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        void *table = real_mmap(NULL, MAX_REGIONS * sizeof(region_t), PROT_READ | PROT_WRITE,
+                                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (table == MAP_FAILED) {
             n_untracked++;
             return;
@@ -177,16 +212,15 @@ static void region_cut(uintptr_t a, uintptr_t b)
 
 /* Every hook: with mt_guard set (we are inside an accounting allocator, or
  * in memtrim's own code) call the real function and return.  Otherwise hold
- * mt_guard across the real call and the accounting.  The calls below are to
- * the real functions: this object's own GOT is never patched. */
+ * mt_guard across the real call and the accounting. */
 
 static void *h_malloc(size_t size)
 {
     if (mt_guard) {
-        return malloc(size);
+        return real_malloc(size);
     }
     mt_guard++;
-    void *p = malloc(size);
+    void *p = real_malloc(size);
     if (p != NULL) {
         mt_heap_native_alloc(p, size);
     }
@@ -197,12 +231,12 @@ static void *h_malloc(size_t size)
 static void *h_calloc(size_t n, size_t size)
 {
     if (mt_guard) {
-        return calloc(n, size);
+        return real_calloc(n, size);
     }
     mt_guard++;
-    void *p = calloc(n, size);
+    void *p = real_calloc(n, size);
     if (p != NULL) {
-        mt_heap_native_alloc(p, n * size);
+        mt_heap_native_alloc(p, n * size); /* no overflow: calloc refused those */
     }
     mt_guard--;
     return p;
@@ -211,23 +245,23 @@ static void *h_calloc(size_t n, size_t size)
 static void h_free(void *ptr)
 {
     if (mt_guard || ptr == NULL) {
-        free(ptr);
+        real_free(ptr);
         return;
     }
     mt_guard++;
     mt_heap_native_take(ptr); /* before: once freed, the address may be reused */
-    free(ptr);
+    real_free(ptr);
     mt_guard--;
 }
 
 static void *h_realloc(void *ptr, size_t size)
 {
     if (mt_guard) {
-        return realloc(ptr, size);
+        return real_realloc(ptr, size);
     }
     mt_guard++;
     int64_t old = ptr != NULL ? mt_heap_native_take(ptr) : -1;
-    void *p = realloc(ptr, size);
+    void *p = real_realloc(ptr, size);
     if (p != NULL) {
         mt_heap_native_alloc(p, size);
     }
@@ -251,10 +285,10 @@ static void *h_reallocarray(void *ptr, size_t n, size_t size)
 static int h_posix_memalign(void **out, size_t alignment, size_t size)
 {
     if (mt_guard) {
-        return posix_memalign(out, alignment, size);
+        return real_posix_memalign(out, alignment, size);
     }
     mt_guard++;
-    int err = posix_memalign(out, alignment, size);
+    int err = real_posix_memalign(out, alignment, size);
     if (err == 0 && *out != NULL) {
         mt_heap_native_alloc(*out, size);
     }
@@ -262,14 +296,7 @@ static int h_posix_memalign(void **out, size_t alignment, size_t size)
     return err;
 }
 
-/* The obsolete aligned allocators: called through the real pointers, looked
- * up once, since some libcs warn on (or lack) their declarations. */
-typedef void *(*align_fn)(size_t, size_t);
-typedef void *(*page_fn)(size_t);
-static align_fn real_aligned_alloc, real_memalign;
-static page_fn real_valloc, real_pvalloc;
-
-static void *aligned_with(align_fn fn, size_t alignment, size_t size)
+static void *aligned_with(void *(*fn)(size_t, size_t), size_t alignment, size_t size)
 {
     if (mt_guard) {
         return fn(alignment, size);
@@ -293,7 +320,7 @@ static void *h_memalign(size_t alignment, size_t size)
     return aligned_with(real_memalign, alignment, size);
 }
 
-static void *paged_with(page_fn fn, size_t size)
+static void *paged_with(void *(*fn)(size_t), size_t size)
 {
     if (mt_guard) {
         return fn(size);
@@ -320,17 +347,16 @@ static void *h_pvalloc(size_t size)
 static void *h_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
     if (mt_guard || !patching) { /* !patching: a pointer handed out by h_dlsym, kept */
-        return mmap(addr, len, prot, flags, fd, off);
+        return real_mmap(addr, len, prot, flags, fd, off);
     }
     mt_guard++;
     pthread_mutex_lock(&region_lock);
-    void *p = mmap(addr, len, prot, flags, fd, off);
+    void *p = real_mmap(addr, len, prot, flags, fd, off);
     if (p != MAP_FAILED) {
         uintptr_t a = (uintptr_t)p, b = a + round_up(len);
-        if (flags & MAP_FIXED) {
-            region_cut(a, b); /* the new mapping replaced what was there */
-        }
-        if (flags & MAP_ANONYMOUS) {
+        /* what was there is gone (MAP_FIXED), or was unmapped behind our back */
+        region_cut(a, b);
+        if ((flags & MAP_ANONYMOUS) && prot != PROT_NONE) { /* not a mere reservation */
             region_add(a, b);
         }
     }
@@ -342,11 +368,11 @@ static void *h_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t o
 static int h_munmap(void *addr, size_t len)
 {
     if (mt_guard || !patching) {
-        return munmap(addr, len);
+        return real_munmap(addr, len);
     }
     mt_guard++;
     pthread_mutex_lock(&region_lock);
-    int err = munmap(addr, len);
+    int err = real_munmap(addr, len);
     if (err == 0) {
         region_cut((uintptr_t)addr, (uintptr_t)addr + round_up(len));
     }
@@ -365,22 +391,20 @@ static void *h_mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
         va_end(args);
     }
     if (mt_guard || !patching) {
-        return mremap(old, old_len, new_len, flags, target);
+        return real_mremap(old, old_len, new_len, flags, target);
     }
     mt_guard++;
     pthread_mutex_lock(&region_lock);
     uintptr_t a = (uintptr_t)old;
     size_t i = region_search(a);
     int tracked = i < nregions && regions[i].start <= a; /* moving our own mapping */
-    void *p = mremap(old, old_len, new_len, flags, target);
+    void *p = real_mremap(old, old_len, new_len, flags, target);
     if (p != MAP_FAILED) {
         if (tracked) {
             region_cut(a, a + round_up(old_len));
         }
         uintptr_t b = (uintptr_t)p;
-        if (flags & MREMAP_FIXED) {
-            region_cut(b, b + round_up(new_len));
-        }
+        region_cut(b, b + round_up(new_len));
         if (tracked) {
             region_add(b, b + round_up(new_len));
         }
@@ -392,19 +416,20 @@ static void *h_mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 
 static void patch_all(void);
 static void forget_closed(void);
-
-/* dlopen resolves a bare file name against the *calling* object's RUNPATH
- * (glibc reads the caller from its return address): called from here, the
- * caller would be memtrim.  So a bare name is first looked up the way glibc
- * would for the real caller: in its DT_RUNPATH (or DT_RPATH), $ORIGIN
- * expanded. */
 static void *open_as(const char *file, int mode, const void *caller);
+
+/* Only the outermost dlopen of a thread patches: a library's constructor may
+ * dlopen another while the loader's lock is held, and patching waits for
+ * that lock. */
+static MT_TLS int t_dlopen_depth;
 
 static void *h_dlopen(const char *file, int mode)
 {
     const void *caller = __builtin_return_address(0);
+    t_dlopen_depth++;
     void *handle = open_as(file, mode, caller);
-    if (handle != NULL && patching) {
+    t_dlopen_depth--;
+    if (handle != NULL && patching && t_dlopen_depth == 0) {
         __atomic_add_fetch(&n_dlopen, 1, __ATOMIC_RELAXED);
         patch_all(); /* the object and whatever it pulled in */
     }
@@ -413,7 +438,7 @@ static void *h_dlopen(const char *file, int mode)
 
 static int h_dlclose(void *handle)
 {
-    int err = dlclose(handle);
+    int err = real_dlclose(handle);
     if (err == 0 && patching) {
         forget_closed();
     }
@@ -428,7 +453,7 @@ static void *with_hooks(void *found);
  * neither of them asks that. */
 static void *h_dlsym(void *handle, const char *name)
 {
-    return with_hooks(dlsym(handle, name));
+    return with_hooks(real_dlsym(handle, name));
 }
 
 /* ------------------------------------------------------------ dlopen's path */
@@ -449,18 +474,82 @@ static uintptr_t fix_address(uintptr_t value, uintptr_t base)
     return value < base ? value + base : value;
 }
 
-static void *try_runpath(const char *file, int mode, struct link_map *map)
+/* `dir` (len bytes, $ORIGIN expanded) + "/" + file into out; 0 if the
+ * directory uses a token we do not expand ($LIB, $PLATFORM) or is too long. */
+static int path_in(char *out, size_t cap, const char *dir, size_t len, const char *origin,
+                   const char *file)
 {
-    const ElfW(Dyn) *path = dynamic_of(map, DT_RUNPATH);
-    if (path == NULL) {
-        path = dynamic_of(map, DT_RPATH);
+    size_t used = 0;
+    for (size_t i = 0; i < len;) {
+        size_t token = 0;
+        if (strncmp(dir + i, "${ORIGIN}", 9) == 0 && i + 9 <= len) {
+            token = 9;
+        }
+        else if (strncmp(dir + i, "$ORIGIN", 7) == 0 && i + 7 <= len &&
+                 (i + 7 == len || dir[i + 7] == '/')) {
+            token = 7;
+        }
+        else if (dir[i] == '$') {
+            return 0;
+        }
+        if (token) {
+            size_t n = strlen(origin);
+            if (used + n >= cap) {
+                return 0;
+            }
+            memcpy(out + used, origin, n);
+            used += n;
+            i += token;
+        }
+        else {
+            if (used + 1 >= cap) {
+                return 0;
+            }
+            out[used++] = dir[i++];
+        }
     }
+    size_t n = strlen(file);
+    if (used == 0 || used + 1 + n >= cap) {
+        return 0;
+    }
+    out[used++] = '/';
+    memcpy(out + used, file, n + 1);
+    return 1;
+}
+
+/* The first existing file/dir of a ':'-separated list, dlopen'ed. */
+static void *open_in(const char *dirs, const char *origin, const char *file, int mode)
+{
+    char candidate[4096];
+    while (dirs != NULL && *dirs) {
+        const char *end = strchr(dirs, ':');
+        size_t len = end ? (size_t)(end - dirs) : strlen(dirs);
+        if (path_in(candidate, sizeof(candidate), dirs, len, origin, file) &&
+            access(candidate, F_OK) == 0) {
+            void *handle = real_dlopen(candidate, mode);
+            if (handle != NULL) {
+                return handle;
+            }
+        }
+        dirs += len + (end ? 1 : 0);
+    }
+    return NULL;
+}
+
+/* A bare name, searched as glibc would for the real caller: a caller's
+ * DT_RUNPATH after LD_LIBRARY_PATH, a DT_RPATH (without RUNPATH) before it.
+ * NULL: leave it to dlopen itself (which then searches as for memtrim, whose
+ * engine has neither). */
+static void *open_from_paths(const char *file, int mode, struct link_map *map)
+{
+    const ElfW(Dyn) *runpath = dynamic_of(map, DT_RUNPATH);
+    const ElfW(Dyn) *rpath = runpath ? NULL : dynamic_of(map, DT_RPATH);
     const ElfW(Dyn) *strtab = dynamic_of(map, DT_STRTAB);
-    if (path == NULL || strtab == NULL) {
+    if ((runpath == NULL && rpath == NULL) || strtab == NULL) {
         return NULL;
     }
-    const char *dirs = (const char *)fix_address(strtab->d_un.d_ptr, map->l_addr) +
-                       path->d_un.d_val;
+    const char *strs = (const char *)fix_address(strtab->d_un.d_ptr, map->l_addr);
+    const char *dirs = strs + (runpath ? runpath : rpath)->d_un.d_val;
     char origin[4096] = "";
     const char *name = map->l_name;
     if (name == NULL || name[0] == '\0') { /* the executable */
@@ -474,54 +563,30 @@ static void *try_runpath(const char *file, int mode, struct link_map *map)
     if (slash != NULL) {
         *slash = '\0';
     }
-    char candidate[4096];
-    while (*dirs) {
-        const char *end = strchr(dirs, ':');
-        size_t len = end ? (size_t)(end - dirs) : strlen(dirs);
-        size_t used = 0;
-        for (size_t i = 0; i < len && used < sizeof(candidate) - 1;) {
-            if (strncmp(dirs + i, "$ORIGIN", 7) == 0 && i + 7 <= len) {
-                used += (size_t)snprintf(candidate + used, sizeof(candidate) - used, "%s", origin);
-                i += 7;
-            }
-            else if (strncmp(dirs + i, "${ORIGIN}", 9) == 0 && i + 9 <= len) {
-                used += (size_t)snprintf(candidate + used, sizeof(candidate) - used, "%s", origin);
-                i += 9;
-            }
-            else {
-                candidate[used++] = dirs[i++];
-            }
-        }
-        if (used < sizeof(candidate) - 1 && used > 0) {
-            snprintf(candidate + used, sizeof(candidate) - used, "/%s", file);
-            if (access(candidate, F_OK) == 0) {
-                void *handle = dlopen(candidate, mode);
-                if (handle != NULL) {
-                    return handle;
-                }
-            }
-        }
-        dirs += len + (end ? 1 : 0);
+    void *handle = NULL;
+    if (runpath != NULL) {
+        handle = open_in(getenv("LD_LIBRARY_PATH"), "", file, mode);
     }
-    return NULL;
+    return handle != NULL ? handle : open_in(dirs, origin, file, mode);
 }
 
 static void *open_as(const char *file, int mode, const void *caller)
 {
-    if (file != NULL && strchr(file, '/') == NULL) {
+    /* setuid programs: the loader ignores $ORIGIN and the environment; so do we */
+    if (file != NULL && strchr(file, '/') == NULL && !getauxval(AT_SECURE)) {
         Dl_info info;
         struct link_map *map = NULL;
         if (dladdr1(caller, &info, (void **)&map, RTLD_DL_LINKMAP) != 0 && map != NULL) {
-            void *handle = dlopen(file, mode | RTLD_NOLOAD); /* already loaded: as is */
+            void *handle = real_dlopen(file, mode | RTLD_NOLOAD); /* loaded: as is */
             if (handle == NULL) {
-                handle = try_runpath(file, mode, map);
+                handle = open_from_paths(file, mode, map);
             }
             if (handle != NULL) {
                 return handle;
             }
         }
     }
-    return dlopen(file, mode);
+    return real_dlopen(file, mode);
 }
 
 /* --------------------------------------------------------------- the patcher */
@@ -529,60 +594,138 @@ static void *open_as(const char *file, int mode, const void *caller)
 typedef struct {
     const char *name;
     void *hook;
-    void *real;
-    int ffi_only; /* patched in ctypes and cffi only */
+    void **real;      /* where the real function's address is kept */
+    void *canonical;  /* what dlsym(RTLD_DEFAULT) answers (a non-PIE PLT entry) */
+    int ffi_only;     /* patched in ctypes and cffi only */
 } target_t;
 
 static target_t targets[] = {
-    {"malloc", (void *)h_malloc, NULL},
-    {"calloc", (void *)h_calloc, NULL},
-    {"realloc", (void *)h_realloc, NULL},
-    {"reallocarray", (void *)h_reallocarray, NULL},
-    {"free", (void *)h_free, NULL},
-    {"posix_memalign", (void *)h_posix_memalign, NULL},
-    {"aligned_alloc", (void *)h_aligned_alloc, NULL},
-    {"memalign", (void *)h_memalign, NULL},
-    {"valloc", (void *)h_valloc, NULL},
-    {"pvalloc", (void *)h_pvalloc, NULL},
-    {"mmap", (void *)h_mmap, NULL},
-    {"mmap64", (void *)h_mmap, NULL},
-    {"munmap", (void *)h_munmap, NULL},
-    {"mremap", (void *)h_mremap, NULL},
-    {"dlopen", (void *)h_dlopen, NULL},
-    {"dlclose", (void *)h_dlclose, NULL},
-    {"dlsym", (void *)h_dlsym, NULL, 1},
+    {"malloc", (void *)h_malloc, (void **)&real_malloc, NULL, 0},
+    {"calloc", (void *)h_calloc, (void **)&real_calloc, NULL, 0},
+    {"realloc", (void *)h_realloc, (void **)&real_realloc, NULL, 0},
+    {"reallocarray", (void *)h_reallocarray, NULL, NULL, 0},
+    {"free", (void *)h_free, (void **)&real_free, NULL, 0},
+    {"posix_memalign", (void *)h_posix_memalign, (void **)&real_posix_memalign, NULL, 0},
+    {"aligned_alloc", (void *)h_aligned_alloc, (void **)&real_aligned_alloc, NULL, 0},
+    {"memalign", (void *)h_memalign, (void **)&real_memalign, NULL, 0},
+    {"valloc", (void *)h_valloc, (void **)&real_valloc, NULL, 0},
+    {"pvalloc", (void *)h_pvalloc, (void **)&real_pvalloc, NULL, 0},
+    {"mmap", (void *)h_mmap, (void **)&real_mmap, NULL, 0},
+    {"mmap64", (void *)h_mmap, NULL, NULL, 0},
+    {"munmap", (void *)h_munmap, (void **)&real_munmap, NULL, 0},
+    {"mremap", (void *)h_mremap, (void **)&real_mremap, NULL, 0},
+    {"dlopen", (void *)h_dlopen, (void **)&real_dlopen, NULL, 0},
+    {"dlclose", (void *)h_dlclose, (void **)&real_dlclose, NULL, 0},
+    {"dlsym", (void *)h_dlsym, (void **)&real_dlsym, NULL, 1},
 };
+#define NTARGETS (sizeof(targets) / sizeof(targets[0]))
 #define NALLOCATORS 14 /* the first ones: what dlsym hands our hooks out for */
+
+/* The real function of each target and the address every object sees for it. */
+static void *real_of(const target_t *t)
+{
+    return t->real != NULL ? *t->real : t->canonical;
+}
 
 static void *with_hooks(void *found)
 {
     if (found != NULL && patching) {
         for (size_t i = 0; i < NALLOCATORS; i++) {
-            if (found == targets[i].real && targets[i].hook != NULL) {
+            if (targets[i].hook != NULL &&
+                (found == real_of(&targets[i]) || found == targets[i].canonical)) {
                 return targets[i].hook;
             }
         }
     }
     return found;
 }
-#define NTARGETS (sizeof(targets) / sizeof(targets[0]))
 
+/* Is `addr` a symbol's definition (not an executable's PLT entry standing
+ * for a function defined elsewhere)? */
+static int defined_at(void *addr)
+{
+    Dl_info info;
+    const ElfW(Sym) *sym = NULL;
+    if (dladdr1(addr, &info, (void **)&sym, RTLD_DL_SYMENT) == 0 || sym == NULL) {
+        return 1; /* nothing says otherwise */
+    }
+    return sym->st_shndx != SHN_UNDEF;
+}
+
+typedef struct {
+    char **names;
+    size_t n, cap;
+} names_t;
+
+static int collect_name(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    names_t *names = data;
+    if (info->dlpi_name == NULL || info->dlpi_name[0] == '\0' || names->n == names->cap) {
+        return 0;
+    }
+    names->names[names->n] = strdup(info->dlpi_name);
+    names->n += names->names[names->n] != NULL;
+    return 0;
+}
+
+/* The first definition of `name` in load order, skipping PLT entries: with a
+ * preloaded allocator, its malloc; else libc's. */
+static void *first_definition(const char *name)
+{
+    char *storage[512];
+    names_t names = {storage, 0, 512};
+    dl_iterate_phdr(collect_name, &names);
+    void *found = NULL;
+    for (size_t i = 0; i < names.n; i++) {
+        if (found == NULL) {
+            void *handle = dlopen(names.names[i], RTLD_NOLOAD | RTLD_LAZY);
+            if (handle != NULL) {
+                void *p = dlsym(handle, name);
+                if (p != NULL && defined_at(p)) {
+                    found = p;
+                }
+                dlclose(handle);
+            }
+        }
+        free(names.names[i]);
+    }
+    return found;
+}
+
+static char *allocator_name; /* the object of the real malloc, if not libc's */
+
+/* GIL held, before any slot is patched. */
 static int resolve_reals(void)
 {
     for (size_t i = 0; i < NTARGETS; i++) {
-        targets[i].real = dlsym(RTLD_DEFAULT, targets[i].name);
-    }
-    real_aligned_alloc = (align_fn)targets[6].real;
-    real_memalign = (align_fn)targets[7].real;
-    real_valloc = (page_fn)targets[8].real;
-    real_pvalloc = (page_fn)targets[9].real;
-    /* one we cannot call through is one we must not hook */
-    for (size_t i = 6; i < 10; i++) {
-        if (targets[i].real == NULL) {
-            targets[i].hook = NULL;
+        target_t *t = &targets[i];
+        void *found = dlsym(RTLD_DEFAULT, t->name);
+        t->canonical = found;
+        if (found != NULL && !defined_at(found)) {
+            found = first_definition(t->name);
+        }
+        if (t->real != NULL) {
+            *t->real = found;
+        }
+        if (found == NULL) {
+            t->hook = NULL; /* one we cannot call through is one we must not hook */
         }
     }
-    return targets[0].real != NULL && targets[4].real != NULL ? 0 : -1;
+    if (real_malloc == NULL || real_free == NULL || real_mmap == NULL || real_munmap == NULL ||
+        real_dlopen == NULL || real_dlclose == NULL || real_realloc == NULL ||
+        real_calloc == NULL) {
+        return -1;
+    }
+    Dl_info info;
+    if (dladdr((void *)real_malloc, &info) != 0 && info.dli_fname != NULL) {
+        const char *base = strrchr(info.dli_fname, '/');
+        base = base ? base + 1 : info.dli_fname;
+        if (strncmp(base, "libc.so", 7) != 0 && strncmp(base, "libc-", 5) != 0) {
+            allocator_name = strdup(info.dli_fname);
+        }
+    }
+    return 0;
 }
 
 static const target_t *target_named(const char *name, int ffi)
@@ -612,21 +755,61 @@ static int is_hook(void *value)
     return 0;
 }
 
-static const char *own_name; /* this extension's file: never patched */
+static char *own_name; /* this extension's file: never patched */
 
 static int skip_object(const char *name)
 {
     if (name == NULL) {
         return 1;
     }
-    if (own_name != NULL && strcmp(name, own_name) == 0) {
+    if ((own_name != NULL && strcmp(name, own_name) == 0) ||
+        (allocator_name != NULL && strcmp(name, allocator_name) == 0)) {
         return 1;
     }
-    /* the loader, the vDSO, and memtrim's own sampler thread's library */
+    /* the loader, the vDSO, and memtrim's other engine modules */
     return strstr(name, "/ld-linux") != NULL || strstr(name, "/ld-musl") != NULL ||
            strstr(name, "linux-vdso") != NULL || strstr(name, "linux-gate") != NULL ||
            strstr(name, "memtrim/engine/_sampler") != NULL ||
            strstr(name, "memtrim/engine/_objects") != NULL;
+}
+
+/* The values slots held before we patched them: put back as they were. */
+typedef struct {
+    void **slot;
+    void *value;
+} saved_t;
+
+static saved_t *saved; /* patch_lock */
+static size_t nsaved, saved_cap;
+
+static void save_slot(void **slot, void *value)
+{
+    for (size_t i = nsaved; i-- > 0;) { /* a slot seen again (re-patched after dlclose) */
+        if (saved[i].slot == slot) {
+            saved[i].value = value;
+            return;
+        }
+    }
+    if (nsaved == saved_cap) {
+        size_t cap = saved_cap ? saved_cap * 2 : 256;
+        saved_t *grown = real_realloc(saved, cap * sizeof(saved_t));
+        if (grown == NULL) {
+            return;
+        }
+        saved = grown;
+        saved_cap = cap;
+    }
+    saved[nsaved++] = (saved_t){slot, value};
+}
+
+static void *saved_value(void **slot, const target_t *t)
+{
+    for (size_t i = 0; i < nsaved; i++) {
+        if (saved[i].slot == slot) {
+            return saved[i].value;
+        }
+    }
+    return real_of(t);
 }
 
 /* Where an object's slots live: its loaded segments and its RELRO range (the
@@ -657,6 +840,19 @@ static int page_prot(const object_t *o, uintptr_t page)
     return PROT_READ | PROT_WRITE;
 }
 
+/* Is `value` inside one of the object's own segments (a lazy-binding stub)? */
+static int inside(const object_t *o, uintptr_t value)
+{
+    for (int i = 0; i < o->phnum; i++) {
+        const ElfW(Phdr) *ph = &o->phdr[i];
+        uintptr_t start = o->base + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && value >= start && value < start + ph->p_memsz) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Write `value` into a slot, lifting a read-only page's protection for the
  * time of the write. */
 static void write_slot(const object_t *o, void **slot, void *value)
@@ -672,10 +868,6 @@ static void write_slot(const object_t *o, void **slot, void *value)
         mprotect((void *)page, page_size(), prot);
     }
 }
-
-typedef struct {
-    int restore; /* put the real functions back instead */
-} pass_t;
 
 static void patch_relocs(const object_t *o, const void *table, size_t size, int rela,
                          const ElfW(Sym) *symtab, const char *strtab, int restore, int *patched)
@@ -702,22 +894,35 @@ static void patch_relocs(const object_t *o, const void *table, size_t size, int 
         void *now = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
         if (restore) {
             if (is_hook(now)) {
-                write_slot(o, slot, t->real);
+                write_slot(o, slot, saved_value(slot, t));
             }
         }
-        else if (now != t->hook) {
+        else if (now == t->hook) {
+            continue;
+        }
+        else if (now == real_of(t) || now == t->canonical ||
+                 (type == R_JUMP_SLOT && inside(o, (uintptr_t)now))) {
+            save_slot(slot, now);
             write_slot(o, slot, t->hook);
             n_slots++;
             *patched = 1;
         }
+        else {
+            n_foreign++; /* the program's own pointer, or the object's own allocator */
+        }
     }
 }
+
+typedef struct {
+    int restore;       /* put the saved values back instead */
+    uintptr_t only;    /* patch this object alone (its load address) */
+} pass_t;
 
 static int patch_object(struct dl_phdr_info *info, size_t size, void *data)
 {
     (void)size;
     pass_t *pass = data;
-    if (skip_object(info->dlpi_name)) {
+    if ((!pass->restore && info->dlpi_addr != pass->only) || skip_object(info->dlpi_name)) {
         return 0;
     }
     uintptr_t base = info->dlpi_addr;
@@ -774,49 +979,145 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data)
     return 0;
 }
 
-/* Objects are identified by load address and the loader's count of loads: a
- * pass does nothing when nothing was loaded since the last one. */
-static unsigned long long seen_adds = (unsigned long long)-1;
+/* The objects patched, by load address (patch_lock); the loader's count of
+ * loads and unloads at the last complete pass. */
+#define MAX_OBJECTS 4096
+static uintptr_t done[MAX_OBJECTS];
+static size_t ndone;
+static unsigned long long seen_adds = (unsigned long long)-1, seen_subs;
+
+typedef struct {
+    uintptr_t base;
+    char *name; /* strdup'ed; "" for the executable */
+} fresh_t;
+
+typedef struct {
+    fresh_t *items;
+    size_t n, cap;
+    unsigned long long adds, subs;
+} fresh_list_t;
+
+static int is_done(uintptr_t base)
+{
+    for (size_t i = 0; i < ndone; i++) {
+        if (done[i] == base) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int collect_fresh(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    fresh_list_t *list = data;
+    list->adds = info->dlpi_adds;
+    list->subs = info->dlpi_subs;
+    if (is_done(info->dlpi_addr) || skip_object(info->dlpi_name) || list->n == list->cap) {
+        return 0;
+    }
+    char *name = strdup(info->dlpi_name ? info->dlpi_name : "");
+    if (name != NULL) {
+        list->items[list->n++] = (fresh_t){info->dlpi_addr, name};
+    }
+    return 0;
+}
 
 static int adds_of(struct dl_phdr_info *info, size_t size, void *data)
 {
     (void)size;
-    *(unsigned long long *)data = info->dlpi_adds;
+    unsigned long long *out = data;
+    out[0] = info->dlpi_adds;
+    out[1] = info->dlpi_subs;
     return 1;
 }
 
+/* Patch the objects loaded since the last pass.  Any thread; serialized. */
 static void patch_all(void)
 {
-    /* any thread (dlopen's hook): serialize passes; mt_guard, because the
-     * loader's functions may allocate */
-    mt_guard++;
+    mt_guard++; /* the loader's and our own allocations here are not the program's */
     pthread_mutex_lock(&patch_lock);
-    unsigned long long adds = 0;
-    dl_iterate_phdr(adds_of, &adds);
-    if (adds != seen_adds) {
-        pass_t pass = {0};
-        dl_iterate_phdr(patch_object, &pass);
-        seen_adds = adds;
+    unsigned long long counts[2] = {0, 0};
+    dl_iterate_phdr(adds_of, counts);
+    if (!patching || (counts[0] == seen_adds && counts[1] == seen_subs)) {
+        pthread_mutex_unlock(&patch_lock);
+        mt_guard--;
+        return;
+    }
+    static fresh_t items[MAX_OBJECTS / 8]; /* patch_lock: off the caller's stack */
+    fresh_list_t list = {items, 0, MAX_OBJECTS / 8, 0, 0};
+    dl_iterate_phdr(collect_fresh, &list);
+    int complete = list.n < list.cap;
+    for (size_t i = 0; i < list.n; i++) {
+        fresh_t *f = &list.items[i];
+        /* Relocated yet?  NOLOAD waits for a dlopen in flight in another
+         * thread; the executable and its startup libraries are. */
+        void *handle = f->name[0] ? real_dlopen(f->name, RTLD_NOLOAD | RTLD_LAZY) : NULL;
+        if (f->name[0] == '\0' || handle != NULL) {
+            pass_t pass = {0, f->base};
+            dl_iterate_phdr(patch_object, &pass);
+            if (ndone < MAX_OBJECTS) {
+                done[ndone++] = f->base;
+            }
+        }
+        else {
+            complete = 0; /* try again at the next dlopen */
+        }
+        if (handle != NULL) {
+            real_dlclose(handle);
+        }
+        free(f->name);
+    }
+    if (complete) {
+        seen_adds = list.adds;
+        seen_subs = list.subs;
     }
     pthread_mutex_unlock(&patch_lock);
     mt_guard--;
 }
 
+static int keep_loaded(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    uintptr_t *live = data;
+    for (size_t i = 0; i < ndone; i++) {
+        if (done[i] == info->dlpi_addr) {
+            live[i] = 1;
+        }
+    }
+    return 0;
+}
+
+/* After a dlclose: forget the objects gone, so that one loaded later at the
+ * same address is patched. */
 static void forget_closed(void)
 {
-    /* an object loaded again after dlclose may get the same count of loads
-     * back only if nothing else loads: cheap to just pass again */
+    mt_guard++;
     pthread_mutex_lock(&patch_lock);
+    static uintptr_t live[MAX_OBJECTS]; /* patch_lock: off the caller's stack */
+    memset(live, 0, sizeof(live));
+    dl_iterate_phdr(keep_loaded, live);
+    size_t kept = 0;
+    for (size_t i = 0; i < ndone; i++) {
+        if (live[i]) {
+            done[kept++] = done[i];
+        }
+    }
+    ndone = kept;
     seen_adds = (unsigned long long)-1;
     pthread_mutex_unlock(&patch_lock);
+    mt_guard--;
 }
 
 static void restore_all(void)
 {
     mt_guard++;
     pthread_mutex_lock(&patch_lock);
-    pass_t pass = {1};
+    patching = 0;
+    pass_t pass = {1, 0};
     dl_iterate_phdr(patch_object, &pass);
+    ndone = 0;
+    nsaved = 0;
     seen_adds = (unsigned long long)-1;
     pthread_mutex_unlock(&patch_lock);
     mt_guard--;
@@ -831,7 +1132,8 @@ int mt_native_install(void)
                         "native allocation tracking is not supported on this platform");
         return -1;
     }
-    if (n_installed++ > 0) {
+    n_wanted++;
+    if (patching) {
         return 0;
     }
     if (own_name == NULL) {
@@ -840,12 +1142,12 @@ int mt_native_install(void)
             own_name = strdup(info.dli_fname);
         }
     }
-    if (targets[0].real == NULL && resolve_reals() < 0) {
-        n_installed--;
+    if (real_malloc == NULL && resolve_reals() < 0) {
+        n_wanted--;
         PyErr_SetString(PyExc_RuntimeError, "cannot find the C allocator's functions");
         return -1;
     }
-    n_objects = n_slots = n_untracked = n_dlopen = 0;
+    n_objects = n_slots = n_foreign = n_untracked = n_dlopen = 0;
     patching = 1;
     patch_all();
     return 0;
@@ -853,12 +1155,19 @@ int mt_native_install(void)
 
 void mt_native_uninstall(void)
 {
-    if (n_installed == 0 || --n_installed > 0) {
+    if (n_wanted > 0) {
+        n_wanted--; /* the hooks stay until the heap hooks go: mt_native_off */
+    }
+}
+
+void mt_native_off(void)
+{
+    n_wanted = 0;
+    if (!patching) {
         return;
     }
-    patching = 0;
     restore_all();
-    /* the regions' bytes went with the heap's accounting; forget them too */
+    /* the regions' bytes go with the heap's accounting; forget them too */
     pthread_mutex_lock(&region_lock);
     nregions = 0;
     pthread_mutex_unlock(&region_lock);
@@ -866,7 +1175,25 @@ void mt_native_uninstall(void)
 
 int mt_native_installed(void)
 {
-    return n_installed > 0;
+    return patching;
+}
+
+int mt_native_wanted(void)
+{
+    return n_wanted;
+}
+
+/* fork: patch_lock, then region_lock (module.c calls these around heap.c's) */
+void mt_native_fork_prepare(void)
+{
+    pthread_mutex_lock(&patch_lock);
+    pthread_mutex_lock(&region_lock);
+}
+
+void mt_native_fork_parent(void)
+{
+    pthread_mutex_unlock(&region_lock);
+    pthread_mutex_unlock(&patch_lock);
 }
 
 void mt_native_after_fork(void)
@@ -876,10 +1203,11 @@ void mt_native_after_fork(void)
     region_lock = fresh;
 }
 
-void mt_native_stats(uint64_t out[4])
+void mt_native_stats(uint64_t out[5])
 {
     out[0] = n_objects;
     out[1] = n_slots;
     out[2] = n_untracked;
     out[3] = n_dlopen;
+    out[4] = n_foreign;
 }

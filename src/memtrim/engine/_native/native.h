@@ -7,12 +7,23 @@
 /* GIL held; reference-counted like the heap hooks, and only while they are
  * in.  0, or -1 with a Python exception set (unsupported platform). */
 int mt_native_install(void);
+/* One holder less.  The hooks stay in until mt_native_off: native blocks
+ * allocated under them must be freed under them, or their bytes would stay
+ * counted. */
 void mt_native_uninstall(void);
-int mt_native_installed(void);
-void mt_native_after_fork(void); /* in a forked child */
+void mt_native_off(void);    /* GIL held: the heap hooks are coming off */
+int mt_native_installed(void); /* in the GOTs now */
+int mt_native_wanted(void);    /* holders that asked for them */
+
+/* fork: take this file's locks before, release them after (parent), reset
+ * them (child); see module.c for the order with heap.c's and the tree's */
+void mt_native_fork_prepare(void);
+void mt_native_fork_parent(void);
+void mt_native_after_fork(void);
 
 /* What the patcher did: objects patched, slots patched, anonymous mappings
- * that could not be tracked (region table full), dlopen calls seen. */
-void mt_native_stats(uint64_t out[4]);
+ * that could not be tracked (region table full), dlopen calls seen, slots
+ * left alone (a pointer of the program's own, or an object's own allocator). */
+void mt_native_stats(uint64_t out[5]);
 
 #endif
