@@ -289,3 +289,45 @@ def test_native_memory_survives_into_a_forked_child_capture(runner):
     assert proc.returncode == 0, proc.stderr
     sites = json.loads((runner.tmp_path / "child.json").read_text())["at_exit"]["sites"]
     assert any(2_000_000 <= s["bytes"] <= 2_000_000 + SLACK and s["native"] for s in sites)
+
+
+PLUGIN = r"""
+#include <stdlib.h>
+#include <string.h>
+void *plugin_grab(size_t n) { void *p = malloc(n); if (p) memset(p, 2, n); return p; }
+"""
+
+HOST = r"""
+#include <dlfcn.h>
+#include <stddef.h>
+/* dlopen by bare name: found through this library's RUNPATH ($ORIGIN/plugins) */
+void *host_grab(size_t n)
+{
+    void *lib = dlopen("libplugin.so", RTLD_NOW);
+    if (lib == NULL) return NULL;
+    void *(*grab)(size_t) = (void *(*)(size_t))dlsym(lib, "plugin_grab");
+    return grab ? grab(n) : NULL;
+}
+"""
+
+
+def test_a_library_that_dlopens_by_name_through_its_runpath(runner):
+    plugins = runner.tmp_path / "plugins"
+    plugins.mkdir()
+    _compile(plugins, "plugin", PLUGIN)
+    host = _compile(
+        runner.tmp_path, "host", HOST, "-Wl,--enable-new-dtags,-rpath,$ORIGIN/plugins", "-ldl"
+    )
+    data, proc = _run(
+        runner,
+        f"""
+        import ctypes
+        host = ctypes.PyDLL({str(host)!r})
+        host.host_grab.restype = ctypes.c_void_p
+        host.host_grab.argtypes = [ctypes.c_size_t]
+        kept = host.host_grab(4_000_000)
+        print(bool(kept))
+        """,
+    )
+    assert proc.stdout.strip() == "True"  # found where the loader would find it
+    assert 4_000_000 <= _line(data, "at_exit", "kept = ") <= 4_000_000 + SLACK
