@@ -8,6 +8,8 @@ ENGINE = [
     "module.c",
     "heap.c",
     "native.c",
+    "arenas.c",
+    "rss.c",
     "tracer.c",
     "wrapper.c",
     "calltree.c",
@@ -17,6 +19,7 @@ ENGINE = [
 HEADERS = [
     "heap.h",
     "native.h",
+    "rss.h",
     "listeners.h",
     "tracer.h",
     "calltree.h",

@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # the same names, imported for type checkers only
     from memtrim.lines.session import LineProfiler, profile, show_results
     from memtrim.model.files import FormatError, dump, load
     from memtrim.model.findings import Amount, Finding, Site
+    from memtrim.model.rss import RssBreakdown
     from memtrim.objects.api import (
         asized,
         asizeof,
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # the same names, imported for type checkers only
         why,
     )
     from memtrim.objects.census import Census
+    from memtrim.rss.session import explain
     from memtrim.run.capture import Capture
     from memtrim.run.lifecycle import ProgramRun
     from memtrim.run.session import ProgramProfiler
@@ -62,6 +64,9 @@ _EXPORTS = {
     "growth": "memtrim.objects.api",
     "why": "memtrim.objects.api",
     "Census": "memtrim.objects.census",
+    # the RSS explained
+    "explain": "memtrim.rss.session",
+    "RssBreakdown": "memtrim.model.rss",
     # the shared result model: sites, amounts, findings; saved results
     "Site": "memtrim.model.findings",
     "Amount": "memtrim.model.findings",
@@ -84,6 +89,7 @@ __all__ = [
     "LineTable",
     "ProgramProfiler",
     "ProgramRun",
+    "RssBreakdown",
     "Site",
     "Timeline",
     "Track",
@@ -92,6 +98,7 @@ __all__ = [
     "asizesof",
     "census",
     "dump",
+    "explain",
     "flatsize",
     "growth",
     "load",

@@ -78,9 +78,9 @@ def test_a_library_that_allocates_in_a_signal_handler(runner):
             runner,
             """
             from memtrim.engine import _testing as t
-            t.c_signal_storm(20)  # SIGALRM every 20 us; its C handler mallocs and frees
+            t.c_signal_storm(50)  # SIGALRM every 50 us; its C handler mallocs and frees
             keep = []
-            for i in range(3000):
+            for i in range(30000):
                 keep.append(bytearray(100_000))
                 p = t.c_alloc("malloc", 300_000)
                 q = t.c_alloc("mmap", 1 << 20)

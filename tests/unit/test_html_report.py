@@ -146,9 +146,10 @@ def decode_tree(data: dict[str, Any], view: str) -> list[tuple[int, str, int, in
 
 
 def site_rows(data: dict[str, Any], rows: list[list[int]]) -> list[tuple[str, str, int, int, int]]:
-    """Embedded ``[frame, bytes, blocks]`` rows as (file, function, line, bytes, blocks)."""
+    """Embedded ``[frame, bytes, blocks, native]`` rows as (file, function, line, bytes, blocks)."""
     out = []
-    for frame, size, blocks in rows:
+    for frame, size, blocks, native in rows:
+        assert 0 <= native <= size
         file, function, line = data["frames"][frame]
         out.append((data["strings"][file], data["strings"][function], line, size, blocks))
     return out

@@ -19,7 +19,8 @@ from typing import Any
 
 import memtrim
 from memtrim import __version__
-from memtrim.engine import calltree, hooks, no_gc
+from memtrim.engine import calltree, hooks, memory, no_gc
+from memtrim.model.rss import breakdown
 from memtrim.run import _threads
 from memtrim.run._threads import ThreadNames
 from memtrim.run.build import EntryTest, OwnFiles, build
@@ -28,6 +29,9 @@ from memtrim.run.capture import Capture, decimate
 DEFAULT_SAMPLE_BYTES = 256 * 1024
 DEFAULT_INTERVAL = 0.01
 TIMELINE_POINTS = 2000
+# the RSS breakdown is read again each time the heap's peak grows this much
+# (a fraction): the last reading is within it of the peak
+RSS_STEP = 0.05
 # memtrim's own frames in the program's stacks (see OwnFiles)
 OWN_FILES = OwnFiles(
     package=os.path.dirname(os.path.abspath(memtrim.__file__)) + os.sep,
@@ -89,6 +93,7 @@ class ProgramProfiler:
         self._base = 0
         self._threads = ThreadNames()
         self._hooks: hooks.Handle | None = None
+        self._rss_facts: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None)
 
     def start(self) -> None:
         """Install the hooks and start recording."""
@@ -112,7 +117,9 @@ class ProgramProfiler:
         self._threads.start()
         try:
             calltree.start(self.exact, self.sample_bytes, OWN_FILES.transparent, self.seed)
+            memory.watch_start(RSS_STEP)
         except BaseException:
+            memory.watch_stop()
             self._threads.stop()
             self._stop_sampler()
             self._hooks.release()
@@ -124,6 +131,7 @@ class ProgramProfiler:
         """Stop attributing allocations; :meth:`stop` builds the capture later."""
         if self._running and self._paused is None:
             calltree.stop()
+            self._read_rss()
             base = self._base
             self._paused = (
                 hooks.peak() - base,
@@ -138,6 +146,7 @@ class ProgramProfiler:
                 raise RuntimeError("this profiler was never started")
             return self.capture
         self.pause()
+        self._explain_rss()
         assert self._paused is not None
         peak, end, stopped = self._paused
         self._running = False
@@ -146,6 +155,25 @@ class ProgramProfiler:
         self._stop_sampler()
         with no_gc():
             return self._build(duration, peak, end)
+
+    def _read_rss(self) -> None:
+        """The facts of the RSS near the heap's peak (read by the engine as the
+        heap rose) and now, as the program ends, with the hooks still in."""
+        try:
+            self._rss_facts = (memory.watch_stop(), memory.read())
+        except Exception:  # never lose the profile for the breakdown's sake
+            self._rss_facts = (None, None)
+
+    def _explain_rss(self) -> None:
+        near_peak, at_exit = self._rss_facts
+        found = {}
+        if at_exit is not None:
+            found["at_exit"] = breakdown(at_exit, "at_exit").to_dict()
+        if near_peak is not None:
+            found["peak"] = breakdown(near_peak, "peak").to_dict()
+            found["peak"]["heap"] = max(int(near_peak["level"]) - self._base, 0)
+        if found:
+            self.meta["rss"] = found
 
     def _build(self, duration: float, peak: int, end: int) -> Capture:
         raw = calltree.snapshot()

@@ -41,6 +41,7 @@
 #include "hashtab.h"
 #include "heap.h"
 #include "listeners.h"
+#include "rss.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -224,6 +225,7 @@ static void stat_fold(stat_t *a, const stat_t *b)
 static void rec_new_peak(void)
 {
     epoch++;
+    mt_rss_on_peak(); /* the RSS breakdown near the peak, if watched (rss.c) */
 }
 
 /* ------------------------------------------------------------------ slots */

@@ -27,10 +27,12 @@
 #include "hashtab.h"
 #include "listeners.h"
 #include "native.h"
+#include "procfs.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 MT_TLS int64_t mt_thread_cur;
 MT_TLS int64_t mt_thread_hwm;
@@ -310,6 +312,11 @@ static int g_refcount;    /* GIL */
 static int64_t g_cur;     /* net bytes via the GIL path; GIL */
 static int64_t g_nogil;   /* net bytes via the no-GIL path; atomic */
 static int64_t g_native;  /* net bytes from the native hooks (both paths); atomic */
+/* Net bytes of Python's blocks that live in malloc's heap, not in pymalloc's
+ * arenas: the RAW domain's, numpy's, and MEM/OBJ blocks over pymalloc's
+ * 512-byte limit (for the RSS breakdown); atomic. */
+static int64_t g_py_malloc;
+#define PYMALLOC_LIMIT 512
 static int64_t g_peak;    /* GIL */
 static uint64_t g_allocs, g_frees;
 static pthread_mutex_t nogil_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -586,6 +593,9 @@ static inline void on_free_gil(void *p)
     int64_t size = take_size(p, &id);
     if (size >= 0) {
         forget_gil(p, size, id);
+        if (MT_UNLIKELY(size > PYMALLOC_LIMIT)) {
+            __atomic_sub_fetch(&g_py_malloc, size, __ATOMIC_RELAXED);
+        }
     }
 }
 
@@ -655,6 +665,9 @@ static void *gil_malloc(void *ctx, size_t size)
     void *p = d->orig.malloc(d->orig.ctx, size);
     if (MT_LIKELY(p != NULL && outer)) {
         on_alloc_gil(p, size, 0);
+        if (MT_UNLIKELY(size > PYMALLOC_LIMIT)) {
+            __atomic_add_fetch(&g_py_malloc, (int64_t)size, __ATOMIC_RELAXED);
+        }
     }
     mt_guard--;
     return p;
@@ -668,6 +681,9 @@ static void *gil_calloc(void *ctx, size_t nelem, size_t elsize)
     void *p = d->orig.calloc(d->orig.ctx, nelem, elsize);
     if (p != NULL && outer) {
         on_alloc_gil(p, nelem * elsize, 0);
+        if (nelem * elsize > PYMALLOC_LIMIT) {
+            __atomic_add_fetch(&g_py_malloc, (int64_t)(nelem * elsize), __ATOMIC_RELAXED);
+        }
     }
     mt_guard--;
     return p;
@@ -694,8 +710,14 @@ static void *gil_realloc(void *ctx, void *ptr, size_t size)
     }
     if (old >= 0) {
         forget_gil(ptr, old, old_id);
+        if (old > PYMALLOC_LIMIT) {
+            __atomic_sub_fetch(&g_py_malloc, old, __ATOMIC_RELAXED);
+        }
     }
     on_alloc_gil(p, size, 0);
+    if (size > PYMALLOC_LIMIT) {
+        __atomic_add_fetch(&g_py_malloc, (int64_t)size, __ATOMIC_RELAXED);
+    }
     mt_guard--;
     return p;
 }
@@ -714,6 +736,7 @@ static void gil_free(void *ctx, void *ptr)
 /* RAW: may be called without the GIL, and from inside pymalloc (mt_guard). */
 static void account_alloc(void *p, size_t size)
 {
+    __atomic_add_fetch(&g_py_malloc, (int64_t)size, __ATOMIC_RELAXED);
     if (mt_have_gil()) {
         on_alloc_gil(p, size, 0);
     }
@@ -725,14 +748,20 @@ static void account_alloc(void *p, size_t size)
 /* Forget a block being freed or reallocated; returns its size and id. */
 static int64_t account_take(void *p, uint32_t *id)
 {
+    int64_t size;
     if (mt_have_gil()) {
-        int64_t size = take_size(p, id);
+        size = take_size(p, id);
         if (size >= 0) {
             forget_gil(p, size, *id);
         }
-        return size;
     }
-    return take_nogil(p, id);
+    else {
+        size = take_nogil(p, id);
+    }
+    if (size >= 0 && !(*id & MT_NATIVE_BIT)) {
+        __atomic_sub_fetch(&g_py_malloc, size, __ATOMIC_RELAXED);
+    }
+    return size;
 }
 
 /* A realloc failed after account_take: put the block back as it was. */
@@ -740,6 +769,9 @@ static void account_restore(void *p, int64_t size, uint32_t id)
 {
     /* listeners already heard of the free; it is allocated again */
     uint32_t kind = id & MT_NATIVE_BIT;
+    if (!kind) {
+        __atomic_add_fetch(&g_py_malloc, size, __ATOMIC_RELAXED);
+    }
     if (mt_have_gil()) {
         if (kind) {
             on_alloc_gil(p, (size_t)size, MT_NATIVE_BIT);
@@ -832,6 +864,17 @@ static void hook_domain(domain_t *d, int gil)
     PyMem_SetAllocator(d->domain, &hooked);
 }
 
+/* The OBJ domain's allocator from before the hooks (pymalloc, normally):
+ * pymalloc's statistics only count when it is the one installed. */
+int mt_heap_obj_orig(PyMemAllocatorEx *out)
+{
+    if (!g_installed) {
+        return 0;
+    }
+    *out = dom_obj.orig;
+    return 1;
+}
+
 int mt_heap_installed(void)
 {
     return g_installed;
@@ -845,6 +888,7 @@ int mt_heap_install(void)
     g_cur = g_peak = 0;
     g_nogil = 0;
     g_native = 0;
+    g_py_malloc = 0;
     g_allocs = g_frees = 0;
     mt_thread_cur = mt_thread_hwm = 0;
     pthread_mutex_lock(&nogil_lock);
@@ -853,6 +897,7 @@ int mt_heap_install(void)
     hook_domain(&dom_raw, 0);
     hook_domain(&dom_mem, 1);
     hook_domain(&dom_obj, 1);
+    mt_arenas_install();
     return 0;
 }
 
@@ -865,6 +910,7 @@ int mt_heap_uninstall(void)
         return 0;
     }
     mt_native_off(); /* first: native frees must still be heard */
+    mt_arenas_uninstall();
     PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &dom_obj.orig);
     PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &dom_mem.orig);
     PyMem_SetAllocator(PYMEM_DOMAIN_RAW, &dom_raw.orig);
@@ -969,6 +1015,37 @@ int64_t mt_heap_native_take(void *p)
         return size;
     }
     return take_nogil(p, &id);
+}
+
+/* Bytes of the big blocks (those in the big table: over 64 KiB) on pages
+ * never touched: allocated, counted, but not resident (calloc'd or reserved
+ * arrays, lists' spare capacity).  Only pages wholly inside a block count.
+ * GIL held; takes big_lock. */
+int64_t mt_heap_untouched(void)
+{
+    long got = sysconf(_SC_PAGESIZE);
+    uintptr_t page = got > 0 ? (uintptr_t)got : 4096;
+    int64_t total = 0;
+    mt_guard++;
+    pthread_mutex_lock(&big_lock);
+    for (size_t i = 0; i < big.cap; i++) {
+        if (!big_used(&big.tab[i])) {
+            continue;
+        }
+        uintptr_t a = (big.tab[i].key + page - 1) & ~(page - 1);
+        uintptr_t b = (big.tab[i].key + big.tab[i].size) & ~(page - 1);
+        if (b > a) {
+            total += (int64_t)((b - a) - mt_resident(a, b - a));
+        }
+    }
+    pthread_mutex_unlock(&big_lock);
+    mt_guard--;
+    return total;
+}
+
+int64_t mt_heap_python_malloc_level(void)
+{
+    return __atomic_load_n(&g_py_malloc, __ATOMIC_RELAXED);
 }
 
 int64_t mt_heap_native_level(void)

@@ -30,6 +30,7 @@ void mt_heap_guard_exit(void);
 int mt_heap_install(void);   /* GIL held; reference-counted */
 int mt_heap_uninstall(void); /* GIL held */
 int mt_heap_installed(void);
+int mt_heap_obj_orig(PyMemAllocatorEx *out); /* 1 and the original, if hooked */
 int64_t mt_heap_level(void);        /* live bytes allocated since install, all threads */
 int64_t mt_heap_peak(void);         /* highest level since install or last peak reset */
 void mt_heap_reset_peak(void);
@@ -44,6 +45,9 @@ int64_t mt_heap_overhead(void);    /* bytes the shadow map itself uses */
 void mt_heap_native_alloc(void *p, size_t size);
 int64_t mt_heap_native_take(void *p);
 int64_t mt_heap_native_level(void); /* live bytes from the native hooks */
+/* live bytes of Python's (and numpy's) blocks in malloc's heap, not pymalloc's */
+int64_t mt_heap_python_malloc_level(void);
+int64_t mt_heap_untouched(void); /* bytes of big blocks on pages never touched */
 
 /* Peak watches: independent "highest level since begin" slots (GIL held). */
 int mt_watch_begin(void);

@@ -6,6 +6,7 @@
 #include "compat.h"
 #include "heap.h"
 #include "native.h"
+#include "rss.h"
 #include "listeners.h"
 #include "calltree.h"
 #include "tracer.h"
@@ -60,6 +61,60 @@ static PyObject *py_native_installed(PyObject *self, PyObject *unused)
 static PyObject *py_native_level(PyObject *self, PyObject *unused)
 {
     return PyLong_FromLongLong(mt_heap_native_level());
+}
+
+static PyObject *py_native_maps(PyObject *self, PyObject *unused)
+{
+    uint64_t mapped, resident;
+    mt_native_maps(&mapped, &resident);
+    return Py_BuildValue("(KK)", (unsigned long long)mapped, (unsigned long long)resident);
+}
+
+static PyObject *py_python_malloc_level(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromLongLong(mt_heap_python_malloc_level());
+}
+
+static PyObject *py_rss_facts(PyObject *self, PyObject *unused)
+{
+    mt_rss_facts_t facts;
+    mt_rss_read(&facts);
+    return mt_rss_dict(&facts);
+}
+
+static PyObject *py_rss_watch_start(PyObject *self, PyObject *args)
+{
+    double step;
+    long long min_step;
+    if (!PyArg_ParseTuple(args, "dL", &step, &min_step)) {
+        return NULL;
+    }
+    mt_rss_watch_start(step, min_step);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_rss_watch_stop(PyObject *self, PyObject *unused)
+{
+    const mt_rss_facts_t *facts = mt_rss_watch_stop();
+    if (facts == NULL) {
+        Py_RETURN_NONE;
+    }
+    return mt_rss_dict(facts);
+}
+
+static PyObject *py_heap_untouched(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromLongLong(mt_heap_untouched());
+}
+
+static PyObject *py_arenas_walk(PyObject *self, PyObject *unused)
+{
+    return mt_arenas_walk();
+}
+
+static PyObject *py_pymalloc_stats(PyObject *self, PyObject *unused)
+{
+    return mt_pymalloc_stats();
 }
 
 static PyObject *py_native_stats(PyObject *self, PyObject *unused)
@@ -376,6 +431,20 @@ static PyMethodDef methods[] = {
     {"native_uninstall", py_native_uninstall, METH_NOARGS,
      "One holder less (the hooks stay until the heap hooks come off)."},
     {"native_wanted", py_native_wanted, METH_NOARGS, "How many holders want the native hooks."},
+    {"native_maps", py_native_maps, METH_NOARGS,
+     "(bytes mapped, bytes resident) of the hooked libraries' anonymous mappings."},
+    {"python_malloc_level", py_python_malloc_level, METH_NOARGS,
+     "Live bytes of Python's blocks in malloc's heap (raw domain, numpy, over 512 bytes)."},
+    {"rss_facts", py_rss_facts, METH_NOARGS, "The facts of the RSS breakdown, read now."},
+    {"rss_watch_start", py_rss_watch_start, METH_VARARGS,
+     "(step, min_step): read the facts again at each new heap peak step above the last."},
+    {"rss_watch_stop", py_rss_watch_stop, METH_NOARGS, "Stop; the facts last read, or None."},
+    {"heap_untouched", py_heap_untouched, METH_NOARGS,
+     "Bytes of the counted big blocks on pages never touched (not resident)."},
+    {"arenas_walk", py_arenas_walk, METH_NOARGS,
+     "[(base, size, resident, live blocks, live bytes, pools in use)] of the arenas known."},
+    {"pymalloc_stats", py_pymalloc_stats, METH_NOARGS,
+     "pymalloc's statistics (sys._debugmallocstats' text), read into a string."},
     {"native_installed", py_native_installed, METH_NOARGS, "Are the native hooks in?"},
     {"native_level", py_native_level, METH_NOARGS, "Live bytes from the native hooks."},
     {"native_stats", py_native_stats, METH_NOARGS,

@@ -60,6 +60,7 @@
  * table half-updated by another thread. */
 #include "heap.h" /* first: Python.h sets the feature macros (dladdr needs _GNU_SOURCE) */
 #include "native.h"
+#include "procfs.h"
 
 #include <dlfcn.h>
 #include <elf.h>
@@ -126,6 +127,7 @@ typedef struct {
 #define MAX_REGIONS (1u << 16) /* 1 MiB of address space, touched as used */
 static region_t *regions;      /* sorted by start, disjoint */
 static size_t nregions;
+static int64_t regions_bytes;  /* their total; atomic, read without the lock */
 static pthread_mutex_t region_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static size_t page_size(void)
@@ -180,6 +182,7 @@ static void region_add(uintptr_t start, uintptr_t end)
     memmove(&regions[i + 1], &regions[i], (nregions - i) * sizeof(region_t));
     regions[i] = (region_t){start, end};
     nregions++;
+    __atomic_add_fetch(&regions_bytes, (int64_t)(end - start), __ATOMIC_RELAXED);
     mt_heap_native_alloc((void *)start, end - start);
 }
 
@@ -196,6 +199,7 @@ static void region_cut(uintptr_t a, uintptr_t b)
         region_t r = regions[i];
         memmove(&regions[i], &regions[i + 1], (nregions - i - 1) * sizeof(region_t));
         nregions--;
+        __atomic_sub_fetch(&regions_bytes, (int64_t)(r.end - r.start), __ATOMIC_RELAXED);
         mt_heap_native_take((void *)r.start);
         if (r.start < a) {
             region_add(r.start, a);
@@ -1170,6 +1174,24 @@ void mt_native_off(void)
     /* the regions' bytes go with the heap's accounting; forget them too */
     pthread_mutex_lock(&region_lock);
     nregions = 0;
+    regions_bytes = 0;
+    pthread_mutex_unlock(&region_lock);
+}
+
+/* Called at a new peak too, from inside a hook that may hold region_lock
+ * (a mapping that made the peak): never wait for it.  Busy: the resident
+ * bytes are taken as the mapped ones. */
+void mt_native_maps(uint64_t *mapped, uint64_t *resident)
+{
+    *mapped = (uint64_t)__atomic_load_n(&regions_bytes, __ATOMIC_RELAXED);
+    *resident = *mapped;
+    if (pthread_mutex_trylock(&region_lock) != 0) {
+        return;
+    }
+    *resident = 0;
+    for (size_t i = 0; i < nregions; i++) {
+        *resident += mt_resident(regions[i].start, regions[i].end - regions[i].start);
+    }
     pthread_mutex_unlock(&region_lock);
 }
 

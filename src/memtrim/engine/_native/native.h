@@ -13,6 +13,14 @@ int mt_native_install(void);
 void mt_native_uninstall(void);
 void mt_native_off(void);    /* GIL held: the heap hooks are coming off */
 int mt_native_installed(void); /* in the GOTs now */
+/* The anonymous mappings of the hooked libraries: bytes mapped, resident. */
+void mt_native_maps(uint64_t *mapped, uint64_t *resident);
+
+/* arenas.c: pymalloc's arenas (installed with the heap hooks) */
+void mt_arenas_install(void);
+void mt_arenas_uninstall(void);
+PyObject *mt_arenas_walk(void);
+PyObject *mt_pymalloc_stats(void);
 int mt_native_wanted(void);    /* holders that asked for them */
 
 /* fork: take this file's locks before, release them after (parent), reset

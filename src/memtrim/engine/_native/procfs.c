@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 ssize_t mt_proc_read(const char *path, char *out, size_t size)
@@ -53,4 +54,27 @@ int64_t mt_proc_rss(pid_t pid)
         page = sysconf(_SC_PAGESIZE);
     }
     return pages >= 0 && page > 0 ? (int64_t)pages * page : -1;
+}
+
+size_t mt_resident(uintptr_t start, size_t size)
+{
+    unsigned char vec[512];
+    long got = sysconf(_SC_PAGESIZE);
+    size_t page = got > 0 ? (size_t)got : 4096;
+    uintptr_t a = start & ~(uintptr_t)(page - 1);
+    uintptr_t end = start + size;
+    size_t total = 0;
+    while (a < end) {
+        size_t pages = (end - a + page - 1) / page;
+        if (pages > sizeof(vec)) {
+            pages = sizeof(vec);
+        }
+        if (mincore((void *)a, pages * page, vec) == 0) {
+            for (size_t i = 0; i < pages; i++) {
+                total += (vec[i] & 1) ? page : 0;
+            }
+        }
+        a += pages * page;
+    }
+    return total;
 }

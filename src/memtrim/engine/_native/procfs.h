@@ -21,4 +21,8 @@ ssize_t mt_proc_read(const char *path, char *out, size_t size);
  * /proc/PID/statm; -1 if unknown. */
 int64_t mt_proc_rss(pid_t pid);
 
+/* Resident bytes of this process's [start, start + size), from mincore(); 0
+ * for pages it cannot tell. */
+size_t mt_resident(uintptr_t start, size_t size);
+
 #endif

@@ -322,7 +322,7 @@ static void storm_handler(int sig)
 {
     (void)sig;
     void *small = malloc(64);
-    void *big = malloc(3000);
+    void *big = malloc(512);
     free(small);
     free(big);
     storm_count++;

@@ -27,6 +27,7 @@ from importlib import resources
 from operator import attrgetter
 from typing import Any
 
+from memtrim.model.rss import LABELS as RSS_LABELS
 from memtrim.model.units import script_json
 from memtrim.run.capture import VIEW_LABELS, VIEWS, Capture, Counts, decimate, unattributed
 
@@ -97,7 +98,7 @@ def line_counts(capture: Capture) -> dict[str, dict[int, Counts]]:
             if frame >= 0 and (counts.bytes or counts.count):
                 seen = lines.get(frame)
                 if seen is None:
-                    lines[frame] = Counts(counts.bytes, counts.count)
+                    lines[frame] = Counts(counts.bytes, counts.count, counts.native)
                 else:
                     seen.add(counts)
         out[view] = lines
@@ -110,7 +111,7 @@ def _largest(rows: list[tuple[int, Counts]], limit: int) -> list[tuple[int, Coun
 
 
 def _rows(lines: list[tuple[int, Counts]], tables: _Tables) -> list[list[int]]:
-    return [[tables.frame(frame), c.bytes, c.count] for frame, c in lines]
+    return [[tables.frame(frame), c.bytes, c.count, c.native] for frame, c in lines]
 
 
 def _files(capture: Capture, lines: list[tuple[int, Counts]], tables: _Tables) -> list[Any]:
@@ -295,6 +296,7 @@ def report_data(capture: Capture) -> dict[str, Any]:
         "sources": tables.sources(),
         "views": views,
         "view_labels": dict(VIEW_LABELS),
+        "rss_labels": dict(RSS_LABELS),
     }
 
 

@@ -77,6 +77,7 @@ def capture_to_dict(capture: Capture, limit: int = SITES_PER_VIEW) -> dict[str, 
     return {
         "format": "memtrim-run",
         "version": 3,
+        "rss": capture.meta.get("rss", {}),
         "meta": capture.meta,
         "peak": {
             "bytes": capture.peak_bytes,

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from memtrim.model.rss import RssBreakdown
 from memtrim.model.units import human
 from memtrim.run.capture import (
     VIEW_LABELS,
@@ -92,6 +93,42 @@ def _sites_table(title: str, rows: list[Site], capture: Capture, cwd: str | None
     return table
 
 
+def _rss_table(found: RssBreakdown, title: str) -> Table:
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("bytes", justify="right", no_wrap=True)
+    table.add_column("share", justify="right", no_wrap=True)
+    table.add_column("part", overflow="fold", min_width=24)
+    table.add_column("note", overflow="fold", style="dim")
+    for label, size, share, note in found.rows():
+        if size:
+            table.add_row(human(size), f"{share:.0%}", Text(label), Text(note))
+    return table
+
+
+def _rss(capture: Capture, console: Console) -> None:
+    """The RSS near the peak (or at exit) in parts that add up to it; the
+    other moment in one line; what to act on."""
+    saved = capture.meta.get("rss") or {}
+    peak = RssBreakdown.from_dict(saved["peak"]) if "peak" in saved else None
+    at_exit = RssBreakdown.from_dict(saved["at_exit"]) if "at_exit" in saved else None
+    shown = peak or at_exit
+    if shown is None:
+        return
+    when = (
+        f"near the peak (heap {human(saved['peak'].get('heap', 0))})"
+        if shown is peak
+        else "at exit"
+    )
+    console.print(_rss_table(shown, f"Resident memory {when}: {human(shown.rss)}"))
+    if peak is not None and at_exit is not None:
+        parts = ", ".join(
+            f"{label} {human(size)}" for label, size, _, _ in at_exit.rows()[:4] if size
+        )
+        console.print(Text(f"  at exit: {human(at_exit.rss)} ({parts}, ...)"))
+    for fact in (shown.facts + (at_exit.facts if at_exit is not shown and at_exit else []))[:4]:
+        console.print(Text(f"  • {fact}"))
+
+
 def _unattributed(capture: Capture, view: str, console: Console) -> None:
     for item in unattributed(capture, view):
         console.print(
@@ -170,3 +207,4 @@ def render_summary(
         rss = [p[2] for p in capture.timeline]
         console.print(Text(f"heap {sparkline(heap)} max {human(max(heap))}"))
         console.print(Text(f"RSS  {sparkline(rss)} max {human(max(rss))}"))
+    _rss(capture, console)

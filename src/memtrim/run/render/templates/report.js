@@ -353,7 +353,7 @@
     box.appendChild(root);
     box.appendChild(
       el("div", { cls: "tl-legend" }, [
-        el("span", null, [el("span", { cls: "swatch heap" }), "heap: bytes allocated through Python's allocators"]),
+        el("span", null, [el("span", { cls: "swatch heap" }), (D.meta && D.meta.native ? "heap: bytes allocated (Python's allocators and C libraries')" : "heap: bytes allocated through Python's allocators")]),
         hasRss ? el("span", null, [el("span", { cls: "swatch rss" }), "RSS: resident memory of the process"]) : null,
         el("span", null, [el("span", { cls: "swatch peak" }), "peak (" + exact(D.peak_bytes) + ")"]),
       ])
@@ -715,6 +715,8 @@
       return;
     }
     var rows = view.sites.slice(0, state.shown);
+    // a "native" column only when C libraries allocated (s[3]: bytes from C allocators)
+    var native = view.sites.some(function (s) { return s[3] > 0; });
     var body = el("tbody");
     rows.forEach(function (s) {
       var f = s[0];
@@ -723,16 +725,19 @@
           bytesCell(s[1], view.sites[0][1]),
           el("td", { cls: "num", text: count(s[2]) }),
           el("td", { cls: "num", text: pct(s[1], view.total), title: ((100 * s[1]) / (view.total || 1)).toFixed(3) + "% of " + exact(view.total) }),
+          native ? el("td", { cls: "num", text: s[3] ? human(s[3]) : "-", title: s[3] ? exact(s[3]) + " from C allocators (malloc, mmap)" : "no native bytes" }) : null,
           whereCell(f),
           el("td", { cls: "func", text: frameFunc(f), title: frameFunc(f) }),
           el("td", { cls: "src", text: source(f), title: source(f) }),
         ])
       );
     });
+    var heads = native ? ["bytes", "blocks", "share", "native", "file:line", "function", "source"] : ["bytes", "blocks", "share", "file:line", "function", "source"];
+    var numeric = native ? 4 : 3;
     var table = el("table", { cls: "rows", id: "lines-table" }, [
-      colgroup(["bytes", "blocks", "share", "where", "func", ""]),
-      el("thead", null, [el("tr", null, ["bytes", "blocks", "share", "file:line", "function", "source"].map(function (h, k) {
-        return el("th", { cls: k < 3 ? "num" : "", text: h });
+      colgroup(native ? ["bytes", "blocks", "share", "share", "where", "func", ""] : ["bytes", "blocks", "share", "where", "func", ""]),
+      el("thead", null, [el("tr", null, heads.map(function (h, k) {
+        return el("th", { cls: k < numeric ? "num" : "", text: h });
       }))]),
       body,
     ]);
@@ -881,10 +886,55 @@
     }
   }
 
+  // ---------------------------------------------------------------- rss
+
+  function rssTable(found, title) {
+    var labels = D.rss_labels || {};
+    var body = el("tbody");
+    Object.keys(found.parts || {}).forEach(function (key) {
+      var size = found.parts[key];
+      if (!size) return;
+      var note = (found.part_notes || {})[key] || "";
+      body.appendChild(el("tr", null, [
+        el("td", { cls: "num", text: human(size), title: exact(size) }),
+        el("td", { cls: "num", text: size < 0 ? "-" + pct(-size, found.rss) : pct(size, found.rss) }),
+        el("td", { cls: "wrap", text: labels[key] || key }),
+        el("td", { cls: "src", text: note, title: note }),
+      ]));
+    });
+    return el("div", { cls: "rss-block" }, [
+      el("h3", { text: title + ": " + human(found.rss) }),
+      el("table", { cls: "rows rss-rows" }, [
+        el("thead", null, [el("tr", null, ["bytes", "share", "part", "note"].map(function (h, k) {
+          return el("th", { cls: k < 2 ? "num" : "", text: h });
+        }))]),
+        body,
+      ]),
+      el("ul", { cls: "facts" }, (found.facts || []).map(function (f) { return el("li", { text: f }); })),
+      el("p", { cls: "note", text: (found.notes || []).join(" ") }),
+    ]);
+  }
+
+  function renderRss() {
+    var saved = (D.meta && D.meta.rss) || {};
+    var box = document.getElementById("rss");
+    var section = document.getElementById("rss-section");
+    box.textContent = "";
+    if (!saved.peak && !saved.at_exit) {
+      section.hidden = true;
+      return;
+    }
+    document.getElementById("rss-note").textContent =
+      "The resident memory (RSS) in parts that add up to it: Python objects, free space pymalloc and malloc keep, C libraries' memory, stacks, libraries and files. Near the peak: read when the heap last rose 5 % above the previous reading.";
+    if (saved.peak) box.appendChild(rssTable(saved.peak, "Near the peak (heap " + human(saved.peak.heap || 0) + ")"));
+    if (saved.at_exit) box.appendChild(rssTable(saved.at_exit, "At exit"));
+  }
+
   function start() {
     renderHeader();
     renderTabs();
     renderTimeline();
+    renderRss();
     renderFlameTools();
     setView(viewFromHash() || "peak", false);
     window.addEventListener("hashchange", function () {

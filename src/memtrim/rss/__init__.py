@@ -1,0 +1,1 @@
+"""The RSS explained: what the process's resident memory is made of (``memtrim.explain()``)."""

@@ -1,0 +1,1 @@
+"""Renderers of the RSS breakdown, from plain data."""
