@@ -144,18 +144,20 @@ if FREE:
 @pytest.mark.parametrize("free", [False, True])
 def test_blocks_of_threads_without_python_are_counted_apart(runner, free):
     data, _ = run_json(runner, f"FREE = {free}\n" + THREAD_WITHOUT_PYTHON)
-    nogil = [
-        u for u in data["at_exit"]["unattributed"] if u["reason"] == "allocated without the GIL"
-    ]
+    reason = "a thread that never ran Python"
+    native = [u for u in data["at_exit"]["unattributed"] if u["reason"] == reason]
     if free:
-        assert nogil == []
+        assert native == []
         assert data["at_exit"]["bytes"] < 1_000_000
     else:
-        assert [(u["bytes"], u["count"]) for u in nogil] == [(30_000_000, 1)]
-    allocated = [
-        u for u in data["allocated"]["unattributed"] if u["reason"] == "allocated without the GIL"
-    ]
+        # charged to the thread, under its own name (pthread_setname_np)
+        assert [(u["thread"], u["bytes"], u["count"]) for u in native] == [
+            ("native thread mt-native", 30_000_000, 1)
+        ]
+    allocated = [u for u in data["allocated"]["unattributed"] if u["reason"] == reason]
     assert [(u["bytes"], u["count"]) for u in allocated] == [(30_000_000, 1)]
+    threads = {t["name"]: t["bytes"] for t in data["allocated"]["threads"]}
+    assert threads["native thread mt-native"] == 30_000_000
 
 
 def test_threads_keep_their_names_after_they_end(runner):

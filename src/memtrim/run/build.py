@@ -14,7 +14,16 @@ import linecache
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from memtrim.run.capture import NOGIL_THREAD, VIEWS, Capture, Counts, Frame, Node, sites
+from memtrim.run.capture import (
+    NATIVE_THREAD,
+    NOGIL_THREAD,
+    VIEWS,
+    Capture,
+    Counts,
+    Frame,
+    Node,
+    sites,
+)
 
 # engine stats tuple: (live_b, live_c, total_b, total_c, peak_b, peak_c, and the
 # native parts of the three byte figures: live_n, total_n, peak_n)
@@ -247,6 +256,12 @@ def build(
         _nogil_root(nodes, nogil, len(threads) - 1)
         if stacks is not nodes:
             _nogil_root(stacks, nogil, len(threads) - 1)
+    for name, stats in raw.get("native_threads", ()):
+        if any(stats):  # a thread that never ran Python: a root of its own, by its name
+            threads.append(f"{NATIVE_THREAD} {name}".rstrip())
+            _nogil_root(nodes, stats, len(threads) - 1)
+            if stacks is not nodes:
+                _nogil_root(stacks, stats, len(threads) - 1)
     meta = {
         **meta,
         "exact": bool(raw["exact"]),

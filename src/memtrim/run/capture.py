@@ -597,6 +597,8 @@ class Unattributed(NamedTuple):
 
 # the pseudo-thread the capture builder gives blocks allocated without the GIL
 NOGIL_THREAD = "allocated without the GIL"
+# the prefix of the names of threads that never ran Python (a BLAS worker)
+NATIVE_THREAD = "native thread"
 
 
 def unattributed(capture: Capture, view: str) -> list[Unattributed]:
@@ -616,6 +618,8 @@ def unattributed(capture: Capture, view: str) -> list[Unattributed]:
         thread = capture.threads[node.thread]
         if thread == NOGIL_THREAD:
             reason = "allocated without the GIL"
+        elif thread.startswith(NATIVE_THREAD):
+            reason = "a thread that never ran Python"
         elif full:
             reason = "no Python frame, or the call tree was full"
         else:

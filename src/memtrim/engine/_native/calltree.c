@@ -52,6 +52,9 @@
 #define NOGIL_ID 0x3FFFFFFFu /* the id of blocks allocated without the GIL (below MT_NATIVE_BIT) */
 #define PENDING_BASE 0x3FFF0000u /* ids of no-GIL blocks charged to a line: see below */
 #define MAX_PENDING (NOGIL_ID - PENDING_BASE)
+#define FOREIGN_BASE 0x3FFE0000u /* ids of blocks of threads that never ran Python */
+#define MAX_FOREIGN 4096
+#define LOWEST_NOGIL_ID FOREIGN_BASE
 #define NO_SLOT UINT32_MAX
 #define MAX_DEPTH 512
 
@@ -866,6 +869,48 @@ static int32_t pending_find(uint32_t root, uint32_t slot, int32_t lasti, PyCodeO
     return (int32_t)npending++;
 }
 
+/* Threads that never ran Python (a BLAS or OpenMP worker, a library's own
+ * thread): their blocks have no line; they are counted per thread, under its
+ * name (pthread_getname_np: no allocation), under queue_lock.  A thread id
+ * reused by a later thread shares its entry. */
+typedef struct {
+    pthread_t tid;
+    char name[16];
+    stat_t st;
+} foreign_t;
+
+static foreign_t *foreign; /* queue_lock */
+static uint32_t nforeign, foreign_cap;
+
+static int32_t foreign_find(void)
+{
+    pthread_t self = pthread_self();
+    for (uint32_t k = 0; k < nforeign; k++) {
+        if (pthread_equal(foreign[k].tid, self)) {
+            return (int32_t)k;
+        }
+    }
+    if (nforeign == MAX_FOREIGN) {
+        return -1;
+    }
+    if (nforeign == foreign_cap) {
+        uint32_t cap = foreign_cap ? foreign_cap * 2 : 16;
+        foreign_t *grown = realloc(foreign, sizeof(foreign_t) * cap);
+        if (grown == NULL) {
+            return -1;
+        }
+        foreign = grown;
+        foreign_cap = cap;
+    }
+    foreign_t *f = &foreign[nforeign];
+    memset(f, 0, sizeof(*f));
+    f->tid = self;
+    if (pthread_getname_np(self, f->name, sizeof(f->name)) != 0) {
+        f->name[0] = '\0';
+    }
+    return (int32_t)nforeign++;
+}
+
 /* No GIL: this thread's innermost Python code, as (code, slot, lasti). */
 static int own_line(rec_thread_t *t, PyCodeObject **where, uint32_t *slot, int32_t *lasti)
 {
@@ -961,12 +1006,18 @@ static uint32_t rec_alloc_nogil(size_t size, int native)
     uint32_t slot = 0;
     int32_t lasti = 0;
     int known = own_line(t_rec, &code, &slot, &lasti);
+    int pythonless = !known && PyGILState_GetThisThreadState() == NULL;
     uint32_t id = NOGIL_ID;
     pthread_mutex_lock(&queue_lock);
     int32_t k = known ? pending_find(t_rec->root, slot, lasti, code) : -1;
+    int32_t f = pythonless ? foreign_find() : -1;
     if (k >= 0) {
         stat_add(&pending[k].st, (int64_t)size, native);
         id = PENDING_BASE + (uint32_t)k;
+    }
+    else if (f >= 0) {
+        stat_add(&foreign[f].st, (int64_t)size, native);
+        id = FOREIGN_BASE + (uint32_t)f;
     }
     else {
         stat_add(&nogil_stat, (int64_t)size, native);
@@ -982,8 +1033,11 @@ static void nogil_sub(uint32_t id, size_t size, int native)
     if (id == NOGIL_ID) {
         stat_sub(&nogil_stat, (int64_t)size, native);
     }
-    else if (id - PENDING_BASE < npending) {
+    else if (id >= PENDING_BASE && id - PENDING_BASE < npending) {
         stat_sub(&pending[id - PENDING_BASE].st, (int64_t)size, native);
+    }
+    else if (id >= FOREIGN_BASE && id - FOREIGN_BASE < nforeign) {
+        stat_sub(&foreign[id - FOREIGN_BASE].st, (int64_t)size, native);
     }
     pthread_mutex_unlock(&queue_lock);
 }
@@ -993,7 +1047,7 @@ static void rec_free(void *ptr, uint32_t id, size_t size, int native)
     if (MT_UNLIKELY(queue_pending)) {
         drain_queue();
     }
-    if (MT_UNLIKELY(id >= PENDING_BASE && id <= NOGIL_ID)) {
+    if (MT_UNLIKELY(id >= LOWEST_NOGIL_ID && id <= NOGIL_ID)) {
         nogil_sub(id, size, native);
         return;
     }
@@ -1012,7 +1066,7 @@ static void rec_free(void *ptr, uint32_t id, size_t size, int native)
 
 static void rec_free_nogil(void *ptr, uint32_t id, size_t size, int native)
 {
-    if (id >= PENDING_BASE && id <= NOGIL_ID) {
+    if (id >= LOWEST_NOGIL_ID && id <= NOGIL_ID) {
         nogil_sub(id, size, native);
         return;
     }
@@ -1102,6 +1156,9 @@ static void clear_all(void)
     free(pending);
     pending = NULL;
     npending = pending_cap = 0;
+    free(foreign);
+    foreign = NULL;
+    nforeign = foreign_cap = 0;
     queue_pending = 0;
     memset(&nogil_stat, 0, sizeof(nogil_stat));
     pthread_mutex_unlock(&queue_lock);
@@ -1232,7 +1289,7 @@ static PyObject *snapshot(void)
     PyObject *stat_list = PyList_New(nnodes);
     PyObject *sample_list = rec_sample_bytes > 0 ? PyList_New(nnodes) : Py_NewRef(Py_None);
     PyObject *threads = PyList_New(nthreads);
-    PyObject *nogil = NULL;
+    PyObject *nogil = NULL, *native_threads = NULL;
     if (!node_list || !slot_list || !stat_list || !sample_list || !threads) {
         goto error;
     }
@@ -1291,11 +1348,33 @@ static PyObject *snapshot(void)
     if ((nogil = stat_tuple(&nogil_copy)) == NULL) {
         goto error;
     }
-    return Py_BuildValue("{sNsNsNsNsNsNsisLsK}", "nodes", node_list, "slots", slot_list,
-                         "stats", stat_list, "sampled", sample_list, "nogil", nogil, "threads",
-                         threads, "exact", rec_exact, "sample_bytes",
-                         (long long)rec_sample_bytes, "tree_full_blocks",
-                         (unsigned long long)tree_full_blocks);
+    /* threads that never ran Python: [(name, stats)] */
+    if ((native_threads = PyList_New(0)) == NULL) {
+        goto error;
+    }
+    pthread_mutex_lock(&queue_lock);
+    uint32_t nf = nforeign;
+    foreign_t *copy = nf ? malloc(sizeof(foreign_t) * nf) : NULL;
+    if (copy != NULL) {
+        memcpy(copy, foreign, sizeof(foreign_t) * nf);
+    }
+    pthread_mutex_unlock(&queue_lock);
+    for (uint32_t k = 0; copy != NULL && k < nf; k++) {
+        PyObject *st = stat_tuple(&copy[k].st);
+        PyObject *item = st ? Py_BuildValue("(sN)", copy[k].name, st) : NULL;
+        if (item == NULL || PyList_Append(native_threads, item) < 0) {
+            Py_XDECREF(item);
+            free(copy);
+            goto error;
+        }
+        Py_DECREF(item);
+    }
+    free(copy);
+    return Py_BuildValue("{sNsNsNsNsNsNsNsisLsK}", "nodes", node_list, "slots", slot_list,
+                         "stats", stat_list, "sampled", sample_list, "nogil", nogil,
+                         "native_threads", native_threads, "threads", threads, "exact",
+                         rec_exact, "sample_bytes", (long long)rec_sample_bytes,
+                         "tree_full_blocks", (unsigned long long)tree_full_blocks);
 error:
     free(pend);
     free(pend_node);
@@ -1305,6 +1384,7 @@ error:
     Py_XDECREF(sample_list);
     Py_XDECREF(threads);
     Py_XDECREF(nogil);
+    Py_XDECREF(native_threads);
     return NULL;
 }
 

@@ -287,6 +287,7 @@ static PyObject *py_c_alloc_nogil(PyObject *self, PyObject *args)
 
 static void *thread_alloc(void *arg)
 {
+    pthread_setname_np(pthread_self(), "mt-native");
     return malloc((size_t)arg);
 }
 
