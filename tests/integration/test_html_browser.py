@@ -237,3 +237,29 @@ def test_a_real_run_renders(runner: Any) -> None:
     )
     assert dom.all("div", "fg-n")
     assert "Sampled mode: the per-line figures" in dom.visible_text()  # the default mode
+
+
+NATIVE_SCRIPT = """
+import ctypes
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+block = libc.malloc(20_000_000)
+ctypes.memset(block, 1, 20_000_000)
+data = [bytearray(1000) for _ in range(5000)]
+"""
+
+
+def test_native_bytes_and_the_rss_panel_render(runner: Any) -> None:
+    script = runner.write(NATIVE_SCRIPT, "nat.py")
+    proc = runner.memtrim("run", "-q", "-o", "nat.memtrim", "--html", "page.html", str(script))
+    assert proc.returncode == 0, proc.stderr
+    dom = dump(runner.tmp_path, runner.tmp_path / "page.html")
+    assert_ran(dom)
+    text = dom.visible_text()
+    # the lines table grows a "native" column: 19.1 MiB of the malloc line are native
+    (row,) = [row for row in dom.rows if "libc.malloc" in row]
+    assert row.count("19.1 MiB") == 2, row  # bytes, and native
+    assert "native" in text
+    # the RSS panel: its parts, near the peak and at exit
+    assert "Resident memory" in text and "At exit" in text
+    assert "Python objects (live)" in text and "native heap in use" in text
