@@ -108,3 +108,21 @@ def test_explain_can_be_called_at_any_time(runner):
         assert sum(found["parts"].values()) == found["rss"] > 0
     assert any("hooks were not in" in note for note in plain["notes"])
     assert tracked["parts"]["python_objects"] >= 20_000 * 1000
+
+
+def test_near_the_peak_is_not_at_exit(runner):
+    data, _ = _run(
+        runner,
+        """
+        from PIL import Image
+        img = Image.new("RGBA", (8000, 8000), "red")  # 256 MB of native pixels...
+        del img  # ...gone before the end
+        small = [bytearray(100) for _ in range(1000)]
+        """,
+    )
+    peak, at_exit = data["rss"]["peak"], data["rss"]["at_exit"]
+    # read within 5 % of the heap's peak (the engine's geometric steps)
+    assert peak["parts"]["native_malloc"] >= 0.95 * 8000 * 8000 * 4
+    assert at_exit["parts"]["native_malloc"] < 10 * MiB
+    assert peak["heap"] >= 0.95 * data["peak"]["bytes"]
+    assert peak["rss"] > at_exit["rss"] + 200 * MiB
