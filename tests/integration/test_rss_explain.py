@@ -128,5 +128,7 @@ def test_near_the_peak_is_not_at_exit(runner):
     # read as the blocks were allocated, before Pillow wrote them: what is not
     # resident yet is told apart, and the parts still add up
     assert sum(peak["parts"].values()) == peak["rss"]
-    resident = peak["parts"]["native_malloc"] + peak["parts"]["untouched"]
-    assert abs(peak["parts"]["unaccounted"]) < 0.05 * peak["rss"] + resident
+    assert peak["parts"]["untouched"] <= -0.9 * peak["parts"]["native_malloc"]
+    # a small process: what is estimated (arenas and malloc's blocks from before
+    # the hooks) weighs more; within 2 MiB
+    assert abs(peak["parts"]["unaccounted"]) < 2 * MiB

@@ -161,7 +161,8 @@ def breakdown(facts: dict[str, Any], when: str = "now") -> RssBreakdown:
         parts.append(Part("malloc_free", _malloc_free(facts)))
         in_use = int(facts["malloc_in_use"]) + int(facts["malloc_mmapped"])
         own = min(int(facts.get("own", 0)), max(in_use - python_malloc - native_malloc, 0))
-        parts.append(Part("memtrim", own))
+        own_resident = min(int(facts.get("own_resident", own)), own)
+        parts.append(Part("memtrim", own_resident))
         parts.append(Part("malloc_other", max(in_use - python_malloc - native_malloc - own, 0)))
     else:
         notes.append("glibc's mallinfo2 is not available: malloc's heap is not split")

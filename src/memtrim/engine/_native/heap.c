@@ -986,6 +986,38 @@ int64_t mt_heap_overhead(void)
     return __atomic_load_n(&shadow_bytes, __ATOMIC_RELAXED);
 }
 
+/* The resident part of the shadow map (its tables are calloc'ed and mostly
+ * never written: a mid-level table is 512 KiB for 4 GiB of address space).
+ * GIL held; takes nogil_lock, so no leaf comes or goes meanwhile (the big
+ * table's own bytes are counted as resident). */
+int64_t mt_heap_overhead_resident(void)
+{
+    int64_t total = 0;
+    mt_guard++;
+    pthread_mutex_lock(&nogil_lock);
+    for (size_t i = 0; i < (1u << L1_BITS); i++) {
+        l2_t *mid = l1[i];
+        if (mid == NULL) {
+            continue;
+        }
+        total += (int64_t)mt_resident((uintptr_t)mid, sizeof(l2_t));
+        for (size_t j = 0; j < (1u << L2_BITS); j++) {
+            leaf_t *leaf = mid->leaf[j];
+            if (leaf != NULL) {
+                total += (int64_t)mt_resident((uintptr_t)leaf->v, sizeof(leaf->v));
+                if (leaf->ids != NULL) {
+                    total += (int64_t)mt_resident((uintptr_t)leaf->ids,
+                                                  sizeof(uint32_t) << LEAF_BITS);
+                }
+            }
+        }
+    }
+    total += (int64_t)(big.cap * sizeof(big_entry_t));
+    pthread_mutex_unlock(&nogil_lock);
+    mt_guard--;
+    return total;
+}
+
 /* ------------------------------------------------------------- native hooks */
 
 /* native.c's hooks call these with mt_guard held, from any thread. */

@@ -39,6 +39,7 @@ void mt_heap_fork_parent(void);    /* after fork, in the parent: release them */
 void mt_heap_after_fork(void);     /* in a forked child */
 void mt_heap_counts(uint64_t *allocs, uint64_t *frees);
 int64_t mt_heap_overhead(void);    /* bytes the shadow map itself uses */
+int64_t mt_heap_overhead_resident(void); /* of which resident (walks it) */
 
 /* The native hooks' accounting (mt_guard held by the caller; any thread, GIL
  * or not).  take: forget a block, returning its size, or -1 if not ours. */

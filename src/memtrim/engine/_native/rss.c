@@ -310,6 +310,7 @@ int mt_rss_read(mt_rss_facts_t *f)
         f->python_malloc = mt_heap_python_malloc_level();
         f->untouched = mt_heap_untouched();
         f->own = mt_heap_overhead();
+        f->own_resident = mt_heap_overhead_resident();
         uint64_t mapped, resident;
         mt_native_maps(&mapped, &resident);
         f->native_mapped = (int64_t)mapped;
@@ -324,7 +325,7 @@ PyObject *mt_rss_dict(const mt_rss_facts_t *f)
 {
 #define ITEM(name) #name, (long long)f->name
     return Py_BuildValue(
-        "{sisisi sLsLsLsLsLsLsL sLsLsLsLsL sLsLsL sisisLsLsLsLsLsLsL sLsLsLsLsLsL sL}",
+        "{sisisi sLsLsLsLsLsLsL sLsLsLsLsL sLsLsL sisisLsLsLsLsLsLsL sLsLsLsLsLsL sLsL}",
         "have_maps", f->have_maps, "have_malloc", f->have_malloc, "have_pymalloc",
         f->have_pymalloc, ITEM(rss), ITEM(libraries), ITEM(files), ITEM(stacks),
         ITEM(anonymous), ITEM(heap), ITEM(heap_size), ITEM(malloc_arena), ITEM(malloc_mmapped),
@@ -333,7 +334,7 @@ PyObject *mt_rss_dict(const mt_rss_facts_t *f)
         "native_installed", f->native_installed, ITEM(level), ITEM(native), ITEM(python_malloc),
         ITEM(untouched), ITEM(native_mapped), ITEM(native_resident), ITEM(arenas_known),
         ITEM(arenas_resident), ITEM(arenas_live), ITEM(arenas_pools), ITEM(pinned_arenas),
-        ITEM(pinned_free), ITEM(pinned_most_blocks), ITEM(own));
+        ITEM(pinned_free), ITEM(pinned_most_blocks), ITEM(own), ITEM(own_resident));
 #undef ITEM
 }
 

@@ -16,7 +16,7 @@ typedef struct {
     int64_t pymalloc_arenas, pymalloc_allocated, pymalloc_pools;
     /* the hooks' counters (0 without them) */
     int64_t level, native, python_malloc, untouched, native_mapped, native_resident;
-    int64_t own; /* memtrim's own tables in malloc's heap (the shadow map) */
+    int64_t own, own_resident; /* memtrim's own tables in malloc's heap (the shadow map) */
     /* the arenas the hooks saw allocated: count, resident, live bytes, pools
      * in use; those pinned (live bytes under a quarter of resident): count,
      * free resident bytes, most live blocks in one */
