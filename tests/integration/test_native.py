@@ -197,3 +197,52 @@ def test_a_library_loaded_after_the_hooks_is_tracked(runner):
     proc = runner.python(str(script))
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == [12_345_678, 0]
+
+
+def test_native_frames_go_below_the_python_line_in_the_sampled_stacks(runner):
+    pytest.importorskip("PIL")
+    script = runner.write(
+        """
+        from PIL import Image
+        img = Image.new("RGBA", (4000, 4000))
+        """,
+        "frames.py",
+    )
+    proc = runner.memtrim(
+        "run", "-q", "--native", "--force", "-o", "frames.memtrim", "--json", "f.json", str(script)
+    )
+    assert proc.returncode == 0, proc.stderr
+    import memtrim
+    from memtrim.run.capture import is_cframe
+
+    capture = memtrim.load(runner.tmp_path / "frames.memtrim")
+    assert capture.meta["native_frames"] is True
+    # the C functions of Pillow that got the pixels, under Image.new's line
+    below = []
+    for index, node in enumerate(capture.stacks):
+        frame = capture.frames[node.frame] if node.frame >= 0 else None
+        if frame is not None and is_cframe(frame) and node.peak.bytes > 0:
+            below.append(capture.stack_of(index, capture.stacks))
+    assert below, "no C frame in the sampled stacks"
+    heaviest = max(below, key=len)
+    names = [f.function for f in heaviest]
+    assert "new" in names and "_imaging" in heaviest[-1].filename
+    python = [f for f in heaviest if not is_cframe(f)]
+    assert names.index("new") == len(python) - 1  # C frames only below the Python ones
+    # per-line figures stay exact and Python's: no C frame is a site
+    data = json.loads((runner.tmp_path / "f.json").read_text())
+    site = max(
+        (s for s in data["peak"]["sites"] if s["function"] == "new"), key=lambda s: s["bytes"]
+    )
+    assert 4000 * 4000 * 4 <= site["bytes"] <= 4000 * 4000 * 4 * 1.05
+    assert all(s["lineno"] > 0 for s in data["peak"]["sites"])
+
+
+def test_native_frames_want_the_default_mode(runner):
+    script = runner.write("x = 1\n", "x.py")
+    for other in ("--exact", "--python-only"):
+        proc = runner.memtrim("run", "--native", other, "--force", str(script))
+        assert proc.returncode == 2
+        assert proc.stderr.strip() == (
+            f"memtrim: --native adds C frames to the sampled stacks: not with {other}"
+        )

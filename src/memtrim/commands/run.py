@@ -64,6 +64,12 @@ class RunCommand:
         parser.add_argument("-o", "--output", metavar="FILE", help="the capture file to write")
         _output.add_force(parser, "overwrite the capture and reports")
         parser.add_argument("--exact", action="store_true", help="charge every block to its stack")
+        parser.add_argument(
+            "--native",
+            action="store_true",
+            help="put the C functions that allocated native memory below their Python line in "
+            "the sampled stacks (not with --exact or --python-only)",
+        )
         _native.add_python_only(parser)
         parser.add_argument(
             "--sample-bytes",
@@ -103,6 +109,11 @@ class RunCommand:
         _output.check_force_flag(args, self.name, words)
         if program is None:
             raise CommandError("give a script, -m module or -c code to run")
+        if args.native and (args.exact or args.python_only):
+            raise CommandError(
+                "--native adds C frames to the sampled stacks: "
+                f"not with {'--exact' if args.exact else '--python-only'}"
+            )
         script = _script.check_program(program)
         output = args.output or _default_output(program)
         for path in (output, args.html, args.json):
@@ -150,6 +161,7 @@ class _Session:
             is_entry=_entry_test(program, script),
             root=_root_of(program),
             seed=args.seed,
+            native_frames=args.native,
         )
         self.run_ = ProgramRun(
             profiler,

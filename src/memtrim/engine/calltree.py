@@ -29,7 +29,13 @@ from memtrim.engine import load
 _engine = load()
 
 
-def start(exact: bool, sample_bytes: int, transparent: Sequence[str] = (), seed: int = 0) -> None:
+def start(
+    exact: bool,
+    sample_bytes: int,
+    transparent: Sequence[str] = (),
+    seed: int = 0,
+    cframes: bool = False,
+) -> None:
     """Start attributing allocations (the peak restarts from the current level).
 
     ``exact``: charge every block to its full stack (else to its line, with full
@@ -37,13 +43,17 @@ def start(exact: bool, sample_bytes: int, transparent: Sequence[str] = (), seed:
     ``transparent``: file names whose frames are never charged (memtrim's own
     frames inside the program's calls). ``seed`` (0 to 2**64-1) fixes the
     sampled stacks: the same program recorded with the same seed samples the
-    same allocations. The data of a stopped recording that was not cleared is
-    freed first.
+    same allocations. ``cframes``: the sampled stacks of native allocations go
+    on below their Python line with the C functions that made them (default
+    mode only). The data of a stopped recording that was not cleared is freed
+    first.
 
     Raises :class:`RuntimeError` if a recording is already running in this
     process, or if the hooks are not installed.
     """
-    _engine.tree_start(bool(exact), int(sample_bytes), list(transparent) or None, int(seed))
+    _engine.tree_start(
+        bool(exact), int(sample_bytes), list(transparent) or None, int(seed), bool(cframes)
+    )
 
 
 def stop() -> None:

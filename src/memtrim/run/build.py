@@ -11,6 +11,7 @@ branches with nothing in them are dropped.
 from __future__ import annotations
 
 import linecache
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -217,6 +218,7 @@ def build(
     """
     raw_nodes: list[RawNode] = raw["nodes"]
     slots: list[tuple[str, str, int]] = raw["slots"]
+    raw_nodes, slots = _with_cframes(raw_nodes, slots, raw.get("cframes") or [])
     interner = _Interner()
     frame_of = [-1] * len(raw_nodes)
     thread_of = [0] * len(raw_nodes)
@@ -284,6 +286,25 @@ def build(
     )
     capture.sources = _sources(capture)
     return capture
+
+
+def _with_cframes(
+    raw_nodes: list[RawNode], slots: list[tuple[str, str, int]], cframes: list[Any]
+) -> tuple[list[RawNode], list[tuple[str, str, int]]]:
+    """C frames (``--native``: nodes with slot -2, their index in place of the
+    line) as code slots of their own: ``function (library:0)``."""
+    if not cframes:
+        return raw_nodes, slots
+    base = len(slots)
+    named = [
+        (str(lib), str(symbol) or f"{os.path.basename(str(lib))}+0x{int(offset):x}", 0)
+        for lib, symbol, offset in cframes
+    ]
+    nodes = [
+        (parent, base + line, 0) if slot == -2 else (parent, slot, line)
+        for parent, slot, line in raw_nodes
+    ]
+    return nodes, [*slots, *named]
 
 
 def _thread_list(idents: list[int], names: Callable[[int, int], str] | dict[int, str]) -> list[str]:

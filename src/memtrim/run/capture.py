@@ -573,12 +573,33 @@ def sites(capture: Capture, view: str, limit: int | None = None) -> list[Site]:
     ]
 
 
+def is_cframe(frame: Frame) -> bool:
+    """A C function's frame (``memtrim run --native``): no line, no first line."""
+    return frame.lineno == 0 and frame.first_line == 0
+
+
+def _with_cframes(capture: Capture, view: str) -> list[Counts]:
+    """Per node of ``capture.stacks``: its own counts plus those of the C frames
+    below it (``--native``), so that a line's stacks weigh what it allocated."""
+    nodes = capture.stacks
+    out = [Counts(n.view(view).bytes, n.view(view).count) for n in nodes]
+    cframe = [n.frame >= 0 and is_cframe(capture.frames[n.frame]) for n in nodes]
+    if not any(cframe):
+        return out
+    for index in range(len(nodes) - 1, -1, -1):  # children come after parents
+        parent = nodes[index].parent
+        if cframe[index] and parent >= 0:
+            out[parent].add(out[index])
+    return out
+
+
 def _heaviest_stacks(capture: Capture, view: str, frames: set[int]) -> dict[int, tuple[Frame, ...]]:
     """For each of ``frames``, the stack of its heaviest node in ``capture.stacks``."""
     best: dict[int, tuple[int, int]] = {}
+    below = _with_cframes(capture, view) if frames else []
     for index, node in enumerate(capture.stacks):
         if node.frame in frames:
-            weight = node.view(view).bytes
+            weight = below[index].bytes
             if weight > best.get(node.frame, (-1, -1))[0]:
                 best[node.frame] = (weight, index)
     return {
@@ -660,10 +681,11 @@ def stacks_at(capture: Capture, view: str, frame: Frame, limit: int = 3) -> list
         wanted = capture.frames.index(frame)
     except ValueError:
         return []
+    below = _with_cframes(capture, view)
     found = [
-        (node.view(view), index)
+        (below[index], index)
         for index, node in enumerate(capture.stacks)
-        if node.frame == wanted and node.view(view).bytes > 0
+        if node.frame == wanted and below[index].bytes > 0
     ]
     found.sort(key=lambda item: -item[0].bytes)
     return [

@@ -55,7 +55,9 @@ class ProgramProfiler:
     the capture so that a run can be replayed with the same samples).
     ``native`` counts what C libraries allocate (``malloc``, ``mmap``) too
     (default: yes, unless ``MEMTRIM_PYTHON_ONLY=1``); each site then says how
-    much of its memory is native.
+    much of its memory is native. ``native_frames`` (default mode) puts the C
+    functions that made a native block below its Python line in the sampled
+    stacks (the flame graph).
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class ProgramProfiler:
         root: str | None = None,
         seed: int | None = None,
         native: bool | None = None,
+        native_frames: bool = False,
     ) -> None:
         if sample_bytes <= 0:
             raise ValueError(f"sample_bytes must be positive, not {sample_bytes}")
@@ -82,6 +85,7 @@ class ProgramProfiler:
         self.root = root
         self.seed = random.getrandbits(63) if seed is None else seed
         self.native = native
+        self.native_frames = native_frames
         self.capture: Capture | None = None
         self._sampler: Any = None
         self._samples: list[Any] = []
@@ -116,7 +120,14 @@ class ProgramProfiler:
         self._base = hooks.level()
         self._threads.start()
         try:
-            calltree.start(self.exact, self.sample_bytes, OWN_FILES.transparent, self.seed)
+            calltree.start(
+                self.exact,
+                self.sample_bytes,
+                OWN_FILES.transparent,
+                self.seed,
+                cframes=self.native_frames and self._hooks.native,
+            )
+            self.meta["native_frames"] = bool(self.native_frames and self._hooks.native)
             memory.watch_start(RSS_STEP)
         except BaseException:
             memory.watch_stop()

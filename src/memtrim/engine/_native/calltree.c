@@ -37,6 +37,7 @@
  * the GIL).
  */
 #include "calltree.h"
+#include "cframes.h"
 #include "frames.h"
 #include "hashtab.h"
 #include "heap.h"
@@ -56,6 +57,7 @@
 #define MAX_FOREIGN 4096
 #define LOWEST_NOGIL_ID FOREIGN_BASE
 #define NO_SLOT UINT32_MAX
+#define NATIVE_SLOT (UINT32_MAX - 1) /* a C frame: its lasti is a cframes.c index */
 #define MAX_DEPTH 512
 
 /* n*: the part of the bytes that came from libraries' C allocators (the
@@ -97,6 +99,7 @@ typedef struct {
 
 static int mt_tree_on; /* a recording runs: the listener is registered */
 static int rec_exact;
+static int rec_cframes; /* --native: C frames below the Python ones in sampled stacks */
 static uint64_t rec_seed; /* of the stack sampling; GIL */
 static int64_t rec_sample_bytes;
 static unsigned rec_generation;
@@ -804,6 +807,31 @@ static inline int64_t next_countdown(rec_thread_t *t)
     return (int64_t)(-log(next_uniform(t)) * (double)rec_sample_bytes) + 1;
 }
 
+/* The C frames of this native allocation, as nodes under its Python node. */
+static uint32_t cframes_below(uint32_t node)
+{
+    uintptr_t frames[MT_CFRAMES_MAX];
+    int n = mt_cframes_capture(frames, MT_CFRAMES_MAX);
+    for (int i = 0; i < n; i++) {
+        uint32_t index = mt_cframes_index(frames[i]);
+        if (index == UINT32_MAX || node_index_room(&node_index) < 0) {
+            break;
+        }
+        node_key_t key = {(int32_t)node, NATIVE_SLOT, (int32_t)index};
+        size_t at = node_index_find(&node_index, key);
+        uint32_t child = node_index_used(&node_index.tab[at]) ? node_index.tab[at] : 0;
+        if (child == 0) {
+            if (nnodes >= SOFT_NODES || (child = new_node((int32_t)node, NATIVE_SLOT,
+                                                          (int32_t)index, 0)) == 0) {
+                break;
+            }
+            node_index_put_at(&node_index, at, child);
+        }
+        node = child;
+    }
+    return node;
+}
+
 static void sample(rec_thread_t *t, PyThreadState *ts, void *ptr, size_t size, int native)
 {
     /* a block of `size` bytes is sampled with probability 1 - exp(-size/R);
@@ -811,6 +839,9 @@ static void sample(rec_thread_t *t, PyThreadState *ts, void *ptr, size_t size, i
     double p = 1.0 - exp(-(double)size / (double)rec_sample_bytes);
     int64_t weight = size ? (int64_t)((double)size / p + 0.5) : 0;
     uint32_t node = stack_node(t, ts);
+    if (native && rec_cframes) {
+        node = cframes_below(node);
+    }
     stat_add(&sampled[node], weight, native);
     samples_put((uintptr_t)ptr, node, weight);
 }
@@ -1159,6 +1190,7 @@ static void clear_all(void)
     free(foreign);
     foreign = NULL;
     nforeign = foreign_cap = 0;
+    mt_cframes_clear();
     queue_pending = 0;
     memset(&nogil_stat, 0, sizeof(nogil_stat));
     pthread_mutex_unlock(&queue_lock);
@@ -1169,7 +1201,8 @@ int mt_tree_running(void)
     return mt_tree_on;
 }
 
-int mt_tree_start(int exact, int64_t sample_bytes, PyObject *hidden, uint64_t seed)
+int mt_tree_start(int exact, int64_t sample_bytes, PyObject *hidden, uint64_t seed,
+                  int cframes)
 {
     if (mt_tree_on) {
         /* the tree, the slots and the heap's id slot are process-wide: a
@@ -1183,6 +1216,7 @@ int mt_tree_start(int exact, int64_t sample_bytes, PyObject *hidden, uint64_t se
         extra_index = MT_REQUEST_CODE_EXTRA(NULL);
     }
     rec_exact = exact;
+    rec_cframes = cframes && !exact && sample_bytes > 0 && mt_cframes_init() == 0;
     rec_sample_bytes = exact ? 0 : sample_bytes;
     rec_seed = seed;
     rec_generation++;
@@ -1295,8 +1329,9 @@ static PyObject *snapshot(void)
     }
     for (uint32_t i = 0; i < nnodes; i++) {
         node_t *n = &nodes[i];
-        int slot = n->slot == NO_SLOT ? -1 : (int)n->slot;
+        int slot = n->slot == NO_SLOT ? -1 : n->slot == NATIVE_SLOT ? -2 : (int)n->slot;
         PyObject *item = Py_BuildValue("(iii)", n->parent, slot, slot < 0 ? n->lasti : n->line);
+        /* (a C frame: slot -2, its cframes index in place of the line) */
         stat_t sum = stats[i];
         for (uint32_t k = 0; k < npend && pend_node != NULL; k++) {
             if (pend_node[k] == i) {
@@ -1370,11 +1405,16 @@ static PyObject *snapshot(void)
         Py_DECREF(item);
     }
     free(copy);
-    return Py_BuildValue("{sNsNsNsNsNsNsNsisLsK}", "nodes", node_list, "slots", slot_list,
+    PyObject *cframes = mt_cframes_symbols();
+    if (cframes == NULL) {
+        goto error;
+    }
+    return Py_BuildValue("{sNsNsNsNsNsNsNsNsisLsK}", "nodes", node_list, "slots", slot_list,
                          "stats", stat_list, "sampled", sample_list, "nogil", nogil,
-                         "native_threads", native_threads, "threads", threads, "exact",
-                         rec_exact, "sample_bytes", (long long)rec_sample_bytes,
-                         "tree_full_blocks", (unsigned long long)tree_full_blocks);
+                         "native_threads", native_threads, "cframes", cframes, "threads",
+                         threads, "exact", rec_exact, "sample_bytes",
+                         (long long)rec_sample_bytes, "tree_full_blocks",
+                         (unsigned long long)tree_full_blocks);
 error:
     free(pend);
     free(pend_node);

@@ -11,7 +11,10 @@
 /* `hidden`: a list of file names (or NULL) whose frames are never leaves.
  * Frees the data of a stopped recording first.  0, or -1 with an exception
  * (RuntimeError while a recording runs: one at a time per process). */
-int mt_tree_start(int exact, int64_t sample_bytes, PyObject *hidden, uint64_t seed);
+/* `cframes`: C frames below the Python ones in the sampled stacks of native
+ * allocations (default mode only; cframes.c). */
+int mt_tree_start(int exact, int64_t sample_bytes, PyObject *hidden, uint64_t seed,
+                  int cframes);
 int mt_tree_running(void);
 void mt_tree_stop(void);
 PyObject *mt_tree_snapshot(void);

@@ -363,7 +363,8 @@ static PyObject *py_tree_start(PyObject *self, PyObject *args)
     long long sample_bytes;
     PyObject *hidden = NULL;
     unsigned long long seed = 0;
-    if (!PyArg_ParseTuple(args, "pL|OK", &exact, &sample_bytes, &hidden, &seed)) {
+    int cframes = 0;
+    if (!PyArg_ParseTuple(args, "pL|OKp", &exact, &sample_bytes, &hidden, &seed, &cframes)) {
         return NULL;
     }
     if (!mt_heap_installed()) {
@@ -384,7 +385,7 @@ static PyObject *py_tree_start(PyObject *self, PyObject *args)
         return NULL;
     }
     mt_heap_reset_peak();
-    int failed = mt_tree_start(exact, sample_bytes, hidden_seq, (uint64_t)seed) < 0;
+    int failed = mt_tree_start(exact, sample_bytes, hidden_seq, (uint64_t)seed, cframes) < 0;
     Py_XDECREF(hidden_seq);
     if (failed) {
         return NULL;
