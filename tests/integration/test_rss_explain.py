@@ -46,6 +46,11 @@ def test_the_run_explains_the_rss_near_the_peak_and_at_exit(runner):
         assert parts["python_objects"] >= 300_000 * 64
         assert parts["libraries"] > 0
     assert rss["peak"]["heap"] >= 0.95 * data["peak"]["bytes"]  # within the 5 % step
+    # the native heap by the library whose code called malloc
+    libraries = dict(rss["at_exit"]["native_libraries"])
+    imaging = [size for name, size in libraries.items() if "/PIL/_imaging" in name]
+    assert imaging and imaging[0] >= 6000 * 6000 * 4
+    assert any("lxml" in name or "libxml2" in name for name in libraries)
     assert "Resident memory near the peak" in proc.stderr
     html = (runner.tmp_path / "out.html").read_text()
     assert 'id="rss-section"' in html

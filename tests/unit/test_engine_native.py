@@ -194,3 +194,18 @@ def test_threads_without_python_after_a_subinterpreter_exists():
             testing.c_free(address)
         finally:
             module.destroy(interpreter)
+
+
+def test_native_bytes_by_calling_library(native):
+    def of_testing():
+        return sum(b for name, b in hooks.native_by_library() if "_testing" in name)
+
+    before = of_testing()
+    address = testing.c_alloc("malloc", 3_000_000)
+    mapped = testing.c_alloc("mmap", 16 * PAGE)
+    assert of_testing() - before == 3_000_000 + 16 * PAGE
+    address = testing.c_realloc(address, 1_000_000)
+    assert of_testing() - before == 1_000_000 + 16 * PAGE
+    testing.c_free(address)
+    testing.c_munmap(mapped, 16 * PAGE)
+    assert of_testing() == before

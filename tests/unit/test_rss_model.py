@@ -44,6 +44,7 @@ def facts(**changes):
         "pinned_most_blocks": 3,
         "own": 7 * MiB,
         "own_resident": 6 * MiB,
+        "native_libraries": [("/lib/libxml2.so.2", 100 * MiB), ("/x/_imaging.so", 50 * MiB)],
     }
     base.update(changes)
     return base
@@ -77,6 +78,9 @@ def test_each_part_from_its_facts():
     # 95 MiB measured in the known arenas, and 500 pools of the 10 others
     assert result.part("pymalloc_free") == 95 * MiB + 500 * (16 << 10) - 80 * MiB
     assert result.part("native_malloc") == 120 * MiB  # native minus its mappings
+    (native,) = [p for p in result.parts if p.key == "native_malloc"]
+    assert native.note == "libxml2.so.2 100.0 MiB, _imaging.so 50.0 MiB"
+    assert result.libraries == [("/lib/libxml2.so.2", 100 * MiB), ("/x/_imaging.so", 50 * MiB)]
     assert result.part("native_mmap") == 25 * MiB
     # [heap] resident 150 + other arenas 0 - in use 140, at most the free 20
     assert result.part("malloc_free") == 10 * MiB

@@ -85,6 +85,11 @@ def native_level() -> int:
     return _engine.native_level()
 
 
+def native_by_library() -> list[tuple[str, int]]:
+    """Live native bytes by the library whose code called the allocator, largest first."""
+    return sorted(_engine.native_by_library(), key=lambda item: -item[1])
+
+
 def native_error() -> str:
     """Why native tracking could not start, if it could not ("" otherwise)."""
     return str(_state["native_error"])

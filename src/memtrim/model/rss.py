@@ -11,7 +11,8 @@ The parts, each in bytes:
 - ``pymalloc_free``: the rest of pymalloc's resident arenas: free blocks and
   pools, headers, rounding (an arena goes back to the system only when its
   last block is freed);
-- ``native_malloc``: blocks C libraries have from malloc (native hooks);
+- ``native_malloc``: blocks C libraries have from malloc (native hooks), by
+  calling library (the object the call came from) in ``libraries``;
 - ``native_mmap``: the anonymous mappings C libraries made, resident part;
 - ``malloc_free``: free space inside malloc's heap, not returned to the system;
 - ``memtrim``: memtrim's own tables in malloc's heap (the hooks' shadow map);
@@ -33,6 +34,7 @@ bytes; the rest are resident bytes. Their sum is the RSS exactly, with
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +90,8 @@ class RssBreakdown:
     when: str = "now"
     facts: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: the native heap by calling library: ``(library file, live bytes)``, largest first
+    libraries: list[tuple[str, int]] = field(default_factory=list)
 
     def part(self, key: str) -> int:
         """Bytes of one part (0 if absent)."""
@@ -117,6 +121,7 @@ class RssBreakdown:
             "part_notes": {p.key: p.note for p in self.parts if p.note},
             "facts": list(self.facts),
             "notes": list(self.notes),
+            "native_libraries": [[name, size] for name, size in self.libraries],
         }
 
     @classmethod
@@ -129,6 +134,7 @@ class RssBreakdown:
             when=str(data.get("when", "now")),
             facts=[str(f) for f in data.get("facts", [])],
             notes=[str(n) for n in data.get("notes", [])],
+            libraries=[(str(n), int(b)) for n, b in data.get("native_libraries", [])],
         )
 
 
@@ -154,7 +160,9 @@ def breakdown(facts: dict[str, Any], when: str = "now") -> RssBreakdown:
     else:
         notes.append("pymalloc is not the object allocator: its arenas are not told apart")
         parts.append(Part("python_objects", python_malloc))
-    parts.append(Part("native_malloc", native_malloc))
+    libraries = [(str(n), int(b)) for n, b in facts.get("native_libraries", []) if int(b) > 0]
+    by_library = ", ".join(f"{os.path.basename(n)} {human(b)}" for n, b in libraries[:3])
+    parts.append(Part("native_malloc", native_malloc, by_library))
     mapped_note = f"{human(native_mapped)} mapped" if native_mapped else ""
     parts.append(Part("native_mmap", int(facts.get("native_resident", 0)), mapped_note))
     if facts.get("have_malloc"):
@@ -177,7 +185,7 @@ def breakdown(facts: dict[str, Any], when: str = "now") -> RssBreakdown:
     rest = rss - sum(p.bytes for p in parts)
     rest_note = "" if rest >= 0 else "counted above but not resident: allocated, never touched"
     parts.append(Part("unaccounted", rest, rest_note))
-    return RssBreakdown(rss, parts, when, _facts(facts), notes)
+    return RssBreakdown(rss, parts, when, _facts(facts), notes, libraries)
 
 
 def _malloc_free(facts: dict[str, Any]) -> int:

@@ -33,4 +33,6 @@ def explain() -> Explanation:
     blocks are told apart. Prints as a table; ``.to_dict()`` for JSON.
     """
     result = breakdown(memory.read(), "now")
-    return Explanation(result.rss, result.parts, result.when, result.facts, result.notes)
+    return Explanation(
+        result.rss, result.parts, result.when, result.facts, result.notes, result.libraries
+    )

@@ -63,6 +63,7 @@ void mt_heap_guard_exit(void)
 typedef struct {
     uint16_t v[1u << LEAF_BITS];
     uint32_t *ids; /* the attributing listener's id of each block (listeners.h) */
+    uint8_t *libs; /* the library of each native block (native.c's index) */
 } leaf_t;
 typedef struct {
     leaf_t *leaf[1u << L2_BITS];
@@ -152,6 +153,7 @@ static void shadow_clear(void)
         for (size_t j = 0; j < (1u << L2_BITS); j++) {
             if (mid->leaf[j] != NULL) {
                 free(mid->leaf[j]->ids);
+                free(mid->leaf[j]->libs);
                 free(mid->leaf[j]);
             }
         }
@@ -172,6 +174,7 @@ typedef struct {
     uintptr_t key;
     size_t size;
     uint32_t id;
+    uint8_t lib; /* a native block's library (native.c's index) */
 } big_entry_t;
 
 static inline int big_used(const big_entry_t *e)
@@ -317,6 +320,9 @@ static int64_t g_native;  /* net bytes from the native hooks (both paths); atomi
  * 512-byte limit (for the RSS breakdown); atomic. */
 static int64_t g_py_malloc;
 #define PYMALLOC_LIMIT 512
+/* Native blocks by library: live bytes per library index (native.c names
+ * them); each block keeps its index beside its size, to subtract on free. */
+static int64_t g_lib[MT_MAX_LIBS]; /* atomic */
 static int64_t g_peak;    /* GIL */
 static uint64_t g_allocs, g_frees;
 static pthread_mutex_t nogil_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -889,6 +895,7 @@ int mt_heap_install(void)
     g_nogil = 0;
     g_native = 0;
     g_py_malloc = 0;
+    memset(g_lib, 0, sizeof(g_lib));
     g_allocs = g_frees = 0;
     mt_thread_cur = mt_thread_hwm = 0;
     pthread_mutex_lock(&nogil_lock);
@@ -1020,33 +1027,108 @@ int64_t mt_heap_overhead_resident(void)
 
 /* ------------------------------------------------------------- native hooks */
 
-/* native.c's hooks call these with mt_guard held, from any thread. */
-void mt_heap_native_alloc(void *p, size_t size)
+
+/* The GIL, or nogil_lock, held (no leaf comes or goes). */
+static void set_lib(void *p, unsigned lib)
 {
+    uintptr_t a = (uintptr_t)p;
+    size_t index;
+    leaf_t *leaf = shadow_leaf(a, 0, &index);
+    if (leaf != NULL && leaf->v[index] != 0 && leaf->v[index] != SLOT_BIG) {
+        uint8_t *libs = __atomic_load_n(&leaf->libs, __ATOMIC_ACQUIRE);
+        if (libs == NULL && lib != 0) {
+            libs = install_ptr((void **)&leaf->libs, 1u << LEAF_BITS);
+        }
+        if (libs != NULL) {
+            libs[index] = (uint8_t)lib; /* 0 too: no stale index from an earlier block */
+        }
+        return;
+    }
+    pthread_mutex_lock(&big_lock);
+    if (big.cap != 0) {
+        size_t i = big_find(&big, a);
+        if (big_used(&big.tab[i])) {
+            big.tab[i].lib = (uint8_t)lib;
+        }
+    }
+    pthread_mutex_unlock(&big_lock);
+}
+
+/* Same locking.  The library index of the block at p (0: none known). */
+static unsigned peek_lib(void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    size_t index;
+    leaf_t *leaf = shadow_leaf(a, 0, &index);
+    if (leaf != NULL && leaf->v[index] != 0 && leaf->v[index] != SLOT_BIG) {
+        return leaf->libs != NULL ? leaf->libs[index] : 0;
+    }
+    unsigned lib = 0;
+    pthread_mutex_lock(&big_lock);
+    if (big.cap != 0) {
+        size_t i = big_find(&big, a);
+        if (big_used(&big.tab[i])) {
+            lib = big.tab[i].lib;
+        }
+    }
+    pthread_mutex_unlock(&big_lock);
+    return lib;
+}
+
+/* native.c's hooks call these with mt_guard held, from any thread. */
+void mt_heap_native_alloc(void *p, size_t size, unsigned lib)
+{
+    lib = lib < MT_MAX_LIBS ? lib : 0;
     if (mt_have_gil()) {
         if (MT_LIKELY(g_installed)) { /* install and uninstall hold the GIL */
             on_alloc_gil(p, size, MT_NATIVE_BIT);
+            set_lib(p, lib);
+            __atomic_add_fetch(&g_lib[lib], (int64_t)size, __ATOMIC_RELAXED);
         }
+        return;
     }
-    else {
-        on_alloc_nogil(p, size, MT_NATIVE_BIT);
+    on_alloc_nogil(p, size, MT_NATIVE_BIT);
+    pthread_mutex_lock(&nogil_lock);
+    if (g_installed) {
+        set_lib(p, lib);
+        __atomic_add_fetch(&g_lib[lib], (int64_t)size, __ATOMIC_RELAXED);
     }
+    pthread_mutex_unlock(&nogil_lock);
 }
 
 int64_t mt_heap_native_take(void *p)
 {
     uint32_t id;
+    unsigned lib;
+    int64_t size;
     if (mt_have_gil()) {
         if (MT_UNLIKELY(!g_installed)) {
             return -1;
         }
-        int64_t size = take_size(p, &id);
+        lib = peek_lib(p);
+        size = take_size(p, &id);
         if (size >= 0) {
             forget_gil(p, size, id);
         }
-        return size;
     }
-    return take_nogil(p, &id);
+    else {
+        pthread_mutex_lock(&nogil_lock);
+        lib = g_installed ? peek_lib(p) : 0;
+        pthread_mutex_unlock(&nogil_lock);
+        size = take_nogil(p, &id); /* p is the caller's: nobody frees it meanwhile */
+    }
+    if (size >= 0 && (id & MT_NATIVE_BIT)) {
+        __atomic_sub_fetch(&g_lib[lib], size, __ATOMIC_RELAXED);
+    }
+    return size;
+}
+
+int mt_heap_native_by_lib(int64_t out[MT_MAX_LIBS])
+{
+    for (int i = 0; i < MT_MAX_LIBS; i++) {
+        out[i] = __atomic_load_n(&g_lib[i], __ATOMIC_RELAXED);
+    }
+    return MT_MAX_LIBS;
 }
 
 /* Bytes of the big blocks (those in the big table: over 64 KiB) on pages

@@ -43,8 +43,10 @@ int64_t mt_heap_overhead_resident(void); /* of which resident (walks it) */
 
 /* The native hooks' accounting (mt_guard held by the caller; any thread, GIL
  * or not).  take: forget a block, returning its size, or -1 if not ours. */
-void mt_heap_native_alloc(void *p, size_t size);
+#define MT_MAX_LIBS 256 /* libraries told apart (index 0: not known) */
+void mt_heap_native_alloc(void *p, size_t size, unsigned lib);
 int64_t mt_heap_native_take(void *p);
+int mt_heap_native_by_lib(int64_t out[MT_MAX_LIBS]); /* live native bytes per library */
 int64_t mt_heap_native_level(void); /* live bytes from the native hooks */
 /* live bytes of Python's (and numpy's) blocks in malloc's heap, not pymalloc's */
 int64_t mt_heap_python_malloc_level(void);

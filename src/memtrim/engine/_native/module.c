@@ -117,6 +117,27 @@ static PyObject *py_pymalloc_stats(PyObject *self, PyObject *unused)
     return mt_pymalloc_stats();
 }
 
+static PyObject *py_native_by_library(PyObject *self, PyObject *unused)
+{
+    int64_t by_lib[MT_MAX_LIBS];
+    mt_heap_native_by_lib(by_lib);
+    PyObject *out = PyList_New(0);
+    for (int i = 0; out != NULL && i < MT_MAX_LIBS; i++) {
+        if (by_lib[i] == 0) {
+            continue;
+        }
+        const char *name = mt_native_lib_name((unsigned)i);
+        PyObject *item = Py_BuildValue("(sL)", name ? name : "?", (long long)by_lib[i]);
+        if (item == NULL || PyList_Append(out, item) < 0) {
+            Py_XDECREF(item);
+            Py_CLEAR(out);
+            break;
+        }
+        Py_DECREF(item);
+    }
+    return out;
+}
+
 static PyObject *py_native_stats(PyObject *self, PyObject *unused)
 {
     uint64_t out[5];
@@ -432,6 +453,8 @@ static PyMethodDef methods[] = {
     {"native_uninstall", py_native_uninstall, METH_NOARGS,
      "One holder less (the hooks stay until the heap hooks come off)."},
     {"native_wanted", py_native_wanted, METH_NOARGS, "How many holders want the native hooks."},
+    {"native_by_library", py_native_by_library, METH_NOARGS,
+     "[(library file, live native bytes)] of the libraries that allocated ('?': not known)."},
     {"native_maps", py_native_maps, METH_NOARGS,
      "(bytes mapped, bytes resident) of the hooked libraries' anonymous mappings."},
     {"python_malloc_level", py_python_malloc_level, METH_NOARGS,

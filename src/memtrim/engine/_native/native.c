@@ -122,6 +122,7 @@ static void *(*real_dlsym)(void *, const char *);
 
 typedef struct {
     uintptr_t start, end;
+    unsigned lib; /* the library that mapped it */
 } region_t;
 
 #define MAX_REGIONS (1u << 16) /* 1 MiB of address space, touched as used */
@@ -163,7 +164,7 @@ static size_t region_search(uintptr_t a)
 }
 
 /* region_lock held.  A new anonymous mapping [start, end): charge it. */
-static void region_add(uintptr_t start, uintptr_t end)
+static void region_add(uintptr_t start, uintptr_t end, unsigned lib)
 {
     if (regions == NULL) {
         void *table = real_mmap(NULL, MAX_REGIONS * sizeof(region_t), PROT_READ | PROT_WRITE,
@@ -180,10 +181,10 @@ static void region_add(uintptr_t start, uintptr_t end)
     }
     size_t i = region_search(start);
     memmove(&regions[i + 1], &regions[i], (nregions - i) * sizeof(region_t));
-    regions[i] = (region_t){start, end};
+    regions[i] = (region_t){start, end, lib};
     nregions++;
     __atomic_add_fetch(&regions_bytes, (int64_t)(end - start), __ATOMIC_RELAXED);
-    mt_heap_native_alloc((void *)start, end - start);
+    mt_heap_native_alloc((void *)start, end - start, lib);
 }
 
 /* region_lock held.  [a, b) is no longer mapped anonymously by a tracked
@@ -202,15 +203,18 @@ static void region_cut(uintptr_t a, uintptr_t b)
         __atomic_sub_fetch(&regions_bytes, (int64_t)(r.end - r.start), __ATOMIC_RELAXED);
         mt_heap_native_take((void *)r.start);
         if (r.start < a) {
-            region_add(r.start, a);
+            region_add(r.start, a, r.lib);
             i++;
         }
         if (r.end > b) {
-            region_add(b, r.end);
+            region_add(b, r.end, r.lib);
             i++;
         }
     }
 }
+
+static unsigned lib_of(const void *caller);
+#define CALLER lib_of(__builtin_return_address(0))
 
 /* ---------------------------------------------------------------- the hooks */
 
@@ -226,7 +230,7 @@ static void *h_malloc(size_t size)
     mt_guard++;
     void *p = real_malloc(size);
     if (p != NULL) {
-        mt_heap_native_alloc(p, size);
+        mt_heap_native_alloc(p, size, CALLER);
     }
     mt_guard--;
     return p;
@@ -240,7 +244,7 @@ static void *h_calloc(size_t n, size_t size)
     mt_guard++;
     void *p = real_calloc(n, size);
     if (p != NULL) {
-        mt_heap_native_alloc(p, n * size); /* no overflow: calloc refused those */
+        mt_heap_native_alloc(p, n * size, CALLER); /* no overflow: calloc refused those */
     }
     mt_guard--;
     return p;
@@ -258,7 +262,7 @@ static void h_free(void *ptr)
     mt_guard--;
 }
 
-static void *h_realloc(void *ptr, size_t size)
+static void *realloc_from(void *ptr, size_t size, unsigned lib)
 {
     if (mt_guard) {
         return real_realloc(ptr, size);
@@ -267,13 +271,18 @@ static void *h_realloc(void *ptr, size_t size)
     int64_t old = ptr != NULL ? mt_heap_native_take(ptr) : -1;
     void *p = real_realloc(ptr, size);
     if (p != NULL) {
-        mt_heap_native_alloc(p, size);
+        mt_heap_native_alloc(p, size, lib);
     }
     else if (old >= 0 && size != 0) {
-        mt_heap_native_alloc(ptr, (size_t)old); /* failed: the old block is intact */
+        mt_heap_native_alloc(ptr, (size_t)old, lib); /* failed: the old block is intact */
     }
     mt_guard--;
     return p;
+}
+
+static void *h_realloc(void *ptr, size_t size)
+{
+    return realloc_from(ptr, size, CALLER);
 }
 
 static void *h_reallocarray(void *ptr, size_t n, size_t size)
@@ -283,7 +292,7 @@ static void *h_reallocarray(void *ptr, size_t n, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    return h_realloc(ptr, total);
+    return realloc_from(ptr, total, CALLER);
 }
 
 static int h_posix_memalign(void **out, size_t alignment, size_t size)
@@ -294,13 +303,14 @@ static int h_posix_memalign(void **out, size_t alignment, size_t size)
     mt_guard++;
     int err = real_posix_memalign(out, alignment, size);
     if (err == 0 && *out != NULL) {
-        mt_heap_native_alloc(*out, size);
+        mt_heap_native_alloc(*out, size, CALLER);
     }
     mt_guard--;
     return err;
 }
 
-static void *aligned_with(void *(*fn)(size_t, size_t), size_t alignment, size_t size)
+static void *aligned_with(void *(*fn)(size_t, size_t), size_t alignment, size_t size,
+                          unsigned lib)
 {
     if (mt_guard) {
         return fn(alignment, size);
@@ -308,7 +318,7 @@ static void *aligned_with(void *(*fn)(size_t, size_t), size_t alignment, size_t 
     mt_guard++;
     void *p = fn(alignment, size);
     if (p != NULL) {
-        mt_heap_native_alloc(p, size);
+        mt_heap_native_alloc(p, size, lib);
     }
     mt_guard--;
     return p;
@@ -316,15 +326,15 @@ static void *aligned_with(void *(*fn)(size_t, size_t), size_t alignment, size_t 
 
 static void *h_aligned_alloc(size_t alignment, size_t size)
 {
-    return aligned_with(real_aligned_alloc, alignment, size);
+    return aligned_with(real_aligned_alloc, alignment, size, CALLER);
 }
 
 static void *h_memalign(size_t alignment, size_t size)
 {
-    return aligned_with(real_memalign, alignment, size);
+    return aligned_with(real_memalign, alignment, size, CALLER);
 }
 
-static void *paged_with(void *(*fn)(size_t), size_t size)
+static void *paged_with(void *(*fn)(size_t), size_t size, unsigned lib)
 {
     if (mt_guard) {
         return fn(size);
@@ -332,7 +342,7 @@ static void *paged_with(void *(*fn)(size_t), size_t size)
     mt_guard++;
     void *p = fn(size);
     if (p != NULL) {
-        mt_heap_native_alloc(p, size);
+        mt_heap_native_alloc(p, size, lib);
     }
     mt_guard--;
     return p;
@@ -340,12 +350,12 @@ static void *paged_with(void *(*fn)(size_t), size_t size)
 
 static void *h_valloc(size_t size)
 {
-    return paged_with(real_valloc, size);
+    return paged_with(real_valloc, size, CALLER);
 }
 
 static void *h_pvalloc(size_t size)
 {
-    return paged_with(real_pvalloc, size);
+    return paged_with(real_pvalloc, size, CALLER);
 }
 
 static void *h_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
@@ -361,7 +371,7 @@ static void *h_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t o
         /* what was there is gone (MAP_FIXED), or was unmapped behind our back */
         region_cut(a, b);
         if ((flags & MAP_ANONYMOUS) && prot != PROT_NONE) { /* not a mere reservation */
-            region_add(a, b);
+            region_add(a, b, CALLER);
         }
     }
     pthread_mutex_unlock(&region_lock);
@@ -410,7 +420,7 @@ static void *h_mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
         uintptr_t b = (uintptr_t)p;
         region_cut(b, b + round_up(new_len));
         if (tracked) {
-            region_add(b, b + round_up(new_len));
+            region_add(b, b + round_up(new_len), CALLER);
         }
     }
     pthread_mutex_unlock(&region_lock);
@@ -591,6 +601,123 @@ static void *open_as(const char *file, int mode, const void *caller)
         }
     }
     return real_dlopen(file, mode);
+}
+
+/* -------------------------------------------------------------- libraries
+ *
+ * Which library made a native allocation: the hook's return address lies in
+ * the calling object.  Objects get a small index by name (up to 255; later
+ * ones share 0, "not known"), and their address ranges are kept sorted in a
+ * table rebuilt after each pass of the patcher and published whole (readers,
+ * the hooks, take no lock; a replaced table is leaked: it is small, and a
+ * hook may still be reading it). */
+typedef struct {
+    uintptr_t lo, hi;
+    unsigned lib;
+} span_t;
+
+typedef struct {
+    size_t n;
+    span_t s[];
+} spans_t;
+
+static spans_t *spans;                 /* atomic pointer */
+static char *lib_names[MT_MAX_LIBS];   /* index -> file; patch_lock */
+static unsigned nlib_names = 1;
+
+static unsigned lib_of(const void *caller)
+{
+    const spans_t *t = __atomic_load_n(&spans, __ATOMIC_ACQUIRE);
+    if (t == NULL) {
+        return 0;
+    }
+    uintptr_t a = (uintptr_t)caller;
+    size_t lo = 0, hi = t->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (t->s[mid].hi <= a) {
+            lo = mid + 1;
+        }
+        else {
+            hi = mid;
+        }
+    }
+    return lo < t->n && t->s[lo].lo <= a ? t->s[lo].lib : 0;
+}
+
+static unsigned lib_index(const char *name)
+{
+    char exe[4096];
+    if (name == NULL || name[0] == '\0') {
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+        exe[n > 0 ? n : 0] = '\0';
+        name = exe;
+    }
+    for (unsigned i = 1; i < nlib_names; i++) {
+        if (strcmp(lib_names[i], name) == 0) {
+            return i;
+        }
+    }
+    if (nlib_names == MT_MAX_LIBS) {
+        return 0;
+    }
+    char *copy = strdup(name);
+    if (copy == NULL) {
+        return 0;
+    }
+    lib_names[nlib_names] = copy;
+    return nlib_names++;
+}
+
+typedef struct {
+    spans_t *t;
+    size_t cap;
+} span_list_t;
+
+static int add_span(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    span_list_t *list = data;
+    uintptr_t lo = UINTPTR_MAX, hi = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_LOAD) {
+            uintptr_t start = info->dlpi_addr + ph->p_vaddr;
+            lo = start < lo ? start : lo;
+            hi = start + ph->p_memsz > hi ? start + ph->p_memsz : hi;
+        }
+    }
+    if (hi > lo && list->t->n < list->cap) {
+        list->t->s[list->t->n++] = (span_t){lo, hi, lib_index(info->dlpi_name)};
+    }
+    return 0;
+}
+
+/* patch_lock held. */
+static void rebuild_spans(void)
+{
+    size_t cap = 1024;
+    spans_t *t = real_malloc(sizeof(spans_t) + cap * sizeof(span_t));
+    if (t == NULL) {
+        return;
+    }
+    t->n = 0;
+    span_list_t list = {t, cap};
+    dl_iterate_phdr(add_span, &list);
+    for (size_t i = 1; i < t->n; i++) { /* insertion sort: a few hundred objects */
+        span_t key = t->s[i];
+        size_t j = i;
+        for (; j > 0 && t->s[j - 1].lo > key.lo; j--) {
+            t->s[j] = t->s[j - 1];
+        }
+        t->s[j] = key;
+    }
+    __atomic_store_n(&spans, t, __ATOMIC_RELEASE);
+}
+
+const char *mt_native_lib_name(unsigned index)
+{
+    return index > 0 && index < nlib_names ? lib_names[index] : NULL;
 }
 
 /* --------------------------------------------------------------- the patcher */
@@ -1076,6 +1203,7 @@ static void patch_all(void)
         seen_adds = list.adds;
         seen_subs = list.subs;
     }
+    rebuild_spans();
     pthread_mutex_unlock(&patch_lock);
     mt_guard--;
 }
@@ -1109,6 +1237,7 @@ static void forget_closed(void)
     }
     ndone = kept;
     seen_adds = (unsigned long long)-1;
+    rebuild_spans();
     pthread_mutex_unlock(&patch_lock);
     mt_guard--;
 }

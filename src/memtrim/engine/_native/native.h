@@ -13,6 +13,8 @@ int mt_native_install(void);
 void mt_native_uninstall(void);
 void mt_native_off(void);    /* GIL held: the heap hooks are coming off */
 int mt_native_installed(void); /* in the GOTs now */
+/* The file of a library index (mt_heap_native_by_lib), or NULL. */
+const char *mt_native_lib_name(unsigned index);
 /* The anonymous mappings of the hooked libraries: bytes mapped, resident. */
 void mt_native_maps(uint64_t *mapped, uint64_t *resident);
 

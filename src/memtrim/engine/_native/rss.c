@@ -25,6 +25,8 @@
 #include "native.h"
 #include "rss.h"
 
+static PyObject *facts_dict(const mt_rss_facts_t *f);
+
 /* ---------------------------------------------------------------- smaps */
 
 typedef struct {
@@ -291,6 +293,31 @@ static int read_pymalloc(mt_rss_facts_t *f)
 
 /* ------------------------------------------------------------------ read */
 
+/* The MT_RSS_LIBS libraries with the most live native bytes. */
+static void top_libraries(mt_rss_facts_t *f)
+{
+    static int64_t by_lib[MT_MAX_LIBS];
+    mt_heap_native_by_lib(by_lib);
+    for (int i = 0; i < MT_MAX_LIBS; i++) {
+        int64_t bytes = by_lib[i];
+        if (bytes <= 0) {
+            continue;
+        }
+        int at = MT_RSS_LIBS;
+        while (at > 0 && (f->lib_bytes[at - 1] < bytes)) {
+            at--;
+        }
+        if (at < MT_RSS_LIBS) {
+            for (int j = MT_RSS_LIBS - 1; j > at; j--) {
+                f->lib_bytes[j] = f->lib_bytes[j - 1];
+                f->lib_index[j] = f->lib_index[j - 1];
+            }
+            f->lib_bytes[at] = bytes;
+            f->lib_index[at] = i;
+        }
+    }
+}
+
 int mt_rss_read(mt_rss_facts_t *f)
 {
     memset(f, 0, sizeof(*f));
@@ -311,6 +338,7 @@ int mt_rss_read(mt_rss_facts_t *f)
         f->untouched = mt_heap_untouched();
         f->own = mt_heap_overhead();
         f->own_resident = mt_heap_overhead_resident();
+        top_libraries(f);
         uint64_t mapped, resident;
         mt_native_maps(&mapped, &resident);
         f->native_mapped = (int64_t)mapped;
@@ -322,6 +350,29 @@ int mt_rss_read(mt_rss_facts_t *f)
 }
 
 PyObject *mt_rss_dict(const mt_rss_facts_t *f)
+{
+    PyObject *dict = facts_dict(f);
+    PyObject *libs = dict ? PyList_New(0) : NULL;
+    for (int i = 0; libs != NULL && i < MT_RSS_LIBS && f->lib_bytes[i] > 0; i++) {
+        const char *name = mt_native_lib_name((unsigned)f->lib_index[i]);
+        PyObject *item = Py_BuildValue("(sL)", name ? name : "?", (long long)f->lib_bytes[i]);
+        if (item == NULL || PyList_Append(libs, item) < 0) {
+            Py_XDECREF(item);
+            Py_CLEAR(libs);
+            break;
+        }
+        Py_DECREF(item);
+    }
+    if (libs == NULL || PyDict_SetItemString(dict, "native_libraries", libs) < 0) {
+        Py_XDECREF(libs);
+        Py_XDECREF(dict);
+        return NULL;
+    }
+    Py_DECREF(libs);
+    return dict;
+}
+
+static PyObject *facts_dict(const mt_rss_facts_t *f)
 {
 #define ITEM(name) #name, (long long)f->name
     return Py_BuildValue(

@@ -17,6 +17,10 @@ typedef struct {
     /* the hooks' counters (0 without them) */
     int64_t level, native, python_malloc, untouched, native_mapped, native_resident;
     int64_t own, own_resident; /* memtrim's own tables in malloc's heap (the shadow map) */
+    /* the libraries with the most native bytes live: index (native.c), bytes */
+#define MT_RSS_LIBS 8
+    int lib_index[MT_RSS_LIBS];
+    int64_t lib_bytes[MT_RSS_LIBS];
     /* the arenas the hooks saw allocated: count, resident, live bytes, pools
      * in use; those pinned (live bytes under a quarter of resident): count,
      * free resident bytes, most live blocks in one */
