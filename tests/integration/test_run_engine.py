@@ -151,13 +151,14 @@ def test_blocks_of_threads_without_python_are_counted_apart(runner, free):
         assert data["at_exit"]["bytes"] < 1_000_000
     else:
         # charged to the thread, under its own name (pthread_setname_np)
+        # named, with the Python line that started it (pthread_create under the hooks)
         assert [(u["thread"], u["bytes"], u["count"]) for u in native] == [
-            ("native thread mt-native", 30_000_000, 1)
+            ("native thread mt-native (started at script.py:4)", 30_000_000, 1)
         ]
     allocated = [u for u in data["allocated"]["unattributed"] if u["reason"] == reason]
     assert [(u["bytes"], u["count"]) for u in allocated] == [(30_000_000, 1)]
     threads = {t["name"]: t["bytes"] for t in data["allocated"]["threads"]}
-    assert threads["native thread mt-native"] == 30_000_000
+    assert threads["native thread mt-native (started at script.py:4)"] == 30_000_000
 
 
 def test_threads_keep_their_names_after_they_end(runner):

@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+from memtrim.model.findings import relative_path
 from memtrim.run.capture import (
     NATIVE_THREAD,
     NOGIL_THREAD,
@@ -258,9 +259,10 @@ def build(
         _nogil_root(nodes, nogil, len(threads) - 1)
         if stacks is not nodes:
             _nogil_root(stacks, nogil, len(threads) - 1)
-    for name, stats in raw.get("native_threads", ()):
+    for name, stats, *origin in raw.get("native_threads", ()):
         if any(stats):  # a thread that never ran Python: a root of its own, by its name
-            threads.append(f"{NATIVE_THREAD} {name}".rstrip())
+            started = _started_at(origin, slots, root, sys_path)
+            threads.append(f"{NATIVE_THREAD} {name}".rstrip() + started)
             _nogil_root(nodes, stats, len(threads) - 1)
             if stacks is not nodes:
                 _nogil_root(stacks, stats, len(threads) - 1)
@@ -286,6 +288,16 @@ def build(
     )
     capture.sources = _sources(capture)
     return capture
+
+
+def _started_at(
+    origin: list[int], slots: list[tuple[str, str, int]], root: str, sys_path: Sequence[str] | None
+) -> str:
+    """`` (started at file:line)`` for a native thread whose starting line is known."""
+    if len(origin) < 2 or not 0 <= origin[0] < len(slots):
+        return ""
+    filename = relative_path(slots[origin[0]][0], root or None, sys_path or ())
+    return f" (started at {filename}:{origin[1]})"
 
 
 def _with_cframes(

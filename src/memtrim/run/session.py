@@ -105,6 +105,9 @@ class ProgramProfiler:
             raise RuntimeError("this profiler is already running")
         self._hooks = hooks.acquire("memtrim run", self.native)
         self.meta["native"] = self._hooks.native
+        wanted = hooks.native_default() if self.native is None else self.native
+        if wanted and not self._hooks.native:  # said in every report
+            self.meta["native_error"] = hooks.native_error() or "native tracking failed"
         self._samples = []
         self._t0 = time.monotonic()
         self._wall0 = time.time()
@@ -143,6 +146,7 @@ class ProgramProfiler:
         if self._running and self._paused is None:
             calltree.stop()
             self._read_rss()
+            self._note_native()
             base = self._base
             self._paused = (
                 hooks.peak() - base,
@@ -166,6 +170,13 @@ class ProgramProfiler:
         self._stop_sampler()
         with no_gc():
             return self._build(duration, peak, end)
+
+    def _note_native(self) -> None:
+        """What the native hooks could not track, for the reports."""
+        if self._hooks is not None and self._hooks.native:
+            untracked = hooks.native_stats()["untracked_maps"]
+            if untracked:
+                self.meta["native_untracked_maps"] = untracked
 
     def _read_rss(self) -> None:
         """The facts of the RSS near the heap's peak (read by the engine as the

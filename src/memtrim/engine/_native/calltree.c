@@ -908,7 +908,17 @@ typedef struct {
     pthread_t tid;
     char name[16];
     stat_t st;
+    uint32_t origin_slot; /* the Python line that started the thread, or NO_SLOT */
+    int32_t origin_line;
 } foreign_t;
+
+/* The Python line that called pthread_create for this thread (native.c's
+ * pthread_create hook hands it over), if a recording knew it. */
+static MT_TLS struct {
+    unsigned generation;
+    uint32_t slot;
+    int32_t line;
+} t_origin;
 
 static foreign_t *foreign; /* queue_lock */
 static uint32_t nforeign, foreign_cap;
@@ -936,6 +946,11 @@ static int32_t foreign_find(void)
     foreign_t *f = &foreign[nforeign];
     memset(f, 0, sizeof(*f));
     f->tid = self;
+    f->origin_slot = NO_SLOT;
+    if (t_origin.generation == rec_generation && t_origin.slot != NO_SLOT) {
+        f->origin_slot = t_origin.slot;
+        f->origin_line = t_origin.line;
+    }
     if (pthread_getname_np(self, f->name, sizeof(f->name)) != 0) {
         f->name[0] = '\0';
     }
@@ -967,6 +982,31 @@ static int own_line(rec_thread_t *t, PyCodeObject **where, uint32_t *slot, int32
         return 1;
     }
     return 0;
+}
+
+/* Any thread, GIL or not (native.c's pthread_create hook): the calling
+ * thread's current Python line, to be the origin of the thread it starts. */
+int mt_tree_origin_here(mt_origin_t *out)
+{
+    PyCodeObject *code = NULL;
+    uint32_t slot;
+    int32_t lasti;
+    if (!mt_tree_on || !own_line(t_rec, &code, &slot, &lasti)) {
+        return 0;
+    }
+    int line = PyCode_Addr2Line(code, lasti < 0 ? -1 : lasti * (int)sizeof(_Py_CODEUNIT));
+    out->generation = rec_generation;
+    out->slot = slot;
+    out->line = line < 0 ? code->co_firstlineno : line;
+    return 1;
+}
+
+/* In the new thread, before its start routine runs. */
+void mt_tree_origin_set(const mt_origin_t *origin)
+{
+    t_origin.generation = origin->generation;
+    t_origin.slot = origin->slot;
+    t_origin.line = origin->line;
 }
 
 /* GIL held (snapshot): the node of a pending leaf, made if needed. */
@@ -1396,7 +1436,10 @@ static PyObject *snapshot(void)
     pthread_mutex_unlock(&queue_lock);
     for (uint32_t k = 0; copy != NULL && k < nf; k++) {
         PyObject *st = stat_tuple(&copy[k].st);
-        PyObject *item = st ? Py_BuildValue("(sN)", copy[k].name, st) : NULL;
+        int origin = copy[k].origin_slot == NO_SLOT ? -1 : (int)copy[k].origin_slot;
+        PyObject *item = st ? Py_BuildValue("(sNii)", copy[k].name, st, origin,
+                                            copy[k].origin_line)
+                            : NULL;
         if (item == NULL || PyList_Append(native_threads, item) < 0) {
             Py_XDECREF(item);
             free(copy);

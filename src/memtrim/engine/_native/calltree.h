@@ -23,4 +23,15 @@ void mt_tree_fork_parent(void);
 void mt_tree_after_fork(void);
 void mt_tree_clear(void); /* stop if needed, and free everything */
 
+/* Where a thread was started from (native.c's pthread_create hook): any
+ * thread, no GIL needed; 1 if the calling thread runs Python code the
+ * recording knows. */
+typedef struct {
+    unsigned generation;
+    uint32_t slot;
+    int32_t line;
+} mt_origin_t;
+int mt_tree_origin_here(mt_origin_t *out);
+void mt_tree_origin_set(const mt_origin_t *origin);
+
 #endif

@@ -59,6 +59,7 @@
  * release them after, in one order (module.c), so the child never inherits a
  * table half-updated by another thread. */
 #include "heap.h" /* first: Python.h sets the feature macros (dladdr needs _GNU_SOURCE) */
+#include "calltree.h"
 #include "native.h"
 #include "procfs.h"
 
@@ -428,6 +429,47 @@ static void *h_mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
     return p;
 }
 
+/* Threads started while the hooks are in: the Python line that started one is
+ * handed to it (calltree.c), so that a thread that never runs Python (a BLAS
+ * or OpenMP pool) is named with where it came from. */
+typedef struct {
+    void *(*start)(void *);
+    void *arg;
+    mt_origin_t origin;
+} launch_t;
+
+static int (*real_pthread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *),
+                                  void *);
+
+static void *launch(void *data)
+{
+    launch_t job = *(launch_t *)data;
+    real_free(data);
+    mt_tree_origin_set(&job.origin);
+    return job.start(job.arg);
+}
+
+static int h_pthread_create(pthread_t *thread, const pthread_attr_t *attr,
+                            void *(*start)(void *), void *arg)
+{
+    launch_t *job = NULL;
+    mt_origin_t origin;
+    if (patching && !mt_guard && mt_tree_origin_here(&origin)) {
+        mt_guard++;
+        job = real_malloc(sizeof(launch_t));
+        mt_guard--;
+    }
+    if (job == NULL) {
+        return real_pthread_create(thread, attr, start, arg);
+    }
+    *job = (launch_t){start, arg, origin};
+    int err = real_pthread_create(thread, attr, launch, job);
+    if (err != 0) {
+        real_free(job);
+    }
+    return err;
+}
+
 static void patch_all(void);
 static void forget_closed(void);
 static void *open_as(const char *file, int mode, const void *caller);
@@ -747,6 +789,7 @@ static target_t targets[] = {
     {"mremap", (void *)h_mremap, (void **)&real_mremap, NULL, 0},
     {"dlopen", (void *)h_dlopen, (void **)&real_dlopen, NULL, 0},
     {"dlclose", (void *)h_dlclose, (void **)&real_dlclose, NULL, 0},
+    {"pthread_create", (void *)h_pthread_create, (void **)&real_pthread_create, NULL, 0},
     {"dlsym", (void *)h_dlsym, (void **)&real_dlsym, NULL, 1},
 };
 #define NTARGETS (sizeof(targets) / sizeof(targets[0]))

@@ -93,6 +93,19 @@ def _sites_table(title: str, rows: list[Site], capture: Capture, cwd: str | None
     return table
 
 
+def _native_notes(meta: dict[str, object]) -> list[str]:
+    """What could not be tracked of the C libraries' memory, in one line each."""
+    notes = []
+    if meta.get("native_error"):
+        notes.append(f"native memory not counted: {meta['native_error']}")
+    if meta.get("native_untracked_maps"):
+        notes.append(
+            f"{meta['native_untracked_maps']} anonymous mappings of C libraries were not "
+            "tracked (more than 65,536 at once)"
+        )
+    return notes
+
+
 def _rss_table(found: RssBreakdown, title: str) -> Table:
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
     table.add_column("bytes", justify="right", no_wrap=True)
@@ -183,6 +196,8 @@ def render_summary(
             style="bold",
         )
     )
+    for note in _native_notes(meta):
+        console.print(Text(f"note: {note}", style="dim"))
     peak_sites = sites(capture, "peak", top)
     console.print(_sites_table(f"{VIEW_LABELS['peak']}, by line", peak_sites, capture, cwd))
     _unattributed(capture, "peak", console)
