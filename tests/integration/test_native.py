@@ -246,3 +246,50 @@ def test_native_frames_want_the_default_mode(runner):
         assert proc.stderr.strip() == (
             f"memtrim: --native adds C frames to the sampled stacks: not with {other}"
         )
+
+
+def test_the_line_profiler_and_track_see_lxml_and_ctypes(runner):
+    pytest.importorskip("lxml")
+    tables = runner.profile_json(
+        """
+        import ctypes
+        from lxml import etree
+
+        @profile
+        def build():
+            root = etree.Element("root")
+            for i in range(50_000):
+                etree.SubElement(root, "child", attr=str(i))
+            libc = ctypes.CDLL(None)
+            libc.malloc.restype = ctypes.c_void_p
+            block = libc.malloc(50_000_000)
+            return root, block
+
+        kept = build()
+        """
+    )
+    lines = tables["build"]
+    assert lines[9]["increment"] >= 50_000 * 100  # libxml2's nodes and attributes
+    assert 50_000_000 <= lines[12]["increment"] <= 50_000_000 + 4096  # GIL released
+    script = runner.write(
+        """
+        import ctypes, json
+        import memtrim
+        from lxml import etree
+
+        with memtrim.track() as t:
+            # looked up under the hooks: a ctypes function looked up before them
+            # keeps the real malloc's address (docs/native.md)
+            libc = ctypes.CDLL(None)
+            libc.malloc.restype = ctypes.c_void_p
+            block = libc.malloc(30_000_000)
+            root = etree.Element("root")
+            for i in range(50_000):
+                etree.SubElement(root, "child")
+        print(json.dumps(t.peak))
+        """,
+        "tracked.py",
+    )
+    proc = runner.python(str(script))
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) >= 30_000_000 + 50_000 * 100

@@ -51,6 +51,16 @@ def test_the_run_explains_the_rss_near_the_peak_and_at_exit(runner):
     imaging = [size for name, size in libraries.items() if "/PIL/_imaging" in name]
     assert imaging and imaging[0] >= 6000 * 6000 * 4
     assert any("lxml" in name or "libxml2" in name for name in libraries)
+    # the attributed peak, with the breakdown's overheads (malloc's and pymalloc's
+    # spare room, memtrim's own tables), is the growth of the RSS: within 5 %
+    timeline = data["timeline"]
+    growth = max(p["rss"] for p in timeline) - timeline[0]["rss"]
+    parts = rss["peak"]["parts"]
+    overheads = sum(
+        parts[key]
+        for key in ("pymalloc_free", "malloc_free", "malloc_other", "memtrim", "untouched")
+    )
+    assert abs(data["peak"]["bytes"] + overheads - growth) <= 0.05 * growth
     assert "Resident memory near the peak" in proc.stderr
     html = (runner.tmp_path / "out.html").read_text()
     assert 'id="rss-section"' in html
