@@ -22,6 +22,7 @@ HEADERS = [
     "native.h",
     "rss.h",
     "cframes.h",
+    "elfspan.h",
     "listeners.h",
     "tracer.h",
     "calltree.h",

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 import signal
 import statistics
 import subprocess
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,3 +134,22 @@ def run_rounds(
 def geomean(values: list[float]) -> float:
     """Geometric mean of positive ratios."""
     return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
+    """Wall seconds of one run; fails loudly if the command fails."""
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env or bench_env(), cwd=ROOT)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{shlex.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    return elapsed
+
+
+def median_of(cmds: dict[str, list[str]], repeat: int) -> dict[str, float]:
+    """Run the commands in turn ``repeat`` times (interleaved); median seconds each."""
+    times: dict[str, list[float]] = {name: [] for name in cmds}
+    for _ in range(repeat):
+        for name, cmd in cmds.items():
+            times[name].append(timed(cmd))
+    return {name: statistics.median(values) for name, values in times.items()}

@@ -19,16 +19,14 @@ import argparse
 import datetime
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _workloads import bench_env, geomean, missing, run_rounds  # noqa: E402
+from _workloads import geomean, median_of, missing, run_rounds  # noqa: E402
 
 HEAVY = Path(__file__).resolve().parent / "native_heavy.py"
 EXAMPLE = ROOT / "examples" / "article.py"
@@ -51,20 +49,14 @@ def run_launchers(python: str, out: Path) -> dict[str, list[str]]:
     return table
 
 
-def timed(cmd: list[str]) -> float:
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=bench_env(), cwd=ROOT)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd} failed:\n{proc.stderr[-2000:]}")
-    return time.perf_counter() - start
-
-
-def medians(cmds: dict[str, list[str]], rounds: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {name: [] for name in cmds}
-    for _ in range(rounds):
-        for name, cmd in cmds.items():
-            times[name].append(timed(cmd))
-    return {name: statistics.median(values) for name, values in times.items()}
+def ratio_table(title: str, head: str, found: dict[str, float], quote: bool = False) -> list[str]:
+    """A markdown table of median times and their ratio to the first row's."""
+    plain = next(iter(found.values()))
+    rows = [
+        f"| {f'`{n}`' if quote else n} | {t:.2f} s | **{t / plain:.2f}×** |"
+        for n, t in found.items()
+    ]
+    return [title, "", f"| {head} | time | ratio |", "| --- | --- | --- |", *rows, ""]
 
 
 def workloads(python: str, rounds: int, scale: float, out: Path) -> list[str]:
@@ -92,16 +84,10 @@ def heavy(python: str, rounds: int, out: Path) -> list[str]:
     if subprocess.run([python, "-c", "import PIL, lxml, numpy"], capture_output=True).returncode:
         return ["Native-heavy program not run: `pip install pillow lxml numpy` first.", ""]
     cmds = {name: [*prefix, str(HEAVY)] for name, prefix in run_launchers(python, out).items()}
-    found = medians(cmds, rounds)
-    plain = found["plain python"]
-    lines = [
-        f"`benchmarks/native_heavy.py` (Pillow, lxml, numpy), median of {rounds} interleaved runs:",
-        "",
-        "| launcher | time | ratio |",
-        "| --- | --- | --- |",
-    ]
-    lines += [f"| {name} | {t:.2f} s | **{t / plain:.2f}×** |" for name, t in found.items()]
-    return [*lines, ""]
+    title = (
+        f"`benchmarks/native_heavy.py` (Pillow, lxml, numpy), median of {rounds} interleaved runs:"
+    )
+    return ratio_table(title, "launcher", median_of(cmds, rounds))
 
 
 def article(python: str, rounds: int) -> list[str]:
@@ -112,16 +98,8 @@ def article(python: str, rounds: int) -> list[str]:
             python, "-m", "memtrim", "--python-only", "-o", os.devnull, str(EXAMPLE),
         ],
     }  # fmt: skip
-    found = medians(cmds, rounds)
-    plain = found["plain python"]
-    lines = [
-        f"The line profiler on `examples/article.py`, median of {rounds} interleaved runs:",
-        "",
-        "| command | time | ratio |",
-        "| --- | --- | --- |",
-    ]
-    lines += [f"| `{name}` | {t:.2f} s | **{t / plain:.2f}×** |" for name, t in found.items()]
-    return [*lines, ""]
+    title = f"The line profiler on `examples/article.py`, median of {rounds} interleaved runs:"
+    return ratio_table(title, "command", median_of(cmds, rounds), quote=True)
 
 
 def main() -> int:

@@ -16,11 +16,8 @@ import functools
 import importlib.util
 import os
 import platform
-import shlex
-import statistics
 import subprocess
 import sys
-import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -29,29 +26,17 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "article.py"
 LAUNCHERS = Path(__file__).resolve().parent / "launchers"
 sys.path.insert(0, str(LAUNCHERS.parent))
-from _workloads import bench_env, geomean, missing, run_capped, run_rounds  # noqa: E402
+from _workloads import (  # noqa: E402
+    geomean,
+    median_of,
+    missing,
+    run_capped,
+    run_rounds,
+    timed,
+)
 
 # memory_profiler needs hours for some workloads: each program is stopped after this
 MPROF_CAP = 120.0
-
-
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
-    """Wall seconds of one run; fails loudly if the command fails."""
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env or bench_env(), cwd=ROOT)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"{shlex.join(cmd)} failed:\n{proc.stderr[-2000:]}")
-    return elapsed
-
-
-def median_of(cmds: dict[str, list[str]], repeat: int) -> dict[str, float]:
-    """Run the commands in turn ``repeat`` times (interleaved); median seconds each."""
-    times: dict[str, list[float]] = {name: [] for name in cmds}
-    for _ in range(repeat):
-        for name, cmd in cmds.items():
-            times[name].append(timed(cmd))
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def article_section(python: str, quick: bool) -> str:

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "cframes.h"
+#include "elfspan.h"
 
 typedef struct {
     uintptr_t lo, hi;
@@ -39,16 +40,8 @@ static int find_object(struct dl_phdr_info *info, size_t size, void *data)
 {
     (void)size;
     find_t *f = data;
-    uintptr_t lo = UINTPTR_MAX, hi = 0;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type == PT_LOAD) {
-            uintptr_t start = info->dlpi_addr + ph->p_vaddr;
-            lo = start < lo ? start : lo;
-            hi = start + ph->p_memsz > hi ? start + ph->p_memsz : hi;
-        }
-    }
-    if (f->addr >= lo && f->addr < hi) {
+    uintptr_t lo, hi;
+    if (mt_object_span(info, &lo, &hi) && f->addr >= lo && f->addr < hi) {
         f->found = (range_t){lo, hi};
         return 1;
     }

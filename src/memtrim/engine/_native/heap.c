@@ -605,11 +605,60 @@ static inline void on_free_gil(void *p)
     }
 }
 
+/* The GIL, or nogil_lock, held (no leaf comes or goes). */
+static void set_lib(void *p, unsigned lib)
+{
+    uintptr_t a = (uintptr_t)p;
+    size_t index;
+    leaf_t *leaf = shadow_leaf(a, 0, &index);
+    if (leaf != NULL && leaf->v[index] != 0 && leaf->v[index] != SLOT_BIG) {
+        uint8_t *libs = __atomic_load_n(&leaf->libs, __ATOMIC_ACQUIRE);
+        if (libs == NULL && lib != 0) {
+            libs = install_ptr((void **)&leaf->libs, 1u << LEAF_BITS);
+        }
+        if (libs != NULL) {
+            libs[index] = (uint8_t)lib; /* 0 too: no stale index from an earlier block */
+        }
+        return;
+    }
+    pthread_mutex_lock(&big_lock);
+    if (big.cap != 0) {
+        size_t i = big_find(&big, a);
+        if (big_used(&big.tab[i])) {
+            big.tab[i].lib = (uint8_t)lib;
+        }
+    }
+    pthread_mutex_unlock(&big_lock);
+}
+
+/* Same locking.  The library index of the block at p (0: none known). */
+static unsigned peek_lib(void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    size_t index;
+    leaf_t *leaf = shadow_leaf(a, 0, &index);
+    if (leaf != NULL && leaf->v[index] != 0 && leaf->v[index] != SLOT_BIG) {
+        return leaf->libs != NULL ? leaf->libs[index] : 0;
+    }
+    unsigned lib = 0;
+    pthread_mutex_lock(&big_lock);
+    if (big.cap != 0) {
+        size_t i = big_find(&big, a);
+        if (big_used(&big.tab[i])) {
+            lib = big.tab[i].lib;
+        }
+    }
+    pthread_mutex_unlock(&big_lock);
+    return lib;
+}
+
 /* Without the GIL: serialize with uninstall through nogil_lock.  Peaks are not
  * raised here (g_peak and the watches belong to the GIL); the next allocation
  * made with the GIL sees the level including these bytes.  Listeners hear of
  * them through their no-GIL callbacks, under nogil_lock (listeners.h). */
-static void on_alloc_nogil(void *p, size_t size, uint32_t kind)
+#define NO_LIB (-1) /* a block of Python's allocators: no library to keep */
+
+static void on_alloc_nogil(void *p, size_t size, uint32_t kind, int lib)
 {
     pthread_mutex_lock(&nogil_lock);
     if (g_installed) {
@@ -619,17 +668,25 @@ static void on_alloc_nogil(void *p, size_t size, uint32_t kind)
         if (kind) {
             __atomic_add_fetch(&g_native, (int64_t)size, __ATOMIC_RELAXED);
         }
+        if (lib != NO_LIB) { /* under the same lock: the leaf cannot go meanwhile */
+            set_lib(p, (unsigned)lib);
+            __atomic_add_fetch(&g_lib[lib], (int64_t)size, __ATOMIC_RELAXED);
+        }
         thread_add((int64_t)size);
     }
     pthread_mutex_unlock(&nogil_lock);
 }
 
-static int64_t take_nogil(void *p, uint32_t *id)
+/* lib: where to put the block's library index (NULL: not wanted). */
+static int64_t take_nogil(void *p, uint32_t *id, unsigned *lib)
 {
     int64_t size = -1;
     *id = 0;
     pthread_mutex_lock(&nogil_lock);
     if (g_installed) {
+        if (lib != NULL) {
+            *lib = peek_lib(p); /* before take_size forgets the block */
+        }
         size = take_size(p, id);
         if (size >= 0) {
             int native = (*id & MT_NATIVE_BIT) != 0;
@@ -747,7 +804,7 @@ static void account_alloc(void *p, size_t size)
         on_alloc_gil(p, size, 0);
     }
     else {
-        on_alloc_nogil(p, size, 0);
+        on_alloc_nogil(p, size, 0, NO_LIB);
     }
 }
 
@@ -762,7 +819,7 @@ static int64_t account_take(void *p, uint32_t *id)
         }
     }
     else {
-        size = take_nogil(p, id);
+        size = take_nogil(p, id, NULL);
     }
     if (size >= 0 && !(*id & MT_NATIVE_BIT)) {
         __atomic_sub_fetch(&g_py_malloc, size, __ATOMIC_RELAXED);
@@ -787,7 +844,7 @@ static void account_restore(void *p, int64_t size, uint32_t id)
         }
     }
     else {
-        on_alloc_nogil(p, (size_t)size, kind);
+        on_alloc_nogil(p, (size_t)size, kind, NO_LIB);
     }
 }
 
@@ -1028,53 +1085,6 @@ int64_t mt_heap_overhead_resident(void)
 /* ------------------------------------------------------------- native hooks */
 
 
-/* The GIL, or nogil_lock, held (no leaf comes or goes). */
-static void set_lib(void *p, unsigned lib)
-{
-    uintptr_t a = (uintptr_t)p;
-    size_t index;
-    leaf_t *leaf = shadow_leaf(a, 0, &index);
-    if (leaf != NULL && leaf->v[index] != 0 && leaf->v[index] != SLOT_BIG) {
-        uint8_t *libs = __atomic_load_n(&leaf->libs, __ATOMIC_ACQUIRE);
-        if (libs == NULL && lib != 0) {
-            libs = install_ptr((void **)&leaf->libs, 1u << LEAF_BITS);
-        }
-        if (libs != NULL) {
-            libs[index] = (uint8_t)lib; /* 0 too: no stale index from an earlier block */
-        }
-        return;
-    }
-    pthread_mutex_lock(&big_lock);
-    if (big.cap != 0) {
-        size_t i = big_find(&big, a);
-        if (big_used(&big.tab[i])) {
-            big.tab[i].lib = (uint8_t)lib;
-        }
-    }
-    pthread_mutex_unlock(&big_lock);
-}
-
-/* Same locking.  The library index of the block at p (0: none known). */
-static unsigned peek_lib(void *p)
-{
-    uintptr_t a = (uintptr_t)p;
-    size_t index;
-    leaf_t *leaf = shadow_leaf(a, 0, &index);
-    if (leaf != NULL && leaf->v[index] != 0 && leaf->v[index] != SLOT_BIG) {
-        return leaf->libs != NULL ? leaf->libs[index] : 0;
-    }
-    unsigned lib = 0;
-    pthread_mutex_lock(&big_lock);
-    if (big.cap != 0) {
-        size_t i = big_find(&big, a);
-        if (big_used(&big.tab[i])) {
-            lib = big.tab[i].lib;
-        }
-    }
-    pthread_mutex_unlock(&big_lock);
-    return lib;
-}
-
 /* native.c's hooks call these with mt_guard held, from any thread. */
 void mt_heap_native_alloc(void *p, size_t size, unsigned lib)
 {
@@ -1087,13 +1097,7 @@ void mt_heap_native_alloc(void *p, size_t size, unsigned lib)
         }
         return;
     }
-    on_alloc_nogil(p, size, MT_NATIVE_BIT);
-    pthread_mutex_lock(&nogil_lock);
-    if (g_installed) {
-        set_lib(p, lib);
-        __atomic_add_fetch(&g_lib[lib], (int64_t)size, __ATOMIC_RELAXED);
-    }
-    pthread_mutex_unlock(&nogil_lock);
+    on_alloc_nogil(p, size, MT_NATIVE_BIT, (int)lib);
 }
 
 int64_t mt_heap_native_take(void *p)
@@ -1112,10 +1116,8 @@ int64_t mt_heap_native_take(void *p)
         }
     }
     else {
-        pthread_mutex_lock(&nogil_lock);
-        lib = g_installed ? peek_lib(p) : 0;
-        pthread_mutex_unlock(&nogil_lock);
-        size = take_nogil(p, &id); /* p is the caller's: nobody frees it meanwhile */
+        lib = 0;
+        size = take_nogil(p, &id, &lib);
     }
     if (size >= 0 && (id & MT_NATIVE_BIT)) {
         __atomic_sub_fetch(&g_lib[lib], size, __ATOMIC_RELAXED);

@@ -60,6 +60,7 @@
  * table half-updated by another thread. */
 #include "heap.h" /* first: Python.h sets the feature macros (dladdr needs _GNU_SOURCE) */
 #include "calltree.h"
+#include "elfspan.h"
 #include "native.h"
 #include "procfs.h"
 
@@ -720,16 +721,8 @@ static int add_span(struct dl_phdr_info *info, size_t size, void *data)
 {
     (void)size;
     span_list_t *list = data;
-    uintptr_t lo = UINTPTR_MAX, hi = 0;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type == PT_LOAD) {
-            uintptr_t start = info->dlpi_addr + ph->p_vaddr;
-            lo = start < lo ? start : lo;
-            hi = start + ph->p_memsz > hi ? start + ph->p_memsz : hi;
-        }
-    }
-    if (hi > lo && list->t->n < list->cap) {
+    uintptr_t lo, hi;
+    if (mt_object_span(info, &lo, &hi) && list->t->n < list->cap) {
         list->t->s[list->t->n++] = (span_t){lo, hi, lib_index(info->dlpi_name)};
     }
     return 0;
