@@ -13,9 +13,12 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # the same names, imported for type checkers only
+    from memtrim.advice.render.text import AdviceList
+    from memtrim.advice.session import advise
     from memtrim.ipython import load_ipython_extension, unload_ipython_extension
     from memtrim.lines.model import LineTable
     from memtrim.lines.session import LineProfiler, profile, show_results
+    from memtrim.model.advice import Advice
     from memtrim.model.files import FormatError, dump, load
     from memtrim.model.findings import Amount, Finding, Site
     from memtrim.model.rss import RssBreakdown
@@ -64,6 +67,10 @@ _EXPORTS = {
     "growth": "memtrim.objects.api",
     "why": "memtrim.objects.api",
     "Census": "memtrim.objects.census",
+    # advice: what to change, with measured savings
+    "advise": "memtrim.advice.session",
+    "Advice": "memtrim.model.advice",
+    "AdviceList": "memtrim.advice.render.text",
     # the RSS explained
     "explain": "memtrim.rss.session",
     "RssBreakdown": "memtrim.model.rss",
@@ -80,6 +87,8 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "Advice",
+    "AdviceList",
     "Amount",
     "Capture",
     "Census",
@@ -93,6 +102,7 @@ __all__ = [
     "Site",
     "Timeline",
     "Track",
+    "advise",
     "asized",
     "asizeof",
     "asizesof",

@@ -85,6 +85,19 @@ class RunCommand:
             help="default mode: the seed of the stack sampling (the capture records the one "
             "used; the same seed samples the same allocations again)",
         )
+        parser.add_argument(
+            "--advise",
+            action="store_true",
+            help="say what to change to use less memory, with the bytes each change saves "
+            "(measured on the program's own data, near its peak and at the end)",
+        )
+        parser.add_argument(
+            "--advise-threshold",
+            type=parse_size,
+            default=None,
+            metavar="SIZE",
+            help="with --advise: leave out advice that saves less (default 1M)",
+        )
         parser.add_argument("--html", metavar="FILE", help="also write the HTML report")
         parser.add_argument("--json", metavar="FILE", help="also write the JSON report")
         parser.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
@@ -114,6 +127,8 @@ class RunCommand:
                 "--native adds C frames to the sampled stacks: "
                 f"not with {'--exact' if args.exact else '--python-only'}"
             )
+        if args.advise_threshold is not None and not args.advise:
+            raise CommandError("--advise-threshold goes with --advise")
         script = _script.check_program(program)
         output = args.output or _default_output(program)
         for path in (output, args.html, args.json):
@@ -162,6 +177,7 @@ class _Session:
             root=_root_of(program),
             seed=args.seed,
             native_frames=args.native,
+            observer=_advisor(args),
         )
         self.run_ = ProgramRun(
             profiler,
@@ -207,6 +223,8 @@ class _Session:
             _flush(sys.stdout, sys.stderr)
         with contextlib.suppress(OSError, ValueError):
             render_summary(capture, self.err, cwd=self.cwd)
+            if self.args.advise:
+                _print_advice(capture, self.err, self.cwd)
             self.err.write(
                 f"capture: {self.shown}  (memtrim report {self.shown} --html report.html)\n"
             )
@@ -230,6 +248,24 @@ class _Session:
         self.html = self.json = None
         self.args.quiet = True
         return self._save
+
+
+def _advisor(args: argparse.Namespace) -> Any:
+    if not args.advise:
+        return None
+    from memtrim.advice.session import RunAdvisor
+    from memtrim.model.advice import DEFAULT_THRESHOLD
+
+    threshold = DEFAULT_THRESHOLD if args.advise_threshold is None else args.advise_threshold
+    return RunAdvisor(threshold)
+
+
+def _print_advice(capture: Capture, stream: TextIO, cwd: str) -> None:
+    from memtrim.advice.render.text import print_advice
+    from memtrim.model.advice import Advice
+
+    items = [Advice.from_dict(d) for d in capture.meta.get("advice", [])]
+    print_advice(items, stream, cwd=cwd)
 
 
 def _own_stderr() -> TextIO | None:

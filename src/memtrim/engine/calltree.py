@@ -21,7 +21,8 @@ Lifecycle::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from memtrim.engine import load
@@ -74,3 +75,40 @@ def clear() -> None:
 def is_recording() -> bool:
     """Is a recording running in this process?"""
     return bool(_engine.tree_running())
+
+
+# -- the advisor's hooks into a recording --------------------------------------------------
+
+
+def block_nodes(objs: Sequence[Any]) -> list[int]:
+    """For each object, the node its block was charged to (-1: not known:
+    allocated before the recording or without the GIL, or not a block of its
+    own). Valid while the recording's data exists (until :func:`clear`)."""
+    return _engine.tree_block_nodes(objs)
+
+
+def node_site(node: int) -> tuple[str, str, int, int, int] | None:
+    """``(filename, qualname, first line, line, parent node)`` of a node, or
+    None for a thread root or a C frame."""
+    return _engine.tree_node_site(int(node))
+
+
+def on_peak(at: int, callback: Callable[[], object] | None) -> None:
+    """Call ``callback()`` once, from the main thread at its next bytecode,
+    when the heap's peak (an absolute level, see :func:`hooks.level`) first
+    reaches ``at``; ``None`` disarms. The callback's ``Exception`` s are
+    swallowed (it must report its own); a ``KeyboardInterrupt`` raised inside
+    it goes on into the program. Cleared with the recording."""
+    _engine.tree_on_peak(int(at), callback)
+
+
+@contextlib.contextmanager
+def own() -> Iterator[None]:
+    """memtrim's own work in the program's thread while the hooks count: the
+    blocks this thread allocates in the block are not counted (not the
+    program's), while what it frees still is (it may be a counted block)."""
+    _engine.own_enter()
+    try:
+        yield
+    finally:
+        _engine.own_exit()

@@ -25,9 +25,15 @@ when memtrim was not compiled) and exposes it unchanged:
 ``retained(obj, classify, describe, standin, mask, limit, footprint, bytes_leaf)``
     ``(retained bytes, reachable bytes, objects freed)`` of ``obj``, from
     reference counts, with the ``Walker``'s arguments.
+``untracked(objs, types) -> list``
+    The objects of the exact ``types`` (a tuple) the GC does not track
+    (strs, bytes, atomic tuples and dicts) reachable from ``objs`` through
+    untracked objects, each once (the advisor's strings and records).
 ``path(roots, target, skip) -> [root, ..., target] | None``
     A shortest reference chain (breadth first over ``tp_traverse``) from one
     of ``roots`` to ``target``, never entering ``skip``.
+``paths(roots, targets, skip) -> [[root, ..., target] | None]``
+    ``path`` for each of ``targets``, from one search.
 ``frame_values(gen) -> [(name, value), ...] | None``
     What a generator's (coroutine's) frame holds, read without creating a
     frame object: its set locals, then ``("", value)`` for the stack of a
@@ -52,4 +58,6 @@ census: Callable[[list[Any], list[Any], list[dict]], dict[type, tuple[int, int, 
 )
 retained: Callable[..., tuple[int, int, int]] = _objects.retained
 path: Callable[[list[Any], Any, list[Any]], list[Any] | None] = _objects.path
+paths: Callable[[list[Any], list[Any], list[Any]], list[list[Any] | None]] = _objects.paths
+untracked: Callable[[list[Any], tuple[type, ...]], list[Any]] = _objects.untracked
 frame_values: Callable[[Any], list[tuple[str, Any]] | None] = _objects.frame_values

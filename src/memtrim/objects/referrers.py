@@ -462,3 +462,21 @@ def why(target: Any, count: int = 1, skip_frames: int = 0) -> list[Chain]:
     finally:
         roots.target = None
         del roots
+
+
+def first_chains(targets: list[Any], skip_frames: int = 0) -> list[Chain | None]:
+    """The shortest chain to each of ``targets`` (None: none found), from one
+    search of the heap (the advisor's holders: one ``why`` each would search
+    it once per target)."""
+    roots = collect_roots(skip_frames + 1)
+    skip: list[Any] = []
+    try:
+        starts = list(roots.objects)
+        skip += [*roots.skip, starts, targets]
+        skip.append(skip)
+        found = walks.paths(starts, list(targets), skip)
+        return [describe_chain(path, roots) if path and len(path) >= 2 else None for path in found]
+    finally:  # no cycle of ours may keep the targets (or the roots) alive
+        skip.clear()
+        roots.skip = []
+        del roots

@@ -68,7 +68,8 @@ class _Interner:
 
 
 def _counts(stats: RawStats) -> tuple[Counts, Counts, Counts]:
-    live_b, live_c, total_b, total_c, peak_b, peak_c, live_n, total_n, peak_n = stats
+    # (the tenth number, a node's high-water mark, is the advisor's)
+    live_b, live_c, total_b, total_c, peak_b, peak_c, live_n, total_n, peak_n = stats[:9]
     return (
         Counts(peak_b, peak_c, peak_n),
         Counts(live_b, live_c, live_n),
@@ -144,7 +145,8 @@ def _merge(
                 parents.append(new_parent)
                 keys.append(key)
                 sums.append([0, 0, 0, 0, 0, 0, 0, 0, 0])
-        live_b, live_c, total_b, total_c, peak_b, peak_c, live_n, total_n, peak_n = raw_stats[old]
+        stats = raw_stats[old][:9]
+        live_b, live_c, total_b, total_c, peak_b, peak_c, live_n, total_n, peak_n = stats
         acc = sums[index]
         acc[0] += peak_b
         acc[1] += peak_c

@@ -15,7 +15,7 @@ import random
 import sys
 import time
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import memtrim
 from memtrim import __version__
@@ -40,6 +40,20 @@ OWN_FILES = OwnFiles(
 )
 
 
+class Observer(Protocol):
+    """Something that looks at the program while it is recorded (the advisor):
+    ``start(base)`` when recording starts at heap level ``base``,
+    ``finish()`` when the program ended (still recording), and
+    ``conclude(raw)`` with the call tree's snapshot, returning what goes into
+    the capture's meta (plain data)."""
+
+    def start(self, base: int) -> None: ...
+
+    def finish(self) -> None: ...
+
+    def conclude(self, raw: dict[str, Any]) -> dict[str, Any]: ...
+
+
 class ProgramProfiler:
     """Records every allocation of the process between :meth:`start` and :meth:`stop`.
 
@@ -57,7 +71,8 @@ class ProgramProfiler:
     (default: yes, unless ``MEMTRIM_PYTHON_ONLY=1``); each site then says how
     much of its memory is native. ``native_frames`` (default mode) puts the C
     functions that made a native block below its Python line in the sampled
-    stacks (the flame graph).
+    stacks (the flame graph). ``observer`` (an :class:`Observer`, the advisor)
+    looks at the program while it runs and adds its findings to the capture.
     """
 
     def __init__(
@@ -72,6 +87,7 @@ class ProgramProfiler:
         seed: int | None = None,
         native: bool | None = None,
         native_frames: bool = False,
+        observer: Observer | None = None,
     ) -> None:
         if sample_bytes <= 0:
             raise ValueError(f"sample_bytes must be positive, not {sample_bytes}")
@@ -86,6 +102,7 @@ class ProgramProfiler:
         self.seed = random.getrandbits(63) if seed is None else seed
         self.native = native
         self.native_frames = native_frames
+        self.observer = observer
         self.capture: Capture | None = None
         self._sampler: Any = None
         self._samples: list[Any] = []
@@ -132,6 +149,8 @@ class ProgramProfiler:
             )
             self.meta["native_frames"] = bool(self.native_frames and self._hooks.native)
             memory.watch_start(RSS_STEP)
+            if self.observer is not None:
+                self.observer.start(self._base)
         except BaseException:
             memory.watch_stop()
             self._threads.stop()
@@ -144,6 +163,8 @@ class ProgramProfiler:
     def pause(self) -> None:
         """Stop attributing allocations; :meth:`stop` builds the capture later."""
         if self._running and self._paused is None:
+            if self.observer is not None:
+                self._observe(self.observer.finish)
             calltree.stop()
             self._read_rss()
             self._note_native()
@@ -170,6 +191,14 @@ class ProgramProfiler:
         self._stop_sampler()
         with no_gc():
             return self._build(duration, peak, end)
+
+    def _observe(self, step: Any, *args: Any) -> Any:
+        """Call the observer; its failure is noted, never the program's."""
+        try:
+            return step(*args)
+        except Exception as exc:
+            self.meta.setdefault("observer_errors", []).append(f"{type(exc).__name__}: {exc}")
+            return None
 
     def _note_native(self) -> None:
         """What the native hooks could not track, for the reports."""
@@ -199,6 +228,8 @@ class ProgramProfiler:
 
     def _build(self, duration: float, peak: int, end: int) -> Capture:
         raw = calltree.snapshot()
+        if self.observer is not None:
+            self.meta.update(self._observe(self.observer.conclude, raw) or {})
         calltree.clear()
         self._threads.stop()
         if self._hooks is not None:

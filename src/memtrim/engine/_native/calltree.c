@@ -65,6 +65,7 @@
 typedef struct {
     int64_t live_b, live_c, total_b, total_c, peak_b, peak_c;
     int64_t nlive_b, ntotal_b, npeak_b;
+    int64_t hwm_b; /* the highest live_b: a line's own high-water mark (transient data) */
     uint64_t epoch;
 } stat_t;
 
@@ -190,6 +191,9 @@ static inline void stat_add(stat_t *s, int64_t bytes, int native)
     s->live_c += 1;
     s->total_b += bytes;
     s->total_c += 1;
+    if (s->live_b > s->hwm_b) {
+        s->hwm_b = s->live_b;
+    }
     if (native) {
         s->nlive_b += bytes;
         s->ntotal_b += bytes;
@@ -225,13 +229,71 @@ static void stat_fold(stat_t *a, const stat_t *b)
     a->peak_b = a_pb + b_pb;
     a->peak_c = a_pc + b_pc;
     a->npeak_b = a_pn + b_pn;
+    /* the two marks may not have been reached together: at least the larger */
+    int64_t hwm = a->hwm_b > b->hwm_b ? a->hwm_b : b->hwm_b;
+    a->hwm_b = hwm > a->live_b ? hwm : a->live_b;
     a->epoch = epoch;
+}
+
+/* The peak trigger: when the heap's peak first reaches `trigger_at`, call
+ * `trigger_cb` once, from the main thread at its next bytecode boundary
+ * (Py_AddPendingCall: an allocation hook cannot run Python, and a pending call
+ * runs where the program could have run any code).  The advisor uses it to
+ * walk the live objects near the peak; it arms the next step itself. */
+static int64_t trigger_at;
+static PyObject *trigger_cb;
+static int trigger_queued;
+
+static int fire_trigger(void *unused)
+{
+    (void)unused;
+    trigger_queued = 0;
+    PyObject *cb = trigger_cb;
+    if (cb == NULL) {
+        return 0; /* disarmed meanwhile */
+    }
+    Py_INCREF(cb);
+    PyObject *got = PyObject_CallNoArgs(cb);
+    Py_DECREF(cb);
+    if (got == NULL) {
+        /* the callback's own failure is its business (it reports it); a
+         * KeyboardInterrupt or SystemExit raised inside it goes on into the
+         * program, as it would have at that bytecode without memtrim */
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+            return -1;
+        }
+        PyErr_Clear();
+    }
+    Py_XDECREF(got);
+    return 0;
 }
 
 static void rec_new_peak(void)
 {
     epoch++;
     mt_rss_on_peak(); /* the RSS breakdown near the peak, if watched (rss.c) */
+    if (MT_UNLIKELY(trigger_at > 0) && mt_heap_peak() >= trigger_at && !trigger_queued) {
+        if (Py_AddPendingCall(fire_trigger, NULL) == 0) {
+            trigger_at = 0;
+            trigger_queued = 1;
+        }
+    }
+}
+
+int mt_tree_on_peak(int64_t at, PyObject *cb)
+{
+    if (cb == Py_None || at <= 0) {
+        trigger_at = 0;
+        Py_CLEAR(trigger_cb);
+        return 0;
+    }
+    if (!PyCallable_Check(cb)) {
+        PyErr_SetString(PyExc_TypeError, "the peak trigger needs a callable");
+        return -1;
+    }
+    Py_XSETREF(trigger_cb, Py_NewRef(cb));
+    trigger_at = at;
+    return 0;
 }
 
 /* ------------------------------------------------------------------ slots */
@@ -1216,6 +1278,8 @@ static void clear_all(void)
     nnodes = nodes_cap = 0;
     nthreads = threads_cap = 0;
     tree_full_blocks = 0;
+    trigger_at = 0;
+    Py_CLEAR(trigger_cb);
     for (int i = 0; i < nhidden; i++) {
         Py_CLEAR(hidden_files[i]);
     }
@@ -1316,12 +1380,12 @@ void mt_tree_after_fork(void)
 static PyObject *stat_tuple(stat_t *s)
 {
     int at_peak = s->epoch == epoch; /* changed since the peak: saved values */
-    return Py_BuildValue("(LLLLLLLLL)", (long long)s->live_b, (long long)s->live_c,
+    return Py_BuildValue("(LLLLLLLLLL)", (long long)s->live_b, (long long)s->live_c,
                          (long long)s->total_b, (long long)s->total_c,
                          (long long)(at_peak ? s->peak_b : s->live_b),
                          (long long)(at_peak ? s->peak_c : s->live_c), (long long)s->nlive_b,
                          (long long)s->ntotal_b,
-                         (long long)(at_peak ? s->npeak_b : s->nlive_b));
+                         (long long)(at_peak ? s->npeak_b : s->nlive_b), (long long)s->hwm_b);
 }
 
 static PyObject *slot_tuple(slot_t *s)
@@ -1469,6 +1533,95 @@ error:
     Py_XDECREF(nogil);
     Py_XDECREF(native_threads);
     return NULL;
+}
+
+/* ------------------------------------------------- the line of a live object */
+
+/* Where the block holding `o` starts: before the object come the GC header
+ * (GC objects) and, for instances with a managed dict (3.12+: or managed
+ * weakref list), two more words. */
+static void *block_of(PyObject *o)
+{
+    PyTypeObject *tp = Py_TYPE(o);
+    size_t pre = PyObject_IS_GC(o) ? 2 * sizeof(void *) : 0;
+#if PY_VERSION_HEX >= 0x030C0000
+    if (tp->tp_flags & (Py_TPFLAGS_MANAGED_DICT | Py_TPFLAGS_MANAGED_WEAKREF)) {
+#else
+    if (tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) {
+#endif
+        pre += 2 * sizeof(void *);
+    }
+    return (char *)o - pre;
+}
+
+/* The node a block was charged to (-1: not known). */
+static long node_of_block(void *block)
+{
+    uint32_t id = 0;
+    if (nodes != NULL && mt_heap_peek_id(block, &id)) {
+        uint32_t bare = id & ~(SAMPLED_BIT | MT_NATIVE_BIT);
+        if (bare != 0 && bare < LOWEST_NOGIL_ID && bare < nnodes) {
+            return (long)bare;
+        }
+    }
+    return -1;
+}
+
+/* GIL held: for each object, the node its block was charged to (-1: not
+ * known: allocated before the recording, without the GIL, or not a block of
+ * its own, like a small int).  The nodes stay valid until the tree is
+ * cleared. */
+PyObject *mt_tree_block_nodes(PyObject *objs)
+{
+    PyObject *seq = PySequence_Fast(objs, "objects must be a sequence");
+    if (seq == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *out = PyList_New(n);
+    for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
+        PyObject *o = PySequence_Fast_GET_ITEM(seq, i);
+        long node = node_of_block(block_of(o));
+        /* A list or dict object itself often comes from the interpreter's
+         * free list (its block was allocated before the recording, or for
+         * another object): the storage it grew is its own, from its line. */
+        if (node < 0 && PyList_CheckExact(o) && ((PyListObject *)o)->ob_item != NULL) {
+            node = node_of_block(((PyListObject *)o)->ob_item);
+        }
+        else if (node < 0 && PyDict_CheckExact(o)) {
+            node = node_of_block(((PyDictObject *)o)->ma_keys);
+        }
+        PyObject *v = PyLong_FromLong(node);
+        if (v == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, i, v);
+    }
+    Py_DECREF(seq);
+    return out;
+}
+
+/* (filename, qualname, first line, line, parent node) of a node, or None for a
+ * thread root or a C frame. */
+PyObject *mt_tree_node_site(long node)
+{
+    if (node < 0 || (uint64_t)node >= nnodes) {
+        Py_RETURN_NONE;
+    }
+    node_t *n = &nodes[node];
+    if (n->slot >= nslots) {
+        Py_RETURN_NONE;
+    }
+    slot_t *sl = &slots[n->slot];
+    PyObject *file = PyUnicode_FromKindAndData(sl->file_kind, sl->file, sl->file_len);
+    PyObject *name = PyUnicode_FromKindAndData(sl->name_kind, sl->name, sl->name_len);
+    PyObject *out = (file && name)
+                        ? Py_BuildValue("(OOiii)", file, name, sl->first_line, n->line, n->parent)
+                        : NULL;
+    Py_XDECREF(file);
+    Py_XDECREF(name);
+    return out;
 }
 
 /* The tree's arrays move while it is read or freed: this thread's own

@@ -23,6 +23,14 @@ void mt_tree_fork_parent(void);
 void mt_tree_after_fork(void);
 void mt_tree_clear(void); /* stop if needed, and free everything */
 
+/* The advisor's hooks into a running (or stopped, not cleared) recording:
+ * the node each object's block was charged to, a node's line, and a callable
+ * run once (from the main thread) when the heap's peak reaches `at` bytes
+ * (cb None or at <= 0: disarm). */
+PyObject *mt_tree_block_nodes(PyObject *objs);
+PyObject *mt_tree_node_site(long node);
+int mt_tree_on_peak(int64_t at, PyObject *cb);
+
 /* Where a thread was started from (native.c's pthread_create hook): any
  * thread, no GIL needed; 1 if the calling thread runs Python code the
  * recording knows. */

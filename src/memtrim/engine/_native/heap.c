@@ -37,6 +37,7 @@
 MT_TLS int64_t mt_thread_cur;
 MT_TLS int64_t mt_thread_hwm;
 MT_TLS int mt_guard; /* heap.h */
+MT_TLS int mt_own;   /* heap.h */
 
 /* For listeners: allocations they cause themselves (a code object's first
  * co_extra) pass through uncounted, like pymalloc's own calls. */
@@ -48,6 +49,20 @@ void mt_heap_guard_enter(void)
 void mt_heap_guard_exit(void)
 {
     mt_guard--;
+}
+
+/* memtrim's own work inside a recording (the advisor's heap walks): unlike
+ * mt_guard, frees still go through the accounting, because what this thread
+ * frees may be a counted block (an object from a free list, a dict table the
+ * walk made grow); only new blocks pass uncounted.  Nested: a counter. */
+void mt_heap_own_enter(void)
+{
+    mt_own++;
+}
+
+void mt_heap_own_exit(void)
+{
+    mt_own--;
 }
 
 /* ------------------------------------------------------------------ shadow map */
@@ -652,6 +667,36 @@ static unsigned peek_lib(void *p)
     return lib;
 }
 
+/* GIL held (no leaf comes or goes): the stored id of the live block at p.
+ * For the advisor, which names the line that allocated a live object. */
+int mt_heap_peek_id(void *p, uint32_t *id)
+{
+    uintptr_t a = (uintptr_t)p;
+    size_t index;
+    *id = 0;
+    if (!g_installed) {
+        return 0;
+    }
+    leaf_t *leaf = shadow_leaf(a, 0, &index);
+    if (leaf != NULL && leaf->v[index] != 0 && leaf->v[index] != SLOT_BIG) {
+        *id = leaf->ids != NULL ? leaf->ids[index] : 0;
+        return 1;
+    }
+    int found = 0;
+    mt_guard++; /* a signal handler's malloc must not wait for big_lock here */
+    pthread_mutex_lock(&big_lock);
+    if (big.cap != 0) {
+        size_t i = big_find(&big, a);
+        if (big_used(&big.tab[i])) {
+            *id = big.tab[i].id;
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&big_lock);
+    mt_guard--;
+    return found;
+}
+
 /* Without the GIL: serialize with uninstall through nogil_lock.  Peaks are not
  * raised here (g_peak and the watches belong to the GIL); the next allocation
  * made with the GIL sees the level including these bytes.  Listeners hear of
@@ -723,7 +768,7 @@ static domain_t dom_obj = {.domain = PYMEM_DOMAIN_OBJ};
 static void *gil_malloc(void *ctx, size_t size)
 {
     domain_t *d = ctx;
-    int outer = mt_guard == 0;
+    int outer = mt_guard == 0 && !mt_own;
     mt_guard++;
     void *p = d->orig.malloc(d->orig.ctx, size);
     if (MT_LIKELY(p != NULL && outer)) {
@@ -739,7 +784,7 @@ static void *gil_malloc(void *ctx, size_t size)
 static void *gil_calloc(void *ctx, size_t nelem, size_t elsize)
 {
     domain_t *d = ctx;
-    int outer = mt_guard == 0;
+    int outer = mt_guard == 0 && !mt_own;
     mt_guard++;
     void *p = d->orig.calloc(d->orig.ctx, nelem, elsize);
     if (p != NULL && outer) {
@@ -777,9 +822,11 @@ static void *gil_realloc(void *ctx, void *ptr, size_t size)
             __atomic_sub_fetch(&g_py_malloc, old, __ATOMIC_RELAXED);
         }
     }
-    on_alloc_gil(p, size, 0);
-    if (size > PYMALLOC_LIMIT) {
-        __atomic_add_fetch(&g_py_malloc, (int64_t)size, __ATOMIC_RELAXED);
+    if (!mt_own) {
+        on_alloc_gil(p, size, 0);
+        if (size > PYMALLOC_LIMIT) {
+            __atomic_add_fetch(&g_py_malloc, (int64_t)size, __ATOMIC_RELAXED);
+        }
     }
     mt_guard--;
     return p;
@@ -799,6 +846,9 @@ static void gil_free(void *ctx, void *ptr)
 /* RAW: may be called without the GIL, and from inside pymalloc (mt_guard). */
 static void account_alloc(void *p, size_t size)
 {
+    if (MT_UNLIKELY(mt_own)) {
+        return;
+    }
     __atomic_add_fetch(&g_py_malloc, (int64_t)size, __ATOMIC_RELAXED);
     if (mt_have_gil()) {
         on_alloc_gil(p, size, 0);
@@ -1088,6 +1138,9 @@ int64_t mt_heap_overhead_resident(void)
 /* native.c's hooks call these with mt_guard held, from any thread. */
 void mt_heap_native_alloc(void *p, size_t size, unsigned lib)
 {
+    if (MT_UNLIKELY(mt_own)) {
+        return;
+    }
     lib = lib < MT_MAX_LIBS ? lib : 0;
     if (mt_have_gil()) {
         if (MT_LIKELY(g_installed)) { /* install and uninstall hold the GIL */

@@ -27,6 +27,13 @@ extern MT_TLS int mt_guard;
 
 void mt_heap_guard_enter(void); /* the calling thread's allocations pass uncounted */
 void mt_heap_guard_exit(void);
+/* memtrim's own work in the program's thread (the advisor's walks): this
+ * thread's new blocks pass uncounted, its frees are still accounted. */
+extern MT_TLS int mt_own;
+void mt_heap_own_enter(void);
+void mt_heap_own_exit(void);
+/* GIL held: the stored id of the live block at p (1), or 0 if not ours. */
+int mt_heap_peek_id(void *p, uint32_t *id);
 int mt_heap_install(void);   /* GIL held; reference-counted */
 int mt_heap_uninstall(void); /* GIL held */
 int mt_heap_installed(void);

@@ -444,6 +444,45 @@ static PyObject *py_heap_listeners(PyObject *self, PyObject *unused)
 PyObject *mt_watchdog_start(PyObject *self, PyObject *args); /* watchdog.c */
 PyObject *mt_watchdog_stop(PyObject *self, PyObject *unused);
 
+static PyObject *py_own_enter(PyObject *self, PyObject *unused)
+{
+    mt_heap_own_enter();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_own_exit(PyObject *self, PyObject *unused)
+{
+    mt_heap_own_exit();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_tree_block_nodes(PyObject *self, PyObject *objs)
+{
+    return mt_tree_block_nodes(objs);
+}
+
+static PyObject *py_tree_node_site(PyObject *self, PyObject *arg)
+{
+    long node = PyLong_AsLong(arg);
+    if (node == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return mt_tree_node_site(node);
+}
+
+static PyObject *py_tree_on_peak(PyObject *self, PyObject *args)
+{
+    long long at;
+    PyObject *cb;
+    if (!PyArg_ParseTuple(args, "LO", &at, &cb)) {
+        return NULL;
+    }
+    if (mt_tree_on_peak((int64_t)at, cb) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"heap_install", py_heap_install, METH_NOARGS, "Install the allocator hooks (counted)."},
     {"heap_uninstall", py_heap_uninstall, METH_NOARGS, "Remove the hooks when the count hits 0."},
@@ -505,6 +544,15 @@ static PyMethodDef methods[] = {
     {"tree_snapshot", py_tree_snapshot, METH_NOARGS, "The call tree and its statistics."},
     {"tree_clear", py_tree_clear, METH_NOARGS, "Free the recorded data."},
     {"tree_running", py_tree_recording, METH_NOARGS, "Is a recording running?"},
+    {"tree_block_nodes", py_tree_block_nodes, METH_O,
+     "The node each object's block was charged to (-1: not known)."},
+    {"tree_node_site", py_tree_node_site, METH_O,
+     "(filename, qualname, first line, line, parent) of a node, or None."},
+    {"tree_on_peak", py_tree_on_peak, METH_VARARGS,
+     "(at, callable): call it once from the main thread when the heap's peak reaches at."},
+    {"own_enter", py_own_enter, METH_NOARGS,
+     "This thread's new blocks pass uncounted (memtrim's own work); nested."},
+    {"own_exit", py_own_exit, METH_NOARGS, "Undo one own_enter."},
     {"watchdog_start", mt_watchdog_start, METH_VARARGS,
      "(limit_bytes, interval_s[, on_exceeded]): raise MemoryError in the main thread at that "
      "RSS; call on_exceeded(rss) there if the program grows on past it."},

@@ -362,7 +362,8 @@ static void *h_pvalloc(size_t size)
 
 static void *h_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-    if (mt_guard || !patching) { /* !patching: a pointer handed out by h_dlsym, kept */
+    /* !patching: a pointer handed out by h_dlsym, kept; mt_own: memtrim's own */
+    if (mt_guard || mt_own || !patching) {
         return real_mmap(addr, len, prot, flags, fd, off);
     }
     mt_guard++;

@@ -1705,6 +1705,95 @@ done:
     return table;
 }
 
+/* ---- untracked() ---------------------------------------------------------- */
+
+typedef struct {
+    untracked_ctx base;
+    PyObject *types; /* a tuple of exact types to collect */
+} wanted_ctx;
+
+static int
+is_wanted(PyObject *types, PyObject *o)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(types);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if ((PyObject *)Py_TYPE(o) == PyTuple_GET_ITEM(types, i)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Like visit_untracked, but an atom (no GC support: an int, a float) that is
+ * not wanted is not even remembered: a list of a million floats costs no
+ * seen-set entries. */
+static int
+visit_wanted(PyObject *o, void *arg)
+{
+    wanted_ctx *ctx = arg;
+    if (PyObject_GC_IsTracked(o) || (!PyObject_IS_GC(o) && !is_wanted(ctx->types, o))) {
+        return 0;
+    }
+    return visit_untracked(o, &ctx->base);
+}
+
+PyDoc_STRVAR(untracked_doc,
+"untracked(objs, types) -> list\n\n"
+"The objects of the exact types in the tuple types that the GC does not\n"
+"track (strs, bytes, atomic tuples and dicts) reachable from objs (a list,\n"
+"gc.get_objects()) through untracked objects, each once.");
+
+static PyObject *
+objects_untracked(PyObject *self, PyObject *args)
+{
+    PyObject *objs, *types, *out = NULL;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &objs, &PyTuple_Type, &types)) {
+        return NULL;
+    }
+    ptrmap seen = {0};
+    stack todo = {0};
+    wanted_ctx ctx = {{&seen, &todo, 0}, types};
+    if (ptrmap_init(&seen, 1024, 0) < 0 || (out = PyList_New(0)) == NULL) {
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(objs); i++) {
+        PyObject *o = PyList_GET_ITEM(objs, i);
+        traverseproc trav = Py_TYPE(o)->tp_traverse;
+        if (trav && trav(o, visit_wanted, &ctx) < 0 && ctx.base.error) {
+            goto fail;
+        }
+        while (todo.len) {
+            PyObject *u = todo.items[--todo.len].obj;
+            int rc = 0;
+            if (is_wanted(types, u)) {
+                rc = PyList_Append(out, u);
+            }
+            traverseproc t2 = Py_TYPE(u)->tp_traverse;
+            if (rc == 0 && t2 && PyObject_IS_GC(u) && t2(u, visit_wanted, &ctx) < 0 &&
+                ctx.base.error) {
+                rc = -1;
+            }
+            Py_DECREF(u);
+            if (rc < 0) {
+                goto fail;
+            }
+        }
+    }
+    stack_clear_refs(&todo);
+    ptrmap_free(&seen);
+    PyMem_Free(todo.items);
+    return out;
+fail:
+    if (!PyErr_Occurred()) {
+        PyErr_NoMemory();
+    }
+    Py_XDECREF(out);
+    stack_clear_refs(&todo);
+    ptrmap_free(&seen);
+    PyMem_Free(todo.items);
+    return NULL;
+}
+
 /* ---- retained() ----------------------------------------------------------- *
  *
  * What would be freed if obj went away, from reference counts (no heap scan):
@@ -1980,24 +2069,38 @@ visit_bfs(PyObject *o, void *arg)
     return 0;
 }
 
-PyDoc_STRVAR(path_doc,
-"path(roots, target, skip) -> list | None\n\n"
-"Breadth-first search over tp_traverse from roots; returns the shortest\n"
-"chain [root, ..., target] or None. Objects in skip (a list) are not entered.");
-
+/* The chain [root, ..., o] from the BFS parents (every object on it is alive:
+ * reached from a root while we hold the GIL and run no Python code). */
 static PyObject *
-objects_path(PyObject *self, PyObject *args)
+chain_to(ptrmap *parents, PyObject *target)
 {
-    PyObject *roots, *target, *skiplist;
-    if (!PyArg_ParseTuple(args, "O!OO!", &PyList_Type, &roots, &target, &PyList_Type,
-                          &skiplist)) {
-        return NULL;
+    PyObject *result = PyList_New(0);
+    for (PyObject *o = target; o && result;) {
+        if (PyList_Append(result, o) < 0) {
+            Py_CLEAR(result);
+            break;
+        }
+        void *parent = NULL;
+        ptrmap_has(parents, o, &parent);
+        o = parent;
     }
-    ptrmap parents, skip;
+    if (result && PyList_Reverse(result) < 0) {
+        Py_CLEAR(result);
+    }
+    return result;
+}
+
+/* One breadth-first search from roots for every object of targets (a list):
+ * [chain or None per target]; it stops once all are found. */
+static PyObject *
+bfs_paths(PyObject *roots, PyObject *targets, PyObject *skiplist)
+{
+    ptrmap parents, skip, wanted;
     stack cur = {0}, next = {0};
     PyObject *result = NULL;
-    int found = 0;
-    if (ptrmap_init(&parents, 1 << 16, 1) < 0 || ptrmap_init(&skip, 64, 0) < 0) {
+    Py_ssize_t ntargets = PyList_GET_SIZE(targets), found = 0;
+    if (ptrmap_init(&parents, 1 << 16, 1) < 0 || ptrmap_init(&skip, 64, 0) < 0 ||
+        ptrmap_of_list(&wanted, targets) < 0) {
         PyErr_NoMemory();
         goto done;
     }
@@ -2013,62 +2116,103 @@ objects_path(PyObject *self, PyObject *args)
             PyErr_NoMemory();
             goto done;
         }
-        if (r == target) {
-            found = 1;
-        }
+    }
+    for (Py_ssize_t i = 0; i < ntargets; i++) {
+        found += ptrmap_has(&parents, PyList_GET_ITEM(targets, i), NULL) ? 1 : 0;
     }
     bfs_ctx ctx = {&parents, &next, NULL, &skip, 0};
-    while (!found && cur.len) {
+    while (found < ntargets && cur.len) {
         next.len = 0;
-        for (size_t i = 0; i < cur.len && !found; i++) {
+        for (size_t i = 0; i < cur.len && found < ntargets; i++) {
             PyObject *o = cur.items[i].obj;
             traverseproc trav = Py_TYPE(o)->tp_traverse;
             /* PyObject_IS_GC, not PyType_IS_GC: static types must not be traversed */
-            if (o == target || !trav || !PyObject_IS_GC(o)) {
+            if (ptrmap_has(&wanted, o, NULL) || !trav || !PyObject_IS_GC(o)) {
                 continue;
             }
+            size_t before = next.len;
             ctx.parent = o;
             if (trav(o, visit_bfs, &ctx) < 0 && ctx.error) {
                 PyErr_NoMemory();
                 goto done;
             }
-            found = ptrmap_has(&parents, target, NULL);
+            for (size_t k = before; k < next.len; k++) { /* newly reached */
+                found += ptrmap_has(&wanted, next.items[k].obj, NULL) ? 1 : 0;
+            }
         }
         stack tmp = cur;
         cur = next;
         next = tmp;
     }
-    if (!found) {
-        result = Py_NewRef(Py_None);
-        goto done;
-    }
-    result = PyList_New(0);
-    /* Every object on the chain is alive: reached from a root while we hold
-     * the GIL and run no Python code. */
-    for (PyObject *o = target; o && result;) {
-        if (PyList_Append(result, o) < 0) {
+    result = PyList_New(ntargets);
+    for (Py_ssize_t i = 0; result && i < ntargets; i++) {
+        PyObject *t = PyList_GET_ITEM(targets, i);
+        PyObject *chain = ptrmap_has(&parents, t, NULL) ? chain_to(&parents, t)
+                                                        : Py_NewRef(Py_None);
+        if (chain == NULL) {
             Py_CLEAR(result);
             break;
         }
-        void *parent = NULL;
-        ptrmap_has(&parents, o, &parent);
-        o = parent;
-    }
-    if (result && PyList_Reverse(result) < 0) {
-        Py_CLEAR(result);
+        PyList_SET_ITEM(result, i, chain);
     }
 done:
     ptrmap_free(&parents);
     ptrmap_free(&skip);
+    ptrmap_free(&wanted);
     PyMem_Free(cur.items);
     PyMem_Free(next.items);
     return result;
 }
 
+PyDoc_STRVAR(path_doc,
+"path(roots, target, skip) -> list | None\n\n"
+"Breadth-first search over tp_traverse from roots; returns the shortest\n"
+"chain [root, ..., target] or None. Objects in skip (a list) are not entered.");
+
+static PyObject *
+objects_path(PyObject *self, PyObject *args)
+{
+    PyObject *roots, *target, *skiplist;
+    if (!PyArg_ParseTuple(args, "O!OO!", &PyList_Type, &roots, &target, &PyList_Type,
+                          &skiplist)) {
+        return NULL;
+    }
+    PyObject *targets = PyList_New(1);
+    if (targets == NULL) {
+        return NULL;
+    }
+    PyList_SET_ITEM(targets, 0, Py_NewRef(target));
+    PyObject *found = bfs_paths(roots, targets, skiplist);
+    Py_DECREF(targets);
+    if (found == NULL) {
+        return NULL;
+    }
+    PyObject *chain = Py_NewRef(PyList_GET_ITEM(found, 0));
+    Py_DECREF(found);
+    return chain;
+}
+
+PyDoc_STRVAR(paths_doc,
+"paths(roots, targets, skip) -> [list | None]\n\n"
+"path() for each object of the list targets, from one search.");
+
+static PyObject *
+objects_paths(PyObject *self, PyObject *args)
+{
+    PyObject *roots, *targets, *skiplist;
+    if (!PyArg_ParseTuple(args, "O!O!O!", &PyList_Type, &roots, &PyList_Type, &targets,
+                          &PyList_Type, &skiplist)) {
+        return NULL;
+    }
+    return bfs_paths(roots, targets, skiplist);
+}
+
 static PyMethodDef methods[] = {
     {"census", objects_census, METH_VARARGS, census_doc},
+    {"untracked", objects_untracked, METH_VARARGS, untracked_doc},
     {"retained", objects_retained, METH_VARARGS, retained_doc},
     {"path", objects_path, METH_VARARGS, path_doc},
+    {"paths", objects_paths, METH_VARARGS, paths_doc},
     {"frame_values", objects_frame_values, METH_O, frame_values_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -16,6 +16,11 @@ frame also has ``first_line``, its function's first line (0: not known).
 Each view also has ``"unattributed"``: the bytes no line can be charged with
 (allocated without the GIL, or by C code with no Python frame), with the
 reason and thread, and ``"threads"``: the view's bytes per thread.
+
+With ``memtrim run --advise``, ``"advice"`` lists what to change, largest
+saving first: ``{"kind", "filename", "lineno", "source", "type", "count",
+"bytes", "after", "saving", "fix", "caveats", "measured", "holder",
+"confidence", "qualname", "when", "error"}`` (docs/advice.md).
 """
 
 from __future__ import annotations
@@ -91,6 +96,7 @@ def capture_to_dict(capture: Capture, limit: int = SITES_PER_VIEW) -> dict[str, 
         "root": capture.root,
         "sys_path": capture.sys_path,
         "seed": capture.seed,
+        **({"advice": capture.meta["advice"]} if "advice" in capture.meta else {}),
     }
 
 
