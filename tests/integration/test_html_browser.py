@@ -263,3 +263,43 @@ def test_native_bytes_and_the_rss_panel_render(runner: Any) -> None:
     # the RSS panel: its parts, near the peak and at exit
     assert "Resident memory" in text and "At exit" in text
     assert "Python objects (live)" in text and "native heap in use" in text
+
+
+ADVICE_SCRIPT = """
+class Point:
+    def __init__(self, i):
+        self.x = i
+        self.y = 2
+        self.z = 3
+
+
+points = [Point(i % 100) for i in range(60_000)]
+names = ["".join(["<x-pwn>name", str(i % 7), "</x-pwn>"]) for i in range(60_000)]
+"""
+
+
+def test_the_advice_section_renders_and_links_to_its_line(runner: Any) -> None:
+    script = runner.write(ADVICE_SCRIPT, "adv.py")
+    proc = runner.memtrim(
+        "run",
+        "-q",
+        "--advise",
+        "--advise-threshold",
+        "256K",
+        "-o",
+        "adv.memtrim",
+        "--html",
+        "page.html",
+        str(script),
+    )
+    assert proc.returncode == 0, proc.stderr
+    dom = dump(runner.tmp_path, runner.tmp_path / "page.html")
+    assert_ran(dom)
+    entries = dom.all("details", "advice")
+    assert len(entries) >= 2
+    text = dom.visible_text()
+    assert "Advice" in text and "slots" in text and "intern" in text
+    assert "class Point: __slots__ = ('x', 'y', 'z')" in text
+    assert dom.all("x-pwn") == []  # the program's strings stay text
+    # each entry's line is a button that picks that line's frame in the page
+    assert len(dom.all("button", "linkish")) == len(entries)

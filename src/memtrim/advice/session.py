@@ -18,7 +18,7 @@ from typing import Any
 
 from memtrim.advice.render.text import AdviceList
 from memtrim.advice.rules import growth, instances, lines, numbers, strings
-from memtrim.advice.rules.heap import Heap, gather
+from memtrim.advice.rules.heap import gather
 from memtrim.advice.rules.lines import LineFigures
 from memtrim.advice.rules.sites import Line, Sites
 from memtrim.advice.rules.walk import Walk
@@ -87,8 +87,10 @@ def run_rules(
     wanted = [
         a for a in ranked(found, walk.threshold)[:HOLDERS] if not a.holder and id(a) in walk.keep
     ]
-    for item, holder in zip(wanted, _holders([walk.keep[id(a)] for a in wanted]), strict=True):
-        item.holder = holder
+    if wanted:
+        holders = _holders([walk.keep[id(a)] for a in wanted])
+        for item, holder in zip(wanted, holders, strict=True):
+            item.holder = holder
     walk.keep.clear()
     return found
 
@@ -159,27 +161,36 @@ class RunAdvisor:
     """The advisor of one ``memtrim run``: walks near the peak and at the end.
 
     When: the first walk when the heap's peak reaches ``first`` bytes above
-    its level at the start (default: four times the threshold, at least 4
-    MiB), then each time the peak has grown by ``step`` (a factor, 1.3)
-    since the last walk. The last walk before the end is so within 30 % of
-    the final peak. A walk costs about as much as a census (a pass over
-    every live object); the number of walks grows with the logarithm of the
-    peak. Each walk's advice is kept; the end merges them (per line and
-    kind, the walk that saves most).
+    its level at the start (default: eight times the threshold, at least 8
+    MiB), then each time the peak has grown by ``step`` (a factor, 1.5) since
+    the last walk, so that the last walk before the end saw at least 2/3 of
+    the final peak. A walk costs about as much as a census (a pass over every
+    live object, mostly in C); walks grow with the logarithm of the peak, and
+    they never take more than ``budget`` (a fraction, 0.15) of the run's time
+    so far: a walk that would is put off to the next step. What is alive at
+    the end is always looked at. Each walk's advice is kept; the end merges
+    them (per line and kind, the walk that saves most).
     """
 
     def __init__(
-        self, threshold: int = DEFAULT_THRESHOLD, step: float = 1.3, first: int | None = None
+        self,
+        threshold: int = DEFAULT_THRESHOLD,
+        step: float = 1.5,
+        first: int | None = None,
+        budget: float = 0.15,
     ) -> None:
         self.threshold = check_threshold(threshold)
         if not step > 1:
             raise ValueError(f"step must be above 1, not {step}")
         self.step = step
-        self.first = max(4 * threshold, 4 << 20) if first is None else first
+        self.first = max(8 * threshold, 8 << 20) if first is None else first
+        self.budget = budget
         self.base = 0
+        self.started = 0.0
         self.walks: list[list[Advice]] = []
+        self.skipped = 0
         self.vetoes: set[tuple[str, Any]] = set()
-        self.lens: dict[int, tuple[int, int]] = {}  # module containers: id -> (len, grew)
+        self.lens: dict[int, list[int]] = {}  # module containers: id -> len at each look
         self.seconds = 0.0
         self.errors: list[str] = []
         self._busy = False
@@ -189,12 +200,20 @@ class RunAdvisor:
     def start(self, base: int) -> None:
         """The recording started at heap level ``base``: arm the first walk."""
         self.base = base
+        self.started = time.perf_counter()
         calltree.on_peak(base + self.first, self._on_peak)
 
     def _on_peak(self) -> None:
         if self._busy:
             return
-        self._walk("peak")
+        if self.seconds <= self.budget * (time.perf_counter() - self.started):
+            self._walk("peak")
+        else:  # only the cheap look: how long the module-level containers are
+            self.skipped += 1
+            t0 = time.perf_counter()
+            with _own_work(collect=False):
+                self._track_growth()
+            self.seconds += time.perf_counter() - t0
         grown = max(hooks.peak() - self.base, self.first)
         calltree.on_peak(self.base + int(grown * self.step), self._on_peak)
 
@@ -221,18 +240,18 @@ class RunAdvisor:
 
     def _look(self, when: str) -> None:
         heap = gather()
-        self._track_growth(heap)
+        self._track_growth()
         walk = Walk(heap, Sites(True), self.threshold, when=when, vetoes=self.vetoes)
-        grew = {k: v[1] for k, v in self.lens.items()}
-        self.walks.append(run_rules(walk, last=lambda w: growth.leak_rule(w, grew)))
+        lens = self.lens
+        self.walks.append(run_rules(walk, last=lambda w: growth.leak_rule(w, lens)))
         self.errors += walk.errors
 
-    def _track_growth(self, heap: Heap) -> None:
-        walk = Walk(heap, Sites(False), self.threshold)
-        for key, (_name, container) in growth.module_containers(walk).items():
-            n = len(container)
-            before, grew = self.lens.get(key, (n, 0))
-            self.lens[key] = (n, grew + (n > before))
+    def _track_growth(self) -> None:
+        try:
+            for key, (_name, container) in growth.module_containers().items():
+                self.lens.setdefault(key, []).append(len(container))
+        except Exception as exc:
+            self.errors.append(f"growth: {type(exc).__name__}: {exc}")
 
     # -- the end -----------------------------------------------------------------------------
 
@@ -247,6 +266,7 @@ class RunAdvisor:
             "advice_run": {
                 "threshold": self.threshold,
                 "walks": len(self.walks),
+                "walks_put_off": self.skipped,
                 "seconds": round(self.seconds, 3),
                 "errors": self.errors[:5],
             },

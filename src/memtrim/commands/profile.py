@@ -71,6 +71,19 @@ class ProfileCommand:
         parser.add_argument("-o", "--output", metavar="FILE", help="write the tables to FILE")
         _native.add_python_only(parser)
         parser.add_argument("--json", metavar="FILE", help="also write the tables as JSON")
+        parser.add_argument(
+            "--advise",
+            action="store_true",
+            help="under the tables, what to change where a line's figures call for it (a line "
+            "that builds a big list to use once, a file read whole), with the bytes it saves",
+        )
+        parser.add_argument(
+            "--advise-threshold",
+            type=_size,
+            default=None,
+            metavar="SIZE",
+            help="with --advise: leave out advice that saves less (default 1M)",
+        )
         parser.add_argument("script", nargs="?", help="the Python script to run")
         parser.add_argument("args", nargs=argparse.REMAINDER, help="the script's arguments")
 
@@ -78,6 +91,8 @@ class ProfileCommand:
         _native.apply_python_only(args)
         if args.script is None:
             raise CommandError("the following arguments are required: script")
+        if args.advise_threshold is not None and not args.advise:
+            raise CommandError("--advise-threshold goes with --advise")
         script = _script.load_script(args.script)
         in_script, in_modules = _split_targets(script.code, args.function, args.script)
         for path in (args.output, args.json):
@@ -150,6 +165,8 @@ class _Report:
             for fn, table in zip(self.profiler.functions, tables, strict=True)
             if table.ran
         )
+        if self.args.advise:
+            text += _line_advice(tables, self.args.advise_threshold)
         try:
             if self.args.output:
                 _output.write_atomic(self.args.output, text)
@@ -169,6 +186,31 @@ class _Report:
             )
         elif missed or missed_some:
             warn(missed_message(missed))
+
+
+def _line_advice(tables: list[Any], threshold: int | None) -> str:
+    """The advice the tables' figures call for, as text under them."""
+    from memtrim.advice.render.text import advice_text
+    from memtrim.advice.session import line_advice
+    from memtrim.model.advice import DEFAULT_THRESHOLD
+
+    rows = [
+        (t.filename, t.function, r.lineno, r.source, r.peak_increment or 0, r.increment or 0)
+        for t in tables
+        for r in t.lines
+        if r.ran
+    ]
+    limit = DEFAULT_THRESHOLD if threshold is None else threshold
+    return "\n" + advice_text(line_advice(rows, limit), width=100) + "\n"
+
+
+def _size(text: str) -> int:
+    from memtrim.model import units
+
+    try:
+        return units.parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _write_stdout(text: str) -> None:

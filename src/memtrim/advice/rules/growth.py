@@ -10,6 +10,9 @@ of the average size seen: computed, not built.
 from __future__ import annotations
 
 import gc
+import sys
+import sysconfig
+import types
 from typing import Any
 
 from memtrim.advice.rules.walk import Walk
@@ -80,13 +83,28 @@ def cache_rule(walk: Walk) -> list[Advice]:
 
 
 _CONTAINERS = (list, dict, set)
+_MODULE_DICT = types.ModuleType.__dict__["__dict__"]
+_STDLIB = sysconfig.get_paths().get("stdlib", "") or "\0"
 
 
-def module_containers(walk: Walk) -> dict[int, tuple[str, Any]]:
-    """The program's module-level lists, dicts and sets: id -> (name, container)."""
+def _program_module(name: str, namespace: dict) -> bool:
+    """A module of the program or of a library it installed: not memtrim's,
+    not the standard library's (its caches are bounded)."""
+    if name.startswith("memtrim") or name in ("sys", "builtins", "__mp_main__"):
+        return False
+    path = namespace.get("__file__")
+    return not (type(path) is str and path.startswith(_STDLIB) and "site-packages" not in path)
+
+
+def module_containers() -> dict[int, tuple[str, Any]]:
+    """The program's module-level lists, dicts and sets: id -> (name, container).
+    Read from ``sys.modules`` without running any module's code."""
     found = {}
-    for modname, namespace in walk.heap.modules:
-        if modname.startswith("memtrim") or modname in ("sys", "builtins"):
+    for modname, module in list(sys.modules.items()):
+        if type(module) is not types.ModuleType or type(modname) is not str:
+            continue
+        namespace = _MODULE_DICT.__get__(module)
+        if type(namespace) is not dict or not _program_module(modname, namespace):
             continue
         for key, value in list(namespace.items()):
             if type(value) in _CONTAINERS and type(key) is str and not key.startswith("__"):
@@ -94,14 +112,20 @@ def module_containers(walk: Walk) -> dict[int, tuple[str, Any]]:
     return found
 
 
-def leak_rule(walk: Walk, grew: dict[int, int]) -> list[Advice]:
-    """Module-level containers that grew over the run -> bound or clear them.
+def growing(history: list[int]) -> bool:
+    """Lengths seen at successive looks, the last at the end: it grew at each
+    of the last two looks (a table loaded once stops growing; a leak does not)."""
+    return len(history) >= 3 and history[-3] < history[-2] < history[-1]
 
-    ``grew``: id -> how many walks saw the container longer than the one before.
+
+def leak_rule(walk: Walk, history: dict[int, list[int]]) -> list[Advice]:
+    """Module-level containers that kept growing to the end -> bound or clear them.
+
+    ``history``: id -> the container's length at each look (the last: now).
     """
     out = []
-    for key, (name, container) in module_containers(walk).items():
-        if grew.get(key, 0) < 2 or not container:
+    for key, (name, container) in module_containers().items():
+        if not growing(history.get(key, [])) or not container:
             continue
         now = _retained_bytes(container)
         if not walk.worth(now):
@@ -117,11 +141,12 @@ def leak_rule(walk: Walk, grew: dict[int, int]) -> list[Advice]:
                 count=len(container),
                 bytes=now,
                 after=0,
-                fix=f"bound {name} (collections.deque(maxlen=N), an LRU dict) or clear it when "
-                "its items are done with",
+                fix=f"bound {name} (collections.deque(maxlen=N), an LRU dict) or clear it "
+                "when its items are done with",
                 caveats=[
-                    "it grew at every look and holds this much at the end: check that "
-                    "nothing needs the old items"
+                    f"it grew at each of the last looks ({' < '.join(map(str, history[key][-3:]))}"
+                    " items) and holds this much at the end: check that nothing needs the old "
+                    "items"
                 ],
                 measured="all",
                 confidence="review",

@@ -37,7 +37,7 @@ class Heap:
     arrays: list[Any] = field(default_factory=list)  # numpy.ndarray
     frames: list[Any] = field(default_factory=list)  # pandas.DataFrame
     caches: list[Any] = field(default_factory=list)  # functools lru_cache wrappers
-    modules: list[tuple[str, dict]] = field(default_factory=list)
+    other: set[type] = field(default_factory=set)  # types that are none of the above
     objects: int = 0
 
 
@@ -87,16 +87,15 @@ def _sort(heap: Heap, obj: Any, tp: type, special: tuple[Any, Any, Any]) -> None
         heap.frames.append(obj)
     elif tp is special[2]:
         heap.caches.append(obj)
-    elif tp is type(sys):
-        d = _layout.tattr(tp, "__dict__")["__dict__"].__get__(obj)
-        if type(d) is dict:
-            heap.modules.append((str(d.get("__name__", "")), d))
     else:
         known = heap.instances.get(tp)
         if known is not None:
             known.append(obj)
-        elif _plain_class(tp) and not _own_class(tp):
-            heap.instances[tp] = [obj]
+        elif tp not in heap.other:
+            if _plain_class(tp) and not _own_class(tp):
+                heap.instances[tp] = [obj]
+            else:
+                heap.other.add(tp)
 
 
 _UNTRACKED = (str, bytes, tuple, dict)

@@ -930,11 +930,73 @@
     if (saved.at_exit) box.appendChild(rssTable(saved.at_exit, "At exit"));
   }
 
+  // -------------------------------------------------------------- advice
+
+  // The frame of the page whose file and line are these (-1: not in the report).
+  function frameAt(file, line) {
+    for (var i = 0; i < D.frames.length; i++) {
+      if (D.frames[i][2] === line && str(D.frames[i][0]) === file) return i;
+    }
+    return -1;
+  }
+
+  function adviceEntry(a, k) {
+    var f = a.filename ? frameAt(a.filename, a.lineno) : -1;
+    var where = a.filename ? shortPath(a.filename) + ":" + a.lineno : (a.holder && a.holder[0]) || "line not known";
+    var link = f >= 0
+      ? el("button", { cls: "linkish", type: "button", text: where, title: "Show this line and its stacks (" + (a.when === "exit" ? "at exit" : "at the peak") + ")" })
+      : el("span", { text: where, title: a.filename || "" });
+    if (f >= 0) {
+      link.addEventListener("click", function () {
+        setView(a.when === "exit" ? "at_exit" : "peak", true);
+        if (state.pick !== f) pickLine(f);
+      });
+    }
+    var measured = { all: "measured on all of them", sample: "measured on a sample", computed: "computed" }[a.measured] || a.measured;
+    if (a.measured === "sample" && a.error) measured += " (within " + (100 * a.error).toFixed(1) + " %)";
+    var details = [
+      el("p", { cls: "src", text: a.source || "" }),
+      el("p", { text: count(a.count) + " \u00d7 " + a.type + ": " + human(a.bytes) + " \u2192 " + human(a.after) + " (" + measured + "; " + a.confidence + ")" }),
+      el("p", { cls: "fix", text: "Fix: " + a.fix }),
+      el("ul", { cls: "caveats" }, (a.caveats || []).map(function (c) { return el("li", { text: c }); })),
+    ];
+    if (a.holder && a.holder.length) details.push(el("p", { cls: "note", text: "Held by: " + a.holder.join(" \u2192 ") }));
+    var box = el("details", { cls: "advice", id: "advice-" + k }, [
+      el("summary", null, [
+        el("span", { cls: "kind", text: a.kind }),
+        el("span", { cls: "num saving", text: "saves " + human(a.saving), title: exact(a.saving) + " (" + exact(a.bytes) + " \u2192 " + exact(a.after) + ")" }),
+        link,
+        el("span", { cls: "short-fix", text: a.fix, title: a.fix }),
+      ]),
+      el("div", { cls: "advice-body" }, details),
+    ]);
+    if (k === 0) box.open = true;
+    return box;
+  }
+
+  function renderAdvice() {
+    var found = D.meta && D.meta.advice;
+    var section = document.getElementById("advice-section");
+    var box = document.getElementById("advice");
+    box.textContent = "";
+    if (!Array.isArray(found)) {
+      section.hidden = true;
+      return;
+    }
+    section.hidden = false;
+    var run = D.meta.advice_run || {};
+    document.getElementById("advice-note").textContent = found.length
+      ? "What to change, largest saving first: each alternative was built from the program's own data (or computed, where said). Open an entry for the fix and what it costs; its line shows the stacks that allocated it."
+      : "Nothing to change above " + human(run.threshold || 0) + ".";
+    found.forEach(function (a, k) { box.appendChild(adviceEntry(a, k)); });
+  }
+
   function start() {
     renderHeader();
     renderTabs();
     renderTimeline();
     renderRss();
+    renderAdvice();
     renderFlameTools();
     setView(viewFromHash() || "peak", false);
     window.addEventListener("hashchange", function () {
