@@ -11,6 +11,7 @@ the narrower dtype's buffer, checked value by value in chunks.
 from __future__ import annotations
 
 import array
+import gc
 import sys
 from collections.abc import Iterable
 from itertools import compress
@@ -18,6 +19,7 @@ from typing import Any
 
 from memtrim.advice.rules.walk import Walk
 from memtrim.model.advice import Advice
+from memtrim.objects import _layout
 
 # typecode -> (low, high), smallest first; 'l'/'L' are skipped ('q'/'Q' are the same on Linux)
 _INT_CODES = [
@@ -203,10 +205,12 @@ def dtype_rule(walk: Walk) -> list[Advice]:
     """numpy arrays whose values fit a narrower dtype; pandas columns."""
     np = sys.modules.get("numpy")
     out: list[Advice] = []
+    framed = _frame_arrays(walk.heap.frames, np)  # a DataFrame's columns: advised with it
     if np is not None and walk.heap.arrays:
         owning = [
             a
             for a in walk.heap.arrays
+            if id(a) not in framed
             if a.base is None
             and a.flags.owndata
             and a.size
@@ -219,6 +223,31 @@ def dtype_rule(walk: Walk) -> list[Advice]:
     for frame in walk.heap.frames:
         out += _pandas_advice(walk, frame)
     return out
+
+
+def _frame_arrays(frames: list[Any], np: Any) -> set[int]:
+    """ids of the numpy arrays a few references below the DataFrames (their blocks)."""
+    if not frames or np is None:
+        return set()
+    found: set[int] = set()
+    seen: set[int] = set()
+    level = list(frames)
+    for _ in range(5):
+        below = []
+        for ref in gc.get_referents(*level):
+            if id(ref) in seen or isinstance(ref, type):
+                continue
+            seen.add(id(ref))
+            if type(ref) is np.ndarray:
+                found.add(id(ref))
+                if ref.base is not None:
+                    found.add(id(ref.base))
+            elif type(ref) in (list, tuple, dict) or str(
+                _layout.tattr(type(ref), "__module__")
+            ).startswith("pandas"):
+                below.append(ref)
+        level = below
+    return found
 
 
 def _numpy_advice(walk: Walk, np: Any, arr: Any) -> list[Advice]:
@@ -281,7 +310,7 @@ def _pandas_advice(walk: Walk, frame: Any) -> list[Advice]:
             col = frame[name]
             if not isinstance(col, pd.Series) or len(col) < 1000:
                 continue
-            before = int(col.memory_usage(deep=True, index=False))
+            before = _column_bytes(col)
             target, alt = _pandas_column(pd, col)
             if alt is None:
                 continue
@@ -315,6 +344,16 @@ def _pandas_advice(walk: Walk, frame: Any) -> list[Advice]:
             confidence="changes results" if lossy else "review",
         )
     ]
+
+
+def _column_bytes(col: Any) -> int:
+    """What a column's data takes: its array and, for objects, the items only
+    it refers to (pandas' ``memory_usage(deep=True)`` counts a string shared by
+    many rows once per row)."""
+    values = col.array.to_numpy() if col.dtype.kind == "O" else None
+    if values is None:
+        return int(col.memory_usage(deep=False, index=False))
+    return int(values.nbytes) + owned_bytes(values, values) - sys.getsizeof(values)
 
 
 def _pandas_column(pd: Any, col: Any) -> tuple[str, Any]:
