@@ -18,7 +18,7 @@ from typing import Any
 from memtrim.advice.rules.walk import Walk
 from memtrim.engine import walks
 from memtrim.model.advice import Advice
-from memtrim.objects import sizing
+from memtrim.objects import _layout, sizing
 
 BOUNDED = 128
 
@@ -33,10 +33,22 @@ def _cache_dict(wrapper: Any) -> dict | None:
     found = [r for r in gc.get_referents(wrapper) if type(r) is dict]
     # the wrapper refers to its cache dict and to its __dict__ (attributes,
     # __wrapped__): the cache is the one that is not the __dict__
-    own = getattr(type(wrapper), "__dict__", {}).get("__dict__")
+    own = _layout.tattr(type(wrapper), "__dict__").get("__dict__")
     attrs = own.__get__(wrapper) if own is not None else None
     found = [d for d in found if d is not attrs]
     return found[0] if len(found) == 1 else None
+
+
+def _wrapped_name(wrapper: Any) -> str:
+    """The cached function's qualified name, read without running user code."""
+    own = _layout.tattr(type(wrapper), "__dict__").get("__dict__")
+    namespace = own.__get__(wrapper) if own is not None else None
+    wrapped = namespace.get("__wrapped__") if type(namespace) is dict else None
+    if type(wrapped) is types.FunctionType:
+        return wrapped.__qualname__
+    if wrapped is not None:
+        return f"{_layout.tattr(type(wrapped), '__qualname__')} object"
+    return "?"
 
 
 def cache_rule(walk: Walk) -> list[Advice]:
@@ -58,7 +70,7 @@ def cache_rule(walk: Walk) -> list[Advice]:
             continue
         values = list(cache.values())
         line = walk.sites.main_line(values)
-        name = getattr(getattr(wrapper, "__wrapped__", None), "__qualname__", "?")
+        name = _wrapped_name(wrapper)
         out.append(
             walk.advice(
                 line,
@@ -107,9 +119,20 @@ def module_containers() -> dict[int, tuple[str, Any]]:
         if type(namespace) is not dict or not _program_module(modname, namespace):
             continue
         for key, value in list(namespace.items()):
-            if type(value) in _CONTAINERS and type(key) is str and not key.startswith("__"):
+            if type(key) is not str or key.startswith("__"):
+                continue
+            if type(value) in _CONTAINERS:
                 found[id(value)] = (f"{modname}.{key}", value)
+            elif type(value) is type and _layout.tattr(value, "__module__") == modname:
+                _class_containers(found, f"{modname}.{key}", value)
     return found
+
+
+def _class_containers(found: dict[int, tuple[str, Any]], name: str, cls: type) -> None:
+    """A class's own attributes that are lists, dicts or sets (a registry, a cache)."""
+    for key, value in list(_layout.tattr(cls, "__dict__").items()):
+        if type(key) is str and not key.startswith("__") and type(value) in _CONTAINERS:
+            found[id(value)] = (f"{name}.{key}", value)
 
 
 def growing(history: list[int]) -> bool:
