@@ -72,9 +72,11 @@ class ReportCommand:
                 _output.check_writable(path)
         write_outputs(capture, None, args.html, args.json, force=args.force)
         if not (args.html or args.json):
+            from memtrim.commands._advice import print_advice
             from memtrim.run.render.summary import render_summary
 
             render_summary(capture, sys.stdout, top=args.top)
+            print_advice(capture, sys.stdout)
         return 0
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from memtrim.commands import _native, _output, _script
+from memtrim.commands._advice import print_advice
 from memtrim.commands.errors import CommandError
 from memtrim.commands.report import write_outputs
 from memtrim.model import units
@@ -224,7 +225,8 @@ class _Session:
         with contextlib.suppress(OSError, ValueError):
             render_summary(capture, self.err, cwd=self.cwd)
             if self.args.advise:
-                _print_advice(capture, self.err, self.cwd)
+                with contextlib.suppress(CommandError):
+                    print_advice(capture, self.err, self.cwd)
             self.err.write(
                 f"capture: {self.shown}  (memtrim report {self.shown} --html report.html)\n"
             )
@@ -258,14 +260,6 @@ def _advisor(args: argparse.Namespace) -> Any:
 
     threshold = DEFAULT_THRESHOLD if args.advise_threshold is None else args.advise_threshold
     return RunAdvisor(threshold)
-
-
-def _print_advice(capture: Capture, stream: TextIO, cwd: str) -> None:
-    from memtrim.advice.render.text import print_advice
-    from memtrim.model.advice import Advice
-
-    items = [Advice.from_dict(d) for d in capture.meta.get("advice", [])]
-    print_advice(items, stream, cwd=cwd)
 
 
 def _own_stderr() -> TextIO | None:

@@ -121,3 +121,44 @@ def ranked(advice: Iterable[Advice], threshold: int = DEFAULT_THRESHOLD) -> list
     kept = [a for a in advice if a.saving >= threshold and a.saving > 0]
     kept.sort(key=lambda a: (-a.saving, a.kind, a.filename, a.lineno))
     return kept
+
+
+_FIELD_TYPES = {
+    "kind": str,
+    "filename": str,
+    "lineno": int,
+    "source": str,
+    "type": str,
+    "count": int,
+    "bytes": int,
+    "after": int,
+    "fix": str,
+    "measured": str,
+    "confidence": str,
+    "qualname": str,
+    "when": str,
+}
+
+
+def parse_records(data: Any) -> list[Advice]:
+    """Advice from JSON records (a capture's ``meta["advice"]``), checked field by
+    field: a ValueError names the first bad one (a crafted or damaged file)."""
+    if not isinstance(data, list):
+        raise ValueError("'advice' is not a list")
+    out = []
+    for index, record in enumerate(data):
+        if not isinstance(record, dict):
+            raise ValueError(f"advice {index} is not an object")
+        for name, kind in _FIELD_TYPES.items():
+            value = record.get(name)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ValueError(f"advice {index}: {name!r} is not a {kind.__name__}")
+        for name in ("caveats", "holder"):
+            value = record.get(name, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"advice {index}: {name!r} is not a list of strings")
+        try:
+            out.append(Advice.from_dict(record))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"advice {index}: {exc}") from None
+    return out
