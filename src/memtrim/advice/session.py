@@ -24,7 +24,7 @@ from memtrim.advice.rules.sites import Line, Sites
 from memtrim.advice.rules.walk import Walk
 from memtrim.engine import calltree, hooks
 from memtrim.model.advice import DEFAULT_THRESHOLD, Advice, merge, ranked
-from memtrim.objects import referrers
+from memtrim.objects import _layout, referrers
 
 #: the object rules, in the order they run, each with the parts of the heap
 #: no later rule needs: they are let go after it. The rules that measure what
@@ -88,7 +88,8 @@ def run_rules(
         a for a in ranked(found, walk.threshold)[:HOLDERS] if not a.holder and id(a) in walk.keep
     ]
     if wanted:
-        holders = _holders([walk.keep[id(a)] for a in wanted])
+        # the objects are alive: found live, and no code of the program ran since
+        holders = _holders([_layout.object_at(walk.keep[id(a)]) for a in wanted])
         for item, holder in zip(wanted, holders, strict=True):
             item.holder = holder
     walk.keep.clear()
@@ -140,21 +141,23 @@ class _own_work:
         self._collect = collect
 
     def __enter__(self) -> None:
+        # first thing: nothing of the walk's, this object's bookkeeping included,
+        # may be counted as the program's
+        self._own = hooks.is_installed()
+        if self._own:
+            calltree.own_enter()
         self._enabled = gc.isenabled()
         gc.disable()
-        self._own = calltree.own() if hooks.is_installed() else None
-        if self._own is not None:
-            self._own.__enter__()
 
     def __exit__(self, *exc: object) -> None:
         try:
             if self._enabled and self._collect:
                 gc.collect(0)
         finally:
-            if self._own is not None:
-                self._own.__exit__(None, None, None)
             if self._enabled:
                 gc.enable()
+            if self._own:
+                calltree.own_exit()
 
 
 class RunAdvisor:
@@ -163,12 +166,14 @@ class RunAdvisor:
     When: the first walk when the heap's peak reaches ``first`` bytes above
     its level at the start (default: eight times the threshold, at least 8
     MiB), then each time the peak has grown by ``step`` (a factor, 1.5) since
-    the last walk, so that the last walk before the end saw at least 2/3 of
-    the final peak. A walk costs about as much as a census (a pass over every
+    the last walk. A walk costs about as much as a census (a pass over every
     live object, mostly in C); walks grow with the logarithm of the peak, and
-    they never take more than ``budget`` (a fraction, 0.15) of the run's time
-    so far: a walk that would is put off to the next step. What is alive at
-    the end is always looked at. Each walk's advice is kept; the end merges
+    they take no more than ``budget`` (a fraction, 0.15) of the run's time so
+    far, except that the peak never doubles without a walk: a walk over the
+    budget is put off to the next step unless the peak is twice that of the
+    last walk. So the last walk before the end saw at least half of the final
+    peak (2/3 while within the budget). What is alive at the end is always
+    looked at. Each walk's advice is kept; the end merges
     them (per line and kind, the walk that saves most).
     """
 
@@ -189,6 +194,7 @@ class RunAdvisor:
         self.started = 0.0
         self.walks: list[list[Advice]] = []
         self.skipped = 0
+        self.walked = 0  # the peak (above the start) at the last walk near it
         self.vetoes: set[tuple[str, Any]] = set()
         self.lens: dict[int, list[int]] = {}  # module containers: id -> len at each look
         self.seconds = 0.0
@@ -206,7 +212,9 @@ class RunAdvisor:
     def _on_peak(self) -> None:
         if self._busy:
             return
-        if self.seconds <= self.budget * (time.perf_counter() - self.started):
+        within = self.seconds <= self.budget * (time.perf_counter() - self.started)
+        if within or hooks.peak() - self.base >= 2 * self.walked:
+            self.walked = hooks.peak() - self.base
             self._walk("peak")
         else:  # only the cheap look: how long the module-level containers are
             self.skipped += 1

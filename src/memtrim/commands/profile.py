@@ -79,10 +79,10 @@ class ProfileCommand:
         )
         parser.add_argument(
             "--advise-threshold",
-            type=_size,
+            type=_threshold,
             default=None,
             metavar="SIZE",
-            help="with --advise: leave out advice that saves less (default 1M)",
+            help="with --advise: leave out advice that saves less (default 1M; 0: all)",
         )
         parser.add_argument("script", nargs="?", help="the Python script to run")
         parser.add_argument("args", nargs=argparse.REMAINDER, help="the script's arguments")
@@ -204,15 +204,6 @@ def _line_advice(tables: list[Any], threshold: int | None) -> str:
     return "\n" + advice_text(line_advice(rows, limit), width=100) + "\n"
 
 
-def _size(text: str) -> int:
-    from memtrim.model import units
-
-    try:
-        return units.parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _write_stdout(text: str) -> None:
     """To ``sys.stdout``; if the program closed it, straight to file descriptor 1."""
     if not text:
@@ -262,3 +253,13 @@ def _builtin_profile(profiler: LineProfiler, precisions: dict[CodeType, int]) ->
 
 
 COMMAND = ProfileCommand()
+
+
+def _threshold(text: str) -> int:
+    """An advice threshold: a size, 0 included."""
+    from memtrim.model import units
+
+    try:
+        return units.parse_size(text, zero=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -94,10 +94,10 @@ class RunCommand:
         )
         parser.add_argument(
             "--advise-threshold",
-            type=parse_size,
+            type=_threshold,
             default=None,
             metavar="SIZE",
-            help="with --advise: leave out advice that saves less (default 1M)",
+            help="with --advise: leave out advice that saves less (default 1M; 0: all)",
         )
         parser.add_argument("--html", metavar="FILE", help="also write the HTML report")
         parser.add_argument("--json", metavar="FILE", help="also write the JSON report")
@@ -297,3 +297,13 @@ def _entry_test(program: Any, script: Any) -> Any:
 
 
 COMMAND = RunCommand()
+
+
+def _threshold(text: str) -> int:
+    """An advice threshold: a size, 0 included."""
+    from memtrim.model import units
+
+    try:
+        return units.parse_size(text, zero=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

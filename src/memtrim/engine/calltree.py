@@ -102,6 +102,16 @@ def on_peak(at: int, callback: Callable[[], object] | None) -> None:
     _engine.tree_on_peak(int(at), callback)
 
 
+def own_enter() -> None:
+    """Start memtrim's own work in this thread (see :func:`own`); nested."""
+    _engine.own_enter()
+
+
+def own_exit() -> None:
+    """Undo one :func:`own_enter`."""
+    _engine.own_exit()
+
+
 @contextlib.contextmanager
 def own() -> Iterator[None]:
     """memtrim's own work in the program's thread while the hooks count: the

@@ -54,17 +54,18 @@ def mib_column(value: int, precision: int) -> str:
     return f"{rounded + 0.0 if rounded else 0.0:{precision + 4}.{precision}f} MiB"
 
 
-def parse_size(text: str) -> int:
+def parse_size(text: str, zero: bool = False) -> int:
     """``512M``, ``2GiB``, ``1.5g``, ``1000000`` -> bytes (binary units).
 
-    Raises :class:`ValueError` for text that is no size, or not positive.
+    Raises :class:`ValueError` for text that is no size, or not positive
+    (``zero``: 0 is allowed).
     """
     match = _SIZE.match(text)
     if not match:
         raise ValueError(f"invalid size {text!r}: use e.g. 512M or 2G")
     number, unit = match.groups()
     value = int(float(number) * _UNITS[(unit or "").lower()[:1]])
-    if value <= 0:
+    if value < 0 or (value == 0 and not zero):
         raise ValueError(f"invalid size {text!r}: must be positive")
     return value
 

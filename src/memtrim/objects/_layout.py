@@ -113,6 +113,11 @@ def _deref(addr: int) -> Any:
     return ctypes.cast(ctypes.c_void_p(addr), ctypes.py_object).value
 
 
+def object_at(address: int) -> Any:
+    """The object whose ``id`` is ``address``: the caller knows it is alive."""
+    return _deref(address)
+
+
 def has_managed_dict(tp: type) -> bool:
     """True when instances of ``tp`` keep their ``__dict__`` in the managed slot."""
     return _SUPPORTED and not _FREE_THREADED and bool(tattr(tp, "__flags__") & TPFLAGS_MANAGED_DICT)

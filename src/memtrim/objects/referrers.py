@@ -359,8 +359,21 @@ def _generator_local(gen: Any, child: Any) -> str:
 _GENERATORS = (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)
 
 
-def accessor(obj: Any, child: Any) -> str:
-    """How to get from ``obj`` to ``child``: ``['key']``, ``[3]``, ``.attr``..."""
+def plain_repr(obj: Any, clip: int = 80) -> str:
+    """A name that runs none of the program's code: the ``repr`` of an exact
+    str, bytes or number, ``list[1000]`` for an exact container, else
+    ``<Type object>`` (the advisor's holder chains)."""
+    tp = type(obj)
+    if tp in (str, bytes, int, float, bool, complex, type(None)):
+        return _kinds.safe_repr(obj, clip)
+    if tp in (list, tuple, dict, set, frozenset):
+        return f"{tp.__name__}[{len(obj)}]"
+    return f"<{_layout.tattr(tp, '__qualname__')} object>"
+
+
+def accessor(obj: Any, child: Any, name: Callable[[Any, int], str] = _kinds.safe_repr) -> str:
+    """How to get from ``obj`` to ``child``: ``['key']``, ``[3]``, ``.attr``...
+    (``name``: how a dict key is shown)."""
     tp = type(obj)
     if tp in _GENERATORS:
         step = _generator_local(obj, child)
@@ -371,7 +384,7 @@ def accessor(obj: Any, child: Any) -> str:
         if found is None:
             return ""
         where, key = found
-        text = _kinds.safe_repr(key, 40)
+        text = name(key, 40)
         return f"[{text}]" if where == "value" else f" key {text}"
     if type(obj) in (list, tuple):
         for i, item in enumerate(obj):
@@ -416,17 +429,24 @@ def _attribute_key(namespace: Any, child: Any) -> str | None:
     return None
 
 
-def describe_chain(path: list[Any], roots: RootSet) -> Chain:
+def describe_chain(
+    path: list[Any], roots: RootSet, name: Callable[[Any, int], str] = _kinds.safe_repr
+) -> Chain:
     """Turn a chain of objects into readable plain data.
 
-    ``obj.__dict__ -> dict['name']`` reads ``Type.name``.
+    ``obj.__dict__ -> dict['name']`` reads ``Type.name``. ``name`` shows an
+    object that has no name of its own (:func:`plain_repr` runs none of the
+    program's code).
     """
-    root = roots.labels.get(id(path[0]), Root("object", _kinds.safe_repr(path[0], 60)))
-    chain = Chain(root, target=short_repr(path[-1]))
+    root = roots.labels.get(id(path[0]))
+    if root is None:
+        root = Root("object", name(path[0], 60))
+    target = short_repr(path[-1]) if name is _kinds.safe_repr else name(path[-1], 60)
+    chain = Chain(root, target=target)
     i = 0
     while i < len(path) - 1:
         obj, child = path[i], path[i + 1]
-        step = accessor(obj, child)
+        step = accessor(obj, child, name)
         if step == ".__dict__" and i + 2 < len(path):
             key = _attribute_key(child, path[i + 2])
             if key is not None:
@@ -467,7 +487,8 @@ def why(target: Any, count: int = 1, skip_frames: int = 0) -> list[Chain]:
 def first_chains(targets: list[Any], skip_frames: int = 0) -> list[Chain | None]:
     """The shortest chain to each of ``targets`` (None: none found), from one
     search of the heap (the advisor's holders: one ``why`` each would search
-    it once per target)."""
+    it once per target). Objects are named by :func:`plain_repr`: none of the
+    program's code runs."""
     roots = collect_roots(skip_frames + 1)
     skip: list[Any] = []
     try:
@@ -475,7 +496,10 @@ def first_chains(targets: list[Any], skip_frames: int = 0) -> list[Chain | None]
         skip += [*roots.skip, starts, targets]
         skip.append(skip)
         found = walks.paths(starts, list(targets), skip)
-        return [describe_chain(path, roots) if path and len(path) >= 2 else None for path in found]
+        return [
+            describe_chain(path, roots, plain_repr) if path and len(path) >= 2 else None
+            for path in found
+        ]
     finally:  # no cycle of ours may keep the targets (or the roots) alive
         skip.clear()
         roots.skip = []

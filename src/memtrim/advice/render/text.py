@@ -63,6 +63,7 @@ def advice_renderable(
     items = list(advice)
     if not items:
         return Text(f"{title}: nothing to change above the threshold.")
+    title = Text(title)
     table = Table(title=title, title_justify="left", show_lines=False, expand=False)
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("kind", no_wrap=True)
@@ -72,13 +73,13 @@ def advice_renderable(
     table.add_column("fix", overflow="fold", ratio=4)
     for i, item in enumerate(items, 1):
         short = item.fix if len(item.fix) <= 60 else item.fix[:57] + "..."
-        table.add_row(
-            str(i),
-            item.kind,
-            _where(item, cwd),
-            f"{human(item.bytes)} -> {human(item.after)}",
-            human(item.saving),
-            short,
+        table.add_row(  # Text, not str: the program's text is never read as markup
+            Text(str(i)),
+            Text(item.kind),
+            Text(_where(item, cwd)),
+            Text(f"{human(item.bytes)} -> {human(item.after)}"),
+            Text(human(item.saving)),
+            Text(short),
         )
     details = [_detail(item, i, cwd) for i, item in enumerate(items, 1)]
     return Group(table, *details)

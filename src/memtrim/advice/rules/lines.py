@@ -21,25 +21,9 @@ from memtrim.advice.rules.sites import Line
 from memtrim.model.advice import Advice
 
 #: functions that consume an iterable once, in order, and keep nothing of it
-CONSUMERS = frozenset(
-    (
-        "sum",
-        "max",
-        "min",
-        "any",
-        "all",
-        "set",
-        "frozenset",
-        "sorted",
-        "dict",
-        "tuple",
-        "enumerate",
-        "zip",
-        "map",
-        "filter",
-    )
-)
-_READ = re.compile(r"\.(read|read_bytes|read_text|readlines)\(\s*\)")
+#: but their result (``sorted`` builds a list of its own: nothing to save)
+CONSUMERS = frozenset(("sum", "max", "min", "any", "all", "set", "frozenset", "dict", "tuple"))
+_READ = re.compile(r"\.(read|read_bytes|read_text)\(\s*\)")
 
 
 @dataclass(frozen=True)
@@ -51,22 +35,29 @@ class LineFigures:
     at_end: int
 
 
-def _materialized(node: ast.AST) -> ast.AST | None:
+def _materialized(node: ast.AST, loop: bool = False) -> ast.AST | None:
     """The list built only to be iterated: ``[... for ...]``, ``list(...)``,
-    ``x.readlines()``."""
+    ``x.readlines()``. In a ``for`` loop, ``list(d)`` of a name is left alone:
+    it is a copy, so that the loop may change ``d``."""
     if isinstance(node, ast.ListComp):
         return node
     if isinstance(node, ast.Call) and not node.keywords and len(node.args) <= 1:
         func = node.func
-        if isinstance(func, ast.Name) and func.id == "list" and node.args:
+        if (
+            isinstance(func, ast.Name)
+            and func.id == "list"
+            and node.args
+            and (not loop or isinstance(node.args[0], (ast.Call, ast.GeneratorExp)))
+        ):
             return node
         if isinstance(func, ast.Attribute) and func.attr == "readlines" and not node.args:
             return node
     return None
 
 
-def _once(tree: ast.AST) -> tuple[ast.AST, str] | None:
-    """The materialized list consumed once in this statement, and how."""
+def _once(tree: ast.AST) -> tuple[ast.AST, ast.AST] | None:
+    """The materialized list consumed once in this statement, and its consumer
+    (a call of :data:`CONSUMERS`, or a ``for``)."""
     for node in ast.walk(tree):
         if (
             isinstance(node, ast.Call)
@@ -76,23 +67,37 @@ def _once(tree: ast.AST) -> tuple[ast.AST, str] | None:
         ):
             found = _materialized(node.args[0])
             if found is not None:
-                return found, f"{node.func.id}(...)"
+                return found, node
         if isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
-            found = _materialized(node.iter)
+            found = _materialized(node.iter, loop=True)
             if found is not None:
-                return found, "for"
+                return found, node
     return None
 
 
-def _generator_text(source: str, found: ast.AST) -> str:
-    segment = ast.get_source_segment(source, found) or ""
+def _lazy_text(source: str, found: ast.AST) -> str:
+    """What iterates the same items lazily, as source text: the comprehension
+    as a generator (parenthesized), the call ``list()`` wrapped, the file itself."""
     if isinstance(found, ast.ListComp):
-        return segment[1:-1].strip()
+        segment = ast.get_source_segment(source, found) or "[]"
+        return "(" + segment[1:-1].strip() + ")"
     if isinstance(found, ast.Call) and isinstance(found.func, ast.Attribute):
-        owner = ast.get_source_segment(source, found.func.value) or "f"
-        return owner  # a file iterates its lines
+        return ast.get_source_segment(source, found.func.value) or "f"  # a file's lines
     inner = found.args[0] if isinstance(found, ast.Call) and found.args else found
-    return ast.get_source_segment(source, inner) or segment
+    return ast.get_source_segment(source, inner) or ""
+
+
+def _fix_text(source: str, found: ast.AST, consumer: ast.AST) -> str:
+    """The consumer's text with the list replaced by its lazy form."""
+    lazy = _lazy_text(source, found)
+    if isinstance(consumer, ast.Call):
+        name = consumer.func.id  # type: ignore[attr-defined]
+        if not consumer.keywords and isinstance(found, ast.ListComp):
+            return f"{name}{lazy}"  # sum(x for x in r): the call's parentheses suffice
+        rest = [ast.get_source_segment(source, k) or "" for k in consumer.keywords]
+        return f"{name}({', '.join([lazy, *rest])})"
+    target = ast.get_source_segment(source, consumer.target) or "x"  # type: ignore[attr-defined]
+    return f"for {target} in {lazy}:"
 
 
 def _parse(source: str) -> tuple[ast.AST, str] | None:
@@ -116,14 +121,15 @@ def generator_advice(fig: LineFigures, threshold: int, when: str = "exit") -> Ad
     found = _once(parsed[0]) if parsed is not None else None
     if parsed is None or found is None:
         return None
-    node, how = found
-    gen = _generator_text(parsed[1], node)
-    fix = f"iterate lazily: ({gen})" if how == "for" else f"pass a generator: {how[:-5]}({gen})"
+    node, consumer = found
+    loop = not isinstance(consumer, ast.Call)
+    text = _fix_text(parsed[1], node, consumer)
+    fix = f"iterate lazily: {text}" if loop else f"pass a generator: {text}"
     caveats = [
         "the items are made one at a time: the list cannot be indexed, measured "
         "with len() or iterated twice"
     ]
-    if how == "for":
+    if loop:
         caveats.append("the loop body must not change what is iterated")
     return Advice(
         kind="generator",
@@ -138,7 +144,7 @@ def generator_advice(fig: LineFigures, threshold: int, when: str = "exit") -> Ad
         fix=fix,
         caveats=caveats,
         measured="all",
-        confidence="exact" if how != "for" else "review",
+        confidence="review" if loop else "exact",
         when=when,
     )
 

@@ -18,8 +18,11 @@ class Walk:
     ``vetoes`` holds (kind, key) pairs a rule found false on this walk (a
     list that now holds a value no typecode fits, a class whose instances now
     differ in attributes): advice of that kind and key from any walk is
-    dropped. ``keep`` maps an advice's ``id`` to an object it is about, so
-    that the holder chain can be found after ranking (for the kept ones only).
+    dropped. ``keep`` maps an advice's ``id`` to the ``id`` of an object it
+    is about, so that the holder chain can be found after ranking (for the
+    kept ones only): an id, not a reference, as a reference would raise the
+    object's count, which later rules read to tell what deleting would free.
+    (During a walk no code of the program runs, so the object stays alive.)
     """
 
     heap: Heap
@@ -27,7 +30,7 @@ class Walk:
     threshold: int
     when: str = "now"
     vetoes: set[tuple[str, Any]] = field(default_factory=set)
-    keep: dict[int, Any] = field(default_factory=dict)
+    keep: dict[int, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
     def advice(self, line: Line | None, about: Any, **fields: Any) -> Advice:
@@ -41,10 +44,10 @@ class Walk:
             when=self.when,
             **fields,
         )
-        self.keep[id(found)] = about
+        self.keep[id(found)] = id(about)
         return found
 
     def worth(self, saving: int) -> bool:
         """Is a group that saves this much worth the (costlier) measuring?
-        (A quarter of the threshold: groups merge across walks.)"""
-        return saving >= self.threshold // 4
+        (A quarter of the threshold: groups merge across walks; never nothing.)"""
+        return saving > 0 and saving >= self.threshold // 4
