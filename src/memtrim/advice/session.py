@@ -3,8 +3,8 @@
 
 ``advise(*objs)`` looks at the given objects and what they hold, or at every
 live object with no argument, and returns the advice as plain records. In a
-run, :class:`RunAdvisor` looks at the live objects as the heap nears its
-peak and again at the end (see :meth:`RunAdvisor.start` for when), then at
+run, :class:`RunWalker` looks at the live objects as the heap nears its
+peak and again at the end (see :class:`RunWalker` for when), then at
 every line's figures (the lines that built big transient data), and merges
 what it found into one list, largest saving first.
 """
@@ -23,7 +23,7 @@ from memtrim.advice.rules.lines import LineFigures
 from memtrim.advice.rules.sites import Line, Sites
 from memtrim.advice.rules.walk import Walk
 from memtrim.engine import calltree, hooks
-from memtrim.model.advice import DEFAULT_THRESHOLD, Advice, merge, ranked
+from memtrim.model.advice import DEFAULT_THRESHOLD, Advice, check_threshold, merge, ranked
 from memtrim.objects import _layout, referrers
 
 #: the object rules, in the order they run, each with the parts of the heap
@@ -42,15 +42,6 @@ OBJECT_RULES: tuple[tuple[Callable[[Walk], list[Advice]], tuple[str, ...]], ...]
 #: holder chains are looked up for this many advice per walk (one search of
 #: the heap for all of them)
 HOLDERS = 20
-
-
-def check_threshold(threshold: Any) -> int:
-    """A threshold in bytes, or a clear TypeError/ValueError."""
-    if not isinstance(threshold, int) or isinstance(threshold, bool):
-        raise TypeError(f"threshold must be an int (bytes), not {type(threshold).__name__}")
-    if threshold < 0:
-        raise ValueError(f"threshold must be >= 0, not {threshold}")
-    return threshold
 
 
 def _holders(objs: list[Any]) -> list[list[str]]:
@@ -109,7 +100,7 @@ def advise(*objs: Any, threshold: int = DEFAULT_THRESHOLD) -> AdviceList:
     sites = Sites(calltree.is_recording())
     with _own_work(collect=False):
         found = _advise(objs, sites, threshold)
-    with _own_work(collect=True):  # the walk's young garbage (see RunAdvisor._walk)
+    with _own_work(collect=True):  # the walk's young garbage (see RunWalker._walk)
         pass
     return found
 
@@ -160,8 +151,9 @@ class _own_work:
                 calltree.own_exit()
 
 
-class RunAdvisor:
-    """The advisor of one ``memtrim run``: walks near the peak and at the end.
+class RunWalker:
+    """The advisor of one ``memtrim run`` (behind ``memtrim.advice.running.RunAdvisor``):
+    walks near the peak and at the end.
 
     When: the first walk when the heap's peak reaches ``first`` bytes above
     its level at the start (default: eight times the threshold, at least 8
@@ -207,9 +199,10 @@ class RunAdvisor:
         """The recording started at heap level ``base``: arm the first walk."""
         self.base = base
         self.started = time.perf_counter()
-        calltree.on_peak(base + self.first, self._on_peak)
+        calltree.on_peak(base + self.first, self.on_peak)
 
-    def _on_peak(self) -> None:
+    def on_peak(self) -> None:
+        """The peak reached the level armed: walk (or put it off), arm the next."""
         if self._busy:
             return
         within = self.seconds <= self.budget * (time.perf_counter() - self.started)
@@ -223,7 +216,7 @@ class RunAdvisor:
                 self._track_growth()
             self.seconds += time.perf_counter() - t0
         grown = max(hooks.peak() - self.base, self.first)
-        calltree.on_peak(self.base + int(grown * self.step), self._on_peak)
+        calltree.on_peak(self.base + int(grown * self.step), self.on_peak)
 
     def finish(self) -> None:
         """The program ended (recording still on): the last walk."""

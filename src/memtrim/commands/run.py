@@ -255,7 +255,7 @@ class _Session:
 def _advisor(args: argparse.Namespace) -> Any:
     if not args.advise:
         return None
-    from memtrim.advice.session import RunAdvisor
+    from memtrim.advice.running import RunAdvisor
     from memtrim.model.advice import DEFAULT_THRESHOLD
 
     threshold = DEFAULT_THRESHOLD if args.advise_threshold is None else args.advise_threshold

@@ -104,6 +104,15 @@ class Advice:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
+def check_threshold(threshold: Any) -> int:
+    """A threshold in bytes, or a clear TypeError/ValueError."""
+    if not isinstance(threshold, int) or isinstance(threshold, bool):
+        raise TypeError(f"threshold must be an int (bytes), not {type(threshold).__name__}")
+    if threshold < 0:
+        raise ValueError(f"threshold must be >= 0, not {threshold}")
+    return threshold
+
+
 def merge(groups: Iterable[Iterable[Advice]]) -> list[Advice]:
     """Advice from several walks (the peak's, the exit's), one per key: the
     one that saves most."""
