@@ -6,6 +6,7 @@ from __future__ import annotations
 import array
 import ast
 import functools
+import gc
 import math
 import random
 import sys
@@ -62,7 +63,7 @@ def test_a_list_summed_once_becomes_a_generator():
     assert found.source == "total = sum([x*x for x in r])"
     assert found.confidence == "exact" and found.measured == "all"
     assert found.type == "list" and found.count == 1
-    assert found.when == "exit"
+    assert found.when == "peak"  # what it built was let go: the peak shows it
 
 
 @pytest.mark.parametrize(
@@ -343,6 +344,7 @@ def _traced_size(n: int) -> tuple[int, list[Plain]]:
     """Bytes tracemalloc saw for ``n`` new Plain instances, less their list."""
     if tracemalloc.is_tracing():  # python -X tracemalloc: not ours to start and stop
         pytest.skip("tracemalloc is already tracing")
+    gc.disable()  # a collection in between would free (or grow) other things
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
@@ -350,6 +352,7 @@ def _traced_size(n: int) -> tuple[int, list[Plain]]:
         after = tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()
+        gc.enable()
     return after - before - sys.getsizeof(objs), objs
 
 
@@ -363,9 +366,14 @@ def test_slots_for_a_class_with_a_fixed_attribute_set():
     # so no value object is counted: what remains is the object and its
     # attribute storage, which is what slots change.
     warm = [Plain() for _ in range(200)]
-    small, _ = _traced_size(1000)
-    big, instances = _traced_size(5000)
-    per, rest = divmod(big - small, 4000)
+    # an interpreter table that happens to grow during one of the runs adds its
+    # bytes to it: measured again then (the remainder tells)
+    for _ in range(3):
+        small, _ = _traced_size(1000)
+        big, instances = _traced_size(5000)
+        per, rest = divmod(big - small, 4000)
+        if rest == 0:
+            break
     assert rest == 0, (big, small)
     slotted = Slotted()
     slotted.alpha = slotted.beta = slotted.gamma = None

@@ -152,19 +152,21 @@ class _own_work:
 
 
 class RunWalker:
-    """The advisor of one ``memtrim run`` (behind ``memtrim.advice.running.RunAdvisor``):
-    walks near the peak and at the end.
+    """The advisor of one ``memtrim run`` (behind
+    ``memtrim.advice.running.RunAdvisor``): walks near the peak and at the end.
 
     When: the first walk when the heap's peak reaches ``first`` bytes above
     its level at the start (default: eight times the threshold, at least 8
     MiB), then each time the peak has grown by ``step`` (a factor, 1.5) since
     the last walk. A walk costs about as much as a census (a pass over every
-    live object, mostly in C); walks grow with the logarithm of the peak, and
-    they take no more than ``budget`` (a fraction, 0.15) of the run's time so
-    far, except that the peak never doubles without a walk: a walk over the
-    budget is put off to the next step unless the peak is twice that of the
-    last walk. So the last walk before the end saw at least half of the final
-    peak (2/3 while within the budget). What is alive at the end is always
+    live object, mostly in C); walks grow with the logarithm of the peak. A
+    walk is made only while the walks so far took no more than ``budget`` (a
+    fraction, 0.15) of the run's time so far (a walk can itself go past it;
+    the first and the exit walk always run), except that the peak never
+    doubles without a walk: a walk over the budget is put off to the next
+    step unless the peak is twice that of the last walk. So the last walk
+    before the end saw at least half of the final peak (2/3 while within the
+    budget). What is alive at the end is always
     looked at. Each walk's advice is kept; the end merges
     them (per line and kind, the walk that saves most).
     """
@@ -260,7 +262,7 @@ class RunWalker:
         """What goes into the capture: the advice as JSON records, and how it
         was found (``raw``: the call tree's snapshot, for the line rules)."""
         t0 = time.perf_counter()
-        found = self.result(figures_from_snapshot(raw))
+        found = self.result(figures_from_snapshot(raw, self.threshold))
         self.seconds += time.perf_counter() - t0
         return {
             "advice": [item.to_dict() for item in found],
@@ -281,28 +283,29 @@ class RunWalker:
         return ranked(_drop_vetoed(merged, self.vetoes), self.threshold)
 
 
-def figures_from_snapshot(raw: dict[str, Any]) -> list[LineFigures]:
+def figures_from_snapshot(raw: dict[str, Any], threshold: int = 0) -> list[LineFigures]:
     """Per line: the high-water marks of its nodes, added up, and what its
-    nodes held at the end, from a call tree snapshot (``calltree.snapshot()``)."""
+    nodes held at the end, from a call tree snapshot (``calltree.snapshot()``).
+    Only lines that held at least ``threshold`` bytes at once (the others can
+    give no advice; their source is not read)."""
     import linecache
 
     slots = raw["slots"]
     per_line: dict[tuple[str, int], list[Any]] = {}
-    for (parent, slot, line), stats in zip(raw["nodes"], raw["stats"], strict=True):
-        del parent
+    for (_parent, slot, line), stats in zip(raw["nodes"], raw["stats"], strict=True):
         if slot < 0 or len(stats) < 10:
             continue
         filename, qualname, _first = slots[slot]
-        key = (filename, line)
-        entry = per_line.setdefault(key, [qualname, 0, 0])
+        entry = per_line.setdefault((filename, line), [qualname, 0, 0])
         # the line's instructions (a comprehension's append and its items)
         # have marks of their own: their sum bounds the line's from above
         entry[1] += stats[9]
         entry[2] += stats[0]
     out = []
     for (filename, lineno), (qualname, high, end) in per_line.items():
-        source = linecache.getline(filename, lineno).strip()
-        out.append(LineFigures(Line(filename, qualname, lineno, source), high, end))
+        if max(high, end) >= threshold:
+            source = linecache.getline(filename, lineno).strip()
+            out.append(LineFigures(Line(filename, qualname, lineno, source), high, end))
     return out
 
 

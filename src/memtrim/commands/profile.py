@@ -201,7 +201,12 @@ def _line_advice(tables: list[Any], threshold: int | None) -> str:
         if r.ran
     ]
     limit = DEFAULT_THRESHOLD if threshold is None else threshold
-    return "\n" + advice_text(line_advice(rows, limit), width=100) + "\n"
+    found = line_advice(rows, limit)
+    try:
+        cwd: str | None = os.getcwd()
+    except OSError:  # the program removed its directory: paths stay absolute
+        cwd = None
+    return "\n" + advice_text(found, width=100, cwd=cwd) + "\n"
 
 
 def _write_stdout(text: str) -> None:

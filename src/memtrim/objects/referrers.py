@@ -484,6 +484,15 @@ def why(target: Any, count: int = 1, skip_frames: int = 0) -> list[Chain]:
         del roots
 
 
+def _first_chain(path: list[Any] | None, roots: RootSet) -> Chain | None:
+    if not path:
+        return None
+    if len(path) == 1:  # the target is a root itself (a module global)
+        root = roots.labels.get(id(path[0]))
+        return Chain(root, [], plain_repr(path[0])) if root is not None else None
+    return describe_chain(path, roots, plain_repr)
+
+
 def first_chains(targets: list[Any], skip_frames: int = 0) -> list[Chain | None]:
     """The shortest chain to each of ``targets`` (None: none found), from one
     search of the heap (the advisor's holders: one ``why`` each would search
@@ -496,10 +505,7 @@ def first_chains(targets: list[Any], skip_frames: int = 0) -> list[Chain | None]
         skip += [*roots.skip, starts, targets]
         skip.append(skip)
         found = walks.paths(starts, list(targets), skip)
-        return [
-            describe_chain(path, roots, plain_repr) if path and len(path) >= 2 else None
-            for path in found
-        ]
+        return [_first_chain(path, roots) for path in found]
     finally:  # no cycle of ours may keep the targets (or the roots) alive
         skip.clear()
         roots.skip = []

@@ -123,7 +123,7 @@ def module_containers() -> dict[int, tuple[str, Any]]:
                 continue
             if type(value) in _CONTAINERS:
                 found[id(value)] = (f"{modname}.{key}", value)
-            elif type(value) is type and _layout.tattr(value, "__module__") == modname:
+            elif isinstance(value, type) and _layout.tattr(value, "__module__") == modname:
                 _class_containers(found, f"{modname}.{key}", value)
     return found
 

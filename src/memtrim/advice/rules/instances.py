@@ -12,6 +12,7 @@ by version (an instance whose ``__dict__`` was never built is 96 B on 3.11 and
 
 from __future__ import annotations
 
+import math
 import random
 import sys
 import weakref
@@ -19,7 +20,7 @@ from typing import Any
 
 from memtrim.advice.rules.walk import Walk
 from memtrim.model.advice import Advice
-from memtrim.objects import _layout
+from memtrim.objects import _layout, sizing
 
 #: instances read per class (their layout is fixed: a sample gives the figure)
 SAMPLE = 500
@@ -33,7 +34,7 @@ MAX_KEYS = 64
 def _attributes(obj: Any) -> tuple[tuple[str, ...], int] | None:
     """(attribute names, bytes of the object with its attribute storage), read
     without building a ``__dict__``; None if the layout is not one we read."""
-    base = sys.getsizeof(obj)
+    base = sizing.getsizeof(obj)  # never the class's own __sizeof__
     values = _layout.inline_values(obj)
     if values is not None:
         names = tuple(k for k, _ in values.items)
@@ -44,8 +45,19 @@ def _attributes(obj: Any) -> tuple[tuple[str, ...], int] | None:
         names = tuple(found)
         if not all(type(k) is str for k in names):
             return None
-        return names, base + _layout.embedded_values_nbytes(obj) + sys.getsizeof(found)
+        return names, base + _layout.embedded_values_nbytes(obj) + sizing.getsizeof(found)
     return None
+
+
+def _bound(sizes: list[int], population: int) -> float:
+    """The 95 % bound of a sample mean's relative error (finite population):
+    the error of ``bytes``, the mean times the count."""
+    n = len(sizes)
+    mean = sum(sizes) / n
+    if n < 2 or mean <= 0:
+        return 0.0
+    variance = sum((x - mean) ** 2 for x in sizes) / (n - 1)
+    return 1.96 * math.sqrt(variance / n * (1 - n / population)) / mean
 
 
 def _twin_size(names: tuple[str, ...], weakrefs: bool) -> int:
@@ -97,8 +109,7 @@ def slots_rule(walk: Walk) -> list[Advice]:
         if now - after <= 0 or not walk.worth(now - after):
             continue
         measured = "all" if len(sample) == len(instances) else "sample"
-        spread = max(per_now) - min(per_now)
-        error = spread / mean if measured == "sample" else 0.0
+        error = _bound(per_now, len(instances)) if measured == "sample" else 0.0
         out.append(
             _slots_advice(walk, cls, instances, names, weakrefs, now, after, measured, error)
         )

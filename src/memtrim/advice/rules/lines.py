@@ -23,7 +23,7 @@ from memtrim.model.advice import Advice
 #: functions that consume an iterable once, in order, and keep nothing of it
 #: but their result (``sorted`` builds a list of its own: nothing to save)
 CONSUMERS = frozenset(("sum", "max", "min", "any", "all", "set", "frozenset", "dict", "tuple"))
-_READ = re.compile(r"\.(read|read_bytes|read_text)\(\s*\)")
+_READ = re.compile(r"\.(read|read_bytes|read_text|readlines)\(\s*\)")
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,8 @@ def _fix_text(source: str, found: ast.AST, consumer: ast.AST) -> str:
         rest = [ast.get_source_segment(source, k) or "" for k in consumer.keywords]
         return f"{name}({', '.join([lazy, *rest])})"
     target = ast.get_source_segment(source, consumer.target) or "x"  # type: ignore[attr-defined]
+    if isinstance(consumer, ast.comprehension):
+        return f"... for {target} in {lazy}"  # the clause of a comprehension
     return f"for {target} in {lazy}:"
 
 
@@ -111,7 +113,7 @@ def _parse(source: str) -> tuple[ast.AST, str] | None:
     return None
 
 
-def generator_advice(fig: LineFigures, threshold: int, when: str = "exit") -> Advice | None:
+def generator_advice(fig: LineFigures, threshold: int, when: str = "peak") -> Advice | None:
     """A line that built a big list consumed once -> a generator."""
     transient = fig.high_water - fig.at_end
     if transient < threshold:
@@ -149,7 +151,7 @@ def generator_advice(fig: LineFigures, threshold: int, when: str = "exit") -> Ad
     )
 
 
-def mmap_advice(fig: LineFigures, threshold: int, when: str = "exit") -> Advice | None:
+def mmap_advice(fig: LineFigures, threshold: int, when: str = "") -> Advice | None:
     """A line that read a whole file into memory -> ``mmap`` or chunks."""
     held = max(fig.high_water, fig.at_end)
     if held < threshold or not _READ.search(fig.line.source):
@@ -173,16 +175,21 @@ def mmap_advice(fig: LineFigures, threshold: int, when: str = "exit") -> Advice 
         ],
         measured="all",
         confidence="review",
-        when=when,
+        when=when or ("exit" if fig.at_end * 2 >= held else "peak"),
     )
 
 
-def line_rules(figures: Iterable[LineFigures], threshold: int, when: str = "exit") -> list[Advice]:
-    """Both rules over every line's figures."""
+def line_rules(
+    figures: Iterable[LineFigures], threshold: int, when: str | None = None
+) -> list[Advice]:
+    """Both rules over every line's figures (``when``: the view the advice is
+    about; by default a generator's is the peak, a file read's where it was
+    held). A line a generator fixes gets no mmap advice too."""
     out = []
     for fig in figures:
-        for rule in (generator_advice, mmap_advice):
-            found = rule(fig, threshold, when)
-            if found is not None:
-                out.append(found)
+        found = generator_advice(fig, threshold, when or "peak")
+        if found is None:
+            found = mmap_advice(fig, threshold, when or "")
+        if found is not None:
+            out.append(found)
     return out

@@ -19,7 +19,7 @@ from typing import Any
 
 from memtrim.advice.rules.walk import Walk
 from memtrim.model.advice import Advice
-from memtrim.objects import _layout
+from memtrim.objects import _layout, sizing
 
 # typecode -> (low, high), smallest first; 'l'/'L' are skipped ('q'/'Q' are the same on Linux)
 _INT_CODES = [
@@ -73,13 +73,16 @@ def _scan(seq: Any) -> tuple[type, int, int] | None:
     return None
 
 
-def owned_bytes(container: Any, items: Any) -> int:
+def owned_bytes(container: Any, items: Any, atoms: bool = True) -> int:
     """The container plus the items nothing else refers to: what deleting it
-    frees (a small int shared with the rest of the program is not freed)."""
+    frees (a small int shared with the rest of the program is not freed).
+    ``atoms``: the items are exact builtins (``sys.getsizeof`` runs no code of
+    the program); else they are sized without calling a ``__sizeof__`` of theirs."""
     # compress() holds the item it is deciding on while map() passes its own
     # reference to getrefcount: 3 means the container holds the only other one
     only = map((3).__ge__, map(sys.getrefcount, items))
-    return sys.getsizeof(container) + sum(map(sys.getsizeof, compress(items, only)))
+    size = sys.getsizeof if atoms else sizing.getsizeof
+    return sizing.getsizeof(container) + sum(map(size, compress(items, only)))
 
 
 def array_rule(walk: Walk) -> list[Advice]:
@@ -98,6 +101,8 @@ def array_rule(walk: Walk) -> list[Advice]:
     for (container, number), entries in by_type.items():
         seqs = [e[0] for e in entries]
         for line, group in walk.sites.by_line(seqs, each=True):
+            if line is None and walk.sites.recording:
+                continue  # made before the recording: not the program's
             advice = _array_advice(walk, line, container, number, group, entries)
             if advice is not None:
                 out.append(advice)
@@ -304,7 +309,6 @@ def _pandas_advice(walk: Walk, frame: Any) -> list[Advice]:
         return []
     changes: list[str] = []
     now = after = 0
-    lossy = False
     try:
         for name in list(frame.columns):
             col = frame[name]
@@ -319,29 +323,27 @@ def _pandas_advice(walk: Walk, frame: Any) -> list[Advice]:
                 changes.append(f"{name!r}: {target!r}")
                 now += before
                 after += size
-                lossy = lossy or target == "float32"
     except Exception:  # a frame we cannot read as expected: no advice, never an error
         return []
     if not changes or not walk.worth(now - after):
         return []
     caveats = [
-        "category columns compare and sort by their categories; new values need cat.add_categories"
+        "category columns compare and sort by their categories; new values need cat.add_categories",
+        "a narrower integer column wraps around silently past its range: widen before sums",
     ]
-    if lossy:
-        caveats.append("float32 keeps about 7 significant digits")
     return [
         walk.advice(
             walk.sites.main_line([frame]),
             frame,
             kind="dtype",
-            type="pandas.DataFrame",
-            count=len(changes),
+            type=f"pandas.DataFrame ({len(changes)} columns)",
+            count=1,
             bytes=now,
             after=after,
             fix="df = df.astype({" + ", ".join(changes) + "})",
             caveats=caveats,
             measured="all",
-            confidence="changes results" if lossy else "review",
+            confidence="review",
         )
     ]
 
@@ -353,7 +355,7 @@ def _column_bytes(col: Any) -> int:
     values = col.array.to_numpy() if col.dtype.kind == "O" else None
     if values is None:
         return int(col.memory_usage(deep=False, index=False))
-    return int(values.nbytes) + owned_bytes(values, values) - sys.getsizeof(values)
+    return int(values.nbytes) + owned_bytes(values, values, atoms=False) - sys.getsizeof(values)
 
 
 def _pandas_column(pd: Any, col: Any) -> tuple[str, Any]:

@@ -32,10 +32,10 @@ def intern_rule(walk: Walk) -> list[Advice]:
     """Equal strings stored many times -> one object per value."""
     strs = [s for s in walk.heap.strs if len(s) > 1]
     if walk.sites.recording:
-        groups = walk.sites.by_line(strs)
-    else:  # no line known: the strings of each big container are a group
+        # strings with no known line were made before the recording: not the program's
+        groups = [(line, group) for line, group in walk.sites.by_line(strs) if line is not None]
+    else:  # no line known: the strings of each big list or tuple are a group
         groups = [(None, [x for x in seq if type(x) in (str, bytes)]) for seq in walk.heap.seqs]
-        groups += [(None, list(s)) for s in walk.heap.sets if len(s) >= 16]
     out = []
     for line, group in groups:
         if len(group) < 2:
@@ -130,31 +130,30 @@ def _set_advice(walk: Walk, line: Any, s: Any, keys: list[str], now: int) -> lis
     tp = f"{type(s).__name__} of str"
     out = []
     trie, measured = _trie_size(keys)
-    if True:
-        note = (
-            ""
-            if measured == "all"
-            else " (pip install marisa-trie; the size is the keys front-coded, which a trie "
-            "stays within)"
+    note = (
+        ""
+        if measured == "all"
+        else " (pip install marisa-trie; the size is the keys front-coded, which a trie "
+        "stays within)"
+    )
+    out.append(
+        walk.advice(
+            line,
+            s,
+            kind="trie",
+            type=tp,
+            count=n,
+            bytes=now,
+            after=trie,
+            fix="keys = marisa_trie.Trie(keys); `k in keys` works as before" + note,
+            caveats=[
+                "a marisa trie is read-only: adding a key means building it again",
+                "lookups cost about 1 µs instead of 0.05 µs",
+            ],
+            measured=measured,
+            confidence="review",
         )
-        out.append(
-            walk.advice(
-                line,
-                s,
-                kind="trie",
-                type=tp,
-                count=n,
-                bytes=now,
-                after=trie,
-                fix="keys = marisa_trie.Trie(keys); `k in keys` works as before" + note,
-                caveats=[
-                    "a marisa trie is read-only: adding a key means building it again",
-                    "lookups cost about 1 µs instead of 0.05 µs",
-                ],
-                measured=measured,
-                confidence="review",
-            )
-        )
+    )
     bits = math.ceil(-n * math.log(BLOOM_ERROR) / math.log(2) ** 2)
     out.append(
         walk.advice(
