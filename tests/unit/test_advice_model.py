@@ -102,7 +102,7 @@ def test_where_is_the_line_or_the_first_holder():
     assert make().where() == "/app/prog.py:12"
     held = make(filename="", lineno=0, holder=["__main__.CACHE", "list[3]"])
     assert held.where() == "__main__.CACHE"
-    assert make(filename="", lineno=0).where() == "(no line known)"
+    assert make(filename="", lineno=0).where() == "(line not known)"
 
 
 def test_the_key_is_kind_file_line_and_type():

@@ -93,8 +93,9 @@ def advise(*objs: Any, threshold: int = DEFAULT_THRESHOLD) -> AdviceList:
     Returns an :class:`AdviceList` (a list of :class:`~memtrim.model.advice.Advice`,
     largest saving first, nothing under ``threshold`` bytes) that prints as a
     table. Inside ``memtrim run`` each advice names the line that allocated
-    the objects; elsewhere the holder chain says where they are. Never calls
-    the objects' own methods: any object is accepted.
+    the objects; elsewhere the holder chain says where they are. Any object
+    is accepted: no method of the program's own classes is called (numpy,
+    pandas and ``functools`` methods are, on their own objects).
     """
     threshold = check_threshold(threshold)
     sites = Sites(calltree.is_recording())
@@ -246,7 +247,9 @@ class RunWalker:
         self._track_growth()
         walk = Walk(heap, Sites(True), self.threshold, when=when, vetoes=self.vetoes)
         lens = self.lens
-        self.walks.append(run_rules(walk, last=lambda w: growth.leak_rule(w, lens)))
+        # a leak is what kept growing to the end: only the exit walk can tell
+        last = (lambda w: growth.leak_rule(w, lens)) if when == "exit" else None
+        self.walks.append(run_rules(walk, last=last))
         self.errors += walk.errors
 
     def _track_growth(self) -> None:
@@ -316,6 +319,7 @@ def line_advice(
     peak, increment)``: the peak of a line above its increment is what it
     built and let go."""
     figures = [
-        LineFigures(Line(f, q, n, s), max(peak, 0), max(inc, 0)) for f, q, n, s, peak, inc in rows
+        LineFigures(Line(f, q, n, s.strip()), max(peak, 0), max(inc, 0))
+        for f, q, n, s, peak, inc in rows
     ]
     return ranked(lines.line_rules(figures, check_threshold(threshold), when="peak"), threshold)

@@ -89,7 +89,7 @@ class Advice:
         """``file:line`` or, with no line known, the first holder."""
         if self.filename:
             return f"{self.filename}:{self.lineno}"
-        return self.holder[0] if self.holder else "(no line known)"
+        return self.holder[0] if self.holder else "(line not known)"
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON record (``saving`` included)."""

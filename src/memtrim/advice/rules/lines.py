@@ -84,7 +84,10 @@ def _lazy_text(source: str, found: ast.AST) -> str:
     if isinstance(found, ast.Call) and isinstance(found.func, ast.Attribute):
         return ast.get_source_segment(source, found.func.value) or "f"  # a file's lines
     inner = found.args[0] if isinstance(found, ast.Call) and found.args else found
-    return ast.get_source_segment(source, inner) or ""
+    text = ast.get_source_segment(source, inner) or ""
+    if isinstance(inner, ast.GeneratorExp) and not text.startswith("("):
+        text = f"({text})"  # list(x for x in r): the call's parentheses were its own
+    return text
 
 
 def _fix_text(source: str, found: ast.AST, consumer: ast.AST) -> str:
@@ -92,7 +95,7 @@ def _fix_text(source: str, found: ast.AST, consumer: ast.AST) -> str:
     lazy = _lazy_text(source, found)
     if isinstance(consumer, ast.Call):
         name = consumer.func.id  # type: ignore[attr-defined]
-        if not consumer.keywords and isinstance(found, ast.ListComp):
+        if not consumer.keywords and lazy.startswith("(") and lazy.endswith(")"):
             return f"{name}{lazy}"  # sum(x for x in r): the call's parentheses suffice
         rest = [ast.get_source_segment(source, k) or "" for k in consumer.keywords]
         return f"{name}({', '.join([lazy, *rest])})"

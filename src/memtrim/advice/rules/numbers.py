@@ -362,6 +362,10 @@ def _pandas_column(pd: Any, col: Any) -> tuple[str, Any]:
     """The narrower dtype of a column and the column converted (None: none)."""
     kind = col.dtype.kind
     if kind == "O":
+        # only strings: counting distinct values of the program's own objects
+        # would run their __hash__ and __eq__
+        if set(map(type, col.array.to_numpy())) != {str}:
+            return "", None
         distinct = col.nunique(dropna=False)
         if distinct <= len(col) // 2:
             return "category", col.astype("category")

@@ -2126,8 +2126,10 @@ bfs_paths(PyObject *roots, PyObject *targets, PyObject *skiplist)
         for (size_t i = 0; i < cur.len && found < ntargets; i++) {
             PyObject *o = cur.items[i].obj;
             traverseproc trav = Py_TYPE(o)->tp_traverse;
-            /* PyObject_IS_GC, not PyType_IS_GC: static types must not be traversed */
-            if (ptrmap_has(&wanted, o, NULL) || !trav || !PyObject_IS_GC(o)) {
+            /* PyObject_IS_GC, not PyType_IS_GC: static types must not be traversed.
+             * A target found is gone through too: another target may be
+             * reached only through it. */
+            if (!trav || !PyObject_IS_GC(o)) {
                 continue;
             }
             size_t before = next.len;
