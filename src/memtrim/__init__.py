@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:  # the same names, imported for type checkers only
     from memtrim.advice.render.text import AdviceList
     from memtrim.advice.session import advise
+    from memtrim.guard.session import MemoryLimitExceeded, MemoryLimitWarning, limit
     from memtrim.ipython import load_ipython_extension, unload_ipython_extension
     from memtrim.lines.model import LineTable
     from memtrim.lines.session import LineProfiler, profile, show_results
@@ -71,6 +72,10 @@ _EXPORTS = {
     "advise": "memtrim.advice.session",
     "Advice": "memtrim.model.advice",
     "AdviceList": "memtrim.advice.render.text",
+    # budgets in code
+    "limit": "memtrim.guard.session",
+    "MemoryLimitExceeded": "memtrim.guard.session",
+    "MemoryLimitWarning": "memtrim.guard.session",
     # the RSS explained
     "explain": "memtrim.rss.session",
     "RssBreakdown": "memtrim.model.rss",
@@ -96,6 +101,8 @@ __all__ = [
     "FormatError",
     "LineProfiler",
     "LineTable",
+    "MemoryLimitExceeded",
+    "MemoryLimitWarning",
     "ProgramProfiler",
     "ProgramRun",
     "RssBreakdown",
@@ -111,6 +118,7 @@ __all__ = [
     "explain",
     "flatsize",
     "growth",
+    "limit",
     "load",
     "load_ipython_extension",
     "memory_usage",

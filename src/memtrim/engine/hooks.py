@@ -281,3 +281,17 @@ def watch_peak(watch: int) -> int:
 def watch_end(watch: int) -> int:
     """Stop ``watch``; returns the highest level seen since it began."""
     return _engine.watch_end(watch)
+
+
+def set_limit(at: int) -> None:
+    """Refuse the next Python allocation (the MEM and OBJ domains, numpy's
+    buffers) that would take the heap level past ``at`` bytes: it fails with
+    ``MemoryError``. One refusal, then the limit is off until set again
+    (0: off). C libraries' allocations count toward the level but are never
+    refused. ``memtrim.limit`` keeps it; the hooks must be held."""
+    _engine.set_limit(int(at))
+
+
+def limit_state() -> tuple[int, int, int]:
+    """(refusals so far, the heap level at the last one, the bytes it asked for)."""
+    return _engine.limit_state()

@@ -354,6 +354,45 @@ static inline int64_t level_now(void)
     return g_cur + __atomic_load_n(&g_nogil, __ATOMIC_RELAXED);
 }
 
+/* The budget of memtrim.limit(): a Python allocation (the MEM and OBJ
+ * domains, numpy's buffers) that would take the level past g_limit_at is
+ * refused (NULL: the interpreter raises MemoryError at it).  One refusal per
+ * arming: the MemoryError must be able to propagate (tracebacks allocate), so
+ * the limit is off until Python arms it again.  Native (C library)
+ * allocations count toward the level but are never refused: a NULL from
+ * malloc may crash a library that never expected one.  GIL held. */
+static int64_t g_limit_at = INT64_MAX;
+static uint64_t g_limit_refused;
+static int64_t g_limit_level, g_limit_size;
+
+void mt_heap_set_limit(int64_t at)
+{
+    g_limit_at = at > 0 ? at : INT64_MAX;
+}
+
+void mt_heap_limit_state(uint64_t *refused, int64_t *level, int64_t *size)
+{
+    *refused = g_limit_refused;
+    *level = g_limit_level;
+    *size = g_limit_size;
+}
+
+static inline int limit_refuses(int64_t growth)
+{
+    if (MT_LIKELY(g_limit_at == INT64_MAX) || growth <= 0) {
+        return 0;
+    }
+    int64_t level = level_now();
+    if (level + growth <= g_limit_at) {
+        return 0;
+    }
+    g_limit_refused++;
+    g_limit_level = level;
+    g_limit_size = growth;
+    g_limit_at = INT64_MAX;
+    return 1;
+}
+
 int64_t mt_heap_level(void)
 {
     return level_now();
@@ -769,6 +808,9 @@ static void *gil_malloc(void *ctx, size_t size)
 {
     domain_t *d = ctx;
     int outer = mt_guard == 0 && !mt_own;
+    if (MT_UNLIKELY(outer && limit_refuses((int64_t)size))) {
+        return NULL;
+    }
     mt_guard++;
     void *p = d->orig.malloc(d->orig.ctx, size);
     if (MT_LIKELY(p != NULL && outer)) {
@@ -785,6 +827,9 @@ static void *gil_calloc(void *ctx, size_t nelem, size_t elsize)
 {
     domain_t *d = ctx;
     int outer = mt_guard == 0 && !mt_own;
+    if (MT_UNLIKELY(outer && limit_refuses((int64_t)(nelem * elsize)))) {
+        return NULL;
+    }
     mt_guard++;
     void *p = d->orig.calloc(d->orig.ctx, nelem, elsize);
     if (p != NULL && outer) {
@@ -808,6 +853,13 @@ static void *gil_realloc(void *ctx, void *ptr, size_t size)
     mt_guard++;
     uint32_t old_id = 0;
     int64_t old = ptr ? take_size(ptr, &old_id) : -1;
+    if (MT_UNLIKELY(!mt_own && limit_refuses((int64_t)size - (old > 0 ? old : 0)))) {
+        if (old >= 0) {
+            record_size(ptr, (size_t)old, old_id); /* untouched: still recorded */
+        }
+        mt_guard--;
+        return NULL;
+    }
     void *p = d->orig.realloc(d->orig.ctx, ptr, size);
     if (p == NULL) {
         if (old >= 0) {
@@ -1282,6 +1334,9 @@ static np_allocator_t np_orig;
 static void *np_malloc(void *ctx, size_t size)
 {
     int outer = mt_guard == 0;
+    if (MT_UNLIKELY(outer && !mt_own && limit_refuses((int64_t)size))) {
+        return NULL;
+    }
     mt_guard++; /* numpy may get its memory from PyMem_RawMalloc: count it once */
     void *p = np_orig.malloc(ctx, size);
     if (p != NULL && outer) {
@@ -1294,6 +1349,9 @@ static void *np_malloc(void *ctx, size_t size)
 static void *np_calloc(void *ctx, size_t nelem, size_t elsize)
 {
     int outer = mt_guard == 0;
+    if (MT_UNLIKELY(outer && !mt_own && limit_refuses((int64_t)(nelem * elsize)))) {
+        return NULL;
+    }
     mt_guard++;
     void *p = np_orig.calloc(ctx, nelem, elsize);
     if (p != NULL && outer) {

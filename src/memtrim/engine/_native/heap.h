@@ -59,6 +59,11 @@ int64_t mt_heap_native_level(void); /* live bytes from the native hooks */
 int64_t mt_heap_python_malloc_level(void);
 int64_t mt_heap_untouched(void); /* bytes of big blocks on pages never touched */
 
+/* memtrim.limit(): refuse the Python allocation that would take the level
+ * past `at` (0: no limit); one refusal per arming.  GIL held. */
+void mt_heap_set_limit(int64_t at);
+void mt_heap_limit_state(uint64_t *refused, int64_t *level, int64_t *size);
+
 /* Peak watches: independent "highest level since begin" slots (GIL held). */
 int mt_watch_begin(void);
 int64_t mt_watch_peak(int id);

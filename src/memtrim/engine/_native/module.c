@@ -444,6 +444,24 @@ static PyObject *py_heap_listeners(PyObject *self, PyObject *unused)
 PyObject *mt_watchdog_start(PyObject *self, PyObject *args); /* watchdog.c */
 PyObject *mt_watchdog_stop(PyObject *self, PyObject *unused);
 
+static PyObject *py_set_limit(PyObject *self, PyObject *arg)
+{
+    long long at = PyLong_AsLongLong(arg);
+    if (at == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    mt_heap_set_limit((int64_t)at);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_limit_state(PyObject *self, PyObject *unused)
+{
+    uint64_t refused;
+    int64_t level, size;
+    mt_heap_limit_state(&refused, &level, &size);
+    return Py_BuildValue("(KLL)", (unsigned long long)refused, (long long)level, (long long)size);
+}
+
 static PyObject *py_own_enter(PyObject *self, PyObject *unused)
 {
     mt_heap_own_enter();
@@ -550,6 +568,10 @@ static PyMethodDef methods[] = {
      "(filename, qualname, first line, line, parent) of a node, or None."},
     {"tree_on_peak", py_tree_on_peak, METH_VARARGS,
      "(at, callable): call it once from the main thread when the heap's peak reaches at."},
+    {"set_limit", py_set_limit, METH_O,
+     "Refuse the Python allocation that would take the heap level past this (0: none)."},
+    {"limit_state", py_limit_state, METH_NOARGS,
+     "(refusals so far, level at the last one, bytes it asked for)."},
     {"own_enter", py_own_enter, METH_NOARGS,
      "This thread's new blocks pass uncounted (memtrim's own work); nested."},
     {"own_exit", py_own_exit, METH_NOARGS, "Undo one own_enter."},

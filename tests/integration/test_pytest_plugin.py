@@ -1,0 +1,292 @@
+"""The pytest plugin, run by pytest itself (``pytester``, in a subprocess).
+
+The plugin comes through memtrim's ``pytest11`` entry point: the test runs
+below load it as any project with memtrim installed would, with no flag.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from memtrim.pytest_plugin import parse_size
+
+pytest_plugins = ["pytester"]
+
+MIB = 1024 * 1024
+
+
+def run(pytester: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
+    pytester.makepyfile(test_it=source)
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+
+
+def line_of(pytester: pytest.Pytester, text: str) -> int:
+    """The line of test_it.py that holds ``text`` (the first one)."""
+    lines = (pytester.path / "test_it.py").read_text().splitlines()
+    return next(n for n, line in enumerate(lines, 1) if text in line)
+
+
+def exact(text: str, label: str) -> int:
+    """The byte figure after ``label`` in the failure message: ``... (1,234 B)``."""
+    found = re.search(label + r" [\d.]+ \w+ \(([\d,]+) B\)", text)
+    assert found, text
+    return int(found.group(1).replace(",", ""))
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("24 MB", 24 * MIB),  # pytest-memray reads MB as MiB
+        ("24MB", 24 * MIB),
+        ("1.5 GiB", int(1.5 * 1024**3)),
+        ("512 KB", 512 * 1024),
+        ("512 kib", 512 * 1024),
+        ("100", 100),
+        ("100 B", 100),
+        (4096, 4096),
+    ],
+)
+def test_sizes_read_as_pytest_memray_reads_them(text, size):
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "ten MB", "1 XB", "-1 MB", None, True, -5])
+def test_bad_sizes_are_refused(text):
+    with pytest.raises(ValueError):
+        parse_size(text)
+
+
+def test_limit_memory_fails_at_its_peak_and_names_the_line(pytester):
+    result = run(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.limit_memory("1 MB")
+        def test_big():
+            data = bytearray(3 * 1024 * 1024)
+            del data
+
+        @pytest.mark.limit_memory("4 MB")
+        def test_under():
+            data = bytearray(3 * 1024 * 1024)
+        """,
+    )
+    result.assert_outcomes(failed=1, passed=1)
+    text = result.stdout.str()
+    peak = exact(text, "but allocated")
+    # the bytearray (3 MiB and its header), freed before the end: the peak counts it,
+    # and pytest's own few hundred bytes around the call
+    assert 3 * MIB + 57 <= peak < 3 * MIB + 4096
+    assert exact(text, "Test was limited to") == MIB
+    line = line_of(pytester, "data = bytearray(3 * 1024 * 1024)")
+    assert re.search(rf"3\.0 MiB\s+test_it\.py:{line} \(test_big\)", text), text
+    assert "The stack that held the most at the peak" in text
+    assert "test_under" not in text.split("short test summary")[0].split("FAILURES")[1]
+
+
+def test_limit_leaks_counts_what_stays_and_filters_by_stack(pytester):
+    result = run(
+        pytester,
+        """
+        import pytest
+
+        KEEP = []
+
+        def keep(n):
+            KEEP.append(bytearray(n))
+
+        @pytest.mark.limit_leaks("1 MB")
+        def test_leaky():
+            keep(2 * 1024 * 1024)
+
+        @pytest.mark.limit_leaks("1 MB")
+        def test_freed():
+            data = bytearray(2 * 1024 * 1024)
+            del data
+
+        def not_keep(stack):
+            return not any(frame.function == "keep" for frame in stack.frames)
+
+        @pytest.mark.limit_leaks("1 MB", filter_fn=not_keep)
+        def test_filtered():
+            keep(2 * 1024 * 1024)
+        """,
+    )
+    result.assert_outcomes(failed=1, passed=2)
+    text = result.stdout.str()
+    leaked = exact(text, "of leaks but left")
+    assert 2 * MIB + 57 <= leaked < 2 * MIB + 4096
+    assert f"test_it.py:{line_of(pytester, 'KEEP.append(bytearray(n))')} (keep)" in text
+
+
+def test_a_project_default_applies_and_a_marker_overrides_it(pytester):
+    pytester.makeini("[pytest]\nmemtrim_limit = 1 MB\n")
+    result = run(
+        pytester,
+        """
+        import pytest
+
+        def test_default():
+            data = bytearray(2 * 1024 * 1024)
+
+        @pytest.mark.limit_memory("8 MB")
+        def test_override():
+            data = bytearray(2 * 1024 * 1024)
+        """,
+    )
+    result.assert_outcomes(failed=1, passed=1)
+    assert "test_default" in result.stdout.str().split("FAILURES")[1]
+    # the option says the same, and wins over the ini file
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--memtrim-limit", "16 MB")
+    result.assert_outcomes(passed=2)
+
+
+def test_the_leak_limit_option(pytester):
+    result = run(
+        pytester,
+        """
+        KEEP = []
+
+        def test_leaky():
+            KEEP.append(bytearray(2 * 1024 * 1024))
+        """,
+        "--memtrim-leak-limit",
+        "1M",
+    )
+    result.assert_outcomes(failed=1)
+
+
+def test_a_malformed_size_is_a_usage_error_naming_the_test(pytester):
+    result = run(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.limit_memory("ten MB")
+        def test_bad():
+            pass
+        """,
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "test_it.py::test_bad" in result.stderr.str()
+    assert "'ten MB'" in result.stderr.str()
+    assert "Traceback" not in result.stderr.str()
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--memtrim-limit", "lots")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "'lots'" in result.stderr.str()
+
+
+def test_the_tests_own_failure_stays_and_memtrim_adds_its_part(pytester):
+    result = run(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.limit_memory("1 MB")
+        def test_both():
+            data = bytearray(2 * 1024 * 1024)
+            assert 1 == 2, "its own reason"
+        """,
+    )
+    result.assert_outcomes(failed=1)
+    text = result.stdout.str()
+    assert "its own reason" in text
+    assert "memtrim" in text and "but allocated" in text
+
+
+def test_unlimited_tests_run_without_hooks_and_the_table(pytester):
+    result = run(
+        pytester,
+        """
+        import pytest
+        from memtrim.engine import hooks
+
+        def test_untouched():
+            assert not hooks.is_installed()
+
+        @pytest.mark.parametrize("n", [1, 4])
+        def test_sizes(n):
+            data = bytearray(n * 1024 * 1024)
+        """,
+    )
+    result.assert_outcomes(passed=3)
+    assert "memtrim:" not in result.stdout.str()
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--memtrim", "--memtrim-top", "2"
+    )
+    result.assert_outcomes(failed=1, passed=2)  # --memtrim measures every test: hooks are in
+    table = result.stdout.str().split("memtrim: the tests with the highest peaks")[1]
+    rows = [line for line in table.splitlines() if " peak, " in line]
+    assert len(rows) == 2
+    assert "test_sizes[4]" in rows[0] and "test_sizes[1]" in rows[1]
+    assert rows[0].strip().startswith("4.0 MiB peak")
+
+
+BASELINE_TEST = """
+import os
+
+def test_grows():
+    data = bytearray(int(os.environ["GROW_MB"]) * 1024 * 1024)
+
+def test_steady():
+    data = bytearray(1024 * 1024)
+"""
+
+
+def test_a_baseline_is_written_then_compared(pytester, monkeypatch):
+    pytester.makepyfile(test_it=BASELINE_TEST)
+    base = pytester.path / "memory.json"
+    monkeypatch.setenv("GROW_MB", "1")
+    args = ("-p", "no:cacheprovider", "--memtrim-baseline", str(base))
+    pytester.runpytest_subprocess(*args).assert_outcomes(passed=2)
+    data = json.loads(base.read_text())
+    assert data["format"] == "memtrim-pytest-baseline" and data["version"] == 1
+    grows = data["tests"]["test_it.py::test_grows"]
+    assert MIB + 57 <= grows["peak"] < MIB + 4096
+    line = line_of(pytester, 'data = bytearray(int(os.environ["GROW_MB"])')
+    assert any(f"test_it.py:{line} " in where for where in grows["lines"])
+    # the same code again: no increase
+    result = pytester.runpytest_subprocess(*args, "--memtrim-fail-on-increase", "10")
+    result.assert_outcomes(passed=2)
+    # one test's peak triples: it fails, naming the line that grew; the file stays
+    before = base.read_text()
+    monkeypatch.setenv("GROW_MB", "3")
+    result = pytester.runpytest_subprocess(*args, "--memtrim-fail-on-increase", "10")
+    result.assert_outcomes(failed=1, passed=1)
+    text = result.stdout.str()
+    assert "Peak grew from 1.0 MiB" in text and "more than 10 %" in text
+    assert re.search(rf"\+\s*2\.0 MiB\s+test_it\.py:{line} \(test_grows\)", text), text
+    assert base.read_text() == before
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{not json",
+        '{"format": "other"}',
+        '{"format": "memtrim-pytest-baseline", "version": 99}',
+        '{"format": "memtrim-pytest-baseline", "version": 1, "tests": {"t": {"peak": "x"}}}',
+    ],
+)
+def test_a_bad_baseline_is_one_clear_line(pytester, content):
+    pytester.makepyfile(test_it="def test_one():\n    pass\n")
+    base = pytester.path / "memory.json"
+    base.write_text(content)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--memtrim-baseline", str(base)
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--memtrim-baseline" in result.stderr.str()
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_fail_on_increase_needs_a_baseline(pytester):
+    pytester.makepyfile(test_it="def test_one():\n    pass\n")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--memtrim-fail-on-increase", "5"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
