@@ -385,6 +385,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         return
     limits = item.stash.get(_LIMITS, None)
     report = outcome.get_result()
+    # the figures travel with the report: the --memtrim table is built from the
+    # reports, so pytest-xdist's workers' tests are in the controller's table
+    report.user_properties.append(
+        (
+            "memtrim",
+            {
+                "peak": found.peak,
+                "leaked": max(found.leaked, 0),
+                "line": found.lines_at_peak[0][1] if found.lines_at_peak else "",
+            },
+        )
+    )
     baseline = item.config.stash[_BASELINE]
     parts = [_failure(limits, found) if limits is not None else None]
     if baseline is not None:
@@ -430,9 +442,10 @@ class Baseline:
         before = self.entries.get(item.nodeid)
         if self.writing or self.increase is None or before is None:
             return None
+        grown_leaks = self._leaks_grew(before, entry)
         limit = before["peak"] * (1 + self.increase / 100)
         if found.peak <= limit:
-            return None
+            return grown_leaks
         grown = sorted(
             (
                 (size - before["lines"].get(where, 0), where)
@@ -445,7 +458,22 @@ class Baseline:
             f"{human(found.peak)} ({found.peak:,} B): more than {self.increase:g} %"
         ]
         lines += [f"  +{human(d):>9}  {where}" for d, where in grown[:_LINES_SHOWN] if d > 0]
+        if grown_leaks:
+            lines.append(grown_leaks)
         return "\n".join(lines)
+
+    def _leaks_grew(self, before: dict[str, Any], entry: dict[str, Any]) -> str | None:
+        """Leaks above the baseline's by more than the percentage (and 1 KiB:
+        pytest's own few hundred bytes move from run to run)."""
+        old = int(before.get("leaked", 0) or 0)
+        new = entry["leaked"]
+        assert self.increase is not None
+        if new <= old * (1 + self.increase / 100) or new - old <= 1024:
+            return None
+        return (
+            f"Leaks grew from {human(old)} ({old:,} B) in the baseline to {human(new)} "
+            f"({new:,} B): more than {self.increase:g} %"
+        )
 
     def write(self) -> None:
         data = {
@@ -508,22 +536,32 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 # ------------------------------------------------------------------ the table
 
 
+def _measured_reports(terminalreporter: Any) -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) != "call":
+                continue
+            for name, value in getattr(report, "user_properties", ()):
+                if name == "memtrim" and isinstance(value, dict):
+                    found.append((report.nodeid, value))
+    return found
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     if not config.getoption("memtrim"):
         return
-    session = getattr(terminalreporter, "_session", None)
-    items = getattr(session, "items", []) if session is not None else []
-    measured = [(item, item.stash.get(_RESULT, None)) for item in items]
-    measured = [(item, found) for item, found in measured if found is not None]
-    measured.sort(key=lambda pair: -pair[1].peak)
+    measured = _measured_reports(terminalreporter)
+    measured.sort(key=lambda pair: -int(pair[1].get("peak", 0)))
     top = max(config.getoption("memtrim_top"), 0)
     terminalreporter.write_sep("=", "memtrim: the tests with the highest peaks")
     if not measured:
         terminalreporter.write_line("no test was measured")
         return
-    for item, found in measured[:top]:
-        line = found.lines_at_peak[0][1] if found.lines_at_peak else ""
+    for nodeid, figures in measured[:top]:
+        line = figures.get("line", "")
+        peak, left = human(figures.get("peak", 0)), human(figures.get("leaked", 0))
         terminalreporter.write_line(
-            f"{human(found.peak):>10} peak, {human(max(found.leaked, 0)):>10} left  "
-            f"{item.nodeid}" + (f"\n{'':>12}top line: {line}" if line else "")
+            f"{peak:>10} peak, {left:>10} left  {nodeid}"
+            + (f"\n{'':>12}top line: {line}" if line else "")
         )

@@ -6,6 +6,7 @@ below load it as any project with memtrim installed would, with no flag.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 
@@ -290,3 +291,65 @@ def test_fail_on_increase_needs_a_baseline(pytester):
         "-p", "no:cacheprovider", "--memtrim-fail-on-increase", "5"
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("xdist") is None, reason="pytest-xdist is not installed"
+)
+def test_xdist_workers_limits_and_the_table(pytester):
+    result = run(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.limit_memory("1 MB")
+        def test_big():
+            data = bytearray(3 * 1024 * 1024)
+
+        @pytest.mark.parametrize("n", [1, 2, 4])
+        def test_sizes(n):
+            data = bytearray(n * 1024 * 1024)
+        """,
+        "-n",
+        "2",
+        "--memtrim",
+    )
+    result.assert_outcomes(failed=1, passed=3)
+    text = result.stdout.str()
+    assert "but allocated 3.0 MiB" in text
+    # the workers' figures reached the controller's table
+    table = text.split("memtrim: the tests with the highest peaks")[1]
+    rows = [line for line in table.splitlines() if " peak, " in line]
+    assert [r.split()[-1] for r in rows] == [
+        "test_it.py::test_sizes[4]",
+        "test_it.py::test_big",
+        "test_it.py::test_sizes[2]",
+        "test_it.py::test_sizes[1]",
+    ]
+
+
+def test_a_baseline_catches_grown_leaks(pytester, monkeypatch):
+    pytester.makepyfile(
+        test_it="""
+        import os
+
+        KEEP = []
+
+        def test_keeps():
+            KEEP.append(bytearray(int(os.environ["KEEP_MB"]) * 1024 * 1024))
+        """
+    )
+    base = pytester.path / "memory.json"
+    args = ("-p", "no:cacheprovider", "--memtrim-baseline", str(base))
+    monkeypatch.setenv("KEEP_MB", "1")
+    pytester.runpytest_subprocess(*args).assert_outcomes(passed=1)
+    monkeypatch.setenv("KEEP_MB", "1")
+    pytester.runpytest_subprocess(*args, "--memtrim-fail-on-increase", "10").assert_outcomes(
+        passed=1
+    )
+    # the peak and the leak both triple: both are said
+    monkeypatch.setenv("KEEP_MB", "3")
+    result = pytester.runpytest_subprocess(*args, "--memtrim-fail-on-increase", "10")
+    result.assert_outcomes(failed=1)
+    text = result.stdout.str()
+    assert "Peak grew from 1.0 MiB" in text and "Leaks grew from 1.0 MiB" in text
