@@ -26,6 +26,7 @@ _COMMANDS = {
     "report": "memtrim.commands.report",
     "record": "memtrim.commands.record",
     "plot": "memtrim.commands.plot",
+    "diff": "memtrim.commands.diff",
 }
 DEFAULT_COMMAND = "profile"
 
