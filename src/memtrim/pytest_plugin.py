@@ -20,7 +20,8 @@ Options: ``--memtrim-limit SIZE`` (ini ``memtrim_limit``) applies
 ``limit_memory`` to every test without the marker, ``--memtrim-leak-limit
 SIZE`` (ini ``memtrim_leak_limit``) ``limit_leaks``; ``--memtrim`` prints the
 tests with the highest peaks at the end (``--memtrim-top N``, default 5).
-``--memtrim-baseline FILE`` writes each test's peak, leaks and top lines to
+``--memtrim-dir DIR`` keeps a capture of each measured test (``memtrim report``
+opens it). ``--memtrim-baseline FILE`` writes each test's peak, leaks and top lines to
 FILE (JSON, to commit) when it does not exist, and compares with it when it
 does: ``--memtrim-fail-on-increase PCT`` fails a test whose peak grew more
 than PCT % over its baseline, naming the lines that grew.
@@ -144,6 +145,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="limit_leaks(SIZE) for every test without its own marker",
     )
     group.addoption(
+        "--memtrim-dir",
+        default=None,
+        metavar="DIR",
+        help="keep a capture of each measured test in DIR (open one with memtrim report)",
+    )
+    group.addoption(
         "--memtrim-baseline",
         default=None,
         metavar="FILE",
@@ -227,6 +234,7 @@ class _Recording:
         self.hooks = hooks
         self.handle = hooks.acquire("memtrim pytest plugin")
         self.attributed = False
+        self.raw: dict[str, Any] | None = None
         try:
             if not calltree.is_recording():
                 calltree.start(True, 0, [_OWN_FILE])
@@ -251,6 +259,7 @@ class _Recording:
         found = Measured(max(peak, 0), leaked, attributed=raw is not None)
         if raw is not None:
             _attribute(found, raw, leak_filter)
+        self.raw = raw
         return found
 
     def _release(self) -> None:
@@ -338,7 +347,8 @@ def _top(per_line: dict[StackFrame, int]) -> list[tuple[int, str]]:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Any:
     limits = item.stash.get(_LIMITS, None)
-    measured = item.config.getoption("memtrim") or item.config.stash[_BASELINE] is not None
+    keep = item.config.getoption("memtrim_dir")
+    measured = item.config.getoption("memtrim") or item.config.stash[_BASELINE] is not None or keep
     if limits is None and not measured:
         yield
         return
@@ -346,7 +356,46 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
     try:
         yield
     finally:
-        item.stash[_RESULT] = recording.stop(limits.leak_filter if limits else None)
+        found = recording.stop(limits.leak_filter if limits else None)
+        item.stash[_RESULT] = found
+        if keep and recording.raw is not None:
+            _keep_capture(item, keep, recording.raw, found)
+
+
+def _capture_name(nodeid: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:180] + ".memtrim"
+
+
+def _keep_capture(item: pytest.Item, folder: str, raw: dict[str, Any], found: Measured) -> None:
+    """The test's recording as a capture of ``memtrim run`` (``memtrim report`` opens it)."""
+    import sys
+
+    from memtrim.run.build import build
+
+    code = getattr(getattr(item, "function", None), "__code__", None)
+
+    def is_entry(filename: str, qualname: str) -> bool:  # the test function and below
+        return code is None or (filename == code.co_filename and qualname == code.co_qualname)
+
+    try:
+        os.makedirs(folder, exist_ok=True)
+        capture = build(
+            raw,
+            meta={"command": [item.nodeid], "exact": True, "test": item.nodeid},
+            peak_bytes=found.peak,
+            peak_time=0.0,
+            end_bytes=max(found.leaked, 0),
+            timeline=[],
+            thread_names={},
+            is_entry=is_entry,
+            root=str(item.config.rootpath),
+            sys_path=list(sys.path),
+        )
+        capture.save(os.path.join(folder, _capture_name(item.nodeid)))
+    except Exception as exc:  # the test's result stands; the file is what failed
+        item.config.issue_config_time_warning(
+            pytest.PytestWarning(f"memtrim: no capture for {item.nodeid}: {exc}"), stacklevel=2
+        )
 
 
 def _failure(limits: Limits, found: Measured) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import sys
 
 import pytest
 
@@ -353,3 +354,32 @@ def test_a_baseline_catches_grown_leaks(pytester, monkeypatch):
     result.assert_outcomes(failed=1)
     text = result.stdout.str()
     assert "Peak grew from 1.0 MiB" in text and "Leaks grew from 1.0 MiB" in text
+
+
+def test_a_capture_per_test_opens_with_memtrim_report(pytester):
+    result = run(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.parametrize("n", [1, 3])
+        def test_sizes(n):
+            data = bytearray(n * 1024 * 1024)
+        """,
+        "--memtrim-dir",
+        "caps",
+    )
+    result.assert_outcomes(passed=2)
+    from memtrim.run import capture as capture_file
+
+    files = sorted((pytester.path / "caps").iterdir())
+    assert [f.name for f in files] == [
+        "test_it.py_test_sizes_1.memtrim",
+        "test_it.py_test_sizes_3.memtrim",
+    ]
+    capture = capture_file.read(str(files[1]))
+    assert capture.meta["test"] == "test_it.py::test_sizes[3]"
+    assert 3 * MIB + 57 <= capture.peak_bytes < 3 * MIB + 4096
+    report = pytester.run(sys.executable, "-m", "memtrim", "report", str(files[1]))
+    assert report.ret == 0
+    assert "test_sizes" in report.stdout.str() and "3.0 MiB" in report.stdout.str()
