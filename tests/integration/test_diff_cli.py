@@ -123,3 +123,31 @@ def test_bad_threshold(runner):
     good, _ = two_runs(runner, 10, 10)
     proc = runner.memtrim("diff", str(good), str(good), "--threshold", "lots")
     assert proc.returncode == 2 and "invalid threshold" in proc.stderr
+
+
+HOSTILE = """
+KEEP = [bytearray(1000) for _ in range(N)] if "</td><x-pwn>" else None
+"""
+
+
+def test_the_html_page_is_one_file_with_the_programs_text_escaped(runner):
+    captures = []
+    for name, n in (("base", 1000), ("new", 3000)):
+        folder = runner.tmp_path / name
+        folder.mkdir()
+        (folder / "prog.py").write_text(f"N = {n}\n" + HOSTILE)
+        capture = runner.tmp_path / f"{name}.memtrim"
+        proc = runner.memtrim("run", "-q", "-o", str(capture), str(folder / "prog.py"))
+        assert proc.returncode == 0, proc.stderr
+        captures.append(str(capture))
+    page = runner.tmp_path / "diff.html"
+    proc = runner.memtrim("diff", *captures, "--html", str(page))
+    assert proc.returncode == 0, proc.stderr
+    text = page.read_text()
+    assert text.startswith("<!DOCTYPE html>")
+    # the program's text is there, escaped: no element of theirs, no script at all
+    assert "&lt;/td&gt;&lt;x-pwn&gt;" in text
+    assert "<x-pwn>" not in text and "<script" not in text
+    assert "http://" not in text and "https://" not in text  # nothing to load
+    assert "differential flame graph" in text and "<svg" in text
+    assert 'class="up"' in text  # the grown line, in red

@@ -1,6 +1,6 @@
 """Compare two runs: what grew, line by line and stack by stack, for CI.
 
-memtrim diff BASE NEW [--threshold PCT% | SIZE] [--json FILE] [--top N]
+memtrim diff BASE NEW [--threshold PCT% | SIZE] [--json FILE] [--html FILE] [--top N]
 
 BASE and NEW are two captures of ``memtrim run`` (or two of its ``--json``
 reports). With ``--threshold``, the command exits 1 when the peak or the
@@ -74,7 +74,9 @@ class DiffCommand:
     name = "diff"
 
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
-        parser.usage = "memtrim diff BASE NEW [--threshold PCT%|SIZE] [--json FILE] [--top N]"
+        parser.usage = (
+            "memtrim diff BASE NEW [--threshold PCT%|SIZE] [--json FILE] [--html FILE] [--top N]"
+        )
         parser.add_argument("base", help="the capture (or --json report) to compare with")
         parser.add_argument("new", help="the capture (or --json report) of the run to check")
         parser.add_argument(
@@ -84,15 +86,22 @@ class DiffCommand:
             help="exit 1 when the peak or the leaks grew more than this (5%%, 10M)",
         )
         parser.add_argument("--json", metavar="FILE", help="also write the diff as JSON")
+        parser.add_argument(
+            "--html",
+            metavar="FILE",
+            help="also write a one-file page: the two timelines overlaid, a differential "
+            "flame graph (grown red, shrunk blue), the lines that changed",
+        )
         _output.add_force(parser, "overwrite the JSON file")
         parser.add_argument(
             "--top", type=_positive_int, default=10, help="lines per view (default 10)"
         )
 
     def run(self, args: argparse.Namespace) -> int:
-        if args.json:
-            _output.refuse_existing(args.json, args.force)
-            _output.check_writable(args.json)
+        for path in (args.json, args.html):
+            if path:
+                _output.refuse_existing(path, args.force)
+                _output.check_writable(path)
         base, new = load_side(args.base), load_side(args.new)
         result = run_diff.compare(base, new)
         percent, size = args.threshold or (None, None)
@@ -103,6 +112,10 @@ class DiffCommand:
         if args.json:
             text = json.dumps(diff_to_dict(result, base, new, failed), indent=1) + "\n"
             _output.write_atomic(args.json, text)
+        if args.html:
+            from memtrim.run.render.diff_html import render_diff_html
+
+            _output.write_atomic(args.html, render_diff_html(result, base, new))
         if failed:
             names = ", ".join("the peak" if f == "peak" else "the leaks" for f in failed)
             print(f"memtrim diff: {names} grew more than the threshold", file=sys.stderr)

@@ -46,6 +46,7 @@ class Side:
         default_factory=dict
     )
     complete: bool = True  # every line (a capture), or only the top ones (a JSON report)
+    timeline: list[tuple[float, int]] = field(default_factory=list)  # (seconds, heap bytes)
 
 
 @dataclass
@@ -91,6 +92,7 @@ def _command(meta: dict[str, Any]) -> str:
 def from_capture(capture: Capture, label: str) -> Side:
     """Every line and stack of a capture, per view."""
     side = Side(label, _command(capture.meta))
+    side.timeline = [(float(t), int(heap)) for t, heap, _rss in capture.timeline]
     sites: dict[int, Site] = {}
 
     def site_of(index: int) -> Site:
@@ -138,6 +140,13 @@ def _frames(capture: Capture, index: int) -> list[int]:
 def from_report(data: dict[str, Any], label: str) -> Side:
     """The lines a ``--json`` report lists (its top sites), with one stack each."""
     side = Side(label, _command(data.get("meta") or {}), complete=False)
+    for point in data.get("timeline") or []:
+        if (
+            isinstance(point, dict)
+            and _is_number(point.get("time"))
+            and _is_number(point.get("heap"))
+        ):
+            side.timeline.append((float(point["time"]), int(point["heap"])))
     root = data.get("root") or None
     sys_path = data.get("sys_path") or []
     for view in VIEWS:
@@ -160,6 +169,10 @@ def from_report(data: dict[str, Any], label: str) -> Side:
         side.lines[view] = lines
         side.stacks[view] = stacks
     return side
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _report_site(entry: dict[str, Any], root: str | None, sys_path: list[str]) -> Site:
