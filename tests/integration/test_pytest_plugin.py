@@ -18,6 +18,10 @@ from memtrim.pytest_plugin import parse_size
 pytest_plugins = ["pytester"]
 
 MIB = 1024 * 1024
+# What pytest and its other plugins allocate inside the call phase counts too: a
+# few hundred bytes of pytest's own, and more from plugins that import or set up on
+# a test's first call (pytest-asyncio, when installed, some 300 KiB)
+SLACK = 512 * 1024
 
 
 def run(pytester: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
@@ -82,7 +86,7 @@ def test_limit_memory_fails_at_its_peak_and_names_the_line(pytester):
     peak = exact(text, "but allocated")
     # the bytearray (3 MiB and its header), freed before the end: the peak counts it,
     # and pytest's own few hundred bytes around the call
-    assert 3 * MIB + 57 <= peak < 3 * MIB + 4096
+    assert 3 * MIB + 57 <= peak < 3 * MIB + SLACK
     assert exact(text, "Test was limited to") == MIB
     line = line_of(pytester, "data = bytearray(3 * 1024 * 1024)")
     assert re.search(rf"3\.0 MiB\s+test_it\.py:{line} \(test_big\)", text), text
@@ -121,7 +125,7 @@ def test_limit_leaks_counts_what_stays_and_filters_by_stack(pytester):
     result.assert_outcomes(failed=1, passed=2)
     text = result.stdout.str()
     leaked = exact(text, "of leaks but left")
-    assert 2 * MIB + 57 <= leaked < 2 * MIB + 4096
+    assert 2 * MIB + 57 <= leaked < 2 * MIB + SLACK
     assert f"test_it.py:{line_of(pytester, 'KEEP.append(bytearray(n))')} (keep)" in text
 
 
@@ -248,7 +252,7 @@ def test_a_baseline_is_written_then_compared(pytester, monkeypatch):
     data = json.loads(base.read_text())
     assert data["format"] == "memtrim-pytest-baseline" and data["version"] == 1
     grows = data["tests"]["test_it.py::test_grows"]
-    assert MIB + 57 <= grows["peak"] < MIB + 4096
+    assert MIB + 57 <= grows["peak"] < MIB + SLACK
     line = line_of(pytester, 'data = bytearray(int(os.environ["GROW_MB"])')
     assert any(f"test_it.py:{line} " in where for where in grows["lines"])
     # the same code again: no increase
@@ -317,7 +321,7 @@ def test_xdist_workers_limits_and_the_table(pytester):
     )
     result.assert_outcomes(failed=1, passed=3)
     text = result.stdout.str()
-    assert "but allocated 3.0 MiB" in text
+    assert re.search(r"but allocated 3\.\d MiB", text), text
     # the workers' figures reached the controller's table
     table = text.split("memtrim: the tests with the highest peaks")[1]
     rows = [line for line in table.splitlines() if " peak, " in line]
@@ -379,7 +383,38 @@ def test_a_capture_per_test_opens_with_memtrim_report(pytester):
     ]
     capture = capture_file.read(str(files[1]))
     assert capture.meta["test"] == "test_it.py::test_sizes[3]"
-    assert 3 * MIB + 57 <= capture.peak_bytes < 3 * MIB + 4096
+    assert 3 * MIB + 57 <= capture.peak_bytes < 3 * MIB + SLACK
     report = pytester.run(sys.executable, "-m", "memtrim", "report", str(files[1]))
     assert report.ret == 0
     assert "test_sizes" in report.stdout.str() and "3.0 MiB" in report.stdout.str()
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("pytest_asyncio") is None, reason="pytest-asyncio is not installed"
+)
+def test_async_tests_are_limited_like_the_others(pytester):
+    result = run(
+        pytester,
+        """
+        import asyncio
+        import pytest
+
+        @pytest.mark.asyncio
+        @pytest.mark.limit_memory("1 MB")
+        async def test_big():
+            await asyncio.sleep(0)
+            data = bytearray(3 * 1024 * 1024)
+            await asyncio.sleep(0)
+
+        @pytest.mark.asyncio
+        @pytest.mark.limit_memory("8 MB")
+        async def test_under():
+            data = bytearray(3 * 1024 * 1024)
+        """,
+    )
+    result.assert_outcomes(failed=1, passed=1)
+    text = result.stdout.str()
+    # the buffer, and the event loop pytest-asyncio makes inside the call (some 300 KiB)
+    assert 3 * MIB + 57 <= exact(text, "but allocated") < 3 * MIB + 2 * SLACK
+    line = line_of(pytester, "data = bytearray(3 * 1024 * 1024)")
+    assert f"test_it.py:{line} (test_big)" in text
