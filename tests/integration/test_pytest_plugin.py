@@ -418,3 +418,34 @@ def test_async_tests_are_limited_like_the_others(pytester):
     assert 3 * MIB + 57 <= exact(text, "but allocated") < 3 * MIB + 2 * SLACK
     line = line_of(pytester, "data = bytearray(3 * 1024 * 1024)")
     assert f"test_it.py:{line} (test_big)" in text
+
+
+def test_under_memtrim_run_the_limits_hold_without_lines(pytester):
+    pytester.makepyfile(
+        test_it="""
+        import pytest
+
+        @pytest.mark.limit_memory("1 MB")
+        def test_big():
+            data = bytearray(3 * 1024 * 1024)
+        """
+    )
+    result = pytester.run(
+        sys.executable,
+        "-m",
+        "memtrim",
+        "run",
+        "-q",
+        "-o",
+        "run.memtrim",
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "test_it.py",
+    )
+    assert result.ret == 1  # the test failed: pytest's status, passed on by memtrim run
+    text = result.stdout.str()
+    assert re.search(r"but allocated 3\.\d MiB", text), text
+    assert "lines not known: a memtrim recording of the whole run is on" in text
+    assert (pytester.path / "run.memtrim").exists()
