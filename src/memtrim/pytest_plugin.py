@@ -27,10 +27,12 @@ does: ``--memtrim-fail-on-increase PCT`` fails a test whose peak grew more
 than PCT % over its baseline, naming the lines that grew.
 
 A test with no limit and no ``--memtrim`` runs untouched: no hook is
-installed for it. A measured test is recorded with the call tree in exact
-mode, so that a failure names the lines that held the most at the peak and
-one stack; under ``memtrim run`` (a recording already runs) only the figures
-are measured.
+installed for it (unless every test is measured: then the hooks stay in for
+the session). A measured test is recorded with the call tree (default mode:
+exact per line, sampled stacks; exact mode for a leak filter or
+``--memtrim-dir``), so that a failure names the lines that held the most at
+the peak and one stack; under ``memtrim run`` (a recording already runs)
+only the figures are measured.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ _LIMITS = pytest.StashKey["Limits"]()
 _BASELINE = pytest.StashKey["Baseline | None"]()
 _RESULT = pytest.StashKey["Measured"]()
 _FRAMES_SHOWN = 6
+_SAMPLE_BYTES = 64 * 1024  # default mode: one sampled stack per 64 KiB on average
 _LINES_SHOWN = 5
 _OWN_FILE = os.path.abspath(__file__)
 
@@ -224,20 +227,55 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # ------------------------------------------------------------------ measuring
 
 
-class _Recording:
-    """One test body under the hooks (and the call tree, when it is free)."""
+def _every_test_measured(config: pytest.Config) -> bool:
+    limits = config.stash[_LIMITS]
+    return bool(
+        limits.memory is not None
+        or limits.leaks is not None
+        or config.getoption("memtrim")
+        or config.getoption("memtrim_dir")
+        or config.stash[_BASELINE] is not None
+    )
 
-    def __init__(self) -> None:
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Any:
+    """When every test is measured, the hooks stay in for the whole loop:
+    installing them for each test would cost more than most tests."""
+    if not _every_test_measured(session.config) or session.config.option.collectonly:
+        yield
+        return
+    from memtrim.engine import hooks
+
+    handle = hooks.acquire("memtrim pytest plugin (the session)")
+    try:
+        yield
+    finally:
+        handle.release()
+
+
+class _Recording:
+    """One test body under the hooks (and the call tree, when it is free).
+
+    ``exact``: every block charged to its full stack (a ``limit_leaks``
+    filter needs every leak's stack); otherwise the default mode, exact per
+    line with sampled stacks, which costs far less per allocation.
+    ``collect``: collect garbage before reading what the test left (only when
+    a leak figure is wanted: a collection of a big heap costs tens of ms).
+    """
+
+    def __init__(self, exact: bool, collect: bool) -> None:
         from memtrim.engine import calltree, hooks
 
         self.calltree = calltree
         self.hooks = hooks
+        self.collect = collect
         self.handle = hooks.acquire("memtrim pytest plugin")
         self.attributed = False
         self.raw: dict[str, Any] | None = None
         try:
             if not calltree.is_recording():
-                calltree.start(True, 0, [_OWN_FILE])
+                calltree.start(exact, 0 if exact else _SAMPLE_BYTES, [_OWN_FILE])
                 self.attributed = True
             self.base = hooks.level()
             self.watch = hooks.watch_begin()
@@ -248,7 +286,8 @@ class _Recording:
     def stop(self, leak_filter: Any) -> Measured:
         try:
             peak = self.hooks.watch_end(self.watch) - self.base
-            gc.collect()  # what is only garbage is not a leak
+            if self.collect:
+                gc.collect()  # what is only garbage is not a leak
             leaked = self.hooks.level() - self.base
             raw = None
             if self.attributed:
@@ -314,7 +353,10 @@ def _attribute(found: Measured, raw: dict[str, Any], leak_filter: Any) -> None:
         found.leaked = filtered
     found.lines_at_peak = _top(at_peak)
     found.lines_leaked = _top(live)
-    if heaviest[1] > 0:
+    sampled = raw.get("sampled")
+    if sampled is not None:  # default mode: the heaviest sampled stack at the peak
+        heaviest = max(((st[4], node) for node, st in enumerate(sampled) if node), default=(0, -1))
+    if heaviest[0] > 0 and heaviest[1] > 0:
         frames = _own_frames(_stack(raw, heaviest[1]))
         found.stack_at_peak = [_where(f) for f in frames[:_FRAMES_SHOWN]]
 
@@ -352,11 +394,19 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
     if limits is None and not measured:
         yield
         return
-    recording = _Recording()
+    config = item.config
+    wants_leaks = (
+        (limits is not None and limits.leaks is not None)
+        or config.getoption("memtrim")
+        or config.stash[_BASELINE] is not None
+        or bool(keep)
+    )
+    leak_filter = limits.leak_filter if limits else None
+    recording = _Recording(exact=leak_filter is not None or bool(keep), collect=bool(wants_leaks))
     try:
         yield
     finally:
-        found = recording.stop(limits.leak_filter if limits else None)
+        found = recording.stop(leak_filter)
         item.stash[_RESULT] = found
         if keep and recording.raw is not None:
             _keep_capture(item, keep, recording.raw, found)
