@@ -46,6 +46,8 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from memtrim.model.units import human
+
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)(B?)\s*$", re.IGNORECASE)
 _POWERS = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4}
 _LIMITS = pytest.StashKey["Limits"]()
@@ -71,14 +73,6 @@ def parse_size(text: Any) -> int:
         raise ValueError(f"invalid size {text!r}: use e.g. '24 MB', '512 KiB' or a number of bytes")
     number, power, _binary, _unit = match.groups()
     return int(float(number) * 1024 ** _POWERS[power.upper()])
-
-
-def human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"  # pragma: no cover
 
 
 class StackFrame(NamedTuple):

@@ -21,6 +21,7 @@ from types import CodeType
 from typing import Any
 
 from memtrim.commands import _native, _output, _script
+from memtrim.commands._advice import add_advise_options, check_advise_options
 from memtrim.commands._targets import ModuleTargets
 from memtrim.commands.errors import CommandError
 from memtrim.engine import hooks, tracer
@@ -71,18 +72,10 @@ class ProfileCommand:
         parser.add_argument("-o", "--output", metavar="FILE", help="write the tables to FILE")
         _native.add_python_only(parser)
         parser.add_argument("--json", metavar="FILE", help="also write the tables as JSON")
-        parser.add_argument(
-            "--advise",
-            action="store_true",
-            help="under the tables, what to change where a line's figures call for it (a line "
+        add_advise_options(
+            parser,
+            "under the tables, what to change where a line's figures call for it (a line "
             "that builds a big list to use once, a file read whole), with the bytes it saves",
-        )
-        parser.add_argument(
-            "--advise-threshold",
-            type=_threshold,
-            default=None,
-            metavar="SIZE",
-            help="with --advise: leave out advice that saves less (default 1M; 0: all)",
         )
         parser.add_argument("script", nargs="?", help="the Python script to run")
         parser.add_argument("args", nargs=argparse.REMAINDER, help="the script's arguments")
@@ -91,8 +84,7 @@ class ProfileCommand:
         _native.apply_python_only(args)
         if args.script is None:
             raise CommandError("the following arguments are required: script")
-        if args.advise_threshold is not None and not args.advise:
-            raise CommandError("--advise-threshold goes with --advise")
+        check_advise_options(args)
         script = _script.load_script(args.script)
         in_script, in_modules = _split_targets(script.code, args.function, args.script)
         for path in (args.output, args.json):
@@ -258,13 +250,3 @@ def _builtin_profile(profiler: LineProfiler, precisions: dict[CodeType, int]) ->
 
 
 COMMAND = ProfileCommand()
-
-
-def _threshold(text: str) -> int:
-    """An advice threshold: a size, 0 included."""
-    from memtrim.model import units
-
-    try:
-        return units.parse_size(text, zero=True)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from memtrim.commands import _native, _output, _script
-from memtrim.commands._advice import print_advice
+from memtrim.commands._advice import add_advise_options, check_advise_options, print_advice
 from memtrim.commands.errors import CommandError
 from memtrim.commands.report import write_outputs
 from memtrim.model import units
@@ -86,18 +86,10 @@ class RunCommand:
             help="default mode: the seed of the stack sampling (the capture records the one "
             "used; the same seed samples the same allocations again)",
         )
-        parser.add_argument(
-            "--advise",
-            action="store_true",
-            help="say what to change to use less memory, with the bytes each change saves "
+        add_advise_options(
+            parser,
+            "say what to change to use less memory, with the bytes each change saves "
             "(measured on the program's own data, near its peak and at the end)",
-        )
-        parser.add_argument(
-            "--advise-threshold",
-            type=_threshold,
-            default=None,
-            metavar="SIZE",
-            help="with --advise: leave out advice that saves less (default 1M; 0: all)",
         )
         parser.add_argument("--html", metavar="FILE", help="also write the HTML report")
         parser.add_argument("--json", metavar="FILE", help="also write the JSON report")
@@ -128,8 +120,7 @@ class RunCommand:
                 "--native adds C frames to the sampled stacks: "
                 f"not with {'--exact' if args.exact else '--python-only'}"
             )
-        if args.advise_threshold is not None and not args.advise:
-            raise CommandError("--advise-threshold goes with --advise")
+        check_advise_options(args)
         script = _script.check_program(program)
         output = args.output or _default_output(program)
         for path in (output, args.html, args.json):
@@ -297,13 +288,3 @@ def _entry_test(program: Any, script: Any) -> Any:
 
 
 COMMAND = RunCommand()
-
-
-def _threshold(text: str) -> int:
-    """An advice threshold: a size, 0 included."""
-    from memtrim.model import units
-
-    try:
-        return units.parse_size(text, zero=True)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
