@@ -277,7 +277,10 @@ class _Recording:
             self._release()
             raise
 
-    def stop(self, leak_filter: Any) -> Measured:
+    def stop(self, leak_filter: Any, wants_lines: Any) -> Measured:
+        """The test's figures; its lines only when ``wants_lines(peak, leaked)``
+        (a limit passed, a table or a baseline to fill): reading the tree is
+        most of a recording's cost per test."""
         try:
             peak = self.hooks.watch_end(self.watch) - self.base
             if self.collect:
@@ -286,10 +289,11 @@ class _Recording:
             raw = None
             if self.attributed:
                 self.calltree.stop()
-                raw = self.calltree.snapshot()
+                if leak_filter is not None or wants_lines(max(peak, 0), leaked):
+                    raw = self.calltree.snapshot()
         finally:
             self._release()
-        found = Measured(max(peak, 0), leaked, attributed=raw is not None)
+        found = Measured(max(peak, 0), leaked, attributed=self.attributed)
         if raw is not None:
             _attribute(found, raw, leak_filter)
         self.raw = raw
@@ -397,10 +401,14 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
     )
     leak_filter = limits.leak_filter if limits else None
     recording = _Recording(exact=leak_filter is not None or bool(keep), collect=bool(wants_leaks))
+
+    def wants_lines(peak: int, leaked: int) -> bool:
+        return bool(measured) or (limits is not None and _passes(limits, peak, leaked))
+
     try:
         yield
     finally:
-        found = recording.stop(leak_filter)
+        found = recording.stop(leak_filter, wants_lines)
         item.stash[_RESULT] = found
         if keep and recording.raw is not None:
             _keep_capture(item, keep, recording.raw, found)
@@ -440,6 +448,13 @@ def _keep_capture(item: pytest.Item, folder: str, raw: dict[str, Any], found: Me
         item.config.issue_config_time_warning(
             pytest.PytestWarning(f"memtrim: no capture for {item.nodeid}: {exc}"), stacklevel=2
         )
+
+
+def _passes(limits: Limits, peak: int, leaked: int) -> bool:
+    """Does a figure pass its limit?"""
+    return (limits.memory is not None and peak > limits.memory) or (
+        limits.leaks is not None and leaked > limits.leaks
+    )
 
 
 def _failure(limits: Limits, found: Measured) -> str | None:

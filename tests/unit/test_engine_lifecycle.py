@@ -95,6 +95,33 @@ def test_figures_are_the_same_with_and_without_a_listener(record):
             calltree.clear()
 
 
+def test_a_new_recording_is_never_handed_the_last_ones_ids():
+    """Stopping a recording wipes the ids it gave (only the shadow map's
+    leaves it touched are visited): blocks it saw are unknown to the next,
+    and their frees there subtract from no node."""
+    with hooks.acquire("test"):
+        calltree.start(False, 0)
+        try:
+            # small blocks over many leaves (64 KiB of address each) and big ones
+            kept = [bytearray(300) for _ in range(5_000)] + [bytearray(200_000) for _ in range(3)]
+            assert all(node > 0 for node in calltree.block_nodes(kept))
+        finally:
+            calltree.clear()
+        calltree.start(False, 0)
+        try:
+            assert calltree.block_nodes(kept) == [-1] * len(kept)
+            fresh = bytearray(4_000)
+            (node,) = calltree.block_nodes([fresh])
+            del kept
+            calltree.stop()
+            data = calltree.snapshot()
+        finally:
+            calltree.clear()
+    assert node > 0
+    assert all(stat[0] >= 0 for stat in data["stats"])  # no node lost the old bytes
+    assert data["stats"][node][0] == 4_000 + 57  # bytearray(n): 56 + n + 1 bytes
+
+
 def test_the_test_helpers_are_not_in_the_production_engine():
     for name in ("test_alloc", "test_free", "test_realloc", "test_roundtrip"):
         assert not hasattr(engine, name)

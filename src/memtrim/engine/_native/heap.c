@@ -79,6 +79,7 @@ typedef struct {
     uint16_t v[1u << LEAF_BITS];
     uint32_t *ids; /* the attributing listener's id of each block (listeners.h) */
     uint8_t *libs; /* the library of each native block (native.c's index) */
+    uint8_t dirty; /* holds a listener's id: on the dirty list (see mark_dirty) */
 } leaf_t;
 typedef struct {
     leaf_t *leaf[1u << L2_BITS];
@@ -126,6 +127,42 @@ static inline __attribute__((always_inline)) leaf_t *shadow_leaf(uintptr_t a, in
     return leaf;
 }
 
+/* The leaves that hold an attributing listener's ids.  When the listener
+ * goes its ids are wiped (shadow_clear_ids), and wiping only these leaves
+ * keeps that proportional to what the listener saw: the pytest plugin starts
+ * and stops a recording per test, and a walk of the whole map (every leaf of
+ * a heap of hundreds of MB) cost ~2 ms per test.  A leaf joins the list the
+ * first time one of its blocks gets an id; set_id is reached from both the
+ * GIL path and the no-GIL path (under nogil_lock), so the flag is set with an
+ * atomic exchange and the list itself has its own small lock (taken once per
+ * leaf per recording).  If the list cannot grow, `dirty_all` falls back to
+ * the walk of the whole map. */
+static leaf_t **dirty_leaves;
+static size_t ndirty, dirty_cap;
+static int dirty_all;
+static pthread_mutex_t dirty_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static __attribute__((noinline)) void mark_dirty(leaf_t *leaf)
+{
+    if (__atomic_exchange_n(&leaf->dirty, 1, __ATOMIC_ACQ_REL)) {
+        return; /* another thread listed it */
+    }
+    pthread_mutex_lock(&dirty_lock);
+    if (ndirty == dirty_cap) {
+        size_t cap = dirty_cap ? dirty_cap * 2 : 256;
+        leaf_t **grown = realloc(dirty_leaves, cap * sizeof(*grown));
+        if (grown == NULL) {
+            dirty_all = 1;
+            pthread_mutex_unlock(&dirty_lock);
+            return;
+        }
+        dirty_leaves = grown;
+        dirty_cap = cap;
+    }
+    dirty_leaves[ndirty++] = leaf;
+    pthread_mutex_unlock(&dirty_lock);
+}
+
 static inline void set_id(leaf_t *leaf, size_t index, uint32_t id)
 {
     uint32_t *ids = __atomic_load_n(&leaf->ids, __ATOMIC_ACQUIRE);
@@ -139,20 +176,45 @@ static inline void set_id(leaf_t *leaf, size_t index, uint32_t id)
         }
     }
     ids[index] = id;
+    if (MT_UNLIKELY(!__atomic_load_n(&leaf->dirty, __ATOMIC_RELAXED)) &&
+        (id & ~MT_NATIVE_BIT) != 0) {
+        mark_dirty(leaf);
+    }
+}
+
+static void wipe_leaf_ids(leaf_t *leaf)
+{
+    uint32_t *ids = leaf->ids;
+    if (ids != NULL) {
+        for (size_t k = 0; k < (1u << LEAF_BITS); k++) {
+            ids[k] &= MT_NATIVE_BIT;
+        }
+    }
+    leaf->dirty = 0;
 }
 
 /* The attributing listener's ids go when it unregisters; the next one starts
- * clean.  The native bit stays: it is the heap's own, not the listener's. */
+ * clean.  The native bit stays: it is the heap's own, not the listener's.
+ * nogil_lock and the GIL held: no hook is setting an id meanwhile. */
 static void shadow_clear_ids(void)
 {
+    pthread_mutex_lock(&dirty_lock);
+    int all = dirty_all;
+    for (size_t i = 0; !all && i < ndirty; i++) {
+        wipe_leaf_ids(dirty_leaves[i]);
+    }
+    ndirty = 0;
+    dirty_all = 0;
+    pthread_mutex_unlock(&dirty_lock);
+    if (!all) {
+        return;
+    }
     for (size_t i = 0; i < (1u << L1_BITS); i++) {
         l2_t *mid = l1[i];
         for (size_t j = 0; mid != NULL && j < (1u << L2_BITS); j++) {
             leaf_t *leaf = mid->leaf[j];
-            if (leaf != NULL && leaf->ids != NULL) {
-                for (size_t k = 0; k < (1u << LEAF_BITS); k++) {
-                    leaf->ids[k] &= MT_NATIVE_BIT;
-                }
+            if (leaf != NULL) {
+                wipe_leaf_ids(leaf);
             }
         }
     }
@@ -176,6 +238,8 @@ static void shadow_clear(void)
         l1[i] = NULL;
     }
     shadow_bytes = 0;
+    ndirty = 0; /* its leaves are gone */
+    dirty_all = 0;
 }
 
 /* ------------------------------------------- big table: sizes over 16 bits */
@@ -1139,6 +1203,7 @@ void mt_heap_after_fork(void)
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
     nogil_lock = fresh;
     big_lock = fresh;
+    dirty_lock = fresh;
 }
 
 void mt_heap_counts(uint64_t *allocs, uint64_t *frees)
