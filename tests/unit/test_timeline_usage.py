@@ -108,3 +108,45 @@ def test_max_usage_is_the_true_peak_and_its_time():
     assert _usage._shape(seen, False, False, True, True) == (40.0, 1000.2)
     assert _usage._shape(seen, True, False, True, True) == (50.0, 1000.2)
     assert _usage._shape(observed([]), False, False, False, True) == -1.0
+
+
+# ------------------------------------------------ the true peak in the series
+
+
+def _observed(samples, own=None, total=None):
+    from memtrim.timeline._usage import _Observed
+
+    return _Observed(samples, 1000.0, 1, own, total)
+
+
+def test_a_peak_between_two_samples_goes_in_between():
+    from memtrim.timeline._usage import with_true_peak
+    from memtrim.timeline.model import Sample, TruePeak
+
+    samples = [Sample(0.0, 100), Sample(1.0, 110), Sample(2.0, 100)]
+    got = with_true_peak(_observed(samples, own=TruePeak(500, 1.0, 2.0)), False)
+    assert [(s.time, s.rss) for s in got] == [(0.0, 100), (1.0, 110), (1.5, 500), (2.0, 100)]
+    # a peak a sample already shows, or none at all: the samples as they are
+    assert with_true_peak(_observed(samples, own=TruePeak(110, 1.0, 1.0)), False) == samples
+    assert with_true_peak(_observed(samples), False) == samples
+
+
+def test_a_peak_whose_time_is_not_known_goes_mid_watch():
+    from memtrim.timeline._usage import with_true_peak
+    from memtrim.timeline.model import Sample, TruePeak
+
+    samples = [Sample(0.0, 100), Sample(4.0, 100)]
+    got = with_true_peak(_observed(samples, own=TruePeak(300)), False)
+    assert [(s.time, s.rss) for s in got] == [(0.0, 100), (2.0, 300), (4.0, 100)]
+
+
+def test_with_children_the_point_adds_up_to_the_combined_peak():
+    from memtrim.timeline._usage import with_true_peak
+    from memtrim.timeline.model import Sample, TruePeak
+
+    samples = [Sample(0.0, 100, None, ((7, 50),)), Sample(1.0, 100, None, ((7, 30),))]
+    got = with_true_peak(_observed(samples, total=TruePeak(1000, 0.0, 1.0)), True)
+    point = got[1]
+    assert point.time == 0.5 and point.total == 1000
+    assert point.children == ((7, 30),)  # the lower of the child's two readings
+    assert point.rss == 970

@@ -7,6 +7,7 @@ commands is :mod:`memtrim.timeline._procs`.
 
 from __future__ import annotations
 
+import bisect
 import os
 import shlex
 import subprocess
@@ -59,8 +60,10 @@ class _Options:
 
     @property
     def marks(self) -> bool:
-        """Read the kernel's marks with every sample (only ``max_usage`` of RSS needs them)."""
-        return self.max_usage and self.metric == "rss"
+        """Read the kernel's marks with every sample: the RSS peak between two
+        samples goes into the series (and is ``max_usage``), so that the
+        series's maximum is the peak even for a call shorter than a sample."""
+        return self.metric == "rss"
 
 
 class _Observed:
@@ -533,9 +536,10 @@ def _shape(
         if timestamps:
             return (mib, observed.wall0 + at if at is not None else time.time())
         return mib
-    order = _children_in_order(observed.samples) if multiprocess else []
+    samples = with_true_peak(observed, include_children)
+    order = _children_in_order(samples) if multiprocess else []
     series: list[Any] = []
-    for sample in observed.samples:
+    for sample in samples:
         value: Any = to_mib(_series_value(sample, include_children))
         if timestamps:
             value = (value, observed.wall0 + sample.time)
@@ -548,6 +552,39 @@ def _shape(
     result = UsageSeries(series)
     result.pids = (observed.pid, *order)
     return result
+
+
+def with_true_peak(observed: _Observed, include_children: bool) -> list[Sample]:
+    """The samples, with the true peak put in at its time when it is higher
+    than every sample (a spike between two samples, seen by the kernel's
+    high-water mark or the heap's exact peak): ``max()`` of the series is
+    then the peak, as the issue of a short call needs.
+
+    The point goes in the middle of the span the peak is known to lie in
+    (between the two samples around it; the whole watch when that is not
+    known). What the other processes held there is the lower of their two
+    readings around it (as :func:`combined_peak` counts them)."""
+    samples = observed.samples
+    peak = observed.total if include_children else observed.own
+    if peak is None or not samples:
+        return samples
+    values = [_series_value(s, include_children) for s in samples]
+    if peak.value <= max(values):
+        return samples
+    after, before = peak.window or (samples[0].time, samples[-1].time)
+    when = (after + before) / 2
+    i = bisect.bisect_right([s.time for s in samples], when)
+    left, right = samples[max(i - 1, 0)], samples[min(i, len(samples) - 1)]
+    kept = dict(right.children)
+    children = tuple((pid, min(v, kept[pid])) for pid, v in left.children if pid in kept)
+    if include_children:  # the peak is of the whole tree: the main process is the rest
+        own = peak.value - sum(v for _, v in children)
+        point = Sample(when, max(own, 0), None, children)
+        if point.total != peak.value:  # the children's floor exceeds it: the peak alone
+            point = Sample(when, peak.value, None, ())
+    else:
+        point = Sample(when, peak.value, None, children)
+    return [*samples[:i], point, *samples[i:]]
 
 
 def _children_in_order(samples: Sequence[Sample]) -> list[int]:
@@ -563,7 +600,7 @@ def _write_stream(
     stream: IO[str], observed: _Observed, include_children: bool, multiprocess: bool
 ) -> None:
     """mprof's text lines: ``MEM <MiB> <epoch>`` and ``CHLD <pid> <MiB> <epoch>``."""
-    for sample in observed.samples:
+    for sample in with_true_peak(observed, include_children):
         when = observed.wall0 + sample.time
         stream.write(f"MEM {to_mib(_series_value(sample, include_children)):.6f} {when:.4f}\n")
         if multiprocess:
