@@ -13,6 +13,10 @@ largest first; ``stack`` goes from the outermost call to the line)::
 caches, module globals); version 1 of this shape called it ``leaks``. Each
 frame also has ``first_line``, its function's first line (0: not known).
 
+Each view lists at most ``limit`` sites (100 by default; 0: all of them) and
+says so: ``"sites_total"`` is how many lines have bytes in the view, and
+``"sites_cut"`` how many of them are left out of ``"sites"``.
+
 Each view also has ``"unattributed"``: the bytes no line can be charged with
 (allocated without the GIL, or by C code with no Python frame), with the
 reason and thread, and ``"threads"``: the view's bytes per thread.
@@ -60,11 +64,24 @@ def _site(site: Site) -> dict[str, Any]:
     }
 
 
+def _site_count(capture: Capture, view: str) -> int:
+    """How many lines of code have bytes in ``view`` (what ``sites`` would list)."""
+    per_frame: dict[int, int] = {}
+    for node in capture.nodes:
+        if node.frame >= 0:
+            per_frame[node.frame] = per_frame.get(node.frame, 0) + node.view(view).bytes
+    return sum(1 for size in per_frame.values() if size > 0)
+
+
 def _view(capture: Capture, view: str, limit: int) -> dict[str, Any]:
+    shown = sites(capture, view, limit or None)
+    total = _site_count(capture, view)
     return {
         "bytes": view_total(capture, view),
         "native": sum(node.view(view).native for node in capture.nodes),
-        "sites": [_site(s) for s in sites(capture, view, limit)],
+        "sites": [_site(s) for s in shown],
+        "sites_total": total,
+        "sites_cut": total - len(shown),
         "unattributed": [
             {"reason": u.reason, "thread": u.thread, "bytes": u.bytes, "count": u.count}
             for u in unattributed(capture, view)
@@ -77,7 +94,10 @@ def _view(capture: Capture, view: str, limit: int) -> dict[str, Any]:
 
 
 def capture_to_dict(capture: Capture, limit: int = SITES_PER_VIEW) -> dict[str, Any]:
-    """The documented JSON shape of a capture."""
+    """The documented JSON shape of a capture, with at most ``limit`` sites
+    per view (0: every site)."""
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, not {limit}")
     peak = _view(capture, "peak", limit)
     return {
         "format": "memtrim-run",
@@ -100,6 +120,6 @@ def capture_to_dict(capture: Capture, limit: int = SITES_PER_VIEW) -> dict[str, 
     }
 
 
-def dumps_capture(capture: Capture) -> str:
+def dumps_capture(capture: Capture, limit: int = SITES_PER_VIEW) -> str:
     """:func:`capture_to_dict` as indented JSON with a trailing newline."""
-    return json.dumps(capture_to_dict(capture), indent=1) + "\n"
+    return json.dumps(capture_to_dict(capture, limit), indent=1) + "\n"
