@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import shutil
 import sys
+import textwrap
 from collections.abc import Sequence
 from typing import Any, NoReturn, Protocol
 
@@ -79,9 +81,15 @@ def _top_help(commands: dict[str, str]) -> str:
         "",
         "commands:",
     ]
+    width = max(shutil.get_terminal_size().columns, 40)  # $COLUMNS, the terminal, or 80
     for name, module in commands.items():
         doc = (_load(module).__doc__ or "").strip().splitlines()
-        lines.append(f"  {name:<9} {doc[0] if doc else ''}")
+        lines += textwrap.wrap(
+            doc[0] if doc else "",
+            width,
+            initial_indent=f"  {name:<9} ",
+            subsequent_indent=" " * 12,
+        ) or [f"  {name}"]
     lines += ["", f"With no command, `{DEFAULT_COMMAND}` is meant: memtrim script.py [args...]"]
     return "\n".join(lines) + "\n"
 

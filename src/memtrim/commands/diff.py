@@ -74,9 +74,8 @@ class DiffCommand:
     name = "diff"
 
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
-        parser.usage = (
-            "memtrim diff BASE NEW [--threshold PCT%|SIZE] [--json FILE] [--html FILE] [--top N]"
-        )
+        # the usage line argparse builds wraps to the terminal; a "%" in it must
+        # be written "%%" (argparse formats the usage with "%")
         parser.add_argument("base", help="the capture (or --json report) to compare with")
         parser.add_argument("new", help="the capture (or --json report) of the run to check")
         parser.add_argument(
@@ -94,7 +93,7 @@ class DiffCommand:
         )
         _output.add_force(parser, "overwrite the JSON file")
         parser.add_argument(
-            "--top", type=_positive_int, default=10, help="lines per view (default 10)"
+            "--top", type=_positive_int, default=10, metavar="N", help="lines per view (default 10)"
         )
 
     def run(self, args: argparse.Namespace) -> int:

@@ -67,28 +67,68 @@ def _where(frame: Frame, cwd: str | None = None) -> str:
     return f"{_short(frame.filename, cwd)}:{frame.lineno}"
 
 
-def _sites_table(title: str, rows: list[Site], capture: Capture, cwd: str | None) -> Table:
-    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-    table.add_column("bytes", justify="right", no_wrap=True)
-    table.add_column("blocks", justify="right", no_wrap=True)
-    table.add_column("share", justify="right", no_wrap=True)
-    native = any(site.native for site in rows)
-    if native:  # only when C libraries allocated: most programs' tables stay as they were
-        table.add_column("native", justify="right", no_wrap=True)
-    table.add_column("line", overflow="fold", min_width=26, max_width=48)
-    table.add_column("function", overflow="ellipsis", no_wrap=True, max_width=22)
-    table.add_column("source", overflow="ellipsis", no_wrap=True, max_width=34)
+def _fit(width: int, cells: dict[str, list[str]], fixed: list[str]) -> dict[str, int]:
+    """Column widths for ``width`` terminal columns: the ``fixed`` columns as
+    wide as their cells; the line as wide as it needs (up to 48, folded
+    beyond); then the function (up to 22) and the source share what is left,
+    each left out (0) when there is no room for it."""
+    wanted = {name: max(map(len, cells[name])) for name in ("line", "function", "source")}
+    room = width - 3 * len(fixed) - sum(max(map(len, cells[name])) for name in fixed)
+    line = min(wanted["line"], 48)
+    function = min(wanted["function"], 22)
+    sizes = {"line": max(room, 12), "function": 0, "source": 0}
+    if room >= line + 3 + 10:  # the function fits beside the whole line
+        sizes["line"] = line
+        sizes["function"] = min(function, room - line - 3)
+        left = room - line - 3 - sizes["function"] - 3
+        if left >= 12 and wanted["source"]:
+            sizes["source"] = min(wanted["source"], left)
+        elif sizes["function"] < function:  # no source: the function takes the room
+            sizes["function"] = min(wanted["function"], room - line - 3)
+    return sizes
+
+
+def _sites_table(
+    title: str, rows: list[Site], capture: Capture, cwd: str | None, width: int
+) -> Table:
+    """The sites as a table that fits ``width`` columns: the figures whole,
+    the line folded if it must, function and source shortened, then left out."""
+    native = any(site.native for site in rows)  # most programs' tables have no native column
+    cells: dict[str, list[str]] = {
+        "bytes": ["bytes"],
+        "blocks": ["blocks"],
+        "share": ["share"],
+        **({"native": ["native"]} if native else {}),
+        "line": ["line"],
+        "function": ["function"],
+        "source": [""],
+    }
     for site in rows:
         frame = site.frame
-        source = capture.sources.get(frame.filename, {}).get(frame.lineno, "")
+        cells["bytes"].append(human(site.bytes))
+        cells["blocks"].append(f"{site.count:,}")
+        cells["share"].append(f"{site.share:.0%}")
+        if native:
+            cells["native"].append(human(site.native) if site.native else "-")
+        cells["line"].append(_where(frame, cwd))
+        cells["function"].append(frame.function)
+        cells["source"].append(
+            capture.sources.get(frame.filename, {}).get(frame.lineno, "").strip()
+        )
+    fixed = [name for name in cells if name not in ("line", "function", "source")]
+    sizes = _fit(width, cells, fixed)
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    for name in fixed:
+        table.add_column(name, justify="right", no_wrap=True, min_width=max(map(len, cells[name])))
+    table.add_column("line", overflow="fold", width=sizes["line"])
+    shown = [name for name in ("function", "source") if sizes[name]]
+    for name in shown:
+        table.add_column(name, overflow="ellipsis", no_wrap=True, width=sizes[name])
+    for i in range(1, len(rows) + 1):
         table.add_row(
-            human(site.bytes),
-            f"{site.count:,}",
-            f"{site.share:.0%}",
-            *([human(site.native) if site.native else "-"] if native else []),
-            Text(_where(frame, cwd)),
-            Text(frame.function),
-            Text(source),
+            *(cells[name][i] for name in fixed),
+            Text(cells["line"][i]),
+            *(Text(cells[name][i]) for name in shown),
         )
     return table
 
@@ -182,7 +222,7 @@ def render_summary(
     Paths are shown relative to ``cwd`` (default: the current directory, read
     now; ``memtrim run`` passes the one the program started in).
     """
-    console = Console(file=stream, width=width or 120, highlight=False, soft_wrap=False)
+    console = Console(file=stream, width=width, highlight=False, soft_wrap=False)
     meta = capture.meta
     mode = (
         "exact" if capture.exact else f"sampled stacks (1 per {human(meta.get('sample_bytes', 0))})"
@@ -199,12 +239,17 @@ def render_summary(
     for note in _native_notes(meta):
         console.print(Text(f"note: {note}", style="dim"))
     peak_sites = sites(capture, "peak", top)
-    console.print(_sites_table(f"{VIEW_LABELS['peak']}, by line", peak_sites, capture, cwd))
+    width = console.width
+    console.print(_sites_table(f"{VIEW_LABELS['peak']}, by line", peak_sites, capture, cwd, width))
     _unattributed(capture, "peak", console)
     _stacks(capture, peak_sites[:3], console, cwd)
     console.print(
         _sites_table(
-            f"{VIEW_LABELS['at_exit']}, by line", sites(capture, "at_exit", top), capture, cwd
+            f"{VIEW_LABELS['at_exit']}, by line",
+            sites(capture, "at_exit", top),
+            capture,
+            cwd,
+            width,
         )
     )
     _unattributed(capture, "at_exit", console)
@@ -215,6 +260,7 @@ def render_summary(
             sites(capture, "allocated", top),
             capture,
             cwd,
+            width,
         )
     )
     if capture.timeline:
