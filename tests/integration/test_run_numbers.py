@@ -190,7 +190,8 @@ def small(n):
 def many():
     return [small(40) for _ in range(200)]
 
-keep = [many(), many()]
+a = many()  # two callers: the line's exact bytes split between them by the samples
+b = many()
 """
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from memtrim.model.findings import relative_path
+from memtrim.run.calibrate import NOT_SAMPLED, calibrate
 from memtrim.run.capture import (
     NATIVE_THREAD,
     NOGIL_THREAD,
@@ -24,6 +25,7 @@ from memtrim.run.capture import (
     Counts,
     Frame,
     Node,
+    is_cframe,
     sites,
 )
 
@@ -254,6 +256,13 @@ def build(
         stacks = nodes
     else:
         stacks = _merge(raw_nodes, raw["sampled"], frame_of, thread_of, drop, transparent)
+        frames = interner.frames
+        calibrate(
+            nodes,
+            stacks,
+            lambda: interner.add("", NOT_SAMPLED, 0, 0),
+            lambda frame: is_cframe(frames[frame]),
+        )
     threads = _thread_list(raw["threads"], thread_names)
     nogil = raw.get("nogil")
     if nogil is not None and any(nogil):

@@ -196,7 +196,7 @@ def _unattributed(capture: Capture, view: str, console: Console) -> None:
 def _stacks(
     capture: Capture, rows: list[Site], console: Console, cwd: str | None, depth: int = 4
 ) -> None:
-    estimate = "" if capture.exact else " (sampled estimates)"
+    estimate = "" if capture.exact else " (~: the line's exact bytes split by sampling)"
     console.print(Text(f"Stacks at the peak of the top lines{estimate}:", style="bold"))
     for site in rows:
         where = _where(site.frame, cwd)

@@ -202,9 +202,10 @@
           cls: "mode-note",
           id: "mode-note",
           text:
-            "Sampled mode: the per-line figures (top lines, files) are exact; the call-stack graph is " +
-            "estimated from allocations sampled about once every " + rate + " allocated, so its byte " +
-            "figures are unbiased estimates and small, rare allocations may be missing from it.",
+            "Sampled mode: every total is exact (each line's bytes, the call-stack graph's total); " +
+            "how a line's bytes split among the call stacks that reached it is estimated from " +
+            "allocations sampled about once every " + rate + " allocated. A line no sample reached " +
+            "is drawn under “(stack not sampled)”.",
         })
       );
     }
@@ -550,7 +551,7 @@
 
   function flameTip(i) {
     var t = tree(state.view);
-    var estimated = !D.exact;
+    var estimated = !D.exact && i > 0; // the whole is exact: its split among stacks is not
     var prefix = estimated ? "≈ " : "";
     var rows = [
       ["bytes", prefix + human(t.total[i]) + "  (" + prefix + exact(t.total[i]) + ")"],
@@ -581,7 +582,7 @@
     var info = D.views[v].tree;
     document.getElementById("flame-title").textContent = "Call stacks: " + VIEW_VERB[v];
     document.getElementById("flame-note").textContent =
-      (D.exact ? "Exact: " : "Estimated from sampled stacks: ") + human(t.total[0]) + " in " +
+      (D.exact ? "Exact: " : "Exact total, split among stacks by sampling: ") + human(t.total[0]) + " in " +
       count(info.nodes_with_bytes) + (info.nodes_with_bytes === 1 ? " call-tree node" : " call-tree nodes") +
       (info.shown < info.nodes_with_bytes ? "; the " + count(info.shown) + " largest are drawn, smaller ones are counted in their caller" : "") + ".";
     box.textContent = "";
