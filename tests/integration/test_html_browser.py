@@ -236,7 +236,7 @@ def test_a_real_run_renders(runner: Any) -> None:
         a.get("title") or "" for a in dom.all("td", "where")
     )
     assert dom.all("div", "fg-n")
-    assert "Sampled mode: the per-line figures" in dom.visible_text()  # the default mode
+    assert "Sampled mode: every total is exact" in dom.visible_text()  # the default mode
 
 
 NATIVE_SCRIPT = """

@@ -29,6 +29,10 @@ from memtrim.run.capture import (
     sites,
 )
 
+# the frame standing for the frames a stack lost when the call tree was full
+GAP = "(frames left out: call tree full)"
+GAP_FILE = "<memtrim>"
+
 # engine stats tuple: (live_b, live_c, total_b, total_c, peak_b, peak_c, and the
 # native parts of the three byte figures: live_n, total_n, peak_n)
 RawStats = tuple[int, ...]
@@ -277,8 +281,10 @@ def build(
             _nogil_root(nodes, stats, len(threads) - 1)
             if stacks is not nodes:
                 _nogil_root(stacks, stats, len(threads) - 1)
+    gaps = _gap_bytes(raw)
     meta = {
         **meta,
+        **({"stack_gaps": gaps} if gaps else {}),
         "exact": bool(raw["exact"]),
         "sample_bytes": int(raw["sample_bytes"]),
         "tree_full_blocks": int(raw.get("tree_full_blocks", 0)),
@@ -315,19 +321,49 @@ def _with_cframes(
     raw_nodes: list[RawNode], slots: list[tuple[str, str, int]], cframes: list[Any]
 ) -> tuple[list[RawNode], list[tuple[str, str, int]]]:
     """C frames (``--native``: nodes with slot -2, their index in place of the
-    line) as code slots of their own: ``function (library:0)``."""
-    if not cframes:
+    line) as code slots of their own: ``function (library:0)``; gaps (slot -3:
+    frames left out, the call tree was full) as one slot :data:`GAP`."""
+    gaps = any(slot == -3 for _, slot, _ in raw_nodes)
+    if not cframes and not gaps:
         return raw_nodes, slots
     base = len(slots)
     named = [
         (str(lib), str(symbol) or f"{os.path.basename(str(lib))}+0x{int(offset):x}", 0)
         for lib, symbol, offset in cframes
     ]
+    gap = base + len(named)
     nodes = [
-        (parent, base + line, 0) if slot == -2 else (parent, slot, line)
+        (parent, base + line, 0)
+        if slot == -2
+        else (parent, gap, 0)
+        if slot == -3
+        else (parent, slot, line)
         for parent, slot, line in raw_nodes
     ]
-    return nodes, [*slots, *named]
+    return nodes, [*slots, *named, *([(GAP_FILE, GAP, 0)] if gaps else [])]
+
+
+def _gap_bytes(raw: dict[str, Any]) -> dict[str, list[int]] | None:
+    """Per view, [bytes, blocks] charged below a gap (stacks with frames left
+    out because the call tree was full); None when there is no gap."""
+    raw_nodes = raw["nodes"]
+    if not any(slot == -3 for _, slot, _ in raw_nodes):
+        return None
+    stats = raw["stats"] if raw["sampled"] is None else raw["sampled"]
+    under = [False] * len(raw_nodes)
+    found = {"peak": [0, 0], "at_exit": [0, 0], "allocated": [0, 0]}
+    for index, (parent, slot, _) in enumerate(raw_nodes):
+        under[index] = slot == -3 or (parent > 0 and under[parent])
+        if under[index]:
+            live_b, live_c, total_b, total_c, peak_b, peak_c = stats[index][:6]
+            for view, size, count in (
+                ("peak", peak_b, peak_c),
+                ("at_exit", live_b, live_c),
+                ("allocated", total_b, total_c),
+            ):
+                found[view][0] += size
+                found[view][1] += count
+    return found
 
 
 def _thread_list(idents: list[int], names: Callable[[int, int], str] | dict[int, str]) -> list[str]:

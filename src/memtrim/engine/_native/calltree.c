@@ -58,6 +58,7 @@
 #define LOWEST_NOGIL_ID FOREIGN_BASE
 #define NO_SLOT UINT32_MAX
 #define NATIVE_SLOT (UINT32_MAX - 1) /* a C frame: its lasti is a cframes.c index */
+#define GAP_SLOT (UINT32_MAX - 2)    /* frames left out: the tree was full (see stack_node) */
 #define MAX_DEPTH 512
 
 /* n*: the part of the bytes that came from libraries' C allocators (the
@@ -574,9 +575,11 @@ static uint32_t new_node(int32_t parent, uint32_t slot, int32_t lasti, int32_t l
 /* Bounds on the call tree.  Recursive code can make the number of distinct
  * stacks grow exponentially (a recursive generator over a binary tree has a
  * stack per path); past SOFT_NODES a new stack keeps its known outer frames and
- * its leaf only, so per-line figures stay exact; past HARD_NODES (a million
- * distinct lines: 128 MB of tables) a block is charged to the deepest frame
- * already known, and counted in tree_full_blocks. */
+ * its leaf only, with a "gap" node (GAP_SLOT) between them, so per-line figures
+ * stay exact and the reports can say which bytes have stacks with frames left
+ * out (never an outer frame shown calling a line it did not call); past
+ * HARD_NODES (a million distinct lines: 128 MB of tables) a block is charged
+ * to the deepest frame already known, and counted in tree_full_blocks. */
 #define SOFT_NODES 200000u
 #define HARD_NODES 1048576u
 
@@ -584,6 +587,29 @@ static uint32_t new_node(int32_t parent, uint32_t slot, int32_t lasti, int32_t l
  * use unless the tree holds `limit` nodes already (then returns 0). */
 static uint32_t find_child(uint32_t parent, uint32_t slot, PyCodeObject *code, int32_t lasti,
                            uint32_t limit);
+
+/* The gap node under `parent` (frames left out below it), made on first use
+ * unless the tree is at HARD_NODES: then `parent` itself. */
+static uint32_t gap_child(uint32_t parent)
+{
+    if (node_index_room(&node_index) < 0) {
+        return parent;
+    }
+    node_key_t key = {(int32_t)parent, GAP_SLOT, 0};
+    size_t at = node_index_find(&node_index, key);
+    if (node_index_used(&node_index.tab[at])) {
+        return node_index.tab[at];
+    }
+    if (nnodes >= HARD_NODES) {
+        return parent;
+    }
+    uint32_t id = new_node((int32_t)parent, GAP_SLOT, 0, 0);
+    if (id == 0) {
+        return parent;
+    }
+    node_index_put_at(&node_index, at, id);
+    return id;
+}
 
 static uint32_t child(uint32_t parent, uint32_t slot, PyCodeObject *code, int32_t lasti)
 {
@@ -748,13 +774,17 @@ static uint32_t stack_node(rec_thread_t *t, PyThreadState *ts)
             uint32_t next = slot == NO_SLOT ? 0 : find_child(node, slot, code, lasti, SOFT_NODES);
             if (next == 0) {
                 /* the tree is full: keep the leaf under the deepest known
-                 * frame, and do not cache this truncated stack */
+                 * frame, with a gap node between (the frames left out), and
+                 * do not cache this truncated stack */
                 t->stack_depth = i;
                 PyCodeObject *leaf = NULL;
                 int j = 0;
                 for (; j < n && (leaf = mt_frame_code(frames[j])) == NULL; j++) {
                 }
-                return leaf ? child(node, slot_of(leaf), leaf, mt_frame_lasti(frames[j])) : node;
+                if (leaf == NULL) {
+                    return node;
+                }
+                return child(gap_child(node), slot_of(leaf), leaf, mt_frame_lasti(frames[j]));
             }
             node = next;
         }
@@ -1400,7 +1430,9 @@ static PyObject *slot_tuple(slot_t *s)
 
 /* Plain data, after mt_tree_stop():
  *   "nodes": [(parent, slot, line)]   slot -1 for a thread root (then `line`
- *            is the thread's index) and for node 0, "not attributed";
+ *            is the thread's index) and for node 0, "not attributed"; -2 for
+ *            a C frame (`line`: its cframes index); -3 for a gap: frames
+ *            left out because the tree was full;
  *   "slots": [(filename, qualname, first line)];
  *   "stats", "sampled" (or None): a tuple per node;
  *   "nogil": the stats of blocks allocated without the GIL;
@@ -1433,7 +1465,10 @@ static PyObject *snapshot(void)
     }
     for (uint32_t i = 0; i < nnodes; i++) {
         node_t *n = &nodes[i];
-        int slot = n->slot == NO_SLOT ? -1 : n->slot == NATIVE_SLOT ? -2 : (int)n->slot;
+        int slot = n->slot == NO_SLOT       ? -1
+                   : n->slot == NATIVE_SLOT ? -2
+                   : n->slot == GAP_SLOT    ? -3
+                                            : (int)n->slot;
         PyObject *item = Py_BuildValue("(iii)", n->parent, slot, slot < 0 ? n->lasti : n->line);
         /* (a C frame: slot -2, its cframes index in place of the line) */
         stat_t sum = stats[i];

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -133,9 +133,22 @@ def _sites_table(
     return table
 
 
-def _native_notes(meta: dict[str, object]) -> list[str]:
-    """What could not be tracked of the C libraries' memory, in one line each."""
+def _native_notes(meta: dict[str, Any]) -> list[str]:
+    """What could not be tracked (C libraries' memory, full stacks), one line each."""
     notes = []
+    gaps = meta.get("stack_gaps")
+    if gaps:
+        about = "~" if not meta.get("exact") else ""
+        notes.append(
+            f"the call tree was full: {about}{human(gaps['peak'][0])} at the peak "
+            f"({about}{human(gaps['allocated'][0])} allocated) have stacks with frames left "
+            "out, shown as '(frames left out: call tree full)'; per-line figures stay exact"
+        )
+    if meta.get("tree_full_blocks"):
+        notes.append(
+            f"{meta['tree_full_blocks']:,} blocks were charged to an outer frame "
+            "(the call tree reached its hard limit)"
+        )
     if meta.get("native_error"):
         notes.append(f"native memory not counted: {meta['native_error']}")
     if meta.get("native_untracked_maps"):

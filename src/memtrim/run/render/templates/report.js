@@ -184,6 +184,7 @@
       ])
     );
     header.appendChild(el("div", { cls: "command", id: "command", text: commandText(meta) }));
+    var gaps = meta.stack_gaps;
     var peakAt = "at " + seconds(D.peak_time) + (duration ? " of " + seconds(duration) : "");
     var allocated = D.views.allocated.whole;
     header.appendChild(
@@ -192,10 +193,24 @@
         fact(VIEW_NAMES.at_exit, human(D.end_bytes), "leaks, caches, globals", exact(D.end_bytes)),
         fact(VIEW_NAMES.allocated, human(allocated), count(D.views.allocated.whole_blocks) + " blocks", exact(allocated)),
         fact("Duration", seconds(duration), D.timeline.length + " timeline samples"),
-        fact("Mode", sampled ? "sampled stacks" : "exact", sampled ? "1 stack per " + rate + " allocated" : "every block, full stack"),
+        fact("Mode", sampled ? "sampled stacks" : "exact", sampled ? "1 stack per " + rate + " allocated" : (gaps ? "every block; some stacks cut" : "every block, full stack")),
         fact("Exit", el("span", { cls: "status", text: exit.text }), exit.small, exit.text, (exit.bad ? "bad" : exit.bad === false ? "good" : "") + (exit.text.length > 24 ? " long" : "")),
       ])
     );
+    if (gaps || meta.tree_full_blocks) {
+      header.appendChild(
+        el("p", {
+          cls: "mode-note",
+          id: "gap-note",
+          text:
+            "The call tree was full: " +
+            (gaps ? (sampled ? "≈ " : "") + human(gaps.peak[0]) + " at the peak (" + human(gaps.allocated[0]) +
+              " allocated over the run) have stacks with frames left out, drawn under “(frames left out: call tree full)”. " : "") +
+            (meta.tree_full_blocks ? count(meta.tree_full_blocks) + " blocks were charged to an outer frame. " : "") +
+            "Per-line figures stay exact.",
+        })
+      );
+    }
     if (sampled) {
       header.appendChild(
         el("p", {
