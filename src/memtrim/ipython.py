@@ -10,13 +10,19 @@ Same options and meanings as memory_profiler's magics, with exact numbers:
   functions line by line while the statement runs and prints their tables;
   functions defined in notebook cells work too. Their instrumentation is
   removed when the statement ends.
+
+An exception raised by the statement shows the user's traceback only: the
+statement's line and the frames below it, none of memtrim's. A bad option
+(an unknown function, a ``-T`` file that cannot be written) is one line.
 """
 
 from __future__ import annotations
 
 import builtins
 import gc
+import os
 import threading
+from types import TracebackType
 from typing import Any
 
 from memtrim.engine import hooks, tracer
@@ -102,6 +108,34 @@ def _one_run(code: Any, namespace: dict[str, Any], timeout: float | None) -> int
     return max((cut[0] if cut else peak) - start, 0)
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def user_traceback(tb: TracebackType | None) -> TracebackType | None:
+    """``tb`` without memtrim's frames (its magics, runner and wrappers)."""
+    kept = []
+    while tb is not None:
+        if not tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+            kept.append(tb)
+        tb = tb.tb_next
+    rebuilt = None
+    for entry in reversed(kept):
+        rebuilt = TracebackType(rebuilt, entry.tb_frame, entry.tb_lasti, entry.tb_lineno)
+    return rebuilt
+
+
+def check_text_file(path: str) -> str | None:
+    """Why ``-T path`` cannot be written (``None`` if it can), checked before running."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return f"{path} is a directory"
+    if not os.path.isdir(directory):
+        return f"no such directory: {directory}"
+    if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        return "permission denied"
+    return None
+
+
 def _number(opts: Any, key: str, kind: type, default: Any) -> Any:
     text = getattr(opts, key, None)
     if text is None:
@@ -148,11 +182,19 @@ def load_ipython_extension(ipython: Any) -> None:
             if not source.strip():
                 raise UsageError("%memit: give a statement to measure")
             if setup and setup.strip():
-                self._exec(setup, "<memit setup>")
-            code = self._compile(source, "<memit>")
-            result = measure(
-                code, self.shell.user_ns, repeat, timeout if timeout > 0 else None, interval
-            )
+                __tracebackhide__ = True  # IPython leaves this frame out
+                try:
+                    self._exec(setup)
+                except Exception as exc:
+                    raise exc.with_traceback(user_traceback(exc.__traceback__)) from None
+            code = self._compile(source)
+            __tracebackhide__ = True  # IPython leaves this frame out
+            try:
+                result = measure(
+                    code, self.shell.user_ns, repeat, timeout if timeout > 0 else None, interval
+                )
+            except Exception as exc:
+                raise exc.with_traceback(user_traceback(exc.__traceback__)) from None
             if "q" not in opts:
                 print(result)
             return result if "o" in opts else None
@@ -171,15 +213,21 @@ def load_ipython_extension(ipython: Any) -> None:
             names = opts.get("f", [])
             if not names:
                 raise UsageError("%mprun: name at least one function with -f")
+            text_file = opts.get("T", [""])[-1]
+            problem = check_text_file(text_file) if text_file else None
+            if problem:
+                raise UsageError(f"%mprun: cannot write -T {text_file}: {problem}")
             profiler = LineProfiler()
             for name in names:
                 try:
                     func = eval(name, self.shell.user_global_ns, self.shell.user_ns)
                 except Exception as exc:
+                    profiler.release()
                     raise UsageError(f"%mprun: could not find function {name!r}: {exc}") from None
                 try:
                     profiler.add_function(func)
                 except TypeError as exc:
+                    profiler.release()
                     raise UsageError(f"%mprun: {name}: {exc}") from None
             profiler.reset()
             source = stmt if cell is None else stmt + "\n" + cell
@@ -195,17 +243,23 @@ def load_ipython_extension(ipython: Any) -> None:
             print(message)
             for fn in profiler.functions:
                 fn.report_missed()
-            text_file = opts.get("T", [""])[-1]
             if text_file:
-                with open(text_file, "w", encoding="utf-8") as handle:
-                    handle.write(output)
-                print(f"\n*** Profile printout saved to text file {text_file}. {message}")
+                try:
+                    with open(text_file, "w", encoding="utf-8") as handle:
+                        handle.write(output)
+                except OSError as exc:
+                    if error is None:
+                        reason = exc.strerror or str(exc)
+                        raise UsageError(f"%mprun: cannot write -T {text_file}: {reason}") from None
+                else:
+                    print(f"\n*** Profile printout saved to text file {text_file}. {message}")
             if error is not None:
-                raise error
+                __tracebackhide__ = True  # IPython leaves this frame out
+                raise error.with_traceback(user_traceback(error.__traceback__))
             return profiler if "r" in opts else None
 
         def _profile_run(self, profiler: LineProfiler, source: str) -> str:
-            code = self._compile(source, "<mprun>")
+            code = self._compile(source)
             had = "profile" in builtins.__dict__
             old = builtins.__dict__.get("profile")
             builtins.profile = profiler  # type: ignore[attr-defined]  # as memory_profiler
@@ -224,11 +278,17 @@ def load_ipython_extension(ipython: Any) -> None:
                     del builtins.profile  # type: ignore[attr-defined]
             return ""
 
-        def _compile(self, source: str, name: str) -> Any:
-            return self.shell.compile(self.shell.transform_cell(source), name, "exec")
+        def _compile(self, source: str) -> Any:
+            # cached under a cell's name, as IPython's own cells: its traceback
+            # shows the statement's source
+            transformed = self.shell.transform_cell(source)
+            name = self.shell.compile.cache(
+                transformed, self.shell.execution_count, raw_code=source
+            )
+            return self.shell.compile(transformed, name, "exec")
 
-        def _exec(self, source: str, name: str) -> None:
-            exec(self._compile(source, name), self.shell.user_ns)
+        def _exec(self, source: str) -> None:
+            exec(self._compile(source), self.shell.user_ns)
 
     ipython.register_magics(MemtrimMagics)
 

@@ -91,3 +91,59 @@ def test_magics(runner):
     assert first.split()[3] == "0.000"  # the call as a whole: all released
     assert "ERR UsageError %mprun: could not find function 'nothing_here'" in out
     assert "EVENTS 0\n" in out
+
+
+ERRORS = """
+from IPython.testing.globalipapp import start_ipython
+ip = start_ipython()
+ip.run_line_magic("colors", "nocolor")
+ip.run_line_magic("load_ext", "memtrim")
+ip.run_cell('''
+def grow(n):
+    a = bytearray(n)
+    return len(a)
+''')
+for cell in (
+    "%memit grow(None)",
+    "%%memit\\nx = 1\\ngrow(None)",
+    "%%memit raise_here = bytearray(None)\\nx = 1",
+    "%mprun -f grow grow(None)",
+    "%mprun -T /missing/dir/out.txt -f grow grow(1)",
+    "%mprun -T . -f grow grow(1)",
+):
+    print("=== CELL", cell.replace("\\n", "|"))
+    result = ip.run_cell(cell)
+    print("=== RAISED", type(result.error_in_exec).__name__)
+ip.run_line_magic("memit", "-q grow(2**20)")
+print("=== STILL WORKS")
+"""
+
+
+def test_errors_show_the_users_traceback_only(runner):
+    script = runner.write(ERRORS)
+    proc = runner.python(str(script))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    cells = out.split("=== CELL ")[1:]
+    assert len(cells) == 6 and out.rstrip().endswith("=== STILL WORKS")
+    for text in cells:
+        # none of memtrim's frames, no frame without source
+        assert "memtrim" not in text.replace("load_ext", "")
+        assert "ipython.py" not in text and "Could not get source" not in text
+    for text in cells[:2]:
+        assert "=== RAISED TypeError" in text
+        assert "----> 2     a = bytearray(n)" in text  # the user's function
+        assert "TypeError: cannot convert 'NoneType' object to bytearray" in text
+    assert "----> 1 grow(None)" in cells[0]  # the statement's own line, with its source
+    assert "----> 2 grow(None)" in cells[1]
+    assert "----> 1 raise_here = bytearray(None)" in cells[2]  # the setup line
+    assert "    a = bytearray(n)" in cells[3] and "Line #" in cells[3]  # tables first
+    assert "----> 1 grow(None)" in cells[3]
+    for text in cells[4:]:
+        assert "Traceback" not in text and "Line #" not in text  # nothing ran
+        assert "=== RAISED UsageError" in text
+    # one line each (IPython prints usage errors on stderr)
+    assert proc.stderr.splitlines() == [
+        "UsageError: %mprun: cannot write -T /missing/dir/out.txt: no such directory: /missing/dir",
+        "UsageError: %mprun: cannot write -T .: . is a directory",
+    ]

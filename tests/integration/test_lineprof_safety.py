@@ -22,7 +22,7 @@ import io
 from memtrim import profile as _profile
 TABLES = io.StringIO()
 def profile(f):
-    return _profile(f, stream=TABLES)
+    return _profile(f, stream=TABLES, precision=3)
 """
 
 FALLBACK = """

@@ -5,9 +5,13 @@ builtins) or name them with ``-f``; the tables are printed when the program
 ends: after its non-daemon threads have finished and its ``atexit`` handlers
 have run, as the interpreter would end it.
 
-On Python 3.12+ the ``profile`` put in builtins returns the function itself,
-registered for profiling (sys.monitoring needs no wrapper), exactly as ``-f``
-does; on 3.11 it wraps it to switch the tracer on while it runs.
+The ``profile`` put in builtins is the run's :class:`LineProfiler`, as under
+``python -m memory_profiler``: a decorator, and ``profile.enable_by_count()``,
+``with profile:``, ``profile.add_function``, ``profile.code_map``... On Python
+3.12+ ``@profile`` returns the function itself, registered for profiling
+(sys.monitoring needs no wrapper), exactly as ``-f`` does; on 3.11 it wraps it
+to switch the tracer on while it runs. ``-o FILE`` appends the tables to FILE,
+as memory_profiler does.
 """
 
 from __future__ import annotations
@@ -96,7 +100,7 @@ class ProfileCommand:
         atexit.register(hooks.acquire("memtrim profile").release)
         if not tracer.MONITORING:
             tracer.watch_profilers()
-        profiler = LineProfiler()
+        profiler = _BuiltinProfile(args.precision)
         for codes in in_script.values():
             for code in codes:
                 profiler.add_code(code)
@@ -104,7 +108,7 @@ class ProfileCommand:
         if args.function:
             tracer.trace_everywhere()
         report = _Report(profiler, modules, args)
-        builtins.profile = _builtin_profile(profiler, report.precisions)  # type: ignore[attr-defined]
+        builtins.profile = profiler  # type: ignore[attr-defined]
 
         error: BaseException | None = None
         with _script.as_main(script, args.args) as module:
@@ -144,7 +148,6 @@ class _Report:
         self.profiler = profiler
         self.modules = modules
         self.args = args
-        self.precisions: dict[CodeType, int] = {}  # from @profile(precision=N)
 
     def write(self) -> None:
         missed_some, refused = tracer.missed_any()
@@ -153,7 +156,7 @@ class _Report:
         self.modules.stop()
         tables = self.profiler.tables()
         text = "".join(
-            format_table(table, self.precisions.get(fn.code, self.args.precision))
+            format_table(table, self.profiler.precisions.get(fn.code, self.args.precision))
             for fn, table in zip(self.profiler.functions, tables, strict=True)
             if table.ran
         )
@@ -161,7 +164,7 @@ class _Report:
             text += _line_advice(tables, self.args.advise_threshold)
         try:
             if self.args.output:
-                _output.write_atomic(self.args.output, text)
+                _append(self.args.output, text)
             else:
                 _write_stdout(text)
             if self.args.json:
@@ -201,6 +204,12 @@ def _line_advice(tables: list[Any], threshold: int | None) -> str:
     return "\n" + advice_text(found, width=100, cwd=cwd) + "\n"
 
 
+def _append(path: str, text: str) -> None:
+    """Add ``text`` at the end of ``path`` (created if missing), as memory_profiler's ``-o``."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(text)
+
+
 def _write_stdout(text: str) -> None:
     """To ``sys.stdout``; if the program closed it, straight to file descriptor 1."""
     if not text:
@@ -215,38 +224,47 @@ def _write_stdout(text: str) -> None:
         data = data[os.write(1, data) :]
 
 
-def _builtin_profile(profiler: LineProfiler, precisions: dict[CodeType, int]) -> Any:
-    """The ``profile`` put in builtins: ``@profile`` or ``@profile(precision=, stream=)``.
+class _BuiltinProfile(LineProfiler):
+    """The ``profile`` put in builtins: the run's profiler, as memory_profiler's is.
 
-    With ``stream``, the function's table goes to that stream after each call,
-    as ``memtrim.profile`` does; with only ``precision``, the table printed at
-    the end uses it.
+    ``@profile`` or ``@profile(precision=N, stream=s)``. With ``stream``, the
+    function's table goes to that stream after each call, as
+    ``memtrim.profile`` does; with only ``precision``, the table printed at
+    the end uses it. Everything else is :class:`LineProfiler`'s.
     """
 
-    def profile(
+    def __init__(self, precision: int) -> None:
+        super().__init__()
+        self.precision = precision  # --precision
+
+    def __call__(  # type: ignore[override]
+        self,
         func: Any = None,
         stream: Any = None,
         precision: int | None = None,
         backend: str | None = None,
     ) -> Any:
+        """Profile ``func``; its table is printed at the end of the run."""
         if precision is not None:
             check_precision(precision)
         if func is None:
-            return lambda f: profile(f, stream=stream, precision=precision, backend=backend)
+            return lambda f: self(f, stream=stream, precision=precision, backend=backend)
         if stream is not None:
             return per_call_profile(
-                func, stream=stream, precision=DEFAULT_PRECISION if precision is None else precision
+                func, stream=stream, precision=self.precision if precision is None else precision
             )
         if precision is not None:
-            precisions[code_of(func)] = precision
+            self.precisions[code_of(func)] = precision
         if tracer.MONITORING:
             # sys.monitoring follows the code object: no wrapper, no C-level
             # call, the program keeps its own function (tables at the end).
-            profiler.add_function(func)
+            self.add_function(func)
             return func
-        return profiler(func)
+        return super().__call__(func)
 
-    return profile
+    def show_results(self, stream: Any = None, precision: int | None = None) -> None:
+        """The tables so far (``--precision`` unless told)."""
+        self.print_stats(stream, self.precision if precision is None else precision)
 
 
 COMMAND = ProfileCommand()

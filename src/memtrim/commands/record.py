@@ -7,14 +7,25 @@ with the exact heap level and the phases the script marks with
 until it ends (or Ctrl-C). The recording goes to ``-o FILE`` or to
 ``memtrim_<date>_<time>_<pid>.mtrec`` here, never over an existing file
 (unless ``--force``); ``memtrim plot`` draws it.
+
+As ``mprof run`` does, the script gets a ``profile`` builtin: each call of a
+function decorated with ``@profile`` is recorded as a phase named after the
+function (its start, end, exact heap peak and increment, RSS peak), which
+``memtrim plot`` draws; the line profiler's ``profile.enable_by_count()`` and
+``with profile:`` are accepted and change nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import builtins
+import functools
+import inspect
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 from memtrim.commands import _native, _output, _script
 from memtrim.commands.errors import CommandError
@@ -22,7 +33,13 @@ from memtrim.model.units import mib
 from memtrim.run.lifecycle import exit_status
 from memtrim.timeline import recording
 from memtrim.timeline.model import Timeline, peak_of
-from memtrim.timeline.session import DEFAULT_INTERVAL, Track, check_interval, record_process
+from memtrim.timeline.session import (
+    DEFAULT_INTERVAL,
+    Track,
+    check_interval,
+    phase,
+    record_process,
+)
 
 
 def _interval(text: str) -> float:
@@ -121,6 +138,7 @@ class RecordCommand:
         )
         error: BaseException | None = None
         recorder = os.getpid()
+        builtins.profile = CallPhases()  # type: ignore[attr-defined]
         with _script.as_main(script, args.args) as module, root:
             try:
                 _script.run(script, module)
@@ -152,6 +170,79 @@ class RecordCommand:
         if not args.quiet or written != output:
             sys.stderr.write(f"memtrim: {summary(timeline)} recorded to {written}\n")
         sys.stderr.flush()
+
+
+class CallPhases:
+    """The ``profile`` builtin of ``memtrim record`` (``mprof run``'s): each call
+    of a decorated function is a phase of the recording, named after it.
+
+    ``@profile``, ``@profile(precision=..., stream=...)`` (the options of the
+    line profiler's ``profile``, accepted and unused) and ``add_function``.
+    A call that starts when no phase can open (64 are open already: deep
+    recursion) runs unmarked. Generator functions are returned unchanged: a
+    call only creates the generator. ``enable_by_count``, ``disable_by_count``
+    and ``with profile:`` are accepted for scripts written for the line
+    profiler and do nothing.
+    """
+
+    def __call__(self, func: Any = None, **options: Any) -> Any:
+        """Decorate ``func``: its calls are marked as phases."""
+        if func is None:
+            return lambda f: self(f)
+        if isinstance(func, (staticmethod, classmethod)):
+            return type(func)(self(func.__func__))
+        return _marking(func)
+
+    def add_function(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """memory_profiler's ``add_function``: the decorated function (rebind it to use it)."""
+        return self(func)
+
+    def enable_by_count(self) -> None:
+        """Accepted for line-profiler scripts: nothing to switch on."""
+
+    def disable_by_count(self) -> None:
+        """Accepted for line-profiler scripts: nothing to switch off."""
+
+    def __enter__(self) -> CallPhases:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _marking(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` with each call in a phase named after it."""
+    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
+    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+        return func
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def marked_coroutine(*args: Any, **kwargs: Any) -> Any:
+            handle = _open_phase(name)
+            if handle is None:
+                return await func(*args, **kwargs)
+            with handle:
+                return await func(*args, **kwargs)
+
+        return marked_coroutine
+
+    @functools.wraps(func)
+    def marked(*args: Any, **kwargs: Any) -> Any:
+        handle = _open_phase(name)
+        if handle is None:
+            return func(*args, **kwargs)
+        with handle:
+            return func(*args, **kwargs)
+
+    return marked
+
+
+def _open_phase(name: str) -> Any:
+    try:
+        return phase(name)
+    except Exception:  # 64 phases open (deep recursion), or the recording has ended
+        return None
 
 
 def summary(timeline: Timeline) -> str:

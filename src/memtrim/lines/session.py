@@ -12,17 +12,21 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import CodeType
 from typing import Any, TextIO, TypeVar
 
 from memtrim.engine import hooks, tracer
 from memtrim.lines._wrap import wrap
-from memtrim.lines.model import FunctionTable, build_table
+from memtrim.lines.model import FunctionTable, LineRow, build_table
 from memtrim.lines.render.text import write_tables
+from memtrim.model.units import MIB
 
 F = TypeVar("F", bound=Callable[..., Any])
-DEFAULT_PRECISION = 3
+DEFAULT_PRECISION = 3  # the command line's tables and print_stats()
+# memory_profiler's default for ``profile`` and ``show_results``: the same
+# call gives the same format
+PROFILE_PRECISION = 1
 
 
 class _Owned:
@@ -179,22 +183,78 @@ def check_precision(precision: Any) -> int:
     return precision
 
 
+LineData = tuple[float, float, int]  # (increment MiB, mem usage MiB, occurrences)
+
+
+class CodeMap(dict[CodeType, dict[int, LineData]]):
+    """memory_profiler's ``LineProfiler.code_map``: code object -> per-line data.
+
+    Each profiled function's code object (and the code nested in it, which
+    shares its function's lines) maps to ``{lineno: (increment, mem_usage,
+    occurrences)}`` for the lines that ran, in line order: the increment and
+    the memory in MiB (floats, the figures of memtrim's table: exact heap
+    accounting), the occurrences a count. A snapshot, taken when
+    :attr:`LineProfiler.code_map` is read.
+
+    As in memory_profiler, :meth:`items` yields ``(filename, lines)`` per
+    profiled function that has measurements, ``lines`` iterating ``(lineno,
+    data or None)`` over every line of its source.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._toplevel: list[tuple[str, tuple[LineRow, ...], dict[int, LineData]]] = []
+
+    def add_table(self, code: CodeType, table: FunctionTable) -> None:
+        """Map ``code`` (and its nested code not mapped yet) to the rows of ``table``."""
+        lines = {
+            row.lineno: (
+                (row.increment or 0) / MIB,
+                (row.mem_usage or 0) / MIB,
+                row.occurrences,
+            )
+            for row in table.lines
+            if row.ran
+        }
+        self._toplevel.append((table.filename, table.lines, lines))
+        self[code] = lines
+        stack = [code]
+        while stack:
+            for const in stack.pop().co_consts:
+                if isinstance(const, CodeType):
+                    self.setdefault(const, lines)
+                    stack.append(const)
+
+    def items(self) -> Iterator[tuple[str, Iterator[tuple[int, LineData | None]]]]:  # type: ignore[override]
+        """memory_profiler's iteration: ``(filename, (lineno, data or None)...)``
+        per profiled function that has measurements."""
+        for filename, rows, lines in self._toplevel:
+            if lines:
+                yield filename, ((row.lineno, lines.get(row.lineno)) for row in rows)
+
+
 class LineProfiler:
     """Profiles a set of functions line by line (memory_profiler's ``LineProfiler``).
 
     Use it as a decorator or call :meth:`add_function`; :meth:`tables` gives the
-    results as plain data and :meth:`print_stats` prints them.
+    results as plain data and :meth:`print_stats` prints them. As in
+    memory_profiler: :meth:`enable_by_count`/:meth:`disable_by_count` or
+    ``with prof:`` trace the profiled functions called in the block (3.11; on
+    3.12+ they are always traced), :meth:`runctx` runs a statement so, and
+    :attr:`code_map` gives the figures per code object and line.
     """
 
     def __init__(self, native: bool | None = None, **kwargs: Any) -> None:
         self.native = native
         self.functions: list[ProfiledFunction] = []
         self.on_call_end: Callable[[ProfiledFunction], None] | None = None
+        self.precisions: dict[CodeType, int] = {}  # from prof(func, precision=N)
         # Held, not released yet. A profiler dropped without release() lets go
         # through its functions: each frees its table and its hooks handle
         # when it is garbage (the ``profile`` decorator's wrapper keeps its
         # function, not the profiler, alive).
         self._holding: list[ProfiledFunction] = []
+        self._enabled = threading.local()  # enable_by_count() calls not undone, per thread
 
     def add_function(self, func: Any) -> ProfiledFunction:
         """Profile ``func`` from now on; returns its record."""
@@ -216,21 +276,67 @@ class LineProfiler:
         """
         _release_all(self._holding)
 
-    def __call__(self, func: F) -> F:
-        """Decorate ``func`` so that its calls are profiled."""
+    def __call__(self, func: Any = None, precision: int | None = None) -> Any:
+        """Decorate ``func`` so that its calls are profiled.
+
+        ``prof(precision=N)`` returns a decorator, as memory_profiler's does;
+        ``precision`` is then the one :meth:`print_stats` uses for it by default.
+        """
+        if precision is not None:
+            check_precision(precision)
+        if func is None:
+            return lambda f: self(f, precision=precision)
         if isinstance(func, (staticmethod, classmethod)):
-            return type(func)(self(func.__func__))  # type: ignore[return-value]
+            return type(func)(self(func.__func__, precision))
         fn = self.add_function(func)
+        if precision is not None:
+            self.precisions[fn.code] = precision
         on_end = self.on_call_end
         return wrap(func, fn.code, None if on_end is None else lambda: on_end(fn))
 
     def enable_by_count(self) -> None:
-        """memory_profiler compatibility: start tracing this thread."""
-        tracer.enter()
+        """Trace this thread's calls of the profiled functions until as many
+        :meth:`disable_by_count` calls (memory_profiler's semantics)."""
+        count = getattr(self._enabled, "count", 0)
+        if count == 0:
+            tracer.enter()
+        self._enabled.count = count + 1
 
     def disable_by_count(self) -> None:
-        """memory_profiler compatibility: undo :meth:`enable_by_count`."""
-        tracer.exit()
+        """Undo one :meth:`enable_by_count` of this thread (none left: nothing happens)."""
+        count = getattr(self._enabled, "count", 0)
+        if count == 0:
+            return
+        self._enabled.count = count - 1
+        if count == 1:
+            tracer.exit()
+
+    def __enter__(self) -> LineProfiler:
+        """``with prof:``: :meth:`enable_by_count` for the block."""
+        self.enable_by_count()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.disable_by_count()
+
+    def runctx(self, cmd: Any, globals: dict[str, Any], locals: Any) -> LineProfiler:
+        """Run the statement ``cmd`` (source or code) in the given namespaces,
+        its calls of the profiled functions traced; returns the profiler."""
+        self.enable_by_count()
+        try:
+            exec(cmd, globals, locals)
+        finally:
+            self.disable_by_count()
+        return self
+
+    @property
+    def code_map(self) -> CodeMap:
+        """The figures so far per code object and line, as memory_profiler gives
+        them (see :class:`CodeMap`)."""
+        result = CodeMap()
+        for fn in self.functions:
+            result.add_table(fn.code, fn.snapshot())
+        return result
 
     def tables(self) -> list[FunctionTable]:
         """Every function's table, as plain data."""
@@ -241,9 +347,23 @@ class LineProfiler:
         for fn in self.functions:
             fn.reset()
 
-    def print_stats(self, stream: TextIO | None = None, precision: int = DEFAULT_PRECISION) -> None:
-        """Print every table that has measurements."""
-        write_tables(self.tables(), stream or sys.stdout, check_precision(precision))
+    def print_stats(self, stream: TextIO | None = None, precision: int | None = None) -> None:
+        """Print every table that has measurements (``precision``: decimals of
+        the MiB figures; default: the function's own, else 3)."""
+        if precision is not None:
+            check_precision(precision)
+        out = stream or sys.stdout
+        for fn, table in zip(self.functions, self.tables(), strict=True):
+            if table.ran:
+                chosen = self.precisions.get(fn.code, DEFAULT_PRECISION)
+                write_tables([table], out, chosen if precision is None else precision)
+        out.flush()
+
+    def show_results(
+        self, stream: TextIO | None = None, precision: int = PROFILE_PRECISION
+    ) -> None:
+        """memory_profiler's ``show_results(prof, stream, precision)`` as a method."""
+        self.print_stats(stream, check_precision(precision))
 
 
 def _release_all(holding: list[ProfiledFunction]) -> None:
@@ -252,22 +372,24 @@ def _release_all(holding: list[ProfiledFunction]) -> None:
 
 
 def show_results(
-    prof: LineProfiler, stream: TextIO | None = None, precision: int = DEFAULT_PRECISION
+    prof: LineProfiler, stream: TextIO | None = None, precision: int = PROFILE_PRECISION
 ) -> None:
-    """memory_profiler's ``show_results``: print a profiler's tables."""
-    prof.print_stats(stream, precision)
+    """memory_profiler's ``show_results``: print a profiler's tables (1 decimal
+    by default, as memory_profiler)."""
+    prof.print_stats(stream, check_precision(precision))
 
 
 def profile(
     func: Any = None,
     stream: TextIO | None = None,
-    precision: int = DEFAULT_PRECISION,
+    precision: int = PROFILE_PRECISION,
     backend: str | None = None,
     native: bool | None = None,
 ) -> Any:
     """Profile a function line by line and print its table after each call.
 
-    Use as ``@profile`` or ``@profile(precision=4, stream=f)``. The table is
+    Use as ``@profile`` or ``@profile(precision=4, stream=f)``; the MiB
+    figures have 1 decimal by default, as memory_profiler's. The table is
     printed when no call of the function is running any more (so a recursive
     function prints one table per outermost call), then the counts restart.
     ``backend`` is accepted for memory_profiler compatibility and ignored: the

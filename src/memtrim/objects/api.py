@@ -118,9 +118,13 @@ def asized(*objs: Any, detail: int = 0, **opts: Any) -> Asized | tuple[Asized, .
 
 
 def flatsize(obj: Any, align: int = 0, **opts: Any) -> int:
-    """Flat size of one object (no referents), like Pympler's (unaligned by default)."""
+    """Flat size of one object (no referents), like Pympler's (unaligned by default).
+
+    Any object has one, as in Pympler: functions, methods, classes and code
+    objects give their ``sys.getsizeof`` too (``asizeof`` skips them by default).
+    """
     options = _sizing.Options.parse({**opts, "align": align}, extra=("save",))
-    return _sizing.flat(obj, options)
+    return _sizing.flat_of_any(obj, options)
 
 
 def retained(obj: Any, **opts: Any) -> Retained:

@@ -47,6 +47,17 @@ _COMMON = ("align", "clip", "code", "footprint", "frames", "ignored", "infer", "
 _PYMPLER = ("above", "cutoff", "derive", "detail", "stats", "stream")
 
 
+class OptionError(KeyError, TypeError):
+    """An option name the function does not take.
+
+    A ``KeyError``, as Pympler raises for it (``asized(all=True)``), and a
+    ``TypeError``, as Python raises for an unexpected keyword argument.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 @dataclass(frozen=True)
 class Options:
     """Sizing options (Pympler's names and defaults, except ``limit``)."""
@@ -62,13 +73,14 @@ class Options:
 
     @classmethod
     def parse(cls, opts: dict[str, Any], extra: Iterable[str] = ()) -> Options:
-        """Validate keyword options: unknown names and wrong types raise
-        TypeError, bad values ValueError. ``extra`` names options one function
-        accepts besides the common ones (``all`` for ``asizeof``...)."""
+        """Validate keyword options: unknown names raise :class:`OptionError`
+        (a KeyError and a TypeError), wrong types TypeError, bad values
+        ValueError. ``extra`` names options one function accepts besides the
+        common ones (``all`` for ``asizeof``...)."""
         known = set(_COMMON) | set(_PYMPLER) | set(extra)
         unknown = sorted(set(opts) - known)
         if unknown:
-            raise TypeError(f"unknown option(s): {', '.join(unknown)}")
+            raise OptionError(f"unknown option(s): {', '.join(unknown)}")
         for name, value in opts.items():
             _check(name, value)
         return cls(**{k: v for k, v in opts.items() if k in _COMMON})
@@ -226,6 +238,17 @@ def flat(obj: Any, opts: Options, handler: _kinds.Handler | None = None) -> int:
     handler = handler or _handler(obj, opts)
     if not is_sized(handler, opts):
         return 0
+    raw = getsizeof(obj)
+    if opts.footprint:
+        return footprint_of(obj, raw)
+    mask = opts.mask
+    return (raw + mask) & ~mask
+
+
+def flat_of_any(obj: Any, opts: Options) -> int:
+    """Pympler's ``flatsize``: the flat size of any object, ``sys.getsizeof``
+    aligned (or its footprint), whatever its kind: functions, classes, code,
+    modules and the other kinds a deep size ignores or skips included."""
     raw = getsizeof(obj)
     if opts.footprint:
         return footprint_of(obj, raw)

@@ -196,7 +196,9 @@ def _phase_label(phase: Phase) -> str:
 
 def _draw_phases(ax: Any, timeline: Timeline) -> float:
     """Shade each phase and label it at its start, or against the right edge
-    when it would not fit; labels that would overlap go one row lower.
+    when it would not fit; labels that would overlap go one row lower. Phases
+    of the same name (the calls of one ``@profile`` function under ``memtrim
+    record``) share a colour.
     Returns the share of the axes' height the label rows take."""
     if not timeline.phases:
         return 0.0
@@ -206,9 +208,12 @@ def _draw_phases(ax: Any, timeline: Timeline) -> float:
     left, right = ax.get_xlim()
     placed: dict[int, list[tuple[float, float]]] = {}  # row -> [(x0, x1)] in axes fractions
     lowest = 0.0
-    for index, phase in enumerate(timeline.phases):
-        colour = _PHASE_COLOURS[index % len(_PHASE_COLOURS)]
+    colours: dict[str, str] = {}  # one per name: the calls of one function share it
+    for phase in timeline.phases:
+        colour = colours.setdefault(phase.name, _PHASE_COLOURS[len(colours) % len(_PHASE_COLOURS)])
         ax.axvspan(phase.start, phase.end, color=colour, alpha=0.13, linewidth=0)
+        for edge in (phase.start, phase.end):  # where it starts and ends, as mprof's brackets
+            ax.axvline(edge, color=colour, alpha=0.5, linewidth=0.8, linestyle=":")
         text = ax.text(
             0,
             1,
