@@ -48,15 +48,14 @@ def test_rounding_goes_to_the_largest_and_nothing_is_lost():
     assert stacks[2].peak.count + stacks[4].peak.count == 3
 
 
-def test_a_line_no_sample_reached_goes_under_stack_not_sampled():
-    nodes = [_node(-1, -1), _node(0, 5, 100, 1), _node(0, 6, 7, 1)]
+def test_the_lines_no_sample_reached_are_summed_under_stack_not_sampled():
+    nodes = [_node(-1, -1), _node(0, 5, 100, 1), _node(0, 6, 7, 1), _node(0, 7, 3, 1)]
     stacks = [_node(-1, -1), _node(0, 5, 100, 1)]
     calibrate(nodes, stacks, lambda: 99)
-    marker = next(i for i, n in enumerate(stacks) if n.frame == 99)
-    assert stacks[marker].parent == 0
-    (line,) = [n for n in stacks if n.frame == 6]
-    assert line.parent == marker and line.peak.bytes == 7
-    assert _self(stacks) == {(5, 0): 100, (6, 0): 7}
+    (marker,) = [n for n in stacks if n.frame == 99]  # one node for all of them
+    assert marker.parent == 0 and (marker.peak.bytes, marker.peak.count) == (10, 2)
+    assert _self(stacks) == {(5, 0): 100, (99, 0): 10}
+    assert sum(n.peak.bytes for n in stacks) == sum(n.peak.bytes for n in nodes)
 
 
 def test_a_sampled_line_that_the_exact_figures_deny_goes_to_zero():

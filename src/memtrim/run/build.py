@@ -132,7 +132,10 @@ def _merge(
     sums: list[list[int]] = []
     new_index: list[int] = [-1] * len(raw_nodes)
     by_key: dict[tuple[int, int, int], int] = {}
+    live = _with_figures(raw_nodes, raw_stats)
     for old in range(1, len(raw_nodes)):  # node 0 is the engine's "not attributed"
+        if not live[old]:
+            continue  # nothing in it or below it (most nodes of the sampled pass)
         parent = raw_nodes[old][0]
         new_parent = new_index[parent] if parent > 0 else -1
         if drop[old]:
@@ -165,6 +168,17 @@ def _merge(
         acc[8] += total_n
         new_index[old] = index
     return _prune(parents, keys, sums)
+
+
+def _with_figures(raw_nodes: Sequence[RawNode], raw_stats: Sequence[RawStats]) -> list[bool]:
+    """Per raw node: does it, or a node below it, hold a non-zero figure?"""
+    live = [any(stats[:9]) for stats in raw_stats]
+    for index in range(len(raw_nodes) - 1, 0, -1):  # children come after parents
+        if live[index]:
+            parent = raw_nodes[index][0]
+            if parent > 0:
+                live[parent] = True
+    return live
 
 
 def _prune(

@@ -9,9 +9,9 @@ flame graph's total is not the peak beside it.
 Here each line's sampled stacks are scaled, per view and per thread, so that
 they sum to the line's exact bytes, blocks and native bytes: the stacks keep
 their sampled *shares* (which callers allocated how much of the line), the
-totals become exact. A line no sample hit has its exact bytes put under
-``(stack not sampled)`` at its thread's root: the flame graph's total is then
-every attributed byte. Only the split of a line between its callers remains
+totals become exact. The lines no sample hit have their exact bytes summed
+into one ``(stack not sampled)`` node under their thread's root: the flame
+graph's total is then every attributed byte. Only the split of a line between its callers remains
 an estimate (the reports say so).
 """
 
@@ -38,7 +38,6 @@ def calibrate(
     tells a C function's frame (``--native-frames``), whose bytes belong to
     the Python line above it.
     """
-    exact = _per_line(nodes)
     found: dict[_Key, list[int]] = {}
     line_of: list[_Key | None] = []
     for index, node in enumerate(stacks):  # parents come before their children
@@ -52,26 +51,44 @@ def calibrate(
         line_of.append(key)
         if key is not None:
             found.setdefault(key, []).append(index)
-    for view in VIEWS:
+    exact, unsampled, bare_roots = _per_line(nodes, found)
+    for at, view in enumerate(VIEWS):
         for key, indexes in found.items():
-            _scale([stacks[i].view(view) for i in indexes], exact[view].get(key))
-    missing = {key for view in VIEWS for key in exact[view] if key not in found}
-    if missing:
-        _add_unsampled(stacks, exact, sorted(missing), not_sampled_frame)
+            whole = exact.get(key)
+            _scale([stacks[i].view(view) for i in indexes], whole[at] if whole else None)
+    _add_unsampled(stacks, unsampled, bare_roots, not_sampled_frame)
 
 
-def _per_line(nodes: list[Node]) -> dict[str, dict[_Key, Counts]]:
-    """The exact counts of each (line, thread) in each view."""
-    out: dict[str, dict[_Key, Counts]] = {view: {} for view in VIEWS}
+_Sums = list[Counts]  # one Counts per view, in the order of VIEWS
+
+
+def _per_line(
+    nodes: list[Node], found: dict[_Key, list[int]]
+) -> tuple[dict[_Key, _Sums], dict[int, _Sums], dict[int, _Sums]]:
+    """One pass over the exact nodes: the counts of each (line, thread) that
+    has sampled stacks; per thread, the sum of the lines that have none; and
+    per thread, a root's own bytes that no sample saw."""
+    exact: dict[_Key, _Sums] = {}
+    unsampled: dict[int, _Sums] = {}
+    bare_roots: dict[int, _Sums] = {}
     for node in nodes:
-        if node.frame < 0 and node.parent >= 0:
+        frame = node.frame
+        if frame < 0 and node.parent >= 0:
             continue
-        key = (node.frame, node.thread)
-        for view in VIEWS:
-            counts = node.view(view)
-            if counts.bytes or counts.count:
-                out[view].setdefault(key, Counts()).add(counts)
-    return out
+        key = (frame, node.thread)
+        if key in found:
+            sums = exact.get(key) or exact.setdefault(key, _zero())
+        else:
+            into = bare_roots if frame < 0 else unsampled
+            sums = into.get(node.thread) or into.setdefault(node.thread, _zero())
+        sums[0].add(node.peak)
+        sums[1].add(node.at_exit)
+        sums[2].add(node.allocated)
+    return exact, unsampled, bare_roots
+
+
+def _zero() -> _Sums:
+    return [Counts(), Counts(), Counts()]
 
 
 def _scale(parts: list[Counts], whole: Counts | None) -> None:
@@ -105,31 +122,28 @@ def _scale(parts: list[Counts], whole: Counts | None) -> None:
 
 def _add_unsampled(
     stacks: list[Node],
-    exact: dict[str, dict[_Key, Counts]],
-    missing: list[_Key],
+    unsampled: dict[int, _Sums],
+    bare_roots: dict[int, _Sums],
     not_sampled_frame: Callable[[], int],
 ) -> None:
-    """Lines with exact bytes and no sampled stack: under their thread's root,
-    below a ``(stack not sampled)`` frame."""
+    """Lines with exact bytes and no sampled stack: their sum, per thread, in
+    one ``(stack not sampled)`` node under the thread's root (one node, not
+    one per line: a big program has 100,000s of lines too small to sample)."""
+    unsampled = {t: sums for t, sums in unsampled.items() if any(c.bytes or c.count for c in sums)}
+    bare_roots = {
+        t: sums for t, sums in bare_roots.items() if any(c.bytes or c.count for c in sums)
+    }
+    if not unsampled and not bare_roots:
+        return
     roots = {node.thread: i for i, node in enumerate(stacks) if node.parent < 0 and node.frame < 0}
-    marker = -1
-    if any(frame >= 0 for frame, _ in missing):
-        marker = not_sampled_frame()
-    holders: dict[int, int] = {}
-    for frame, thread in missing:
-        counts = [_copy(exact[view].get((frame, thread))) for view in VIEWS]
-        if frame < 0:  # a root with bytes of its own and no sample
-            roots[thread] = len(stacks)
-            stacks.append(Node(-1, -1, thread, *counts))
-            continue
+    for thread, sums in sorted(bare_roots.items()):
+        roots[thread] = len(stacks)
+        stacks.append(Node(-1, -1, thread, *sums))
+    if not unsampled:
+        return
+    marker = not_sampled_frame()
+    for thread, sums in sorted(unsampled.items()):
         if thread not in roots:
             roots[thread] = len(stacks)
             stacks.append(Node(-1, -1, thread))
-        if thread not in holders:
-            holders[thread] = len(stacks)
-            stacks.append(Node(roots[thread], marker, thread))
-        stacks.append(Node(holders[thread], frame, thread, *counts))
-
-
-def _copy(counts: Counts | None) -> Counts:
-    return Counts() if counts is None else Counts(counts.bytes, counts.count, counts.native)
+        stacks.append(Node(roots[thread], marker, thread, *sums))

@@ -38,6 +38,7 @@ or first lines either) are still read. See
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 from collections.abc import Iterable, Iterator
@@ -556,8 +557,12 @@ def sites(capture: Capture, view: str, limit: int | None = None) -> list[Site]:
                 acc[0] += counts.bytes
                 acc[1] += counts.count
                 acc[2] += counts.native
-    ranked = sorted(totals.items(), key=lambda item: (-item[1][0], item[0]))
-    ranked = [item for item in ranked[:limit] if item[1][0] > 0]
+    order = lambda item: (-item[1][0], item[0])  # noqa: E731  # largest first, then by frame
+    if limit is None:
+        ranked = sorted(totals.items(), key=order)
+    else:  # a big program has 100,000s of lines: keep the top without sorting them all
+        ranked = heapq.nsmallest(limit, totals.items(), key=order)
+    ranked = [item for item in ranked if item[1][0] > 0]
     stacks = _heaviest_stacks(capture, view, {frame for frame, _ in ranked})
     whole = max(whole, 1)
     return [
