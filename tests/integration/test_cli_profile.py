@@ -132,3 +132,61 @@ def test_main_in_process_parses_and_reports_errors(capsys, tmp_path):
     assert capsys.readouterr().err == f"memtrim: no such file: {tmp_path / 'none.py'}\n"
     assert main(["--help"]) == 0
     assert "profile" in capsys.readouterr().out
+
+
+def _on_a_terminal(runner, *args):
+    """Run ``python -m memtrim ARGS`` with stderr on a pseudo-terminal; (rc, stdout, stderr)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from tests.conftest import subprocess_env
+
+    main, other = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "memtrim", *args],
+        stdout=subprocess.PIPE,
+        stderr=other,
+        cwd=runner.tmp_path,
+        env=subprocess_env(),
+    )
+    os.close(other)
+    out = proc.stdout.read().decode()
+    err = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # the other end closed
+            break
+        if not chunk:
+            break
+        err += chunk
+    os.close(main)
+    return proc.wait(timeout=60), out, err.decode().replace("\r\n", "\n")
+
+
+def test_no_profiled_function_says_so_and_how_to_choose(runner):
+    script = runner.write("x = [0] * 1000\nprint('done')\n")
+    rc, out, err = _on_a_terminal(runner, str(script))
+    assert rc == 0 and out == "done\n"
+    flat = " ".join(err.split())
+    assert "no function was profiled" in flat
+    assert "-f NAME" in flat and "memtrim run" in flat
+    piped = runner.python("-m", "memtrim", str(script))  # in a log: the program's output only
+    assert piped.stdout == "done\n" and piped.stderr == ""
+
+
+def test_profiled_functions_that_never_ran_say_so(runner):
+    script = runner.write("def g():\n    return [0] * 10\n")
+    rc, _, err = _on_a_terminal(runner, "-f", "g", str(script))
+    assert rc == 0, err
+    assert "the profiled functions never ran" in err
+
+
+def test_a_table_means_no_such_message(runner):
+    script = runner.write("@profile\ndef g():\n    return [0] * 10\ng()\n")
+    rc, out, err = _on_a_terminal(runner, str(script))
+    assert rc == 0, err
+    assert "Line #" in out
+    assert "never ran" not in err and "no function" not in err

@@ -171,8 +171,12 @@ class _Report:
                 _output.write_atomic(self.args.json, dumps_tables(tables))
         except (OSError, ValueError, CommandError) as exc:
             warn(f"could not write the tables: {exc}")
-        for line in self.modules.problems():
+        problems = list(self.modules.problems())
+        for line in problems:
             warn(line)
+        silent = not (text or missed or missed_some or refused or problems)
+        if silent and not getattr(self.profiler, "streamed", False) and _interactive():
+            warn(_nothing_profiled(bool(self.profiler.functions or self.args.function)))
         if refused:
             which = f"calls of {', '.join(missed)}" if missed else "calls in that thread"
             warn(
@@ -181,6 +185,25 @@ class _Report:
             )
         elif missed or missed_some:
             warn(missed_message(missed))
+
+
+def _interactive() -> bool:
+    """Is memtrim's stderr a terminal? (Hints are for a person, not for logs.)"""
+    try:
+        return os.isatty(2)
+    except OSError:
+        return False
+
+
+def _nothing_profiled(chosen: bool) -> str:
+    """Why there is no table, and how to get one."""
+    if chosen:
+        return "no table: the profiled functions never ran"
+    return (
+        "no function was profiled: decorate the ones to look at with @profile, or name "
+        "them with -f NAME (-f '*' for every function of the script); `memtrim run` "
+        "profiles the whole program"
+    )
 
 
 def _line_advice(tables: list[Any], threshold: int | None) -> str:
@@ -236,6 +259,7 @@ class _BuiltinProfile(LineProfiler):
     def __init__(self, precision: int) -> None:
         super().__init__()
         self.precision = precision  # --precision
+        self.streamed = False  # a function with its own stream= prints its own tables
 
     def __call__(  # type: ignore[override]
         self,
@@ -250,6 +274,7 @@ class _BuiltinProfile(LineProfiler):
         if func is None:
             return lambda f: self(f, stream=stream, precision=precision, backend=backend)
         if stream is not None:
+            self.streamed = True
             return per_call_profile(
                 func, stream=stream, precision=self.precision if precision is None else precision
             )
