@@ -166,3 +166,23 @@ def test_phase_labels_stay_inside_the_axes_and_apart():
     lowest_label = min(e.y0 for e in extents)
     top_of_data = ax.transData.transform((0, 61))[1]  # the total with children
     assert top_of_data < lowest_label
+
+
+def test_the_html_page_needs_no_matplotlib(monkeypatch):
+    def missing():
+        raise plot.PlotUnavailableError("plotting needs matplotlib")
+
+    monkeypatch.setattr(plot, "_matplotlib", missing)  # as if it were not installed
+    with pytest.raises(plot.PlotUnavailableError):
+        plot.render(TIMELINE, "out.png")
+    page = plot.render(TIMELINE, "out.html").decode()
+    svg = page[page.index("<svg") : page.index("</svg>")]
+    lines = re.findall(r'<polyline[^>]*points="([^"]*)"', svg)
+    assert len(lines) == len(plot.series_of(TIMELINE))  # every series drawn
+    assert all(points.split() for points in lines)
+    samples = sum(len(line.times) for line in plot.series_of(TIMELINE))
+    assert svg.count("<circle") >= samples  # few samples: each marked
+    assert "time (s)" in svg and "memory (MiB)" in svg
+    for phase in TIMELINE.phases:  # escaped, never raw markup from the program
+        assert f"<title>{phase.name}</title>" not in svg or "<" not in phase.name
+    assert '<script type="application/json" id="memtrim-data">' in page

@@ -23,6 +23,7 @@ from memtrim.timeline.model import (
     to_mib,
 )
 from memtrim.timeline.recording import dumps
+from memtrim.timeline.render.svg import chart
 
 FORMATS = ("png", "svg", "html")
 _PHASE_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")
@@ -320,10 +321,13 @@ def _metadata(fmt: str) -> dict[str, Any]:
 
 def page(timeline: Timeline) -> str:
     """A self-contained HTML page: the chart as inline SVG, the data as JSON."""
-    buffer = io.StringIO()
-    figure(timeline).savefig(buffer, format="svg", metadata={"Date": None})
-    svg = buffer.getvalue()
-    svg = svg[svg.index("<svg") :]  # drop the XML prolog and doctype
+    try:
+        buffer = io.StringIO()
+        figure(timeline).savefig(buffer, format="svg", metadata={"Date": None})
+        svg = buffer.getvalue()
+        svg = svg[svg.index("<svg") :]  # drop the XML prolog and doctype
+    except PlotUnavailableError:  # no matplotlib: the page draws its own chart
+        svg = chart(timeline, series_of(timeline), _title(timeline))
     data = {"summary": summary(timeline), "recording": dumps(timeline), "unit_bytes": MIB}
     blob = script_json(data)
     return _PAGE.format(
