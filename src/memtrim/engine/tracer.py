@@ -288,6 +288,7 @@ def _events() -> list[tuple[int, object]]:
         (ev.PY_RESUME, _engine.tr_start),
         (ev.PY_THROW, _engine.tr_throw),
         (ev.LINE, _engine.tr_line),
+        (ev.INSTRUCTION, _engine.tr_instruction),
         (ev.PY_RETURN, _engine.tr_return),
         (ev.PY_YIELD, _engine.tr_end),
         (ev.PY_UNWIND, _engine.tr_end),
@@ -340,7 +341,32 @@ def _release_tool() -> None:
 
 def _enable_local(code: CodeType) -> None:
     if MONITORING:
-        sys.monitoring.set_local_events(_state["tool"], code, _local_events())  # type: ignore[arg-type]
+        tool = _state["tool"]
+        events = _local_events()
+        sys.monitoring.set_local_events(tool, code, events)  # type: ignore[arg-type]
+        # CPython recomputes the line of some LINE locations of a long code
+        # object from its whole location table at every event (quadratic):
+        # such code gets its line events from INSTRUCTION events instead.
+        if _engine.tr_use_instructions(code, list(code.co_lines())):
+            ev = sys.monitoring.events
+            sys.monitoring.set_local_events(  # type: ignore[arg-type]
+                tool, code, (events & ~ev.LINE) | ev.INSTRUCTION
+            )
+
+
+def line_source(code: CodeType) -> str | None:
+    """3.12+: which events give a registered code object its lines ("line" or
+    "instruction"), or None if it has no memtrim events (or on 3.11)."""
+    tool = _state["tool"]
+    if not MONITORING or tool is None:
+        return None
+    events = sys.monitoring.get_local_events(tool, code)  # type: ignore[arg-type]
+    ev = sys.monitoring.events
+    if events & ev.INSTRUCTION:
+        return "instruction"
+    if events & ev.LINE:
+        return "line"
+    return None
 
 
 def activate() -> None:

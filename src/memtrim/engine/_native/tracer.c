@@ -68,6 +68,10 @@ typedef struct {
     int first_line;
     int plain;     /* not a generator or coroutine: one call, one return */
     int rebased;   /* the RSS was re-read at this function's first outermost call */
+    /* 3.12+, long code objects only: per code unit, the line of a location
+     * where CPython would fire LINE, else 0 (see tr_use_instructions). */
+    int32_t *unit_line;
+    Py_ssize_t nunits;
     /* The code object whose co_extra points here (borrowed), or NULL once
      * unhooked: the extra's free function clears it when the code object dies
      * or its extra is replaced, so a non-NULL value is always a live object. */
@@ -250,6 +254,7 @@ static void maybe_reset(void)
             }
             ci->code = NULL;
         }
+        free(ci->unit_line);
         free(ci);
     }
     free(codes);
@@ -1393,10 +1398,56 @@ int mt_step_out(void)
 
 static PyObject *disable_obj; /* sys.monitoring.DISABLE */
 
+/* CPython boxes an event's int argument (a line, an instruction offset)
+ * above 256 right before calling the callbacks and frees it right after: an
+ * allocation in the program's thread that the heap hooks count, between the
+ * line that ran and the event.  The callbacks take it out of this thread's
+ * counter while they run, so that it is charged to no line: the level is
+ * exact; the mark is too unless it was within one box of the level. */
+static int64_t boxed_size = -1;
+
+static inline int64_t unbox_enter(PyObject *arg)
+{
+#if MT_HAVE_MONITORING
+    if (arg == NULL || _Py_IsImmortal(arg) || Py_REFCNT(arg) != 1 || !PyLong_CheckExact(arg)) {
+        return 0;
+    }
+    if (MT_UNLIKELY(boxed_size <= 0)) {
+        int64_t cur = mt_thread_cur, hwm = mt_thread_hwm;
+        PyObject *probe = PyLong_FromLong(1000000); /* one digit, as a line or an offset */
+        int64_t size = mt_thread_cur - cur;
+        Py_XDECREF(probe);
+        mt_thread_cur = cur;
+        mt_thread_hwm = hwm;
+        if (size <= 0) {
+            return 0; /* the hooks are not counting here */
+        }
+        boxed_size = size;
+    }
+    int64_t size = boxed_size;
+    if (mt_thread_hwm <= mt_thread_cur) {
+        mt_thread_hwm = mt_thread_cur - size; /* the box may have set the mark */
+    }
+    mt_thread_cur -= size;
+    return size;
+#else
+    (void)arg;
+    return 0;
+#endif
+}
+
+/* Put the box back: CPython's free of it takes it out again. */
+static inline void unbox_exit(int64_t size)
+{
+    mt_thread_cur += size;
+}
+
 static PyObject *py_on_start(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs >= 1) {
+        int64_t box = unbox_enter(nargs >= 2 ? args[1] : NULL);
         mt_on_start(args[0]);
+        unbox_exit(box);
     }
     Py_RETURN_NONE;
 }
@@ -1404,7 +1455,9 @@ static PyObject *py_on_start(PyObject *self, PyObject *const *args, Py_ssize_t n
 static PyObject *py_on_throw(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs >= 1) {
+        int64_t box = unbox_enter(nargs >= 2 ? args[1] : NULL);
         mt_on_throw(args[0], nargs >= 3 ? args[2] : NULL);
+        unbox_exit(box);
     }
     Py_RETURN_NONE;
 }
@@ -1416,17 +1469,127 @@ static PyObject *py_on_line(PyObject *self, PyObject *const *args, Py_ssize_t na
         if (line == -1 && PyErr_Occurred()) {
             return NULL;
         }
-        if (mt_on_line(args[0], line) && disable_obj != NULL) {
+        int64_t box = unbox_enter(args[1]);
+        int off = mt_on_line(args[0], line);
+        unbox_exit(box);
+        if (off && disable_obj != NULL) {
             return Py_NewRef(disable_obj);
         }
     }
     Py_RETURN_NONE;
 }
 
+/* 3.12+: long code objects get their line events from INSTRUCTION events.
+ *
+ * CPython stores each LINE location's line as an 8-bit delta from a guess
+ * (first line + offset / 16); where it does not fit, every LINE event there
+ * recomputes the line by scanning the code's location table from the start
+ * (PyCode_Addr2Line), so a function of N statements cost O(N) per line event
+ * and O(N^2) per call.  For such code memtrim asks for INSTRUCTION events
+ * instead (their argument is the offset: nothing computed) and keeps its own
+ * table of the LINE locations CPython instrumented, with their lines: an
+ * instruction that is not one is switched off at its first event, the others
+ * become line events, as CPython would have sent them (mt_on_line treats an
+ * event on the line already running as the same execution, which is what
+ * CPython's own "same line" filter does). */
+static PyObject *py_on_instruction(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 2) {
+        Py_RETURN_NONE;
+    }
+    code_info_t *ci = lookup(args[0]);
+    if (ci == NULL || ci->unit_line == NULL) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t offset = PyLong_AsSsize_t(args[1]);
+    if (offset == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_ssize_t unit = offset / 2;
+    int line = unit >= 0 && unit < ci->nunits ? ci->unit_line[unit] : 0;
+    int64_t box = unbox_enter(args[1]);
+    int off = line <= 0 || mt_on_line(args[0], line);
+    unbox_exit(box);
+    if (off) {
+        if (disable_obj != NULL) {
+            return Py_NewRef(disable_obj);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+/* (code, [(start, end, line)] from code.co_lines()): called right after
+ * memtrim's LINE events were set on the registered `code`.  If CPython would
+ * recompute lines at some of its LINE locations, build the table and return
+ * True: the caller then switches the code to INSTRUCTION events. */
+static PyObject *py_use_instructions(PyObject *self, PyObject *args)
+{
+    PyObject *code, *ranges;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyCode_Type, &code, &PyList_Type, &ranges)) {
+        return NULL;
+    }
+    /* 3.13 only for now: on 3.12 the figures through INSTRUCTION events were
+     * not yet proven equal to LINE's (a boxed-offset size difference). */
+#if MT_HAVE_MONITORING && PY_VERSION_HEX >= 0x030D0000
+    code_info_t *ci = lookup(code);
+    PyCodeObject *co = (PyCodeObject *)code;
+    _PyCoMonitoringData *data = co->_co_monitoring;
+    if (ci == NULL || data == NULL || data->lines == NULL) {
+        Py_RETURN_FALSE;
+    }
+    Py_ssize_t n = Py_SIZE(co);
+    int far = 0;
+    for (Py_ssize_t i = 0; i < n && !far; i++) {
+        int8_t delta = data->lines[i].line_delta;
+        /* -127 (and -126 from 3.13.1): "computed"; -128: no line */
+        far = data->lines[i].original_opcode != 0 && (delta == -127 || delta == -126);
+    }
+    if (!far) {
+        Py_RETURN_FALSE;
+    }
+    int32_t *unit_line = calloc((size_t)n + 1, sizeof(int32_t));
+    if (unit_line == NULL) {
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t nranges = PyList_GET_SIZE(ranges);
+    for (Py_ssize_t r = 0; r < nranges; r++) {
+        Py_ssize_t start, end;
+        PyObject *line_obj;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(ranges, r), "nnO", &start, &end, &line_obj)) {
+            free(unit_line);
+            return NULL;
+        }
+        if (line_obj == Py_None) {
+            continue;
+        }
+        long line = PyLong_AsLong(line_obj);
+        if (line == -1 && PyErr_Occurred()) {
+            free(unit_line);
+            return NULL;
+        }
+        for (Py_ssize_t u = start / 2; u < end / 2 && u < n; u++) {
+            if (u >= 0 && data->lines[u].original_opcode != 0 && line > 0) {
+                unit_line[u] = (int32_t)line;
+            }
+        }
+    }
+    free(ci->unit_line);
+    ci->unit_line = unit_line;
+    ci->nunits = n;
+    Py_RETURN_TRUE;
+#else
+    (void)code;
+    (void)ranges;
+    Py_RETURN_FALSE;
+#endif
+}
+
 static PyObject *py_on_return(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs >= 1) {
+        int64_t box = unbox_enter(nargs >= 2 ? args[1] : NULL);
         mt_on_return(args[0]);
+        unbox_exit(box);
     }
     Py_RETURN_NONE;
 }
@@ -1434,7 +1597,9 @@ static PyObject *py_on_return(PyObject *self, PyObject *const *args, Py_ssize_t 
 static PyObject *py_on_end(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs >= 1) {
+        int64_t box = unbox_enter(nargs >= 2 ? args[1] : NULL);
         mt_on_end(args[0]);
+        unbox_exit(box);
     }
     Py_RETURN_NONE;
 }
@@ -1549,6 +1714,11 @@ static PyMethodDef tracer_methods[] = {
     {"tr_throw", FASTCALL(py_on_throw), "monitoring callback: PY_THROW"},
     {"tr_line", FASTCALL(py_on_line), "monitoring callback: LINE"},
     {"tr_return", FASTCALL(py_on_return), "monitoring callback: PY_RETURN"},
+    {"tr_instruction", FASTCALL(py_on_instruction),
+     "monitoring callback: INSTRUCTION (long code objects, 3.12+)"},
+    {"tr_use_instructions", py_use_instructions, METH_VARARGS,
+     "3.12+: (code, code.co_lines() as a list): True if the code must take its line events "
+     "from INSTRUCTION events (CPython would recompute its lines at each LINE event)."},
     {"tr_end", FASTCALL(py_on_end), "monitoring callback: PY_YIELD, PY_UNWIND"},
     {"tr_set_disable", py_set_disable, METH_O, "The value that turns a monitoring event off."},
     {"tr_set_line_map", py_set_line_map, METH_VARARGS,
