@@ -58,3 +58,13 @@ def test_the_source_is_shown_when_there_is_room():
     out = io.StringIO()
     render_summary(_capture(), out, width=160, cwd="/proj/some/deep/dir")
     assert 'return [{"identifier": i' in out.getvalue()
+
+
+def test_a_capture_written_while_the_program_ran_says_so():
+    capture = _capture()
+    capture.meta["partial"] = {"reason": "the peak grew", "peak": 48 * 2**20, "time": 3.5}
+    out = io.StringIO()
+    render_summary(capture, out, width=200)
+    text = " ".join(out.getvalue().split())
+    assert "did not finish under memtrim" in text
+    assert "at 3.50 s, the peak grew; its peak then: 48.0 MiB" in text

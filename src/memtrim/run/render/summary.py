@@ -133,9 +133,30 @@ def _sites_table(
     return table
 
 
+def partial_note(meta: dict[str, Any]) -> str | None:
+    """What a capture written while the program ran says about its end."""
+    partial = meta.get("partial")
+    if not isinstance(partial, dict):
+        return None
+    peak = partial.get("peak")
+    when = partial.get("time")
+    why = partial.get("reason", "")
+    limit = f" ({partial['limit']})" if partial.get("limit") else ""
+    return (
+        "the program did not finish under memtrim (killed: SIGKILL, the OOM killer, a "
+        "container's limit?): this capture was written while it ran"
+        + (f", at {when:.2f} s" if isinstance(when, int | float) else "")
+        + (f", {why}{limit}" if why else "")
+        + (f"; its peak then: {human(peak)}" if isinstance(peak, int) else "")
+    )
+
+
 def _native_notes(meta: dict[str, Any]) -> list[str]:
     """What could not be tracked (C libraries' memory, full stacks), one line each."""
     notes = []
+    partial = partial_note(meta)
+    if partial:
+        notes.append(partial)
     gaps = meta.get("stack_gaps")
     if gaps:
         about = "~" if not meta.get("exact") else ""

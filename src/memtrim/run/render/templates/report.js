@@ -197,6 +197,21 @@
         fact("Exit", el("span", { cls: "status", text: exit.text }), exit.small, exit.text, (exit.bad ? "bad" : exit.bad === false ? "good" : "") + (exit.text.length > 24 ? " long" : "")),
       ])
     );
+    if (meta.partial) {
+      var part = meta.partial;
+      header.appendChild(
+        el("p", {
+          cls: "mode-note",
+          id: "partial-note",
+          text:
+            "The program did not finish under memtrim (killed: SIGKILL, the OOM killer, a container's limit?): " +
+            "this capture was written while it ran" +
+            (typeof part.time === "number" ? ", at " + seconds(part.time) : "") +
+            (part.reason ? ", " + part.reason + (part.limit ? " (" + part.limit + ")" : "") : "") +
+            (typeof part.peak === "number" ? "; its peak then: " + human(part.peak) : "") + ".",
+        })
+      );
+    }
     if (gaps || meta.tree_full_blocks) {
       header.appendChild(
         el("p", {
