@@ -78,7 +78,8 @@
   function seconds(t) {
     if (t >= 100) return t.toFixed(0) + " s";
     if (t >= 1) return t.toFixed(2) + " s";
-    return t.toFixed(3) + " s";
+    if (t >= 0.01) return t.toFixed(3) + " s";
+    return (t * 1000).toFixed(t >= 0.001 ? 1 : 2) + " ms";
   }
   function str(i) {
     return D.strings[i];
@@ -192,7 +193,7 @@
         fact("Peak", human(D.peak_bytes), peakAt, exact(D.peak_bytes)),
         fact(VIEW_NAMES.at_exit, human(D.end_bytes), "leaks, caches, globals", exact(D.end_bytes)),
         fact(VIEW_NAMES.allocated, human(allocated), count(D.views.allocated.whole_blocks) + " blocks", exact(allocated)),
-        fact("Duration", seconds(duration), D.timeline.length + " timeline samples"),
+        fact("Duration", seconds(duration), D.timeline.length + (D.timeline.length === 1 ? " timeline sample" : " timeline samples")),
         fact("Mode", sampled ? "sampled stacks" : "exact", sampled ? "1 stack per " + rate + " allocated" : (gaps ? "every block; some stacks cut" : "every block, full stack")),
         fact("Exit", el("span", { cls: "status", text: exit.text }), exit.small, exit.text, (exit.bad ? "bad" : exit.bad === false ? "good" : "") + (exit.text.length > 24 ? " long" : "")),
       ])
@@ -322,13 +323,16 @@
       var label = (yv / unit.div).toFixed(ystep / unit.div < 1 ? 1 : 0) + " " + unit.name;
       axis.appendChild(svg("text", { x: m.l - 8, y: Y(yv) + 4, "text-anchor": "end" }, label));
     }
-    for (var xv = 0; xv <= tmax + xstep / 1000; xv += xstep) {
+    // a short run is told in milliseconds: every tick different, never "0.000 s"
+    var tunit = tmax < 1 ? { mul: 1000, name: "ms" } : { mul: 1, name: "s" };
+    var tstep = xstep * tunit.mul;
+    var digits = tstep >= 1 ? 0 : Math.ceil(-Math.log10(tstep) - 1e-9);
+    for (var i = 0, xv = 0; xv <= tmax + xstep / 1000; i++, xv = i * xstep) {
       grid.appendChild(svg("line", { x1: X(xv), x2: X(xv), y1: m.t, y2: H - m.b }));
-      var digits = xstep >= 1 ? 0 : Math.min(3, Math.ceil(-Math.log10(xstep)));
-      axis.appendChild(svg("text", { x: X(xv), y: H - m.b + 16, "text-anchor": "middle" }, xv.toFixed(digits) + " s"));
+      axis.appendChild(svg("text", { x: X(xv), y: H - m.b + 16, "text-anchor": "middle" }, (xv * tunit.mul).toFixed(digits) + " " + tunit.name));
     }
     axis.appendChild(svg("line", { x1: m.l, x2: W - m.r, y1: H - m.b, y2: H - m.b }));
-    axis.appendChild(svg("text", { x: W - m.r, y: H - 4, "text-anchor": "end", class: "tl-label" }, "time since start (s)"));
+    axis.appendChild(svg("text", { x: W - m.r, y: H - 4, "text-anchor": "end", class: "tl-label" }, "time since start (" + tunit.name + ")"));
     root.appendChild(grid);
     root.appendChild(axis);
 
