@@ -223,3 +223,26 @@ def test_an_untouched_capture_passes_the_checks():
     assert capture_file.loads(_crafted(lambda d: None), "x").peak_bytes == (
         small_capture().peak_bytes
     )
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d["meta"].__setitem__("duration", float("nan")), "meta 'duration' is not"),
+        (lambda d: d["meta"].__setitem__("interval", float("inf")), "meta 'interval' is not"),
+        (lambda d: d["meta"].__setitem__("mine", [1, float("nan")]), "holds NaN or Infinity"),
+        (lambda d: d["meta"].__setitem__("command", "prog.py"), "meta 'command' is not"),
+        (lambda d: d["meta"].__setitem__("exit", {"kind": "exit", "code": "0"}), "meta 'exit'"),
+        (lambda d: d["meta"].__setitem__("rss", {"peak": 5}), "meta 'rss' is not"),
+        (lambda d: d["meta"].__setitem__("sample_bytes", "256K"), "meta 'sample_bytes'"),
+        (lambda d: d["meta"].__setitem__("tree_full_blocks", -1), "meta 'tree_full_blocks'"),
+        (lambda d: d["meta"].__setitem__("stack_gaps", {"peak": 5}), "meta 'stack_gaps'"),
+        (lambda d: d["meta"].__setitem__("exact", "yes"), "meta 'exact' is not"),
+        (lambda d: d.__setitem__("sources", {"a.py": {"²": "x"}}), "'sources' is not"),
+        (lambda d: d.__setitem__("timeline", [[0, 0, 0]] * 10_001), "10001 timeline: more"),
+    ],
+)
+def test_crafted_meta_and_counts_are_refused_in_one_line(mutate, message):
+    # each of these ended in a traceback in a report, or in invalid JSON (NaN)
+    with pytest.raises(CaptureError, match="^crafted.memtrim is corrupt: .*" + re.escape(message)):
+        capture_file.loads(_crafted(mutate), "crafted.memtrim")

@@ -90,3 +90,27 @@ def test_a_profile_inside_a_profile_is_refused_and_the_outer_one_survives():
     assert outer.capture is not None
     assert outer.capture.peak_bytes >= 3 * MIB
     del kept, more
+
+
+def test_until_exit_goes_on_recording_past_the_block_until_its_atexit_handler():
+    import atexit
+
+    saved = []
+    real_exit = os._exit
+    run = ProgramRun(ProgramProfiler(), saved.append, until_exit=True)
+    try:
+        with run, run.recording():
+            pass
+        assert saved == [] and os._exit != real_exit  # the program is not over yet
+        ignored = bytearray(5 * MIB)  # memtrim's code in the main thread: not counted
+        del ignored
+        run._release_own()  # what threading calls as the interpreter starts to end
+        late = bytearray(3 * MIB)  # an atexit handler's, after the main code
+        del late
+        run._at_exit()  # what atexit calls, after the program's handlers
+    finally:
+        atexit.unregister(run._at_exit)
+        run._at_exit()
+    assert len(saved) == 1 and 3 * MIB <= saved[0].peak_bytes < 5 * MIB
+    assert os._exit is real_exit and lifecycle._fork.current is None
+    assert run.outcome.exit == {"kind": "exit", "code": 0}

@@ -11,41 +11,67 @@ from collections.abc import Callable
 
 from memtrim.commands import _output
 from memtrim.commands.errors import CommandError
+from memtrim.model import units
 from memtrim.run import capture as capture_file
 from memtrim.run.capture import Capture
 
 
 def write_outputs(
-    capture: Capture, path: str | None, html: str | None, json: str | None, force: bool
+    capture: Capture,
+    path: str | None,
+    html: str | None,
+    json: str | None,
+    force: bool,
+    written: list[tuple[str, int]] | None = None,
 ) -> None:
     """Write the capture file and the requested reports, each whole or not at all.
 
     A file that cannot be written, or that exists without ``force``, raises
     :class:`CommandError` (after the others were tried); nothing half-written
-    is left behind.
+    is left behind. ``written`` gets ``(path, bytes)`` of each file written.
     """
     failed: list[str] = []
+    done = [] if written is None else written
     if path:
-        _write(path, lambda: capture_file.dumps(capture), failed, force)
+        _write(path, lambda: capture_file.dumps(capture), failed, force, done)
     if html:
         from memtrim.run.render.html import render_html
 
-        _write(html, lambda: render_html(capture), failed, force)
+        _write(html, lambda: render_html(capture), failed, force, done)
     if json:
         from memtrim.run.render.json import dumps_capture
 
-        _write(json, lambda: dumps_capture(capture), failed, force)
+        _write(json, lambda: dumps_capture(capture), failed, force, done)
     if failed:
         raise CommandError("; ".join(failed))
 
 
-def _write(path: str, render: Callable[[], str | bytes], failed: list[str], force: bool) -> None:
+def _write(
+    path: str,
+    render: Callable[[], str | bytes],
+    failed: list[str],
+    force: bool,
+    written: list[tuple[str, int]],
+) -> None:
     try:
-        _output.write_atomic(path, render(), force=force)
+        data = render()
+        _output.write_atomic(path, data, force=force)
     except FileExistsError:
         failed.append(f"{path} exists: use --force to overwrite it")
     except OSError as exc:
         failed.append(f"cannot write {path}: {exc.strerror or exc}")
+    else:
+        size = len(data.encode() if isinstance(data, str) else data)  # utf-8, as written
+        written.append((path, size))
+
+
+def describe_written(written: list[tuple[str, int]], shown: dict[str, str] | None = None) -> str:
+    """``wrote a.memtrim (12.0 KiB), r.html (80.1 KiB)``: each file written, with
+    its size; ``shown`` maps a path to the name the user gave it."""
+    names = shown or {}
+    return "wrote " + ", ".join(
+        f"{names.get(path, path)} ({units.human(size)})" for path, size in written
+    )
 
 
 class ReportCommand:
@@ -70,7 +96,12 @@ class ReportCommand:
             if path:
                 _output.refuse_existing(path, args.force)
                 _output.check_writable(path)
-        write_outputs(capture, None, args.html, args.json, force=args.force)
+        written: list[tuple[str, int]] = []
+        try:
+            write_outputs(capture, None, args.html, args.json, force=args.force, written=written)
+        finally:
+            if written:
+                print(describe_written(written), file=sys.stderr)
         if not (args.html or args.json):
             from memtrim.commands._advice import print_advice
             from memtrim.run.render.summary import render_summary

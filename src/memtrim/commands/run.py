@@ -6,6 +6,7 @@ memtrim run [options] script.py [args] | -m module [args] | -c code [args]
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import os
 import re
@@ -16,10 +17,10 @@ from typing import Any, TextIO
 from memtrim.commands import _native, _output, _script
 from memtrim.commands._advice import add_advise_options, check_advise_options, print_advice
 from memtrim.commands.errors import CommandError
-from memtrim.commands.report import write_outputs
+from memtrim.commands.report import describe_written, write_outputs
 from memtrim.model import units
 from memtrim.run.capture import Capture
-from memtrim.run.lifecycle import ProgramRun
+from memtrim.run.lifecycle import ProgramRun, exit_status
 from memtrim.run.session import DEFAULT_INTERVAL, DEFAULT_SAMPLE_BYTES, ProgramProfiler
 
 
@@ -157,9 +158,11 @@ class _Session:
         self.output = os.path.abspath(output)
         self.html = args.html and os.path.abspath(args.html)
         self.json = args.json and os.path.abspath(args.json)
+        self.typed = [(self.html, args.html), (self.json, args.json)]
         self.cwd = os.getcwd()
         self.err = _own_stderr()
         self.write_failed = False
+        self.status = 0  # the program's exit status, as python would end it
         profiler = ProgramProfiler(
             exact=args.exact,
             sample_bytes=args.sample_bytes,
@@ -179,10 +182,18 @@ class _Session:
             follow_fork=args.follow_fork,
             on_fork=self._in_forked_child,
             messages=self.err,
+            until_exit=True,
         )
 
     def run(self) -> int:
+        """Run the program; its profile is written when the interpreter ends.
+
+        The program's end is the interpreter's: after its non-daemon threads
+        and its ``atexit`` handlers (the run's handler, registered as the
+        program starts, runs after those); then :meth:`_after_finish`.
+        """
         error: BaseException | None = None
+        atexit.register(self._after_finish)  # before the run's: runs after it
         try:
             with self.run_:
                 _script.run_program(self.program, self.script, self.run_.recording)
@@ -192,15 +203,24 @@ class _Session:
             error = exc
         except BaseException as exc:
             error = exc
-        finally:
-            self._close_err()
-        if self.write_failed and self.run_.outcome.exit["code"] == 0:
-            return 2  # the program went well, its profile did not
+        self.status = exit_status(error)
         return _script.exit_like_python(error)
 
+    def _after_finish(self) -> None:
+        """Last: close memtrim's stream; a profile that could not be written
+        turns a successful run's status into 2."""
+        failed = self.write_failed and self.status == 0 and self.run_.outcome.exit["code"] == 0
+        self._close_err()
+        if failed and os.getpid() == self.run_.owner:
+            _flush(sys.stdout, sys.stderr)
+            os._exit(2)  # the status is the interpreter's to give by now: end here
+
     def _save(self, capture: Capture) -> None:
+        written: list[tuple[str, int]] = []
         try:
-            write_outputs(capture, self.output, self.html, self.json, force=self.args.force)
+            write_outputs(
+                capture, self.output, self.html, self.json, force=self.args.force, written=written
+            )
         except CommandError as exc:  # a disk filled up, a directory went away
             self.write_failed = True
             self._say(f"memtrim: {exc}\n")
@@ -218,9 +238,12 @@ class _Session:
             if self.args.advise:
                 with contextlib.suppress(CommandError):
                     print_advice(capture, self.err, self.cwd)
-            self.err.write(
-                f"capture: {self.shown}  (memtrim report {self.shown} --html report.html)\n"
-            )
+            if written:  # each file by the name the user gave it, with its size
+                shown = {self.output: self.shown}
+                shown.update({path: name for path, name in self.typed if path})
+                self.err.write(describe_written(written, shown) + "\n")
+            if any(path == self.output for path, _ in written):
+                self.err.write(f"see: memtrim report {self.shown} --html report.html\n")
             self.err.flush()
 
     def _say(self, text: str) -> None:

@@ -113,9 +113,10 @@ def unpack(data: bytes, name: str = "file", expect: str | None = None) -> tuple[
 
 
 # A body inflates at most this many times its compressed size (what memtrim
-# writes stays far below: JSON of captures compresses 5-30x), or to the floor:
-# a crafted file that would inflate to gigabytes is refused before it is.
-MAX_RATIO = 100
+# writes stays below: JSON of captures compresses 5-30x), or to the floor: a
+# crafted file that would inflate to gigabytes is refused before it is, and
+# reading one takes at most about 15 times its bound in memory (parsed JSON).
+MAX_RATIO = 50
 MIN_LIMIT = 32 * 2**20
 
 

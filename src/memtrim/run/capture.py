@@ -360,6 +360,19 @@ def _is_number(value: Any) -> bool:
     return type(value) in (int, float) and math.isfinite(value) and value >= 0
 
 
+# The most rows memtrim writes of each list (the engine's hard limit of
+# 1,048,576 call-tree nodes, the timeline decimated to 2,000 points), with
+# room: a crafted file's counts are refused before they are read.
+_MOST = {
+    "frames": 2**22,
+    "threads": 2**20,
+    "nodes": 2**21,
+    "stacks": 2**21,
+    "timeline": 10_000,
+    "sources": 2**20,
+}
+
+
 def _problem(data: dict[str, Any], version: int) -> str | None:
     """What is wrong with capture data, or None: types, ranges and indexes."""
     for key in ("meta", "peak_bytes", "peak_time", "end_bytes", "frames", "threads", "nodes"):
@@ -367,11 +380,20 @@ def _problem(data: dict[str, Any], version: int) -> str | None:
             return f"no {key!r}"
     if not isinstance(data["meta"], dict):
         return "'meta' is not an object"
+    wrong = _meta_problem(data["meta"])
+    if wrong:
+        return wrong
+    if _holds_not_a_number(data["meta"]):
+        return "'meta' holds NaN or Infinity"
     if not (_is_int(data["peak_bytes"], 0) and _is_int(data["end_bytes"], 0)):
         return "the peak and exit bytes must be whole numbers >= 0"
     if not _is_number(data["peak_time"]):
         return "the peak time must be a number of seconds >= 0"
     frames, threads = data["frames"], data["threads"]
+    for key, most in _MOST.items():
+        rows = data.get(key)
+        if isinstance(rows, list | dict) and len(rows) > most:
+            return f"{len(rows)} {key}: more than memtrim ever writes ({most})"
     if not isinstance(frames, list) or not all(_frame_ok(row, version) for row in frames):
         return "a frame is not [file, function, line, first line]"
     if not isinstance(threads, list) or not all(isinstance(name, str) for name in threads):
@@ -399,7 +421,9 @@ def _problem(data: dict[str, Any], version: int) -> str | None:
     sources = data.get("sources", {})
     if not isinstance(sources, dict) or not all(
         isinstance(lines, dict)
-        and all(key.isdigit() and isinstance(text, str) for key, text in lines.items())
+        and all(
+            key.isascii() and key.isdigit() and isinstance(text, str) for key, text in lines.items()
+        )
         for lines in sources.values()
     ):
         return "'sources' is not {file: {line: text}}"
@@ -411,6 +435,95 @@ def _problem(data: dict[str, Any], version: int) -> str | None:
             return "'sys_path' is not a list of strings"
         if data.get("seed") is not None and not _is_int(data["seed"], 0):
             return "'seed' is not a whole number >= 0"
+    return None
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_count(value: Any) -> bool:
+    return _is_int(value, 0)
+
+
+def _is_strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _is_exit(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("kind"), str)
+        and _is_int(value.get("code"))
+        and isinstance(value.get("message", ""), str)
+        and _is_int(value.get("rss", 0), 0)
+    )
+
+
+def _is_gaps(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(value.get(view), list)
+        and len(value[view]) >= 1
+        and all(_is_int(n, 0) for n in value[view])
+        for view in ("peak", "allocated")
+    )
+
+
+def _is_rss(value: Any) -> bool:
+    if not isinstance(value, dict):
+        return False
+    from memtrim.model.rss import RssBreakdown
+
+    for when in ("peak", "at_exit"):
+        if when in value:
+            found = value[when]
+            try:
+                if not isinstance(found, dict) or not isinstance(found.get("parts"), dict):
+                    return False
+                RssBreakdown.from_dict(found)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                return False
+            if "heap" in found and not _is_int(found["heap"], 0):
+                return False
+    return True
+
+
+# What the reports read in a capture's meta, and what each must be; other
+# keys are kept as they are (plain JSON, finite numbers: see decode_body).
+_META_CHECKS: dict[str, tuple[Any, str]] = {
+    "command": (_is_strings, "a list of strings"),
+    "exit": (_is_exit, "{kind, code[, message, rss]}"),
+    "duration": (_is_number, "a number of seconds >= 0"),
+    "interval": (_is_number, "a number of seconds >= 0"),
+    "started": (_is_number, "a time >= 0"),
+    "sample_bytes": (_is_count, "a whole number >= 0"),
+    "tree_full_blocks": (_is_count, "a whole number >= 0"),
+    "native_untracked_maps": (_is_count, "a whole number >= 0"),
+    "pid": (_is_count, "a whole number >= 0"),
+    "parent_pid": (_is_count, "a whole number >= 0"),
+    "exact": (_is_bool, "true or false"),
+    "native": (_is_bool, "true or false"),
+    "native_frames": (_is_bool, "true or false"),
+    "native_error": (_is_str, "a string"),
+    "memtrim": (_is_str, "a string"),
+    "python": (_is_str, "a string"),
+    "platform": (_is_str, "a string"),
+    "observer_errors": (_is_strings, "a list of strings"),
+    "stack_gaps": (_is_gaps, "{peak: [bytes, ...], allocated: [bytes, ...]}"),
+    "rss": (_is_rss, "{peak, at_exit} RSS breakdowns"),
+    "partial": (lambda value: isinstance(value, dict), "an object"),
+    "advice": (lambda value: isinstance(value, list), "a list"),
+}
+
+
+def _meta_problem(meta: dict[str, Any]) -> str | None:
+    for key, (check, what) in _META_CHECKS.items():
+        if key in meta and not check(meta[key]):
+            return f"meta {key!r} is not {what}"
     return None
 
 
@@ -485,11 +598,39 @@ def encode_body(capture: Capture) -> bytes:
     return json.dumps(capture.to_dict(), separators=(",", ":")).encode()
 
 
+class _NotANumber:
+    """What ``NaN`` and ``Infinity`` are read as: not JSON, and no number of a
+    capture's may be one, so that every check refuses it (and a report of the
+    capture could not be valid JSON)."""
+
+    __slots__ = ()
+
+
+_NOT_A_NUMBER = _NotANumber()
+
+
+def _not_a_number(name: str) -> Any:
+    return _NOT_A_NUMBER
+
+
+def _holds_not_a_number(value: Any) -> bool:
+    todo = [value]
+    while todo:  # iterative: nesting can be deep
+        item = todo.pop()
+        if item is _NOT_A_NUMBER:
+            return True
+        if isinstance(item, dict):
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+    return False
+
+
 def decode_body(body: bytes, version: int, name: str = "capture") -> Capture:
     """A capture from the body of its file, any version up to :data:`FORMAT_VERSION`."""
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        payload = json.loads(body, parse_constant=_not_a_number)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise CaptureError(f"{name} is corrupt") from None
     if not isinstance(payload, dict):
         raise CaptureError(f"{name} is corrupt")

@@ -18,17 +18,19 @@ Whatever way the program ends (a return, an exception, ``sys.exit``,
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import posix
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TextIO
 
-from memtrim.engine import no_gc, watchdog
+from memtrim.engine import calltree, no_gc, watchdog
 from memtrim.run.capture import Capture
 from memtrim.run.session import ProgramProfiler
 
@@ -100,6 +102,13 @@ class ProgramRun:
     error and grows on. ``follow_fork``: a forked child goes on recording into
     a capture of its own, and ``on_fork(pid)`` returns the child's ``save``;
     otherwise the child is not profiled.
+
+    ``until_exit``: the program is not over when the block ends, but when the
+    interpreter does: after it has waited for the program's non-daemon threads
+    and run the program's ``atexit`` handlers. Recording (and the ``os._exit``
+    patch, the SIGTERM handler, the watchdog) then goes on past the block, and
+    the capture is built and saved by an ``atexit`` handler registered when
+    recording starts, so that it runs after every handler of the program's.
     """
 
     def __init__(
@@ -112,6 +121,7 @@ class ProgramRun:
         follow_fork: bool = False,
         on_fork: Callable[[int], Save] | None = None,
         messages: TextIO | None = None,
+        until_exit: bool = False,
     ) -> None:
         self.profiler = profiler
         self.save = save
@@ -120,6 +130,11 @@ class ProgramRun:
         self.follow_fork = follow_fork
         self.on_fork = on_fork
         self.messages = messages
+        self.until_exit = until_exit
+        self._error: BaseException | None = None  # how the block ended (until_exit)
+        self._main: Any = None  # the program's __main__ module (until_exit)
+        self._own_held = False  # the main thread runs memtrim's code (until_exit)
+        self._tripped = 0  # the RSS that tripped the limit in the block (until_exit)
         self.outcome = Outcome()
         self.owner = os.getpid()
         self._done = False
@@ -154,13 +169,35 @@ class ProgramRun:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        tripped = watchdog.stop() if self.limit else 0
+        if self.until_exit and self._deferred():
+            self._error = error  # the ending recorded when the interpreter ends
+            # the limit's MemoryError is for the main code: it could only
+            # arrive in memtrim's code or the interpreter's from now on
+            self._tripped = watchdog.stop() if self.limit else 0
+            return
+        self._end(error)
+
+    def _deferred(self) -> bool:
+        """Is the ending left to the ``atexit`` handler (see ``until_exit``)?"""
+        return self.profiler.ever_started and not self._done and os.getpid() == self.owner
+
+    def _at_exit(self) -> None:
+        # atexit: the program's threads have ended, its own handlers have run
+        self._release_own()
+        if self._active:
+            if os.getpid() == self.owner:
+                self.profiler.pause()  # first: what follows is memtrim's
+            self._end(self._error)
+
+    def _end(self, error: BaseException | None) -> None:
+        tripped = max(self._tripped, watchdog.stop() if self.limit else 0)
         if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
             signal.signal(signal.SIGTERM, self._old_term)
         try:
             self.finish(error, tripped)
         finally:
             self._uninstall()
+            self._main = None
 
     def _uninstall(self) -> None:
         if self._real_exit is not None:
@@ -171,13 +208,44 @@ class ProgramRun:
 
     @contextlib.contextmanager
     def recording(self) -> Iterator[None]:
-        """Record for the block: enter it right before the program's first instruction."""
+        """Record for the block: enter it right before the program's first instruction.
+
+        With ``until_exit``, recording goes on after the block, until the
+        interpreter ends (the ``atexit`` handler registered here).
+        """
         self.profiler.start()
+        if self.until_exit:
+            # registered now, after memtrim's own set-up and before the
+            # program's first handler: atexit runs it after the program's
+            atexit.register(self._at_exit)
+            # the program's __main__ lives until the interpreter ends, as
+            # under python, whatever the runner does with sys.modules
+            self._main = sys.modules.get("__main__")
         try:
             yield
         finally:
             if os.getpid() == self.owner:
-                self.profiler.pause()
+                if self.until_exit:
+                    self._hold_own()
+                else:
+                    self.profiler.pause()
+
+    def _hold_own(self) -> None:
+        # From the end of the block to the interpreter's shutdown, the main
+        # thread runs memtrim's code (the traceback, the command's return):
+        # its new blocks are not the program's. The program's other threads
+        # are still recorded; the main thread is again from the moment the
+        # interpreter starts to end (threading's exit callbacks, run before
+        # it waits for the threads and before the atexit handlers).
+        calltree.own_enter()
+        self._own_held = True
+        with contextlib.suppress(AttributeError, RuntimeError):  # 3.9+; not while ending
+            threading._register_atexit(self._release_own)  # type: ignore[attr-defined]
+
+    def _release_own(self) -> None:
+        if self._own_held:
+            self._own_held = False
+            calltree.own_exit()
 
     # -------------------------------------------------------------- endings
 

@@ -482,9 +482,11 @@ static inline uint32_t slot_of(PyCodeObject *code)
         return (uint32_t)(v & 0xFFFFFFFFu) - 1;
     }
     uint32_t slot = slot_by_content(code);
-    if (slot != NO_SLOT && extra_index >= 0) {
+    if (slot != NO_SLOT && extra_index >= 0 && mt_heap_on_top()) {
         /* The first extra a code object gets is an allocation: memtrim's, not
-         * the program's, so the hooks must not count it. */
+         * the program's, so the hooks must not count it.  Under another hook
+         * (tracemalloc) that allocation could deadlock (mt_heap_on_top): the
+         * slot is then found by content each time. */
         mt_heap_guard_enter();
         if (MT_CODE_SET_EXTRA((PyObject *)code, extra_index, make_tag(slot)) < 0) {
             PyErr_Clear();

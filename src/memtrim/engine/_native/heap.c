@@ -1109,6 +1109,18 @@ int mt_heap_installed(void)
     return g_installed;
 }
 
+/* Is memtrim's hook the MEM domain's allocator, with nobody above it?  When
+ * another hook wraps ours (tracemalloc started after memtrim), our hook may be
+ * called from inside it, under its lock (tracemalloc's tables are allocated
+ * through the allocator below it, ours): a call to PyMem_* from there would
+ * enter tracemalloc again and wait for that lock forever. */
+int mt_heap_on_top(void)
+{
+    PyMemAllocatorEx now;
+    PyMem_GetAllocator(PYMEM_DOMAIN_MEM, &now);
+    return now.malloc == gil_malloc;
+}
+
 int mt_heap_install(void)
 {
     if (g_refcount++ > 0) {

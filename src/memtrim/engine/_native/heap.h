@@ -37,6 +37,7 @@ int mt_heap_peek_id(void *p, uint32_t *id);
 int mt_heap_install(void);   /* GIL held; reference-counted */
 int mt_heap_uninstall(void); /* GIL held */
 int mt_heap_installed(void);
+int mt_heap_on_top(void); /* no other hook above memtrim's: PyMem_* may be called */
 int mt_heap_obj_orig(PyMemAllocatorEx *out); /* 1 and the original, if hooked */
 int64_t mt_heap_level(void);        /* live bytes allocated since install, all threads */
 int64_t mt_heap_peak(void);         /* highest level since install or last peak reset */
