@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import warnings
 
@@ -34,10 +35,12 @@ def test_the_crossing_allocation_raises_and_names_the_line():
 
 
 def test_a_block_under_its_budget_reports_its_exact_peak():
+    gc.collect()  # older garbage freed inside the block would lower its (net) peak
     with memtrim.limit(20 * MIB) as block:
         data = bytearray(10 * MIB)
         del data
-    assert 10 * MIB + HEADER <= block.peak < 10 * MIB + 2048
+    # net of what the block frees of older blocks: a few bytes of the interpreter's own
+    assert 10 * MIB + HEADER - 64 <= block.peak < 10 * MIB + 2048
 
 
 def test_warn_refuses_nothing_and_warns_at_the_end():
