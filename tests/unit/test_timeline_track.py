@@ -48,10 +48,11 @@ def test_nested_blocks_have_their_own_peaks():
             second = bytearray(10 * MIB)
             del second
         del first
-    assert 10 * MIB <= inner.peak < 10 * MIB + SLACK
+    # net of what the block frees of older blocks: a few bytes of the interpreter's
+    assert 10 * MIB - 64 <= inner.peak < 10 * MIB + SLACK
     # the inner track's own bookkeeping (its sampler, its result) is made in
     # the outer block: about 1 KiB
-    assert 50 * MIB <= outer.peak < 50 * MIB + 4 * SLACK
+    assert 50 * MIB - 64 <= outer.peak < 50 * MIB + 4 * SLACK
     assert abs(outer.increment) < 4 * SLACK  # `inner` itself is still alive
 
 

@@ -23,12 +23,14 @@ def write_outputs(
     json: str | None,
     force: bool,
     written: list[tuple[str, int]] | None = None,
+    json_sites: int = 100,
 ) -> None:
     """Write the capture file and the requested reports, each whole or not at all.
 
     A file that cannot be written, or that exists without ``force``, raises
     :class:`CommandError` (after the others were tried); nothing half-written
     is left behind. ``written`` gets ``(path, bytes)`` of each file written.
+    ``json_sites``: the sites per view in the JSON report (0: all of them).
     """
     failed: list[str] = []
     done = [] if written is None else written
@@ -41,7 +43,7 @@ def write_outputs(
     if json:
         from memtrim.run.render.json import dumps_capture
 
-        _write(json, lambda: dumps_capture(capture), failed, force, done)
+        _write(json, lambda: dumps_capture(capture, json_sites), failed, force, done)
     if failed:
         raise CommandError("; ".join(failed))
 
@@ -74,6 +76,35 @@ def describe_written(written: list[tuple[str, int]], shown: dict[str, str] | Non
     )
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: give a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: must be >= 0")
+    return value
+
+
+def _positive_count(text: str) -> int:
+    value = _count(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("invalid count 0: must be at least 1")
+    return value
+
+
+def add_json_sites(parser: argparse.ArgumentParser) -> None:
+    """``--json-sites N``: how many sites each view of the JSON report lists."""
+    parser.add_argument(
+        "--json-sites",
+        type=_count,
+        default=100,
+        metavar="N",
+        help="sites per view in the JSON report (default 100; 0: all); the report "
+        "says how many it left out",
+    )
+
+
 class ReportCommand:
     """Show a capture written by `memtrim run` and turn it into HTML or JSON."""
 
@@ -84,7 +115,14 @@ class ReportCommand:
         parser.add_argument("--html", metavar="FILE", help="write the HTML report")
         parser.add_argument("--json", metavar="FILE", help="write the JSON report")
         _output.add_force(parser, "overwrite the reports if they exist")
-        parser.add_argument("--top", type=int, default=8, help="lines per table (default 8)")
+        add_json_sites(parser)
+        parser.add_argument(
+            "--top",
+            type=_positive_count,
+            default=8,
+            metavar="N",
+            help="lines per table (default 8)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         _output.check_force_flag(args, self.name)
@@ -98,7 +136,15 @@ class ReportCommand:
                 _output.check_writable(path)
         written: list[tuple[str, int]] = []
         try:
-            write_outputs(capture, None, args.html, args.json, force=args.force, written=written)
+            write_outputs(
+                capture,
+                None,
+                args.html,
+                args.json,
+                force=args.force,
+                written=written,
+                json_sites=args.json_sites,
+            )
         finally:
             if written:
                 print(describe_written(written), file=sys.stderr)

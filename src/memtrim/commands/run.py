@@ -17,7 +17,7 @@ from typing import Any, TextIO
 from memtrim.commands import _native, _output, _script
 from memtrim.commands._advice import add_advise_options, check_advise_options, print_advice
 from memtrim.commands.errors import CommandError
-from memtrim.commands.report import describe_written, write_outputs
+from memtrim.commands.report import add_json_sites, describe_written, write_outputs
 from memtrim.model import units
 from memtrim.run.capture import Capture
 from memtrim.run.lifecycle import ProgramRun, exit_status
@@ -94,6 +94,7 @@ class RunCommand:
         )
         parser.add_argument("--html", metavar="FILE", help="also write the HTML report")
         parser.add_argument("--json", metavar="FILE", help="also write the JSON report")
+        add_json_sites(parser)
         parser.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
         parser.add_argument(
             "--follow-fork", action="store_true", help="profile forked children too (own captures)"
@@ -173,7 +174,9 @@ class _Session:
             seed=args.seed,
             native_frames=args.native,
             observer=_advisor(args),
+            keep=self._keep,
         )
+        self.kept = False  # a capture was written while the program ran
         self.run_ = ProgramRun(
             profiler,
             self._save,
@@ -215,11 +218,25 @@ class _Session:
             _flush(sys.stdout, sys.stderr)
             os._exit(2)  # the status is the interpreter's to give by now: end here
 
+    def _keep(self, capture: Capture) -> None:
+        """While the program runs: the capture so far, in place of the final one
+        (which replaces it), so that a killed program leaves its profile."""
+        from memtrim.run import capture as capture_file
+
+        _output.write_atomic(self.output, capture_file.dumps(capture), force=True)
+        self.kept = True
+
     def _save(self, capture: Capture) -> None:
         written: list[tuple[str, int]] = []
         try:
             write_outputs(
-                capture, self.output, self.html, self.json, force=self.args.force, written=written
+                capture,
+                self.output,
+                self.html,
+                self.json,
+                force=self.args.force or self.kept,  # the capture kept while it ran is ours
+                written=written,
+                json_sites=self.args.json_sites,
             )
         except CommandError as exc:  # a disk filled up, a directory went away
             self.write_failed = True

@@ -186,6 +186,8 @@ class ProgramRun:
         self._release_own()
         if self._active:
             if os.getpid() == self.owner:
+                if self._main is not None:  # the program's, as python has it to the end
+                    sys.modules["__main__"] = self._main  # (the advisor's exit walk reads it)
                 self.profiler.pause()  # first: what follows is memtrim's
             self._end(self._error)
 
@@ -215,12 +217,16 @@ class ProgramRun:
         """
         self.profiler.start()
         if self.until_exit:
-            # registered now, after memtrim's own set-up and before the
-            # program's first handler: atexit runs it after the program's
-            atexit.register(self._at_exit)
-            # the program's __main__ lives until the interpreter ends, as
-            # under python, whatever the runner does with sys.modules
-            self._main = sys.modules.get("__main__")
+            calltree.own_enter()  # memtrim's, not the program's (no context
+            try:  # manager: making one would be counted)
+                # registered now, after memtrim's own set-up and before the
+                # program's first handler: atexit runs it after the program's
+                atexit.register(self._at_exit)
+                # the program's __main__ lives until the interpreter ends, as
+                # under python, whatever the runner does with sys.modules
+                self._main = sys.modules.get("__main__")
+            finally:
+                calltree.own_exit()
         try:
             yield
         finally:

@@ -162,10 +162,19 @@ class DiskKeeper:
         self._running = False
 
     def start(self) -> None:
-        """Start watching (a low-level thread)."""
+        """Start watching (a low-level thread); returns once it runs.
+
+        Start it before the run's figures begin: the thread's own start (its
+        first frame's stack chunk, allocated before it can say it is
+        memtrim's) is then not the program's. The thread never ends (it parks
+        when stopped, and dies with the process): its end would free that
+        chunk into the run's figures.
+        """
         self._start = time.monotonic()
         self._running = True
-        _thread.start_new_thread(self._loop, ())
+        ready = threading.Event()
+        _thread.start_new_thread(self._loop, (ready,))
+        ready.wait(timeout=10)
 
     def stop(self) -> None:
         """Stop watching; waits for a write under way to end."""
@@ -174,16 +183,17 @@ class DiskKeeper:
             self._done.wait(timeout=30)
             self._running = False
 
-    def _loop(self) -> None:
+    def _loop(self, ready: threading.Event) -> None:
         calltree.own_enter()  # what this thread allocates is memtrim's
+        ready.set()
         try:
             while not self._stop.wait(TICK):
                 self.check()
         except BaseException as exc:  # the program must never see this thread fail
             self.errors.append(f"{type(exc).__name__}: {exc}")
         finally:
-            calltree.own_exit()
             self._done.set()
+        threading.Event().wait()  # parked for good (see start)
 
     def check(self) -> bool:
         """Write the capture if it is due; True if it was written."""

@@ -10,21 +10,24 @@ thread for the timeline, and builds a :class:`~memtrim.run.capture.Capture`::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol
 
 import memtrim
 from memtrim import __version__
-from memtrim.engine import calltree, hooks, memory, no_gc
+from memtrim.engine import calltree, hooks, memory, no_gc, procfs
 from memtrim.model.rss import breakdown
 from memtrim.run import _threads
 from memtrim.run._threads import ThreadNames
 from memtrim.run.build import EntryTest, OwnFiles, build
 from memtrim.run.capture import Capture, decimate
+from memtrim.run.ondisk import DiskKeeper
 
 DEFAULT_SAMPLE_BYTES = 256 * 1024
 DEFAULT_INTERVAL = 0.01
@@ -73,6 +76,9 @@ class ProgramProfiler:
     functions that made a native block below its Python line in the sampled
     stacks (the flame graph). ``observer`` (an :class:`Observer`, the advisor)
     looks at the program while it runs and adds its findings to the capture.
+    ``keep(capture)``, if given, writes a capture of the recording so far while
+    the program runs (:class:`~memtrim.run.ondisk.DiskKeeper`: as the peak
+    grows, and near the memory limit), so that a killed program leaves one.
     """
 
     def __init__(
@@ -88,6 +94,7 @@ class ProgramProfiler:
         native: bool | None = None,
         native_frames: bool = False,
         observer: Observer | None = None,
+        keep: Callable[[Capture], None] | None = None,
     ) -> None:
         if sample_bytes <= 0:
             raise ValueError(f"sample_bytes must be positive, not {sample_bytes}")
@@ -103,6 +110,9 @@ class ProgramProfiler:
         self.native = native
         self.native_frames = native_frames
         self.observer = observer
+        self.keep = keep
+        self._keeper: DiskKeeper | None = None
+        self._rss0 = self._rss_end = 0
         self.capture: Capture | None = None
         self._sampler: Any = None
         self._samples: list[Any] = []
@@ -135,11 +145,21 @@ class ProgramProfiler:
             except OSError:  # the directory is gone: paths stay absolute
                 self.root = ""
         self._start_sampler()
+        if self.keep is not None:  # before the base: its thread's start is not the program's
+            self._keeper = DiskKeeper(0, self._partial, self.keep)
+            self._keeper.start()
+        self._rss0 = procfs.rss()
         # Blocks allocated before now (memtrim's own, or the program's before
         # profiling) are not the profiled code's: figures start from here.
+        # What memtrim allocates from here on for itself (the call tree's set
+        # up, the thread names, the advisor, the keeper) is its own work, never
+        # counted: the heap's level and peak are then the program's alone, and
+        # every total of a report is a sum of its lines (a `print("hi")` no
+        # longer peaks above what it allocated).
+        calltree.own_enter()  # first: even the int the level comes in is memtrim's
         self._base = hooks.level()
-        self._threads.start()
         try:
+            self._threads.start()
             calltree.start(
                 self.exact,
                 self.sample_bytes,
@@ -151,29 +171,73 @@ class ProgramProfiler:
             memory.watch_start(RSS_STEP)
             if self.observer is not None:
                 self.observer.start(self._base)
+            if self._keeper is not None:
+                self._keeper.base = self._base
         except BaseException:
+            if self._keeper is not None:
+                self._keeper.stop()
+                self._keeper = None
             memory.watch_stop()
             self._threads.stop()
             self._stop_sampler()
             self._hooks.release()
             raise
+        finally:
+            calltree.own_exit()
         self._running = True
         self.ever_started = True
+
+    def _partial(self, why: dict[str, Any]) -> Capture:
+        """A capture of the recording so far (the keeper's: the program runs on)."""
+        raw = calltree.snapshot()
+        now = time.monotonic()
+        base = self._base
+        timeline = self._timeline(now - self._t0, hooks.level() - base, self._sampler_peek())
+        return build(
+            raw,
+            meta={**self._meta(now - self._t0), "partial": why},
+            peak_bytes=max(hooks.peak() - base, 0),
+            peak_time=max(timeline, key=lambda p: p[1])[0] if timeline else 0.0,
+            end_bytes=max(hooks.level() - base, 0),
+            timeline=timeline,
+            thread_names=self._threads.name,
+            is_entry=self.is_entry,
+            own=OWN_FILES,
+            root=self.root or "",
+            sys_path=list(sys.path),
+            seed=self.seed,
+        )
+
+    def _sampler_peek(self) -> list[Any]:
+        """The samples so far, the native thread going on."""
+        if self._sampler is not None:
+            with contextlib.suppress(Exception):
+                self._samples.extend(self._sampler.drain())
+        return self._samples
 
     def pause(self) -> None:
         """Stop attributing allocations; :meth:`stop` builds the capture later."""
         if self._running and self._paused is None:
-            if self.observer is not None:
-                self._observe(self.observer.finish)
-            calltree.stop()
-            self._read_rss()
-            self._note_native()
-            base = self._base
-            self._paused = (
-                hooks.peak() - base,
-                hooks.level() - base,
-                time.monotonic(),
-            )
+            calltree.own_enter()  # what memtrim allocates from here is its own
+            try:
+                if self._keeper is not None:  # first: it reads the recording
+                    self._keeper.stop()
+                    if self._keeper.written:
+                        self.meta["kept_on_disk"] = self._keeper.written
+                    if self._keeper.errors:
+                        self.meta["keeper_errors"] = self._keeper.errors[:3]
+                    self._keeper = None
+                if self.observer is not None:
+                    self._observe(self.observer.finish)
+                calltree.stop()
+                base = self._base
+                figures = (hooks.peak() - base, hooks.level() - base, time.monotonic())
+                self._read_rss()
+                self._note_native()
+                self._rss_end = procfs.rss()
+                self._paused = figures
+            finally:
+                calltree.own_exit()
 
     def stop(self) -> Capture:
         """Stop recording and build :attr:`capture` (safe to call twice)."""
@@ -234,18 +298,9 @@ class ProgramProfiler:
         self._threads.stop()
         if self._hooks is not None:
             self._hooks.release()
-        timeline = self._timeline(duration, end)
+        timeline = self._timeline(duration, end, self._samples, self._rss_end)
         peak_time = max(timeline, key=lambda p: p[1])[0] if timeline else 0.0
-        meta = {
-            "memtrim": __version__,
-            "python": sys.version.split()[0],
-            "platform": sys.platform,
-            "pid": os.getpid(),
-            "started": self._wall0,
-            "duration": duration,
-            "interval": self.interval,
-            **self.meta,
-        }
+        meta = self._meta(duration)
         self.capture = build(
             raw,
             meta=meta,
@@ -262,15 +317,32 @@ class ProgramProfiler:
         )
         return self.capture
 
+    def _meta(self, duration: float) -> dict[str, Any]:
+        return {
+            "memtrim": __version__,
+            "python": sys.version.split()[0],
+            "platform": sys.platform,
+            "pid": os.getpid(),
+            "started": self._wall0,
+            "duration": duration,
+            "interval": self.interval,
+            **self.meta,
+        }
+
     def after_fork_in_child(self) -> None:
         """In a forked child that goes on recording: a new sampling thread."""
         self.meta["parent_pid"] = self._pid
         self._pid = os.getpid()
         self._sampler = None
         self._start_sampler()
+        # the parent's watcher thread is not in the child, and a new one's
+        # start would be counted in the child's figures: no capture is kept
+        # on disk while a forked child runs
+        self._keeper = None
 
     def stop_in_forked_child(self) -> None:
         """In a forked child that is not profiled: stop recording there."""
+        self._keeper = None
         calltree.stop()
 
     # ----------------------------------------------------------- timeline
@@ -294,16 +366,21 @@ class ProgramProfiler:
             pass
         self._sampler = None
 
-    def _timeline(self, duration: float, end: int) -> list[tuple[float, int, int]]:
+    def _timeline(
+        self, duration: float, end: int, samples: list[Any], rss_end: int = 0
+    ) -> list[tuple[float, int, int]]:
+        """(time, heap, RSS) from the start (nothing allocated yet, the RSS
+        then) through the native thread's samples to the end: two points at
+        least, whatever the program's length."""
         t0_ns = int(self._t0 * 1e9)
-        points = []
+        points = [(0.0, 0, self._rss0)]
         last_heap = 0
-        for t_ns, heap_level, rss, *_marks in self._samples:
+        for t_ns, heap_level, rss, *_marks in samples:
             last_heap = heap_level - self._base if heap_level is not None else last_heap
             points.append(((t_ns - t0_ns) / 1e9, max(last_heap, 0), rss[0][1] if rss else 0))
         points = [p for p in points if p[0] >= 0]
-        rss_now = points[-1][2] if points else 0
-        points.append((duration, end, rss_now))
+        rss_now = rss_end or points[-1][2]
+        points.append((max(duration, points[-1][0]), max(end, 0), rss_now))
         return decimate(points, TIMELINE_POINTS)
 
     # ----------------------------------------------------- context manager
