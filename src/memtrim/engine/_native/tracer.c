@@ -350,6 +350,18 @@ static line_stats_t *stats_for(int table, int line)
     return &t->lines[i];
 }
 
+/* stats_for() on the per-event path: the line's slot when the table already
+ * has it (a freed table has no lines), else the general case. */
+static inline line_stats_t *stats_at(int table, int line)
+{
+    table_t *t = &tables[table];
+    unsigned i = (unsigned)(line - t->first_line);
+    if (MT_LIKELY(i < (unsigned)t->nlines)) {
+        return &t->lines[i];
+    }
+    return stats_for(table, line);
+}
+
 static inline int fold_line(int table, int line, int *folded)
 {
     table_t *t = &tables[table];
@@ -371,6 +383,27 @@ static inline code_info_t *lookup(PyObject *code)
         return NULL;
     }
     return extra;
+}
+
+/* CPython's co_extra block (_PyCodeObjectExtra in pycore_code.h, the same in
+ * 3.11 to 3.13): the extras by index. */
+typedef struct {
+    Py_ssize_t ce_size;
+    void *ce_extras[1];
+} mt_code_extra_t;
+
+/* lookup() on the per-event paths: two loads instead of a call into CPython
+ * that checks its arguments (event callbacks always get code objects). */
+static inline code_info_t *lookup_fast(PyObject *code)
+{
+    if (MT_UNLIKELY(!PyCode_Check(code))) {
+        return lookup(code);
+    }
+    mt_code_extra_t *e = ((PyCodeObject *)code)->co_extra;
+    if (e == NULL || extra_index < 0 || extra_index >= e->ce_size) {
+        return NULL;
+    }
+    return e->ce_extras[extra_index];
 }
 
 static void describe(code_info_t *ci, PyObject *code, int table, int is_root)
@@ -518,12 +551,20 @@ static int set_line_map(int table, PyObject *pairs)
 
 /* ------------------------------------------------------------ thread state */
 
-static tstate_t *state(void)
+static MT_NOINLINE tstate_t *new_state(void);
+
+static inline tstate_t *state(void)
 {
     tstate_t *ts = t_state;
     if (MT_LIKELY(ts != NULL && ts->generation == generation)) {
         return ts;
     }
+    return new_state();
+}
+
+static MT_NOINLINE tstate_t *new_state(void)
+{
+    tstate_t *ts;
     ts = calloc(1, sizeof(tstate_t));
     if (ts == NULL) {
         return NULL;
@@ -551,7 +592,17 @@ static frame_t *push_frame(tstate_t *ts)
     return fr;
 }
 
-static int32_t *grow_counter(int32_t **array, int *cap, int index)
+static MT_NOINLINE int32_t *grow_counter_slow(int32_t **array, int *cap, int index);
+
+static inline int32_t *grow_counter(int32_t **array, int *cap, int index)
+{
+    if (MT_LIKELY(index < *cap)) {
+        return &(*array)[index];
+    }
+    return grow_counter_slow(array, cap, index);
+}
+
+static MT_NOINLINE int32_t *grow_counter_slow(int32_t **array, int *cap, int index)
 {
     if (index >= *cap) {
         int n = index + 16;
@@ -595,7 +646,7 @@ static void start_record(tstate_t *ts, record_t *rec, int table, int line, int c
     if (outer != NULL && outer != rec && mt_thread_hwm > outer->max) {
         outer->max = mt_thread_hwm; /* fold before the mark is reset */
     }
-    line_stats_t *s = stats_for(table, line);
+    line_stats_t *s = stats_at(table, line);
     if (s == NULL) {
         return;
     }
@@ -622,7 +673,7 @@ static void finish_record(record_t *rec, record_t *parent)
     if (parent != NULL && rec->max > parent->max) {
         parent->max = rec->max;
     }
-    line_stats_t *s = stats_for(rec->table, rec->line);
+    line_stats_t *s = stats_at(rec->table, rec->line);
     if (s == NULL) {
         return;
     }
@@ -818,7 +869,8 @@ static void close_call_at_return(tstate_t *ts, frame_t *fr, PyObject *code)
 
 static frame_t *enter_frame(tstate_t *ts, code_info_t *ci)
 {
-    record_t *outer = open_record(ts, ts->depth - 1);
+    /* only nested code needs the record it runs in */
+    record_t *outer = ci->is_root ? NULL : open_record(ts, ts->depth - 1);
     int32_t *depth = grow_counter(&ts->code_depth, &ts->code_cap, ci->index);
     int32_t *tdepth = NULL;
     if (ci->is_root) {
@@ -861,7 +913,7 @@ static void pop_frame(tstate_t *ts)
 /* Returns the new frame, or NULL if the code is not followed here. */
 static frame_t *on_start(PyObject *code, int count_occurrence)
 {
-    code_info_t *ci = lookup(code);
+    code_info_t *ci = lookup_fast(code);
     if (ci == NULL) {
         return NULL;
     }
@@ -902,9 +954,60 @@ void mt_on_throw(PyObject *code, PyObject *exc)
     on_start(code, !closing);
 }
 
+/* The top frame `fr` moves to `line`: finish_line() then, if `start`,
+ * start_record() of its line record, in one pass with the same figures.  The
+ * record enclosing the line record is the same for both (the frame's call
+ * record, or the innermost open one below), and once the finished record has
+ * folded the mark into it, the start has nothing left to fold. */
+static inline void next_line(tstate_t *ts, frame_t *fr, int table, int line, int start)
+{
+    const int64_t cur = mt_thread_cur, hwm = mt_thread_hwm;
+    record_t *parent = fr->call.active ? &fr->call : open_record(ts, ts->depth - 2);
+    record_t *rec = &fr->line;
+    if (rec->active) {
+        rec->active = 0;
+        int64_t max = rec->max > hwm ? rec->max : hwm;
+        rec->max = max;
+        if (parent != NULL && max > parent->max) {
+            parent->max = max;
+        }
+        line_stats_t *s = stats_at(rec->table, rec->line);
+        if (MT_LIKELY(s != NULL)) {
+            if (rec->count_increment) {
+                s->increment += cur - rec->start + rec->bias;
+            }
+            if (max - rec->start > s->peak) {
+                s->peak = max - rec->start;
+            }
+            int64_t level = mem_usage_now();
+            if (level > s->mem_usage) {
+                s->mem_usage = level;
+            }
+        }
+    }
+    else if (parent != NULL && hwm > parent->max) {
+        parent->max = hwm;
+    }
+    if (!start) {
+        return;
+    }
+    line_stats_t *s = stats_at(table, line);
+    if (MT_UNLIKELY(s == NULL)) {
+        return;
+    }
+    s->occurrences++;
+    rec->counted = 1;
+    rec->active = 1;
+    rec->table = table;
+    rec->line = line;
+    rec->count_increment = !fr->recursive;
+    rec->bias = 0;
+    rec->start = rec->max = mt_thread_hwm = cur;
+}
+
 int mt_on_line(PyObject *code, int line)
 {
-    code_info_t *ci = lookup(code);
+    code_info_t *ci = lookup_fast(code);
     if (ci == NULL) {
         return 0;
     }
@@ -931,17 +1034,14 @@ int mt_on_line(PyObject *code, int line)
          * line's event here never starts anything: it can be turned off. */
         return folded;
     }
-    finish_line(ts, fr);
     fr->fresh = 0;
-    if (line != fr->skip_line) {
-        start_record(ts, &fr->line, ci->table, line, !fr->recursive, 1);
-    }
+    next_line(ts, fr, ci->table, line, line != fr->skip_line);
     return 0;
 }
 
 static frame_t *ending_frame(PyObject *code, tstate_t **out)
 {
-    code_info_t *ci = lookup(code);
+    code_info_t *ci = lookup_fast(code);
     tstate_t *ts = t_state;
     if (ci == NULL || ts == NULL || ts->generation != generation || ts->depth == 0) {
         return NULL;
@@ -1169,8 +1269,9 @@ static int profilefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *
             return 0;
         }
     }
-    PyObject *code = (PyObject *)PyFrame_GetCode(frame);
-    code_info_t *ci = lookup(code);
+    /* borrowed: the frame holds it for the whole event */
+    PyObject *code = (PyObject *)frame->f_frame->f_code;
+    code_info_t *ci = lookup_fast(code);
     if (what == PyTrace_CALL) {
         int saved = ts->foreign, depth = ts->depth;
         ts->foreign = 0;
@@ -1201,7 +1302,6 @@ static int profilefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *
         }
     }
     line_tracing(py, ts->depth > 0 && ts->foreign == 0);
-    Py_DECREF(code);
     return 0;
 }
 
@@ -1242,9 +1342,10 @@ static int tracefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *ar
         return 0;
     }
     if (what == PyTrace_LINE) {
-        PyObject *code = (PyObject *)PyFrame_GetCode(frame);
-        mt_on_line(code, PyFrame_GetLineNumber(frame));
-        Py_DECREF(code);
+        /* CPython set f_lineno for this call (call_trace); the code is the
+         * frame's, borrowed */
+        int line = frame->f_lineno != 0 ? frame->f_lineno : PyFrame_GetLineNumber(frame);
+        mt_on_line((PyObject *)frame->f_frame->f_code, line);
     }
     else if (what == PyTrace_EXCEPTION) {
         PyObject *code = (PyObject *)PyFrame_GetCode(frame);
@@ -1462,10 +1563,23 @@ static PyObject *py_on_throw(PyObject *self, PyObject *const *args, Py_ssize_t n
     Py_RETURN_NONE;
 }
 
+/* An event's int argument (a line, an offset): CPython's own exact int,
+ * read in place; anything else through PyLong_AsLong.  -1 and an exception
+ * on error. */
+static inline long event_int(PyObject *arg)
+{
+#if MT_HAVE_MONITORING
+    if (MT_LIKELY(PyLong_CheckExact(arg) && PyUnstable_Long_IsCompact((PyLongObject *)arg))) {
+        return (long)PyUnstable_Long_CompactValue((PyLongObject *)arg);
+    }
+#endif
+    return PyLong_AsLong(arg);
+}
+
 static PyObject *py_on_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs >= 2) {
-        int line = (int)PyLong_AsLong(args[1]);
+        int line = (int)event_int(args[1]);
         if (line == -1 && PyErr_Occurred()) {
             return NULL;
         }
@@ -1497,7 +1611,7 @@ static PyObject *py_on_instruction(PyObject *self, PyObject *const *args, Py_ssi
     if (nargs < 2) {
         Py_RETURN_NONE;
     }
-    code_info_t *ci = lookup(args[0]);
+    code_info_t *ci = lookup_fast(args[0]);
     if (ci == NULL || ci->unit_line == NULL) {
         Py_RETURN_NONE;
     }
@@ -1707,19 +1821,57 @@ static PyObject *py_set_tool(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* The monitoring callbacks are objects of their own type, called through
+ * their vectorcall slot: CPython calls them directly, without a builtin
+ * function's recursion check and argument-convention switch (LINE runs at
+ * every line of profiled code). */
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+} event_callback_t;
+
+static PyTypeObject event_callback_type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "memtrim.engine._engine.event_callback",
+    .tp_basicsize = sizeof(event_callback_t),
+    .tp_vectorcall_offset = offsetof(event_callback_t, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "A sys.monitoring callback of memtrim's line tracer.",
+};
+
+#define EVENT_VECTORCALL(name, impl)                                                            \
+    static PyObject *name(PyObject *self, PyObject *const *args, size_t nargsf,                 \
+                          PyObject *kwnames)                                                    \
+    {                                                                                           \
+        (void)kwnames;                                                                          \
+        return impl(self, args, PyVectorcall_NARGS(nargsf));                                    \
+    }
+
+EVENT_VECTORCALL(vc_start, py_on_start)
+EVENT_VECTORCALL(vc_throw, py_on_throw)
+EVENT_VECTORCALL(vc_line, py_on_line)
+EVENT_VECTORCALL(vc_return, py_on_return)
+EVENT_VECTORCALL(vc_instruction, py_on_instruction)
+EVENT_VECTORCALL(vc_end, py_on_end)
+
+static int add_callback(PyObject *module, const char *name, vectorcallfunc fn)
+{
+    event_callback_t *cb = PyObject_New(event_callback_t, &event_callback_type);
+    if (cb == NULL) {
+        return -1;
+    }
+    cb->vectorcall = fn;
+    int rc = PyModule_AddObjectRef(module, name, (PyObject *)cb);
+    Py_DECREF(cb);
+    return rc;
+}
+
 #define FASTCALL(f) (PyCFunction)(void (*)(void))(f), METH_FASTCALL
 
 static PyMethodDef tracer_methods[] = {
-    {"tr_start", FASTCALL(py_on_start), "monitoring callback: PY_START, PY_RESUME"},
-    {"tr_throw", FASTCALL(py_on_throw), "monitoring callback: PY_THROW"},
-    {"tr_line", FASTCALL(py_on_line), "monitoring callback: LINE"},
-    {"tr_return", FASTCALL(py_on_return), "monitoring callback: PY_RETURN"},
-    {"tr_instruction", FASTCALL(py_on_instruction),
-     "monitoring callback: INSTRUCTION (long code objects, 3.12+)"},
     {"tr_use_instructions", py_use_instructions, METH_VARARGS,
      "3.12+: (code, code.co_lines() as a list): True if the code must take its line events "
      "from INSTRUCTION events (CPython would recompute its lines at each LINE event)."},
-    {"tr_end", FASTCALL(py_on_end), "monitoring callback: PY_YIELD, PY_UNWIND"},
     {"tr_set_disable", py_set_disable, METH_O, "The value that turns a monitoring event off."},
     {"tr_set_line_map", py_set_line_map, METH_VARARGS,
      "(table, [(line, target)]): count `line` as `target` (folded lines)."},
@@ -1740,7 +1892,17 @@ static PyMethodDef tracer_methods[] = {
 
 int mt_tracer_add_to_module(PyObject *module)
 {
-    if (PyType_Ready(&pending_call_type) < 0) {
+    if (PyType_Ready(&pending_call_type) < 0 || PyType_Ready(&event_callback_type) < 0) {
+        return -1;
+    }
+    /* PY_START, PY_RESUME; PY_THROW; LINE; PY_RETURN; INSTRUCTION (long code
+     * objects, 3.12+); PY_YIELD, PY_UNWIND */
+    if (add_callback(module, "tr_start", vc_start) < 0 ||
+        add_callback(module, "tr_throw", vc_throw) < 0 ||
+        add_callback(module, "tr_line", vc_line) < 0 ||
+        add_callback(module, "tr_return", vc_return) < 0 ||
+        add_callback(module, "tr_instruction", vc_instruction) < 0 ||
+        add_callback(module, "tr_end", vc_end) < 0) {
         return -1;
     }
     return PyModule_AddFunctions(module, tracer_methods);
