@@ -136,6 +136,11 @@ def test_main_in_process_parses_and_reports_errors(capsys, tmp_path):
 
 def _on_a_terminal(runner, *args):
     """Run ``python -m memtrim ARGS`` with stderr on a pseudo-terminal; (rc, stdout, stderr)."""
+    return _on_a_terminal_env(runner, {}, *args)
+
+
+def _on_a_terminal_env(runner, env, *args):
+    """:func:`_on_a_terminal` with more environment variables."""
     import os
     import pty
     import subprocess
@@ -149,7 +154,7 @@ def _on_a_terminal(runner, *args):
         stdout=subprocess.PIPE,
         stderr=other,
         cwd=runner.tmp_path,
-        env=subprocess_env(),
+        env=subprocess_env(**env),
     )
     os.close(other)
     out = proc.stdout.read().decode()

@@ -152,3 +152,15 @@ def test_json_sites_and_report_counts(runner):
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     proc = runner.memtrim("report", str(cap), "--json-sites", "-1", "--json", "x.json")
     assert proc.returncode == 2 and "must be >= 0" in proc.stderr
+
+
+def test_slow_steps_are_named_on_a_terminal(runner):
+    from tests.integration.test_cli_profile import _on_a_terminal_env
+
+    script = runner.write("keep = [bytearray(64) for _ in range(1000)]\nprint('done')\n")
+    rc, out, err = _on_a_terminal_env(
+        runner, {"MEMTRIM_PROGRESS_DELAY": "0"}, "run", "-o", "o.memtrim", str(script)
+    )
+    assert rc == 0 and out == "done\n", err
+    assert "memtrim: building the capture…" in err  # a spinner line, then cleared
+    assert "wrote o.memtrim" in err

@@ -18,7 +18,8 @@ def test_callbacks_are_plain_callables_that_ignore_what_they_do_not_know():
         callback = getattr(_engine, name)
         assert callable(callback)
         assert callback() is None
-        assert callback(test_callbacks_are_plain_callables_that_ignore_what_they_do_not_know.__code__, 5) is None
+        code = test_callbacks_are_plain_callables_that_ignore_what_they_do_not_know.__code__
+        assert callback(code, 5) is None
     # not a code object: not profiled, nothing read from it
     assert _engine.tr_line("not code", 10**6) is None
 

@@ -13,33 +13,47 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_a_slow_step_is_shown_on_a_terminal():
+def test_a_slow_step_is_shown_on_a_terminal_and_cleared_at_the_end():
     out = Terminal()
-    with Steps(out, delay=0.05) as steps:
-        steps("building the capture")
-        time.sleep(0.4)
-        steps("writing out.html")
-        time.sleep(0.3)
+    steps = Steps(out, delay=0.05)
+    steps("building the capture")
+    time.sleep(0.4)
+    steps("writing out.html")
+    time.sleep(0.3)
+    steps.close()
     text = out.getvalue()
-    assert "memtrim: building the capture" in text
-    assert "memtrim: writing out.html" in text
+    assert "memtrim: building the capture…" in text
+    assert "memtrim: writing out.html…" in text
+    assert text.endswith("\r\x1b[2K")  # the line is cleared for what follows
+    steps.close()  # idempotent
 
 
 def test_quick_work_and_pipes_show_nothing():
     quick = Terminal()
-    with Steps(quick, delay=5) as steps:
-        steps("building the capture")
+    steps = Steps(quick, delay=5)
+    steps("building the capture")
+    steps.close()
     assert quick.getvalue() == ""
     piped = io.StringIO()
-    with Steps(piped, delay=0.01) as steps:
-        steps("building the capture")
-        time.sleep(0.1)
+    steps = Steps(piped, delay=0.01)
+    steps("building the capture")
+    time.sleep(0.1)
+    steps.close()
     assert piped.getvalue() == ""
+
+
+def test_nothing_before_the_first_step():
+    out = Terminal()
+    steps = Steps(out, delay=0.01)
+    time.sleep(0.1)
+    steps.close()
+    assert out.getvalue() == ""
 
 
 def test_a_closed_stream_is_no_terminal():
     closed = io.StringIO()
     closed.close()
-    with Steps(closed, delay=0.01) as steps:
-        steps("x")
-        time.sleep(0.05)
+    steps = Steps(closed, delay=0.01)
+    steps("x")
+    time.sleep(0.05)
+    steps.close()

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 
 from memtrim.commands import _output
+from memtrim.commands._progress import Steps
 from memtrim.commands.errors import CommandError
 from memtrim.model import units
 from memtrim.run import capture as capture_file
@@ -126,16 +127,22 @@ class ReportCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         _output.check_force_flag(args, self.name)
+        steps = Steps()
         try:
+            steps(f"reading {args.capture}")
             capture = capture_file.read(args.capture)
         except capture_file.CaptureError as exc:
             raise CommandError(str(exc)) from None
+        finally:
+            steps.close()
         for path in (args.html, args.json):
             if path:
                 _output.refuse_existing(path, args.force)
                 _output.check_writable(path)
         written: list[tuple[str, int]] = []
+        steps = Steps()
         try:
+            steps("writing the reports")
             write_outputs(
                 capture,
                 None,
@@ -146,6 +153,7 @@ class ReportCommand:
                 json_sites=args.json_sites,
             )
         finally:
+            steps.close()
             if written:
                 print(describe_written(written), file=sys.stderr)
         if not (args.html or args.json):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import io
 import os
 import re
 import sys
@@ -16,6 +17,7 @@ from typing import Any, TextIO
 
 from memtrim.commands import _native, _output, _script
 from memtrim.commands._advice import add_advise_options, check_advise_options, print_advice
+from memtrim.commands._progress import Steps
 from memtrim.commands.errors import CommandError
 from memtrim.commands.report import add_json_sites, describe_written, write_outputs
 from memtrim.model import units
@@ -177,6 +179,8 @@ class _Session:
             keep=self._keep,
         )
         self.kept = False  # a capture was written while the program ran
+        self.steps = Steps(self.err if self.err is not None else io.StringIO())
+        profiler.progress = self.steps
         self.run_ = ProgramRun(
             profiler,
             self._save,
@@ -228,6 +232,7 @@ class _Session:
 
     def _save(self, capture: Capture) -> None:
         written: list[tuple[str, int]] = []
+        self.steps("writing the capture and reports")
         try:
             write_outputs(
                 capture,
@@ -241,6 +246,8 @@ class _Session:
         except CommandError as exc:  # a disk filled up, a directory went away
             self.write_failed = True
             self._say(f"memtrim: {exc}\n")
+        finally:
+            self.steps.close()  # before anything else is written on stderr
         if self.args.quiet or self.err is None:
             return
         from memtrim.run.render.summary import render_summary

@@ -111,6 +111,7 @@ class ProgramProfiler:
         self.native_frames = native_frames
         self.observer = observer
         self.keep = keep
+        self.progress: Callable[[str], None] = lambda step: None  # names each slow step
         self._keeper: DiskKeeper | None = None
         self._rss0 = self._rss_end = 0
         self.capture: Capture | None = None
@@ -228,6 +229,7 @@ class ProgramProfiler:
                         self.meta["keeper_errors"] = self._keeper.errors[:3]
                     self._keeper = None
                 if self.observer is not None:
+                    self.progress("looking at the objects for advice")
                     self._observe(self.observer.finish)
                 calltree.stop()
                 base = self._base
@@ -253,6 +255,7 @@ class ProgramProfiler:
         self._paused = None
         duration = stopped - self._t0
         self._stop_sampler()
+        self.progress("building the capture")
         with no_gc():
             return self._build(duration, peak, end)
 
