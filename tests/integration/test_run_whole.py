@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from memtrim.run import capture as capture_file
 from memtrim.run.capture import VIEWS, unattributed, view_total
 from tests.conftest import subprocess_env
@@ -164,3 +166,32 @@ def test_slow_steps_are_named_on_a_terminal(runner):
     assert rc == 0 and out == "done\n", err
     assert "memtrim: building the capture…" in err  # a spinner line, then cleared
     assert "wrote o.memtrim" in err
+
+
+POOL = """
+import multiprocessing as mp, sys, time
+
+def work(n):
+    data = bytearray(50 * 2**20)
+    time.sleep(0.8)
+    return len(data)
+
+if __name__ == "__main__":
+    with mp.get_context(sys.argv[1]).Pool(2) as pool:
+        print(sum(pool.map(work, range(2))))
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_children_that_ran_unprofiled_are_counted_with_their_memory(runner, method):
+    script = runner.write(POOL)
+    cap = runner.tmp_path / "out.memtrim"
+    proc = runner.memtrim("run", "-o", str(cap), str(script), method)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"{2 * 50 * MIB}\n"
+    children = capture_file.read(str(cap)).meta["children"]
+    assert children["count"] >= 2
+    assert children["peak_rss_each"] >= 50 * MIB  # each worker held its 50 MiB
+    assert children["peak_rss_together"] >= 2 * 50 * MIB
+    said = " ".join(proc.stderr.split())
+    assert "child processes ran" in said and "--follow-fork" in said

@@ -170,7 +170,7 @@ class _Session:
             exact=args.exact,
             sample_bytes=args.sample_bytes,
             interval=args.interval,
-            meta={"command": program.label},
+            meta={"command": program.label, **({"follow_fork": True} if args.follow_fork else {})},
             is_entry=_entry_test(program, script),
             root=_root_of(program),
             seed=args.seed,

@@ -145,8 +145,10 @@ class DiskKeeper:
         make_capture: Callable[[dict[str, Any]], Any],
         save: Callable[[Any], None],
         pressure: Pressure | None = None,
+        children: Any = None,
     ) -> None:
         self.base = base
+        self.children = children  # polled at every tick (run/children.py)
         self.make_capture = make_capture
         self.save = save
         self.pressure = pressure or Pressure()
@@ -188,6 +190,8 @@ class DiskKeeper:
         ready.set()
         try:
             while not self._stop.wait(TICK):
+                if self.children is not None:
+                    self.children.poll()
                 self.check()
         except BaseException as exc:  # the program must never see this thread fail
             self.errors.append(f"{type(exc).__name__}: {exc}")

@@ -27,6 +27,7 @@ from memtrim.run import _threads
 from memtrim.run._threads import ThreadNames
 from memtrim.run.build import EntryTest, OwnFiles, build
 from memtrim.run.capture import Capture, decimate
+from memtrim.run.children import Children
 from memtrim.run.ondisk import DiskKeeper
 
 DEFAULT_SAMPLE_BYTES = 256 * 1024
@@ -147,7 +148,7 @@ class ProgramProfiler:
                 self.root = ""
         self._start_sampler()
         if self.keep is not None:  # before the base: its thread's start is not the program's
-            self._keeper = DiskKeeper(0, self._partial, self.keep)
+            self._keeper = DiskKeeper(0, self._partial, self.keep, children=Children())
             self._keeper.start()
         self._rss0 = procfs.rss()
         # Blocks allocated before now (memtrim's own, or the program's before
@@ -223,6 +224,10 @@ class ProgramProfiler:
             try:
                 if self._keeper is not None:  # first: it reads the recording
                     self._keeper.stop()
+                    self._keeper.children.poll()  # the ones still there
+                    children = self._keeper.children.summary()
+                    if children:
+                        self.meta["children"] = children
                     if self._keeper.written:
                         self.meta["kept_on_disk"] = self._keeper.written
                     if self._keeper.errors:

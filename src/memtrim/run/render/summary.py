@@ -151,12 +151,34 @@ def partial_note(meta: dict[str, Any]) -> str | None:
     )
 
 
+def children_note(meta: dict[str, Any]) -> str | None:
+    """How many child processes ran outside this profile, and what they held."""
+    found = meta.get("children")
+    if not isinstance(found, dict) or not found.get("count"):
+        return None
+    count = int(found["count"])
+    held = ""
+    if found.get("peak_rss_each"):
+        held = (
+            f" (resident memory: up to {human(found['peak_rss_each'])} each, "
+            f"{human(found.get('peak_rss_together', 0))} together)"
+        )
+    if meta.get("follow_fork"):
+        where = "forked children have captures of their own; spawned ones are not profiled"
+    else:
+        where = "not in this profile: --follow-fork profiles forked children (a capture each)"
+    return f"{count:,} child process{'' if count == 1 else 'es'} ran{held}: {where}"
+
+
 def _native_notes(meta: dict[str, Any]) -> list[str]:
     """What could not be tracked (C libraries' memory, full stacks), one line each."""
     notes = []
     partial = partial_note(meta)
     if partial:
         notes.append(partial)
+    children = children_note(meta)
+    if children:
+        notes.append(children)
     gaps = meta.get("stack_gaps")
     if gaps:
         about = "~" if not meta.get("exact") else ""
