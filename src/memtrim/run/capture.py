@@ -529,29 +529,36 @@ def _meta_problem(meta: dict[str, Any]) -> str | None:
 
 def _frame_ok(row: Any, version: int) -> bool:
     size = 3 if version == 1 else 4
+    if type(row) is not list or len(row) not in (3, size):
+        return False
+    filename, function, lineno, *first = row
     return (
-        isinstance(row, list)
-        and len(row) in (3, size)
-        and isinstance(row[0], str)
-        and isinstance(row[1], str)
-        and all(_is_int(value, 0) for value in row[2:])
+        type(filename) is str
+        and type(function) is str
+        and type(lineno) is int
+        and lineno >= 0
+        and (not first or (type(first[0]) is int and first[0] >= 0))
     )
 
 
+_INTS_ONLY = {int}  # the types of a node row's values (bool is not int here)
+
+
 def _node_problem(row: Any, index: int, frames: int, threads: int, version: int) -> str | None:
+    # (this runs for every node of a capture: plain comparisons, no generator)
     size = 12 if version >= 3 else 9
-    if not isinstance(row, list) or len(row) != size or not all(_is_int(v) for v in row):
+    if type(row) is not list or len(row) != size or set(map(type, row)) != _INTS_ONLY:
         return f"not {size} whole numbers"
-    parent, frame, thread, *counts = row
+    parent, frame, thread = row[0], row[1], row[2]
     if not (parent == -1 or 0 <= parent < index):
         return f"parent {parent} is not an earlier node"
     if not -1 <= frame < frames:
         return f"frame {frame} does not exist"
     if not 0 <= thread < threads:
         return f"thread {thread} does not exist"
-    if min(counts) < 0:
+    if min(row[3:]) < 0:
         return "negative bytes or count"
-    if size == 12 and any(counts[i + 2] > counts[i] for i in (0, 3, 6)):
+    if size == 12 and (row[5] > row[3] or row[8] > row[6] or row[11] > row[9]):
         return "more native bytes than bytes"
     return None
 
@@ -582,11 +589,11 @@ def _node_row(node: Node) -> list[int]:
 
 
 def _node_from_row(row: list[int]) -> Node:
-    values = [int(v) for v in row]
-    if len(values) == 9:  # version 1 and 2: no native bytes
-        parent, frame, thread, pb, pc, lb, lc, ab, ac = values
+    # the row was checked (_node_problem): whole numbers of the right count
+    if len(row) == 9:  # version 1 and 2: no native bytes
+        parent, frame, thread, pb, pc, lb, lc, ab, ac = row
         return Node(parent, frame, thread, Counts(pb, pc), Counts(lb, lc), Counts(ab, ac))
-    parent, frame, thread, pb, pc, pn, lb, lc, ln, ab, ac, an = values
+    parent, frame, thread, pb, pc, pn, lb, lc, ln, ab, ac, an = row
     return Node(parent, frame, thread, Counts(pb, pc, pn), Counts(lb, lc, ln), Counts(ab, ac, an))
 
 
