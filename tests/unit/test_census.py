@@ -38,6 +38,7 @@ def make_tracked(n: int) -> tuple[int, list[Tracked]]:
     """n new instances and the bytes CPython allocated for them (tracemalloc)."""
     warm = [Tracked() for _ in range(40)]  # the class's shared keys stop shrinking
     del warm
+    traced(lambda: [Tracked() for _ in range(n)])  # the interpreter's caches settle first
     size, items = traced(lambda: [Tracked() for _ in range(n)])
     return size - sys.getsizeof(items), items  # the list's own blocks are traced too
 

@@ -25,6 +25,7 @@ import posix
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -142,6 +143,7 @@ class ProgramRun:
         self._term_pending = False
         self._old_term: Any = None
         self._real_exit: Callable[[int], Any] | None = None
+        self._real_fork: Callable[[], int] | None = None
         self._active = False
 
     # ------------------------------------------------------------ the block
@@ -152,6 +154,9 @@ class ProgramRun:
         self._real_exit = os._exit
         # os._exit and posix._exit are one function under two names
         os._exit = posix._exit = self._os_exit  # type: ignore[assignment]
+        self._real_fork = getattr(os, "fork", None)
+        if self._real_fork is not None and sys.version_info >= (3, 12):
+            os.fork = self._fork
         _fork.current = self
         self._old_term = signal.signal(signal.SIGTERM, self._on_sigterm)
         self._active = True
@@ -204,6 +209,8 @@ class ProgramRun:
     def _uninstall(self) -> None:
         if self._real_exit is not None:
             os._exit = posix._exit = self._real_exit  # type: ignore[assignment]
+        if self._real_fork is not None and os.fork == self._fork:
+            os.fork = self._real_fork
         if _fork.current is self:
             _fork.current = None
         self._active = False
@@ -292,6 +299,22 @@ class ProgramRun:
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
         if self._term_pending:
             self._die_of_sigterm()
+
+    def _fork(self) -> int:
+        # CPython 3.12+ warns at os.fork() when the process has more than one
+        # thread; memtrim's own (the timeline's sampler, the watcher) would
+        # make a single-threaded program's fork warn where python does not.
+        # The program's own threads still make it warn, as without memtrim.
+        assert self._real_fork is not None
+        if threading.active_count() > 1:
+            return self._real_fork()
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore",
+                message=r"This process \(pid=\d+\) is multi-threaded",
+                category=DeprecationWarning,
+            )
+            return self._real_fork()
 
     def _os_exit(self, status: int) -> None:
         # os._exit skips atexit and finally blocks: write the capture first.
