@@ -304,3 +304,20 @@ def test_record_pid_reports_the_higher_of_mark_and_samples(runner):
     assert timeline.peak_rss >= highest
     said = re.search(r"peak RSS ([\d.]+) MiB", proc.stderr).group(1)
     assert said == f"{timeline.peak_rss / MIB:.1f}"
+
+
+def test_a_spike_between_samples_is_the_highest_sample_of_the_recording(runner, tmp_path):
+    import memtrim
+
+    script = runner.write(
+        "import time\ntime.sleep(0.15)\nx = bytearray(200 * 2**20)\ndel x\ntime.sleep(0.15)\n"
+    )
+    out = tmp_path / "spike.mtrec"
+    proc = runner.memtrim("record", "-o", str(out), "--interval", "0.1", str(script))
+    assert proc.returncode == 0, proc.stderr
+    timeline = memtrim.load(str(out))
+    highest = max(s.rss for s in timeline.samples)
+    assert highest == timeline.peak_rss  # the kernel's mark, put in at its time
+    assert highest - timeline.samples[0].rss >= 200 * 2**20 * 0.98
+    times = [s.time for s in timeline.samples]
+    assert times == sorted(times)

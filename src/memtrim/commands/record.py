@@ -32,7 +32,7 @@ from memtrim.commands.errors import CommandError
 from memtrim.model.units import mib
 from memtrim.run.lifecycle import exit_status
 from memtrim.timeline import recording
-from memtrim.timeline.model import Timeline, peak_of
+from memtrim.timeline.model import Timeline, peak_of, with_true_peaks
 from memtrim.timeline.session import (
     DEFAULT_INTERVAL,
     Track,
@@ -159,6 +159,7 @@ class RecordCommand:
         return _script.exit_like_python(error)
 
     def _save(self, timeline: Timeline, output: str, args: argparse.Namespace) -> None:
+        timeline = with_true_peaks(timeline)  # a spike between samples is in the series
         data = recording.dump_file(timeline)
         if args.force:
             _output.write_atomic(output, data)

@@ -7,7 +7,6 @@ commands is :mod:`memtrim.timeline._procs`.
 
 from __future__ import annotations
 
-import bisect
 import os
 import shlex
 import subprocess
@@ -24,6 +23,7 @@ from memtrim.timeline.model import (
     TruePeak,
     add_mark,
     combined_peak,
+    insert_true_peak,
     located_peaks,
     marks_from_raw,
     own_peak,
@@ -555,36 +555,9 @@ def _shape(
 
 
 def with_true_peak(observed: _Observed, include_children: bool) -> list[Sample]:
-    """The samples, with the true peak put in at its time when it is higher
-    than every sample (a spike between two samples, seen by the kernel's
-    high-water mark or the heap's exact peak): ``max()`` of the series is
-    then the peak, as the issue of a short call needs.
-
-    The point goes in the middle of the span the peak is known to lie in
-    (between the two samples around it; the whole watch when that is not
-    known). What the other processes held there is the lower of their two
-    readings around it (as :func:`combined_peak` counts them)."""
-    samples = observed.samples
+    """The samples with the true peak put in at its time (:func:`insert_true_peak`)."""
     peak = observed.total if include_children else observed.own
-    if peak is None or not samples:
-        return samples
-    values = [_series_value(s, include_children) for s in samples]
-    if peak.value <= max(values):
-        return samples
-    after, before = peak.window or (samples[0].time, samples[-1].time)
-    when = (after + before) / 2
-    i = bisect.bisect_right([s.time for s in samples], when)
-    left, right = samples[max(i - 1, 0)], samples[min(i, len(samples) - 1)]
-    kept = dict(right.children)
-    children = tuple((pid, min(v, kept[pid])) for pid, v in left.children if pid in kept)
-    if include_children:  # the peak is of the whole tree: the main process is the rest
-        own = peak.value - sum(v for _, v in children)
-        point = Sample(when, max(own, 0), None, children)
-        if point.total != peak.value:  # the children's floor exceeds it: the peak alone
-            point = Sample(when, peak.value, None, ())
-    else:
-        point = Sample(when, peak.value, None, children)
-    return [*samples[:i], point, *samples[i:]]
+    return insert_true_peak(observed.samples, peak, include_children)
 
 
 def _children_in_order(samples: Sequence[Sample]) -> list[int]:

@@ -14,6 +14,7 @@ reached in ``(p, q]``.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -378,3 +379,52 @@ def _memory_by_pid(sample: Sample, pid: int) -> dict[int, int]:
     memory = dict(sample.children)
     memory[pid] = sample.rss
     return memory
+
+
+def insert_true_peak(
+    samples: Sequence[Sample], peak: TruePeak | None, include_children: bool = False
+) -> list[Sample]:
+    """The samples, with the true peak put in at its time when it is higher
+    than every sample (a spike between two samples, seen by the kernel's
+    high-water mark or the heap's exact peak): ``max()`` of the series is
+    then the peak, even for a call or a program shorter than a sample.
+
+    The point goes in the middle of the span the peak is known to lie in
+    (between the two samples around it; the whole span when that is not
+    known). What the other processes held there is the lower of their two
+    readings around it (as :func:`combined_peak` counts them)."""
+    samples = list(samples)
+    if peak is None or not samples:
+        return samples
+    values = [s.total if include_children else s.rss for s in samples]
+    if peak.value <= max(values):
+        return samples
+    after, before = peak.window or (samples[0].time, samples[-1].time)
+    when = (after + before) / 2
+    i = bisect.bisect_right([s.time for s in samples], when)
+    left, right = samples[max(i - 1, 0)], samples[min(i, len(samples) - 1)]
+    kept = dict(right.children)
+    children = tuple((pid, min(v, kept[pid])) for pid, v in left.children if pid in kept)
+    if include_children:  # the peak is of the whole tree: the main process is the rest
+        own = peak.value - sum(v for _, v in children)
+        point = Sample(when, max(own, 0), None, children)
+        if point.total != peak.value:  # the children's floor exceeds it: the peak alone
+            point = Sample(when, peak.value, None, ())
+    else:
+        point = Sample(when, peak.value, None, children)
+    return [*samples[:i], point, *samples[i:]]
+
+
+def with_true_peaks(timeline: Timeline) -> Timeline:
+    """``timeline`` with its true peaks (the process's, and with its children)
+    in its samples (:func:`insert_true_peak`): the highest sample is the peak."""
+    samples = insert_true_peak(
+        timeline.samples,
+        None
+        if timeline.peak_rss is None
+        else TruePeak(timeline.peak_rss, *(timeline.peak_rss_window or (None, None))),
+    )
+    if timeline.peak_total is not None and timeline.has_children:
+        window = timeline.peak_total_window or (None, None)
+        samples = insert_true_peak(samples, TruePeak(timeline.peak_total, *window), True)
+    return dataclasses.replace(timeline, samples=tuple(samples))
