@@ -195,3 +195,11 @@ def test_a_table_means_no_such_message(runner):
     assert rc == 0, err
     assert "Line #" in out
     assert "never ran" not in err and "no function" not in err
+
+
+def test_an_unwritable_output_is_one_line_and_status_2(runner):
+    script = runner.write("@profile\ndef g():\n    return [0] * 10\ng()\nprint('ran')\n")
+    proc = runner.python("-m", "memtrim", "-o", "/proc/self/no-such-file", str(script))
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "/proc/self/no-such-file" in proc.stderr
+    assert "ran" not in proc.stdout  # refused before the program runs: nothing lost
