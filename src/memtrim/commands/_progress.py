@@ -67,6 +67,9 @@ class Steps:
             if not self._step:
                 self._since = time.monotonic()
             self._step = step
+            if self._tty and not self._closed and time.monotonic() - self._since >= self._delay:
+                self._shown = True  # a new step is shown at once, the spinner follows
+                self._write(f"\r\x1b[2K{_FRAMES[0]} memtrim: {step}…")
             self._wake.notify()
 
     def close(self) -> None:
