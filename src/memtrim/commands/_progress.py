@@ -22,12 +22,13 @@ program's memory. It waits on a condition until then, costing nothing.
 
 from __future__ import annotations
 
-import _thread
 import os
 import sys
 import threading
 import time
 from typing import IO
+
+from memtrim.run.ondisk import start_quiet_thread
 
 DELAY = 1.0  # seconds of work before anything is shown (MEMTRIM_PROGRESS_DELAY)
 _FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
@@ -57,7 +58,7 @@ class Steps:
             self._tty = False
         if self._tty:
             try:
-                _thread.start_new_thread(self._run, ())
+                start_quiet_thread(self._run, ())
             except RuntimeError:  # the interpreter is ending: no display
                 self._tty = False
 

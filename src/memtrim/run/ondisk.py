@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import _thread
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -130,6 +131,22 @@ def _meminfo() -> dict[str, int]:
     return out
 
 
+def start_quiet_thread(function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    """A low-level thread with every signal blocked (it inherits the mask).
+
+    A SIGTERM the kernel handed to one of memtrim's threads would run
+    CPython's C handler there and leave the program's main thread blocked in
+    a C call (a multiprocessing worker waiting on its queue) never to see it,
+    where plain python would have died of it."""
+    blocked = hasattr(signal, "pthread_sigmask")
+    old = signal.pthread_sigmask(signal.SIG_SETMASK, signal.valid_signals()) if blocked else None
+    try:
+        _thread.start_new_thread(function, args)
+    finally:
+        if blocked and old is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 class DiskKeeper:
     """Writes ``make_capture(reason)``'s capture with ``save`` while the program runs.
 
@@ -175,7 +192,7 @@ class DiskKeeper:
         self._start = time.monotonic()
         self._running = True
         ready = threading.Event()
-        _thread.start_new_thread(self._loop, (ready,))
+        start_quiet_thread(self._loop, (ready,))
         ready.wait(timeout=10)
 
     def stop(self) -> None:

@@ -56,6 +56,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -634,7 +635,15 @@ static void live_threads_reset_in_child(void)
 static int spawn_thread(Sampler *s)
 {
     __atomic_add_fetch(&live_threads, 1, __ATOMIC_RELAXED);
+    /* The thread starts with every signal blocked (it inherits this mask):
+     * a SIGTERM or SIGINT the kernel gave to it would run CPython's C handler
+     * here and leave the main thread blocked in a C call (a semaphore wait)
+     * never to see it, where plain python would have died of it. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     int rc = pthread_create(&s->thread, NULL, sampler_main, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
         __atomic_sub_fetch(&live_threads, 1, __ATOMIC_RELAXED);
     }

@@ -15,6 +15,7 @@
 #include "procfs.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
@@ -131,7 +132,14 @@ PyObject *mt_watchdog_start(PyObject *self, PyObject *args)
     main_ident = PyThread_get_thread_ident(); /* start() runs in the main thread */
     running = 1;
     started = 1;
-    if (pthread_create(&watcher, NULL, watch, NULL) != 0) {
+    /* every signal blocked in the watcher (it inherits this mask): the
+     * program's signals go to its own threads (see sampler.c) */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&watcher, NULL, watch, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
         running = started = 0;
         PyErr_SetString(PyExc_OSError, "cannot start the watchdog thread");
         return NULL;
