@@ -183,7 +183,10 @@ def test_array_and_numpy(runner):
     assert abs(lines[7]["increment"] - 80_000_064) <= FIRST_RUN_NOISE
     assert 80_000_000 <= lines[8]["increment"] <= 80_000_000 + 512  # data + the ndarray object
     assert 16_000_000 <= lines[9]["increment"] <= 16_000_000 + 512
-    assert lines[10]["increment"] == -lines[8]["increment"]
+    # `del b` gives back what line 8 made, up to the few small objects each
+    # line makes or frees in passing (an int, a block from a free list)
+    assert abs(lines[10]["increment"] + lines[8]["increment"]) <= 128
+    assert lines[10]["increment"] <= -80_000_000
 
 
 def test_mem_usage_moves_exactly_with_the_heap(runner):
