@@ -195,20 +195,9 @@ class ProgramProfiler:
         now = time.monotonic()
         base = self._base
         timeline = self._timeline(now - self._t0, hooks.level() - base, self._sampler_peek())
-        return build(
-            raw,
-            meta={**self._meta(now - self._t0), "partial": why},
-            peak_bytes=max(hooks.peak() - base, 0),
-            peak_time=max(timeline, key=lambda p: p[1])[0] if timeline else 0.0,
-            end_bytes=max(hooks.level() - base, 0),
-            timeline=timeline,
-            thread_names=self._threads.name,
-            is_entry=self.is_entry,
-            own=OWN_FILES,
-            root=self.root or "",
-            sys_path=list(sys.path),
-            seed=self.seed,
-        )
+        meta = {**self._meta(now - self._t0), "partial": why}
+        peak, end = max(hooks.peak() - base, 0), max(hooks.level() - base, 0)
+        return self._capture(raw, meta, peak, end, timeline)
 
     def _sampler_peek(self) -> list[Any]:
         """The samples so far, the native thread going on."""
@@ -307,13 +296,24 @@ class ProgramProfiler:
         if self._hooks is not None:
             self._hooks.release()
         timeline = self._timeline(duration, end, self._samples, self._rss_end)
-        peak_time = max(timeline, key=lambda p: p[1])[0] if timeline else 0.0
         meta = self._meta(duration)
-        self.capture = build(
+        self.capture = self._capture(raw, meta, peak, end, timeline)
+        return self.capture
+
+    def _capture(
+        self,
+        raw: dict[str, Any],
+        meta: dict[str, Any],
+        peak: int,
+        end: int,
+        timeline: list[tuple[float, int, int]],
+    ) -> Capture:
+        """The capture of a call-tree snapshot (the final one, or the keeper's)."""
+        return build(
             raw,
             meta=meta,
             peak_bytes=peak,
-            peak_time=peak_time,
+            peak_time=max(timeline, key=lambda p: p[1])[0] if timeline else 0.0,
             end_bytes=end,
             timeline=timeline,
             thread_names=self._threads.name,
@@ -323,7 +323,6 @@ class ProgramProfiler:
             sys_path=list(sys.path),
             seed=self.seed,
         )
-        return self.capture
 
     def _meta(self, duration: float) -> dict[str, Any]:
         return {
