@@ -220,3 +220,26 @@ def test_the_seed_replays_the_sampled_stacks(runner):
     unseeded = runner.tmp_path / "u.memtrim"
     assert runner.memtrim("run", "-q", "-o", str(unseeded), str(script)).returncode == 0
     assert isinstance(capture_file.read(str(unseeded)).seed, int)  # the random one, recorded
+
+
+def _long_program(statements: int) -> str:
+    """A module and a function far longer than a short code object's line lookup."""
+    body = [f"K[{i}] = bytearray({100 + i})" for i in range(statements)]
+    return "\n".join(
+        ["K = [None] * 2 * " + str(statements), *body, "", "def f():"]
+        + [f"    K[{statements + i}] = bytearray({100 + i})" for i in range(statements)]
+        + ["", "f()", ""]
+    )
+
+
+@pytest.mark.parametrize("mode", [[], ["--exact"]])
+def test_every_line_of_long_code_gets_its_own_bytes(runner, mode):
+    # past 512 code units the lines come from a table built in one pass over
+    # the line table (not PyCode_Addr2Line's scan from the start each time)
+    n = 1500
+    source = _long_program(n)
+    data, _ = run_json(runner, source, "--json-sites", "0", *mode)
+    at_exit = {(s["function"], s["lineno"]): s["bytes"] for s in data["at_exit"]["sites"]}
+    for i in range(n):
+        assert at_exit[("<module>", 2 + i)] == 100 + i + BYTEARRAY
+        assert at_exit[("f", n + 4 + i)] == 100 + i + BYTEARRAY

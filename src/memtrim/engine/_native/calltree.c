@@ -97,6 +97,8 @@ typedef struct {
     uint64_t table_hash;
     Py_ssize_t table_len;
     int hidden; /* memtrim's own frame inside the program's calls: not a leaf */
+    int32_t *unit_line; /* long code: the line of each code unit (slot_lines), or NULL */
+    int32_t nunits;     /* its length; -1: could not be built (out of memory) */
 } slot_t;
 
 static int mt_tree_on; /* a recording runs: the listener is registered */
@@ -655,9 +657,65 @@ MT_HASHTAB(line_tab, line_entry_t, uint64_t, 4096, calloc, free)
 
 static line_tab_t line_tab;
 
+/* Code longer than this (code units) gets a table of its lines per slot. */
+#define LONG_CODE_UNITS 512
+
+/* Long code: the line of every code unit, in one pass over the line table.
+ *
+ * Why: PyCode_Addr2Line scans the line table from its start, so in a module
+ * of N statements each new instruction costs O(N) and the run O(N^2) (a
+ * generated 40k-statement module: 22 s instead of 0.4 s).  The line table is
+ * a run of address ranges in address order: walking it once with one
+ * PyCodeAddressRange cursor (_PyCode_CheckLineNumber, exported from 3.10 to
+ * 3.13, moves it forward) gives every unit its line in O(N) in all.  The
+ * cursor starts as CPython's _PyLineTable_InitAddressRange sets it (not
+ * exported).  Slots share content, line table included, so the table is the
+ * slot's.  GIL only.  Returns NULL where the line is to be worked out by
+ * PyCode_Addr2Line (short code, out of memory, a CPython without the cursor). */
+static const int32_t *slot_lines(uint32_t slot, PyCodeObject *code)
+{
+#if PY_VERSION_HEX < 0x030E0000
+    Py_ssize_t n = Py_SIZE(code);
+    slot_t *s = &slots[slot];
+    if (s->unit_line != NULL || s->nunits < 0) {
+        return s->nunits == n ? s->unit_line : NULL;
+    }
+    if (n <= LONG_CODE_UNITS || n > INT32_MAX / (Py_ssize_t)sizeof(_Py_CODEUNIT)) {
+        return NULL;
+    }
+    int32_t *lines = malloc(sizeof(int32_t) * (size_t)n);
+    if (lines == NULL) {
+        s->nunits = -1;
+        return NULL;
+    }
+    PyCodeAddressRange range;
+    range.opaque.lo_next = (const uint8_t *)PyBytes_AS_STRING(code->co_linetable);
+    range.opaque.limit = range.opaque.lo_next + PyBytes_GET_SIZE(code->co_linetable);
+    range.ar_start = -1;
+    range.ar_end = 0;
+    range.opaque.computed_line = code->co_firstlineno;
+    range.ar_line = -1;
+    for (Py_ssize_t u = 0; u < n; u++) {
+        int line = _PyCode_CheckLineNumber((int)(u * (Py_ssize_t)sizeof(_Py_CODEUNIT)), &range);
+        lines[u] = line < 0 ? code->co_firstlineno : line;
+    }
+    s->unit_line = lines;
+    s->nunits = (int32_t)n;
+    return lines;
+#else
+    (void)slot;
+    (void)code;
+    return NULL;
+#endif
+}
+
 /* The line of an instruction; PyCode_Addr2Line allocates nothing. */
 static int32_t line_of(uint32_t slot, PyCodeObject *code, int32_t lasti)
 {
+    const int32_t *lines = slot_lines(slot, code);
+    if (lines != NULL) {
+        return lasti >= 0 && lasti < slots[slot].nunits ? lines[lasti] : code->co_firstlineno;
+    }
     uint64_t key = ((uint64_t)(slot + 1) << 32) | (uint32_t)lasti;
     int room = line_tab_room(&line_tab) == 0; /* out of memory: not cached */
     size_t i = 0;
@@ -1291,6 +1349,7 @@ static void clear_all(void)
     for (uint32_t i = 0; i < nslots; i++) {
         free(slots[i].file);
         free(slots[i].name);
+        free(slots[i].unit_line);
     }
     free(slots);
     slot_tab_clear(&slot_tab);
