@@ -15,6 +15,7 @@ ENGINE = [
     "wrapper.c",
     "calltree.c",
     "watchdog.c",
+    "term.c",
     "procfs.c",
 ]
 HEADERS = [

@@ -94,6 +94,8 @@ def _engine_state() -> dict[str, Any]:
         state["a memtrim sys.monitoring tool registered"] = [
             tool for tool in range(6) if sys.monitoring.get_tool(tool) == "memtrim"
         ]
+    # (tracemalloc sets its own on 3.13 and never removes it: not memtrim's)
+    state["memtrim's CPython reference tracer set"] = engine.tree_reftracer()
     state["_holders"] = hooks.holders()
     return state
 

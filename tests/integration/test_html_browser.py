@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from memtrim.run import capture as capture_file
 from memtrim.run.render.html import render_html
 from tests.unit.test_html_report import (
     HOSTILE_COMMAND,
@@ -303,3 +304,33 @@ def test_the_advice_section_renders_and_links_to_its_line(runner: Any) -> None:
     assert dom.all("x-pwn") == []  # the program's strings stay text
     # each entry's line is a button that picks that line's frame in the page
     assert len(dom.all("button", "linkish")) == len(entries)
+
+
+def test_the_processes_and_sigterm_notes_render(runner: Any) -> None:
+    script = runner.write("keep = bytearray(10**6)\n", "prog.py")
+    proc = runner.memtrim("run", "-q", "-o", "prog.memtrim", str(script))
+    assert proc.returncode == 0, proc.stderr
+    capture = capture_file.read(str(runner.tmp_path / "prog.memtrim"))
+    capture.meta["processes"] = {
+        "count": 1,
+        "peak": 3 * 2**20,
+        "time": 0.5,
+        "at_peak": [
+            {"pid": 7, "heap": 2 * 2**20, "file": "<x-pwn>.7.memtrim"},
+            {"pid": 1, "heap": 2**20, "file": ""},
+        ],
+    }
+    capture.meta["partial"] = {"reason": "SIGTERM during a long C call", "time": 0.5}
+    capture.meta["exit"] = {"kind": "signal", "code": -15, "message": "SIGTERM"}
+    (runner.tmp_path / "edited.memtrim").write_bytes(capture_file.dumps(capture))
+    proc = runner.memtrim("report", "edited.memtrim", "--html", "page.html")
+    assert proc.returncode == 0, proc.stderr
+    dom = dump(runner.tmp_path, runner.tmp_path / "page.html")
+    assert_ran(dom)
+    assert dom.all("x-pwn") == []
+    text = dom.visible_text()
+    assert (
+        "This process and its 1 forked child together: heap peak 3.00 MiB at 0.500 s "
+        "(<x-pwn>.7.memtrim (pid 7) 2.00 MiB, this process 1.00 MiB)" in text
+    )
+    assert "ended by SIGTERM in a C call that did not return" in text

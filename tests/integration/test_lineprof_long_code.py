@@ -21,11 +21,7 @@ from memtrim.engine import tracer
 from memtrim.lines.session import LineProfiler
 
 monitoring = pytest.mark.skipif(
-    sys.version_info < (3, 13), reason="3.13+: INSTRUCTION events for long code (3.12: not yet)"
-)
-# 3.12 still takes LINE events in long code: CPython's quadratic line lookup
-quadratic_312 = pytest.mark.skipif(
-    sys.version_info[:2] == (3, 12), reason="3.12 still uses LINE events for long code"
+    sys.version_info < (3, 12), reason="3.12+: INSTRUCTION events for long code"
 )
 
 
@@ -70,7 +66,6 @@ def test_long_code_uses_instruction_events(tmp_path) -> None:
         _let_go(prof)
 
 
-@quadratic_312
 def test_long_code_counts_every_line_once_per_call(tmp_path) -> None:
     n = 3000
     func = _long_function(n, tmp_path)
@@ -177,7 +172,6 @@ def _per_statement(n: int, tmp_path) -> float:  # type: ignore[no-untyped-def]
     return best / n
 
 
-@quadratic_312
 def test_time_per_statement_does_not_grow_with_length(tmp_path) -> None:
     # quadratic before: 40k statements cost ~50x more per statement than 5k on
     # 3.13; linear now. The factor is generous for a noisy machine.

@@ -10,6 +10,8 @@ import pytest
 
 from memtrim.run import capture as capture_file
 
+MIB = 2**20
+
 SHOW = """
 import sys, os
 print("argv", sys.argv)
@@ -256,3 +258,42 @@ def test_existing_reports_are_kept_without_force(runner):
     assert report.returncode == 2 and "r.html exists: use --force" in report.stderr
     again = runner.memtrim("report", str(cap), "--html", "r.html", "--force")
     assert again.returncode == 0, again.stderr
+
+
+def test_follow_fork_adds_the_processes_up_at_the_same_moment(runner):
+    # two children alive together, 30 MiB each on top of the parent's 5 MiB
+    # (which they share with it until written: not theirs)
+    script = runner.write(
+        """
+        import os, time
+        parent = bytearray(5 * 2**20)
+        pids = []
+        for _ in range(2):
+            pid = os.fork()
+            if pid == 0:
+                child = bytearray(30 * 2**20)
+                time.sleep(1.0)
+                os._exit(0)
+            pids.append(pid)
+        for pid in pids:
+            os.waitpid(pid, 0)
+        """
+    )
+    cap = runner.tmp_path / "fork.memtrim"
+    out = runner.tmp_path / "r.json"
+    proc = runner.memtrim("run", "--follow-fork", "-o", str(cap), "--json", str(out), str(script))
+    assert proc.returncode == 0, proc.stderr
+    together = capture_file.read(str(cap)).meta["processes"]
+    assert together["count"] == 2
+    parts = together["at_peak"]
+    assert [part["file"] != "" for part in parts] == [True, True, False]  # largest first
+    # a child's own: what it allocated less what it freed of its parent's blocks
+    assert all(abs(part["heap"] - 30 * MIB) < 64 * 1024 for part in parts[:2])
+    assert abs(parts[2]["heap"] - 5 * MIB) < 64 * 1024
+    assert together["peak"] == sum(part["heap"] for part in parts)
+    assert {part["file"] for part in parts[:2]} == {
+        p.name for p in runner.tmp_path.glob("fork.*.memtrim")
+    }
+    assert json.loads(out.read_text())["meta"]["processes"] == together
+    said = " ".join(proc.stderr.split())
+    assert "this process and its 2 forked children together" in said

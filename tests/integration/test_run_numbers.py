@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 
 import pytest
@@ -243,3 +244,35 @@ def test_every_line_of_long_code_gets_its_own_bytes(runner, mode):
     for i in range(n):
         assert at_exit[("<module>", 2 + i)] == 100 + i + BYTEARRAY
         assert at_exit[("f", n + 4 + i)] == 100 + i + BYTEARRAY
+
+
+FREE_LISTS = """
+def make():
+    t = [(i, -i, i * 2) for i in range(2000)]  # MAKE: freed into the tuples' free list
+    del t
+
+def use():
+    return [(i, -i, i * 3) for i in range(2000)]  # USE: its tuples come from it
+
+make()
+keep = use()
+pad = bytearray(10**6)  # the peak is now, with use()'s tuples alive
+"""
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="3.13+: CPython's reference tracer")
+@pytest.mark.parametrize("mode", [[], ["--exact"]])
+def test_objects_from_free_lists_are_charged_to_the_line_that_made_them(runner, mode):
+    data, _ = run_json(runner, FREE_LISTS, *mode)
+    make = ("make", line_of(FREE_LISTS, "# MAKE"))
+    use = ("use", line_of(FREE_LISTS, "# USE"))
+    for view in ("peak", "at_exit"):
+        lines = by_line(data[view]["sites"])
+        assert make not in lines, view  # it kept nothing (before: ~128 KB of tuples)
+        # 2000 tuples of 3 (GC header 16 + 24 + 3 x 8 = 64 B each) and the list's items
+        assert lines[use]["bytes"] >= 2000 * 64 + 2000 * 8, view
+    # reusing a block is not allocating it: use() allocated its 5,651 ints (i
+    # from 257, -i from 6, i * 3 from 86), its list's items and a few tuples
+    # (about 2,000 blocks more if the reused ones counted)
+    allocated = by_line(data["allocated"]["sites"])
+    assert 5651 <= allocated[use]["count"] < 5651 + 200

@@ -100,3 +100,50 @@ def test_unflushed_output_is_lost_as_under_python(runner, ending, options):
     assert traced.stdout == plain.stdout == ""
     info = capture_file.read(str(runner.tmp_path / "out.memtrim")).meta["exit"]
     assert info["kind"] in ("os._exit", "signal")
+
+
+ATEXIT_STATE = """\
+import atexit, os, sys
+def show():
+    main = sys.modules["__main__"]
+    print("atexit", sys.argv, os.path.basename(sys.path[0] or "-"), main.__name__,
+          hasattr(main, "__file__"), hasattr(main, "__cached__"), main.__dict__ is globals())
+atexit.register(show)
+print("main", sys.argv, hasattr(sys.modules["__main__"], "__file__"))
+"""
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        ["-m", "memtrim", "run", "-q", "--force", "-o", "out.memtrim"],
+        ["-m", "memtrim", "-o", "out.txt"],
+        ["-m", "memtrim", "record", "-o", "out.dat"],
+    ],
+    ids=["run", "lines", "record"],
+)
+@pytest.mark.parametrize("kind", ["script", "module", "code"])
+def test_atexit_handlers_see_the_program_s_state_as_under_python(runner, prefix, kind):
+    # sys.argv, sys.path[0] and __main__ as python leaves them after the main code
+    # (a script's __file__ and __cached__ removed), not memtrim's put back
+    runner.write(ATEXIT_STATE, "prog.py")
+    target = {"script": ["prog.py", "a"], "module": ["-m", "prog", "a"]}.get(kind)
+    if target is None:
+        target = ["-c", ATEXIT_STATE, "a"]
+    if kind != "script" and "run" not in prefix:
+        pytest.skip("the line profiler and memtrim record run scripts only")
+    results = [
+        subprocess.run(
+            [sys.executable, *command, *target],
+            capture_output=True,
+            text=True,
+            cwd=runner.tmp_path,
+            env=subprocess_env(),
+            timeout=120,
+        )
+        for command in ([], prefix)
+    ]
+    plain, traced = results
+    assert plain.returncode == traced.returncode == 0, traced.stderr
+    assert traced.stdout == plain.stdout
+    assert "atexit" in plain.stdout

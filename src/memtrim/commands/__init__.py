@@ -96,6 +96,8 @@ def _top_help(commands: dict[str, str]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``memtrim`` and ``python -m memtrim``; returns the exit status."""
+    # the process's own command line: the program's state is kept to the end
+    _script.keep_program_state(argv is None)
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = available()
     if argv and argv[0] in ("-h", "--help"):

@@ -113,11 +113,15 @@ def as_main(script: Script, args: list[str]) -> Iterator[types.ModuleType]:
     try:
         yield module
     finally:
-        main, argv, path = saved
-        if main is not None:
-            sys.modules["__main__"] = main
-        sys.argv[:] = argv
-        sys.path[:] = path
+        if _final["keep"]:  # as python's pymain_run_file leaves them
+            module.__dict__.pop("__file__", None)
+            module.__dict__.pop("__cached__", None)
+        else:
+            main, argv, path = saved
+            if main is not None:
+                sys.modules["__main__"] = main
+            sys.argv[:] = argv
+            sys.path[:] = path
 
 
 def run(script: Script, module: types.ModuleType) -> None:
@@ -166,7 +170,16 @@ def exit_like_python(exc: BaseException | None) -> int:
     return 1
 
 
-_final = {"armed": False, "sigint": False}
+_final = {"armed": False, "sigint": False, "keep": False}
+
+
+def keep_program_state(keep: bool) -> None:
+    """``keep``: memtrim is the process's entry point (its command line), so the
+    program's ``sys.argv``, ``sys.path`` and ``__main__`` stay as python leaves
+    them until the interpreter ends (the program's ``atexit`` handlers see them)
+    instead of being put back when its main code returns; a script's
+    ``__file__`` and ``__cached__`` go, as python removes them then."""
+    _final["keep"] = keep
 
 
 def _arm_final_exit() -> None:
@@ -311,6 +324,7 @@ def run_program(
             with around():
                 run_detached(script.code, module.__dict__)
     finally:
-        sys.argv[:], sys.path[:] = saved[0], saved[1]
-        if saved[2] is not None:
-            sys.modules["__main__"] = saved[2]
+        if not _final["keep"]:  # (kept: as python leaves them, see keep_program_state)
+            sys.argv[:], sys.path[:] = saved[0], saved[1]
+            if saved[2] is not None:
+                sys.modules["__main__"] = saved[2]

@@ -166,6 +166,7 @@ class _Session:
         self.err = _own_stderr()
         self.write_failed = False
         self.status = 0  # the program's exit status, as python would end it
+        self.top_pid = os.getpid()  # (forked children save too)
         profiler = ProgramProfiler(
             exact=args.exact,
             sample_bytes=args.sample_bytes,
@@ -232,6 +233,13 @@ class _Session:
 
     def _save(self, capture: Capture) -> None:
         written: list[tuple[str, int]] = []
+        if self.args.follow_fork and os.getpid() == self.top_pid:
+            self.steps("adding up the processes' profiles")
+            from memtrim.run import processes
+
+            combined = processes.gather(self.output, capture)
+            if combined is not None:
+                capture.meta["processes"] = combined
         self.steps("writing the capture and reports")
         try:
             write_outputs(

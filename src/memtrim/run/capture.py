@@ -492,6 +492,23 @@ def _is_rss(value: Any) -> bool:
     return True
 
 
+def _is_processes(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and _is_count(value.get("count"))
+        and _is_count(value.get("peak"))
+        and _is_number(value.get("time"))
+        and isinstance(value.get("at_peak"), list)
+        and all(
+            isinstance(part, dict)
+            and _is_count(part.get("pid"))
+            and _is_count(part.get("heap"))
+            and _is_str(part.get("file"))
+            for part in value["at_peak"]
+        )
+    )
+
+
 # What the reports read in a capture's meta, and what each must be; other
 # keys are kept as they are (plain JSON, finite numbers: see decode_body).
 _META_CHECKS: dict[str, tuple[Any, str]] = {
@@ -516,6 +533,9 @@ _META_CHECKS: dict[str, tuple[Any, str]] = {
     "stack_gaps": (_is_gaps, "{peak: [bytes, ...], allocated: [bytes, ...]}"),
     "rss": (_is_rss, "{peak, at_exit} RSS breakdowns"),
     "partial": (lambda value: isinstance(value, dict), "an object"),
+    "forked_at": (_is_number, "a number of seconds >= 0"),
+    "fork_level": (_is_count, "a whole number >= 0"),
+    "processes": (_is_processes, "{count, peak, time, at_peak: [{pid, heap, file}]}"),
     "advice": (lambda value: isinstance(value, list), "a list"),
 }
 

@@ -31,11 +31,16 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TextIO
 
-from memtrim.engine import calltree, no_gc, watchdog
+from memtrim.engine import calltree, deadline, no_gc, watchdog
 from memtrim.run.capture import Capture
 from memtrim.run.session import ProgramProfiler
 
 Save = Callable[[Capture], None]
+
+# Seconds a SIGTERM may wait for memtrim's Python side (the main thread's
+# handler, or the watcher that writes the capture when the main thread is in a
+# C call without the GIL) before the process dies of it anyway (engine/deadline).
+TERM_GRACE = 1.0
 
 
 class SaveError(Exception):
@@ -141,6 +146,7 @@ class ProgramRun:
         self._done = False
         self._writing = False  # the capture is being written: a SIGTERM waits
         self._term_pending = False
+        self._term_claimed = False  # this run's Python side has the SIGTERM (deadline)
         self._old_term: Any = None
         self._real_exit: Callable[[int], Any] | None = None
         self._real_fork: Callable[[], int] | None = None
@@ -159,6 +165,9 @@ class ProgramRun:
             os.fork = self._fork
         _fork.current = self
         self._old_term = signal.signal(signal.SIGTERM, self._on_sigterm)
+        with contextlib.suppress(OSError):  # no thread: SIGTERM waits for Python, as before
+            deadline.arm(TERM_GRACE)
+        self.profiler.on_term = self._term_in_c_call
         self._active = True
         if self.limit:
             try:
@@ -198,6 +207,7 @@ class ProgramRun:
 
     def _end(self, error: BaseException | None) -> None:
         tripped = max(self._tripped, watchdog.stop() if self.limit else 0)
+        deadline.disarm()  # first: CPython's handler back under memtrim's Python one
         if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
             signal.signal(signal.SIGTERM, self._old_term)
         try:
@@ -207,6 +217,8 @@ class ProgramRun:
             self._main = None
 
     def _uninstall(self) -> None:
+        deadline.disarm()
+        self.profiler.on_term = None
         if self._real_exit is not None:
             os._exit = posix._exit = self._real_exit  # type: ignore[assignment]
         if self._real_fork is not None and os.fork == self._fork:
@@ -275,6 +287,8 @@ class ProgramRun:
             self._done = True
             self.outcome.exit = exit or exit_info(error, tripped)
             return
+        if not self._claim_term():  # memtrim's watcher writes the SIGTERM capture
+            _wait_for_the_end()
         self.profiler.pause()  # first: what follows is memtrim's, not the program's
         if self.limit:
             tripped = max(tripped, watchdog.stop())  # memtrim's growth is not the program's
@@ -348,11 +362,26 @@ class ProgramRun:
         if self._writing:
             self._term_pending = True  # finish() dies of it once the files are written
             return
+        if not self._claim_term():  # memtrim's watcher thread has it (_term_in_c_call)
+            _wait_for_the_end()
         info = {"kind": "signal", "code": -signal.SIGTERM, "message": "SIGTERM"}
         try:
             self.finish(None, exit=info)
         finally:
             self._die_of_sigterm()
+
+    def _claim_term(self) -> bool:
+        """Is this thread the one to write the capture (see engine/deadline)?"""
+        if not self._term_claimed:
+            self._term_claimed = deadline.claim()
+        return self._term_claimed
+
+    def _term_in_c_call(self) -> None:
+        # The disk keeper's thread, GIL held, the signal claimed: a SIGTERM came
+        # while the main thread was in a C call that released the GIL (its
+        # handler could not run). The keeper has written the capture of this
+        # moment; end the process as the signal would have.
+        deadline.die()
 
     def _say(self, text: str) -> None:
         """A line of memtrim's, on ``messages`` (default: the program's stderr)."""
@@ -371,11 +400,20 @@ class ProgramRun:
             self.owner = os.getpid()
             self.save = self.on_fork(self.owner)
             self.profiler.after_fork_in_child()
+            deadline.after_fork(rearm=True)
         else:
             self.profiler.stop_in_forked_child()  # the child is not profiled
             self.owner = -1
+            deadline.after_fork(rearm=False)
             if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
                 signal.signal(signal.SIGTERM, self._old_term)
+
+
+def _wait_for_the_end() -> None:
+    """Another thread of memtrim's writes the capture and ends the process:
+    the program must not go on meanwhile (the GIL released while waiting)."""
+    while True:
+        threading.Event().wait(3600)
 
 
 class _ForkDispatch:

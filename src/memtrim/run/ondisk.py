@@ -13,6 +13,10 @@ so that a killed program leaves the profile of its last known peak:
 - at a bounded rate: at least :data:`MIN_INTERVAL` seconds apart, and in at
   most :data:`BUDGET` of the run's time so far (the near-limit write excepted).
 
+- at once when a SIGTERM came while the main thread is in a long C call that
+  released the GIL (its Python handler cannot run): then ``on_term()`` ends the
+  process (see :mod:`memtrim.engine.deadline`).
+
 A capture written this way says so (``meta["partial"]``: when, why, the peak
 then); the capture written when the program ends replaces it. The watcher is a
 low-level thread (``_thread``: not in ``threading.enumerate()``, no thread the
@@ -30,7 +34,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from memtrim.engine import calltree, hooks
+from memtrim.engine import calltree, deadline, hooks
 
 FIRST = 32 * 2**20
 STEP = 1.5
@@ -41,6 +45,9 @@ LIMIT_ENV = "MEMTRIM_MEMORY_LIMIT"
 # "close to the limit": less headroom than this share of it, or than this many bytes
 NEAR_SHARE = 0.05
 NEAR_BYTES = 64 * 2**20
+# seconds the main thread's SIGTERM handler gets before the keeper takes it
+TERM_CLAIM = 0.2
+TERM_REASON = "SIGTERM during a long C call"
 
 
 def parse_bytes(text: str) -> int | None:
@@ -163,8 +170,10 @@ class DiskKeeper:
         save: Callable[[Any], None],
         pressure: Pressure | None = None,
         children: Any = None,
+        on_term: Callable[[], Callable[[], None] | None] | None = None,
     ) -> None:
         self.base = base
+        self.on_term = on_term  # -> what ends the process after a SIGTERM write, or None
         self.children = children  # polled at every tick (run/children.py)
         self.make_capture = make_capture
         self.save = save
@@ -207,6 +216,7 @@ class DiskKeeper:
         ready.set()
         try:
             while not self._stop.wait(TICK):
+                self._check_term()
                 if self.children is not None:
                     self.children.poll()
                 self.check()
@@ -215,6 +225,18 @@ class DiskKeeper:
         finally:
             self._done.set()
         threading.Event().wait()  # parked for good (see start)
+
+    def _check_term(self) -> None:
+        # A SIGTERM the main thread's handler has not taken: it is in a C call
+        # (this thread has the GIL, so that call released it). Write the
+        # capture of this moment, then end the process as the signal would.
+        end = self.on_term() if self.on_term is not None else None
+        if end is None or deadline.waiting() < TERM_CLAIM or not deadline.claim():
+            return
+        peak = hooks.peak() - self.base
+        exit = {"kind": "signal", "code": -signal.SIGTERM, "message": "SIGTERM"}
+        self._write({"reason": TERM_REASON, "peak": peak, "exit": exit})
+        end()
 
     def check(self) -> bool:
         """Write the capture if it is due; True if it was written."""

@@ -80,6 +80,9 @@ class ProgramProfiler:
     ``keep(capture)``, if given, writes a capture of the recording so far while
     the program runs (:class:`~memtrim.run.ondisk.DiskKeeper`: as the peak
     grows, and near the memory limit), so that a killed program leaves one.
+    ``on_term``, if set (by :class:`~memtrim.run.lifecycle.ProgramRun`), ends
+    the process once the keeper has written the capture of a SIGTERM that came
+    while the main thread was in a C call without the GIL.
     """
 
     def __init__(
@@ -113,6 +116,7 @@ class ProgramProfiler:
         self.observer = observer
         self.keep = keep
         self.progress: Callable[[str], None] = lambda step: None  # names each slow step
+        self.on_term: Callable[[], None] | None = None
         self._keeper: DiskKeeper | None = None
         self._rss0 = self._rss_end = 0
         self.capture: Capture | None = None
@@ -148,7 +152,9 @@ class ProgramProfiler:
                 self.root = ""
         self._start_sampler()
         if self.keep is not None:  # before the base: its thread's start is not the program's
-            self._keeper = DiskKeeper(0, self._partial, self.keep, children=Children())
+            self._keeper = DiskKeeper(
+                0, self._partial, self.keep, children=Children(), on_term=lambda: self.on_term
+            )
             self._keeper.start()
         self._rss0 = procfs.rss()
         # Blocks allocated before now (memtrim's own, or the program's before
@@ -195,7 +201,10 @@ class ProgramProfiler:
         now = time.monotonic()
         base = self._base
         timeline = self._timeline(now - self._t0, hooks.level() - base, self._sampler_peek())
+        why = dict(why)
         meta = {**self._meta(now - self._t0), "partial": why}
+        if "exit" in why:  # how the program ends (a SIGTERM in a C call)
+            meta["exit"] = why.pop("exit")
         peak, end = max(hooks.peak() - base, 0), max(hooks.level() - base, 0)
         return self._capture(raw, meta, peak, end, timeline)
 
@@ -339,6 +348,10 @@ class ProgramProfiler:
     def after_fork_in_child(self) -> None:
         """In a forked child that goes on recording: a new sampling thread."""
         self.meta["parent_pid"] = self._pid
+        # the run's time axis is the parent's (the same start): when the child
+        # began, and the parent's blocks it began with (not its own)
+        self.meta["forked_at"] = round(time.monotonic() - self._t0, 6)
+        self.meta["fork_level"] = max(hooks.level() - self._base, 0)
         self._pid = os.getpid()
         self._sampler = None
         self._start_sampler()

@@ -36,6 +36,8 @@
 
 MT_TLS int64_t mt_thread_cur;
 MT_TLS int64_t mt_thread_hwm;
+MT_TLS void *mt_thread_last_ptr;
+MT_TLS int64_t mt_thread_last_size;
 MT_TLS int mt_guard; /* heap.h */
 MT_TLS int mt_own;   /* heap.h */
 
@@ -660,6 +662,8 @@ static inline __attribute__((always_inline)) void on_alloc_gil(void *p, size_t s
     g_cur += (int64_t)size;
     g_allocs++;
     thread_add((int64_t)size);
+    mt_thread_last_ptr = p;
+    mt_thread_last_size = (int64_t)size;
     int64_t level = level_now();
     if (level > g_peak) {
         g_peak = level;
@@ -686,6 +690,16 @@ static inline __attribute__((always_inline)) void on_alloc_gil(void *p, size_t s
 static inline void forget_gil(void *p, int64_t size, uint32_t id)
 {
     int native = 0;
+    if (MT_UNLIKELY(mt_own) && (id & ~MT_NATIVE_BIT) == 0) {
+        /* memtrim's own work freed a block no recording counted: one from
+         * before the recording began, which the run's base holds (a dict of
+         * memtrim's that grew, an object a free list handed it).  The level
+         * stays: the program's figures (level - base) must never move for
+         * memtrim's work, and a level below the base would be a negative
+         * figure (seen on 3.12: the disk keeper's thread, "at exit: -11 B").
+         * The block is forgotten; its bytes stay in the level. */
+        return;
+    }
     if (MT_UNLIKELY(id & MT_NATIVE_BIT)) {
         native = 1;
         id &= ~MT_NATIVE_BIT;
@@ -768,6 +782,26 @@ static unsigned peek_lib(void *p)
     }
     pthread_mutex_unlock(&big_lock);
     return lib;
+}
+
+/* GIL held: hand the live block at p to `move(p, id, size)`, which returns
+ * its new id (the attribution moves; the heap's figures do not change).
+ * Only blocks that hold an attributing listener's id, in the leaves (small
+ * blocks: what CPython's free lists keep).  Returns 1 if it was moved. */
+int mt_heap_reattribute(void *p, uint32_t (*move)(void *p, uint32_t id, int64_t size))
+{
+    size_t index;
+    leaf_t *leaf = shadow_leaf((uintptr_t)p, 0, &index);
+    if (leaf == NULL || leaf->ids == NULL) {
+        return 0;
+    }
+    uint16_t v = leaf->v[index];
+    uint32_t id = leaf->ids[index];
+    if (v == 0 || v == SLOT_BIG || id == 0 || (id & MT_NATIVE_BIT)) {
+        return 0;
+    }
+    set_id(leaf, index, move(p, id, (int64_t)v - 1));
+    return 1;
 }
 
 /* GIL held (no leaf comes or goes): the stored id of the live block at p.

@@ -12,6 +12,11 @@
  * Thread-local, so no lock: only the owning thread reads or writes them. */
 extern MT_TLS int64_t mt_thread_cur;
 extern MT_TLS int64_t mt_thread_hwm;
+/* This thread's latest block of the Python domains (GIL held) and its size:
+ * the line tracer takes the int CPython boxes an event's argument in out of
+ * the counter, at its real size (the allocating function varies by version). */
+extern MT_TLS void *mt_thread_last_ptr;
+extern MT_TLS int64_t mt_thread_last_size;
 
 /* Set while a hook calls an original allocator (or accounts a block): a hook
  * entered with it set passes straight through, so a block is counted once
@@ -34,6 +39,7 @@ void mt_heap_own_enter(void);
 void mt_heap_own_exit(void);
 /* GIL held: the stored id of the live block at p (1), or 0 if not ours. */
 int mt_heap_peek_id(void *p, uint32_t *id);
+int mt_heap_reattribute(void *p, uint32_t (*move)(void *p, uint32_t id, int64_t size));
 int mt_heap_install(void);   /* GIL held; reference-counted */
 int mt_heap_uninstall(void); /* GIL held */
 int mt_heap_installed(void);

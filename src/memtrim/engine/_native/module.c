@@ -443,6 +443,19 @@ static PyObject *py_heap_listeners(PyObject *self, PyObject *unused)
 
 PyObject *mt_watchdog_start(PyObject *self, PyObject *args); /* watchdog.c */
 PyObject *mt_watchdog_stop(PyObject *self, PyObject *unused);
+int mt_tree_reftracer_ours(void); /* calltree.c */
+
+static PyObject *py_tree_reftracer(PyObject *self, PyObject *unused)
+{
+    return PyBool_FromLong(mt_tree_reftracer_ours());
+}
+
+PyObject *mt_term_arm(PyObject *self, PyObject *args); /* term.c */
+PyObject *mt_term_disarm(PyObject *self, PyObject *unused);
+PyObject *mt_term_claim(PyObject *self, PyObject *unused);
+PyObject *mt_term_waiting(PyObject *self, PyObject *unused);
+PyObject *mt_term_after_fork(PyObject *self, PyObject *args);
+PyObject *mt_term_die(PyObject *self, PyObject *unused);
 
 static PyObject *py_set_limit(PyObject *self, PyObject *arg)
 {
@@ -579,6 +592,19 @@ static PyMethodDef methods[] = {
      "(limit_bytes, interval_s[, on_exceeded]): raise MemoryError in the main thread at that "
      "RSS; call on_exceeded(rss) there if the program grows on past it."},
     {"watchdog_stop", mt_watchdog_stop, METH_NOARGS, "Stop; returns the RSS that tripped it."},
+    {"tree_reftracer", py_tree_reftracer, METH_NOARGS,
+     "3.13+: memtrim's CPython reference tracer is the one set (a recording runs)."},
+    {"term_arm", mt_term_arm, METH_VARARGS,
+     "(grace_s): wrap the SIGTERM handler installed now; an unclaimed SIGTERM kills at once "
+     "after grace_s."},
+    {"term_disarm", mt_term_disarm, METH_NOARGS, "Put the SIGTERM handler back; stop."},
+    {"term_claim", mt_term_claim, METH_NOARGS,
+     "True for the first caller (or when not armed): it writes the capture."},
+    {"term_waiting", mt_term_waiting, METH_NOARGS,
+     "Seconds since an unclaimed SIGTERM came, or -1.0."},
+    {"term_die", mt_term_die, METH_NOARGS, "End the process of SIGTERM's default action."},
+    {"term_after_fork", mt_term_after_fork, METH_VARARGS,
+     "(rearm): in a forked child: a thread of its own, or forget the deadline."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1513,6 +1513,11 @@ static inline int64_t unbox_enter(PyObject *arg)
     if (arg == NULL || _Py_IsImmortal(arg) || Py_REFCNT(arg) != 1 || !PyLong_CheckExact(arg)) {
         return 0;
     }
+    int64_t size;
+    if ((void *)arg == mt_thread_last_ptr) { /* the box is the latest block: its own size */
+        size = mt_thread_last_size;         /* (3.12 boxes offsets in 28 B, lines in 32 B) */
+        goto take;
+    }
     if (MT_UNLIKELY(boxed_size <= 0)) {
         int64_t cur = mt_thread_cur, hwm = mt_thread_hwm;
         PyObject *probe = PyLong_FromLong(1000000); /* one digit, as a line or an offset */
@@ -1525,7 +1530,8 @@ static inline int64_t unbox_enter(PyObject *arg)
         }
         boxed_size = size;
     }
-    int64_t size = boxed_size;
+    size = boxed_size;
+take:
     if (mt_thread_hwm <= mt_thread_cur) {
         mt_thread_hwm = mt_thread_cur - size; /* the box may have set the mark */
     }
@@ -1642,9 +1648,8 @@ static PyObject *py_use_instructions(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "O!O!", &PyCode_Type, &code, &PyList_Type, &ranges)) {
         return NULL;
     }
-    /* 3.13 only for now: on 3.12 the figures through INSTRUCTION events were
-     * not yet proven equal to LINE's (a boxed-offset size difference). */
-#if MT_HAVE_MONITORING && PY_VERSION_HEX >= 0x030D0000
+    /* 3.12 and 3.13 (the tests compare the tables through both events). */
+#if MT_HAVE_MONITORING && PY_VERSION_HEX >= 0x030C0000
     code_info_t *ci = lookup(code);
     PyCodeObject *co = (PyCodeObject *)code;
     _PyCoMonitoringData *data = co->_co_monitoring;

@@ -142,9 +142,19 @@ def partial_note(meta: dict[str, Any]) -> str | None:
     when = partial.get("time")
     why = partial.get("reason", "")
     limit = f" ({partial['limit']})" if partial.get("limit") else ""
+    ending = meta.get("exit")
+    if isinstance(ending, dict) and ending.get("kind") == "signal":  # SIGTERM in a C call
+        head = (
+            f"the program was ended by {ending.get('message', 'a signal')} in a C call that "
+            "did not return: this capture was written when the signal came"
+        )
+    else:
+        head = (
+            "the program did not finish under memtrim (killed: SIGKILL, the OOM killer, a "
+            "container's limit?): this capture was written while it ran"
+        )
     return (
-        "the program did not finish under memtrim (killed: SIGKILL, the OOM killer, a "
-        "container's limit?): this capture was written while it ran"
+        head
         + (f", at {when:.2f} s" if isinstance(when, int | float) else "")
         + (f", {why}{limit}" if why else "")
         + (f"; its peak then: {human(peak)}" if isinstance(peak, int) else "")
@@ -170,6 +180,27 @@ def children_note(meta: dict[str, Any]) -> str | None:
     return f"{count:,} child process{'' if count == 1 else 'es'} ran{held}: {where}"
 
 
+def processes_note(meta: dict[str, Any]) -> str | None:
+    """The run's processes together (--follow-fork): the moment they held the most."""
+    found = meta.get("processes")
+    if not isinstance(found, dict) or not found.get("count"):
+        return None
+    parts = found.get("at_peak", [])
+    shown = ", ".join(
+        f"{'this process' if not part['file'] else part['file']} {human(part['heap'])}"
+        for part in parts[:4]
+    )
+    more = f", {len(parts) - 4} more" if len(parts) > 4 else ""
+    unread = f" ({found['unread']} captures not read)" if found.get("unread") else ""
+    count = int(found["count"])
+    return (
+        f"this process and its {count} forked child{'' if count == 1 else 'ren'} together"
+        f"{unread}: heap peak {human(found['peak'])} at {found['time']:.2f} s ({shown}{more}); "
+        "from their timelines: each process's own peak is exact, their sum at the "
+        "timeline's resolution"
+    )
+
+
 def _native_notes(meta: dict[str, Any]) -> list[str]:
     """What could not be tracked (C libraries' memory, full stacks), one line each."""
     notes = []
@@ -179,6 +210,9 @@ def _native_notes(meta: dict[str, Any]) -> list[str]:
     children = children_note(meta)
     if children:
         notes.append(children)
+    together = processes_note(meta)
+    if together:
+        notes.append(together)
     gaps = meta.get("stack_gaps")
     if gaps:
         about = "~" if not meta.get("exact") else ""

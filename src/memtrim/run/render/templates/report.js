@@ -205,11 +205,32 @@
           cls: "mode-note",
           id: "partial-note",
           text:
-            "The program did not finish under memtrim (killed: SIGKILL, the OOM killer, a container's limit?): " +
-            "this capture was written while it ran" +
+            (meta.exit && meta.exit.kind === "signal"
+              ? "The program was ended by " + (meta.exit.message || "a signal") +
+                " in a C call that did not return: this capture was written when the signal came"
+              : "The program did not finish under memtrim (killed: SIGKILL, the OOM killer, a container's limit?): " +
+                "this capture was written while it ran") +
             (typeof part.time === "number" ? ", at " + seconds(part.time) : "") +
             (part.reason ? ", " + part.reason + (part.limit ? " (" + part.limit + ")" : "") : "") +
             (typeof part.peak === "number" ? "; its peak then: " + human(part.peak) : "") + ".",
+        })
+      );
+    }
+    var together = meta.processes;
+    if (together && together.count) {
+      var parts = (together.at_peak || []).map(function (part) {
+        return (part.file ? part.file + " (pid " + part.pid + ")" : "this process") + " " + human(part.heap);
+      });
+      header.appendChild(
+        el("p", {
+          cls: "mode-note",
+          id: "processes-note",
+          text:
+            "This process and its " + count(together.count) + " forked " +
+            (together.count === 1 ? "child" : "children") + " together: heap peak " + human(together.peak) +
+            " at " + seconds(together.time) + " (" + parts.join(", ") + "). From their timelines: each " +
+            "process's own peak is exact, their sum at the timeline's resolution. Each child's profile: " +
+            "memtrim report FILE.",
         })
       );
     }
