@@ -114,3 +114,26 @@ def test_until_exit_goes_on_recording_past_the_block_until_its_atexit_handler():
     assert len(saved) == 1 and 3 * MIB <= saved[0].peak_bytes < 5 * MIB
     assert os._exit is real_exit and lifecycle._fork.current is None
     assert run.outcome.exit == {"kind": "exit", "code": 0}
+
+
+def test_a_sigterm_handled_inside_the_claim_finds_this_thread_the_claimant(monkeypatch):
+    # Seen as a hang: a pool worker's os._exit claimed the SIGTERM deadline in
+    # C, and the SIGTERM's Python handler ran before the claim's result was
+    # stored: it found the signal claimed by "someone else" and waited for
+    # ever. The handler's claim, made inside the first, must be this thread's.
+    from memtrim.engine import deadline
+
+    real_claim = deadline.claim
+    run = ProgramRun(ProgramProfiler(), lambda capture: None)
+    inner: list[bool] = []
+
+    def claim_then_signal() -> bool:
+        got = real_claim()
+        inner.append(run._claim_term())  # what _on_sigterm does, here
+        return got
+
+    with run:
+        monkeypatch.setattr(deadline, "claim", claim_then_signal)
+        assert run._claim_term()
+        monkeypatch.undo()
+    assert inner == [True]

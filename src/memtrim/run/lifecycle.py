@@ -147,6 +147,7 @@ class ProgramRun:
         self._writing = False  # the capture is being written: a SIGTERM waits
         self._term_pending = False
         self._term_claimed = False  # this run's Python side has the SIGTERM (deadline)
+        self._claiming = 0  # the thread inside _claim_term, if any
         self._old_term: Any = None
         self._real_exit: Callable[[int], Any] | None = None
         self._real_fork: Callable[[], int] | None = None
@@ -371,9 +372,20 @@ class ProgramRun:
             self._die_of_sigterm()
 
     def _claim_term(self) -> bool:
-        """Is this thread the one to write the capture (see engine/deadline)?"""
-        if not self._term_claimed:
+        """Is this thread the one to write the capture (see engine/deadline)?
+
+        A SIGTERM's handler may run inside this very call (between the claim
+        in C and the assignment): the thread that is claiming counts as the
+        claimant, or the handler would wait for a writer that is itself.
+        """
+        me = threading.get_ident()
+        if self._term_claimed or self._claiming == me:
+            return True
+        self._claiming = me
+        try:
             self._term_claimed = deadline.claim()
+        finally:
+            self._claiming = 0
         return self._term_claimed
 
     def _term_in_c_call(self) -> None:
@@ -396,6 +408,7 @@ class ProgramRun:
         os.kill(os.getpid(), signal.SIGTERM)
 
     def _after_fork_in_child(self) -> None:
+        self._term_claimed, self._claiming = False, 0  # the deadline is the child's own
         if self.follow_fork and self.on_fork is not None:
             self.owner = os.getpid()
             self.save = self.on_fork(self.owner)
