@@ -33,7 +33,7 @@ def keeper(monkeypatch):
     saved = []
     pressure = FakePressure()
     k = ondisk.DiskKeeper(1000, lambda why: dict(why), saved.append, pressure)
-    k._start = 0.0
+    k._start = clock["now"]
     return k, level, clock, saved, pressure
 
 
@@ -85,3 +85,20 @@ def test_own_limit_from_the_environment(monkeypatch):
     monkeypatch.setattr(ondisk, "_meminfo", lambda: {})
     pressure.cgroup_limit = None
     assert pressure.near() is None
+
+
+def test_a_long_run_is_kept_every_refresh_whatever_its_peak(keeper):
+    k, level, clock, saved, _ = keeper
+    level["peak"] = 10  # far below the first size
+    clock["now"] += ondisk.REFRESH - 1
+    assert not k.check()
+    clock["now"] += 1
+    assert k.check()
+    assert saved[-1]["reason"] == "the program ran on" and saved[-1]["peak"] == 10
+    clock["now"] += ondisk.REFRESH / 2
+    assert not k.check()
+    clock["now"] += ondisk.REFRESH / 2
+    assert k.check() and len(saved) == 2
+    clock["now"] += ondisk.REFRESH
+    k._spent = ondisk.BUDGET * (clock["now"] - k._start) + 1  # past its share of the time
+    assert not k.check()

@@ -10,6 +10,8 @@ so that a killed program leaves the profile of its last known peak:
 - at once when the process comes close to its memory limit (the cgroup's
   ``memory.max``, the machine's available memory, or ``MEMTRIM_MEMORY_LIMIT``):
   the kernel may act at any moment;
+- every :data:`REFRESH` seconds, whatever the peak (a program killed with a
+  small peak, or in a C call that holds the GIL, still leaves a recent one);
 - at a bounded rate: at least :data:`MIN_INTERVAL` seconds apart, and in at
   most :data:`BUDGET` of the run's time so far (the near-limit write excepted).
 
@@ -39,6 +41,10 @@ from memtrim.engine import calltree, deadline, hooks
 FIRST = 32 * 2**20
 STEP = 1.5
 MIN_INTERVAL = 1.0
+# and at least this often once the run is that long, whatever its peak: a
+# program killed with a small peak, or one whose SIGTERM comes in a C call
+# that holds the GIL (engine/deadline), leaves a capture at most this old
+REFRESH = 30.0
 BUDGET = 0.05
 TICK = 0.25
 LIMIT_ENV = "MEMTRIM_MEMORY_LIMIT"
@@ -248,10 +254,14 @@ class DiskKeeper:
         if near is not None:
             self._near_written = True
             return self._write({"reason": "near the memory limit", "limit": near, "peak": peak})
-        if peak < self._next or now - self._last < MIN_INTERVAL:
+        grew = peak >= self._next
+        stale = now - max(self._last, self._start) >= REFRESH  # (before any write: since start)
+        if not (grew or stale) or now - self._last < MIN_INTERVAL:
             return False
         if self._spent > BUDGET * max(now - self._start, 1e-9):
             return False
+        if not grew:
+            return self._write({"reason": "the program ran on", "peak": peak})
         self._next = max(int(peak * STEP), self._next)
         return self._write({"reason": "the peak grew", "peak": peak})
 
