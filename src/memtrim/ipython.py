@@ -22,10 +22,10 @@ import builtins
 import gc
 import os
 import threading
-from types import TracebackType
 from typing import Any
 
 from memtrim.engine import hooks, tracer
+from memtrim.engine.runner import user_traceback
 from memtrim.lines.render.text import MIB, format_table
 from memtrim.lines.session import LineProfiler
 
@@ -106,22 +106,6 @@ def _one_run(code: Any, namespace: dict[str, Any], timeout: float | None) -> int
             timer.cancel()
         peak = hooks.watch_end(watch.pop())
     return max((cut[0] if cut else peak) - start, 0)
-
-
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-
-
-def user_traceback(tb: TracebackType | None) -> TracebackType | None:
-    """``tb`` without memtrim's frames (its magics, runner and wrappers)."""
-    kept = []
-    while tb is not None:
-        if not tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-            kept.append(tb)
-        tb = tb.tb_next
-    rebuilt = None
-    for entry in reversed(kept):
-        rebuilt = TracebackType(rebuilt, entry.tb_frame, entry.tb_lasti, entry.tb_lineno)
-    return rebuilt
 
 
 def check_text_file(path: str) -> str | None:

@@ -21,12 +21,10 @@ import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.machinery import SourceFileLoader
-from types import CodeType, TracebackType
+from types import CodeType
 
 from memtrim.commands.errors import CommandError
-from memtrim.engine.runner import run_detached
-
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+from memtrim.engine.runner import run_detached, user_traceback
 
 
 @dataclass(frozen=True)
@@ -132,19 +130,6 @@ def run(script: Script, module: types.ModuleType) -> None:
     and do not count against the recursion limit.
     """
     run_detached(script.code, module.__dict__)
-
-
-def user_traceback(tb: TracebackType | None) -> TracebackType | None:
-    """The traceback without memtrim's own frames (its runner and wrappers)."""
-    frames = []
-    while tb is not None:
-        if not tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-            frames.append(tb)
-        tb = tb.tb_next
-    rebuilt = None
-    for entry in reversed(frames):
-        rebuilt = TracebackType(rebuilt, entry.tb_frame, entry.tb_lasti, entry.tb_lineno)
-    return rebuilt
 
 
 def exit_like_python(exc: BaseException | None) -> int:
