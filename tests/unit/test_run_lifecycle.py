@@ -137,3 +137,13 @@ def test_a_sigterm_handled_inside_the_claim_finds_this_thread_the_claimant(monke
         assert run._claim_term()
         monkeypatch.undo()
     assert inner == [True]
+
+
+def test_a_run_inside_another_leaves_the_outer_one_its_sigterm_deadline():
+    outer = ProgramRun(ProgramProfiler(), lambda capture: None)
+    inner = ProgramRun(ProgramProfiler(), lambda capture: None)
+    with outer:
+        with inner:  # the deadline is the outer run's: not armed twice, no error
+            assert outer._armed and not inner._armed
+        assert outer._armed  # the inner run did not take it down
+    assert not outer._armed

@@ -148,6 +148,7 @@ class ProgramRun:
         self._term_pending = False
         self._term_claimed = False  # this run's Python side has the SIGTERM (deadline)
         self._claiming = 0  # the thread inside _claim_term, if any
+        self._armed = False  # this run armed the SIGTERM deadline
         self._old_term: Any = None
         self._real_exit: Callable[[int], Any] | None = None
         self._real_fork: Callable[[], int] | None = None
@@ -166,8 +167,11 @@ class ProgramRun:
             os.fork = self._fork
         _fork.current = self
         self._old_term = signal.signal(signal.SIGTERM, self._on_sigterm)
-        with contextlib.suppress(OSError):  # no thread: SIGTERM waits for Python, as before
+        # no thread (OSError), or another run's deadline armed (RuntimeError):
+        # this run's SIGTERM waits for Python, as before
+        with contextlib.suppress(OSError, RuntimeError):
             deadline.arm(TERM_GRACE)
+            self._armed = True
         self.profiler.on_term = self._term_in_c_call
         self._active = True
         if self.limit:
@@ -208,7 +212,7 @@ class ProgramRun:
 
     def _end(self, error: BaseException | None) -> None:
         tripped = max(self._tripped, watchdog.stop() if self.limit else 0)
-        deadline.disarm()  # first: CPython's handler back under memtrim's Python one
+        self._disarm()  # first: CPython's handler back under memtrim's Python one
         if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
             signal.signal(signal.SIGTERM, self._old_term)
         try:
@@ -217,8 +221,13 @@ class ProgramRun:
             self._uninstall()
             self._main = None
 
+    def _disarm(self) -> None:
+        if self._armed:  # (not another run's)
+            self._armed = False
+            deadline.disarm()
+
     def _uninstall(self) -> None:
-        deadline.disarm()
+        self._disarm()
         self.profiler.on_term = None
         if self._real_exit is not None:
             os._exit = posix._exit = self._real_exit  # type: ignore[assignment]
@@ -418,6 +427,7 @@ class ProgramRun:
             self.profiler.stop_in_forked_child()  # the child is not profiled
             self.owner = -1
             deadline.after_fork(rearm=False)
+            self._armed = False
             if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
                 signal.signal(signal.SIGTERM, self._old_term)
 
