@@ -50,10 +50,10 @@ def test_counts_new_instances_exactly(engine):
     row = after.get(Tracked)
     assert row is not None
     # tracemalloc's figure may hold one small block the interpreter made in
-    # passing (seen on 3.13 in the full suite: 64 B); the census counts the
-    # instances alone, 1000 blocks of one size
+    # passing (seen in the full suite: 64 B on 3.13, 72 B on 3.12); the census
+    # counts the instances alone, 1000 blocks of one size
     assert row.count == 1000 and row.bytes % 1000 == 0
-    assert 0 <= expected - row.bytes <= 64
+    assert 0 <= expected - row.bytes <= 128
     grown = {r.type: r for r in after - before}
     mine = grown[census.type_name(Tracked)]
     assert (mine.count_delta, mine.bytes_delta) == (1000, row.bytes)

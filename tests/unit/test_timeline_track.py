@@ -53,7 +53,9 @@ def test_nested_blocks_have_their_own_peaks():
     # the inner track's own bookkeeping (its sampler, its result) is made in
     # the outer block: about 1 KiB
     assert 50 * MIB - 64 <= outer.peak < 50 * MIB + 4 * SLACK
-    assert abs(outer.increment) < 4 * SLACK  # `inner` itself is still alive
+    # `inner` itself is still alive, and what memtrim's code grew in passing
+    # (a cache's table crossing a resize: 2,155 B seen on 3.12 in the suite)
+    assert abs(outer.increment) < 8 * SLACK
 
 
 def test_phases_report_their_own_peaks():
