@@ -151,7 +151,12 @@ static int start_thread(void)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
+    /* memtrim's own: in a forked child that goes on recording, what starting
+     * the thread allocates here (its TLS, libc's bookkeeping) is not the
+     * program's */
+    mt_heap_own_enter();
     int rc = pthread_create(&deadline_thread, NULL, watch, NULL);
+    mt_heap_own_exit();
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
         close_pipe();
