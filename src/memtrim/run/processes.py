@@ -24,7 +24,7 @@ import re
 from typing import Any
 
 from memtrim.model import files
-from memtrim.run.capture import Capture
+from memtrim.run.capture import Capture, read
 
 # at most this many processes are named in the moment's breakdown
 SHOWN = 50
@@ -100,8 +100,6 @@ def gather(output: str, parent: Capture, limit: int = 256) -> dict[str, Any] | N
     start (a forked child keeps it). None if there is none. At most ``limit``
     are read; the record says how many were not (``unread``).
     """
-    from memtrim.run import capture as capture_file
-
     folder, name = os.path.split(os.path.abspath(output))
     base, ext = os.path.splitext(name)
     pattern = re.compile(re.escape(base) + r"(?:\.\d+)+" + re.escape(ext))
@@ -113,7 +111,7 @@ def gather(output: str, parent: Capture, limit: int = 256) -> dict[str, Any] | N
     unread = max(len(names) - limit, 0)
     for entry in names[:limit]:
         try:
-            child = capture_file.read(os.path.join(folder, entry))
+            child = read(os.path.join(folder, entry))
         except (OSError, files.FormatError):
             unread += 1
             continue

@@ -165,6 +165,27 @@ static int start_thread(void)
     return 0;
 }
 
+/* GIL held (join): stop the thread start_thread made and close its pipe. */
+static void stop_thread(void)
+{
+    atomic_store(&stopping, 1);
+    poke();
+    Py_BEGIN_ALLOW_THREADS
+    pthread_join(deadline_thread, NULL);
+    Py_END_ALLOW_THREADS
+    close_pipe();
+}
+
+/* Put CPython's handler back, unless the program has set its own since. */
+static void unwrap(void)
+{
+    struct sigaction current;
+    if (sigaction(SIGTERM, NULL, &current) == 0 && (current.sa_flags & SA_SIGINFO) &&
+        current.sa_sigaction == on_term) {
+        sigaction(SIGTERM, &python_action, NULL);
+    }
+}
+
 /* term_arm(grace_s): wrap the SIGTERM handler installed now (the Python one). */
 PyObject *mt_term_arm(PyObject *self, PyObject *args)
 {
@@ -194,13 +215,9 @@ PyObject *mt_term_arm(PyObject *self, PyObject *args)
     wrapper.sa_flags |= SA_SIGINFO;
     wrapper.sa_sigaction = on_term;
     if (sigaction(SIGTERM, &wrapper, NULL) != 0) {
-        atomic_store(&stopping, 1);
-        poke();
-        Py_BEGIN_ALLOW_THREADS
-        pthread_join(deadline_thread, NULL);
-        Py_END_ALLOW_THREADS
-        close_pipe();
-        return PyErr_SetFromErrno(PyExc_OSError);
+        PyObject *error = PyErr_SetFromErrno(PyExc_OSError);
+        stop_thread();
+        return error;
     }
     armed = 1;
     Py_RETURN_NONE;
@@ -214,17 +231,8 @@ PyObject *mt_term_disarm(PyObject *self, PyObject *unused)
         Py_RETURN_NONE;
     }
     armed = 0;
-    struct sigaction current;
-    if (sigaction(SIGTERM, NULL, &current) == 0 && (current.sa_flags & SA_SIGINFO) &&
-        current.sa_sigaction == on_term) {
-        sigaction(SIGTERM, &python_action, NULL);
-    }
-    atomic_store(&stopping, 1);
-    poke();
-    Py_BEGIN_ALLOW_THREADS
-    pthread_join(deadline_thread, NULL);
-    Py_END_ALLOW_THREADS
-    close_pipe();
+    unwrap();
+    stop_thread();
     Py_RETURN_NONE;
 }
 
@@ -279,11 +287,7 @@ PyObject *mt_term_after_fork(PyObject *self, PyObject *args)
         armed = 1;
     }
     else {
-        struct sigaction current;
-        if (sigaction(SIGTERM, NULL, &current) == 0 && (current.sa_flags & SA_SIGINFO) &&
-            current.sa_sigaction == on_term) {
-            sigaction(SIGTERM, &python_action, NULL);
-        }
+        unwrap();
     }
     Py_RETURN_NONE;
 }
