@@ -10,6 +10,7 @@ C call has released the GIL, memtrim's watcher thread writes the capture first.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import time
 import pytest
 
 from memtrim.run import capture as capture_file
+from memtrim.run import termdump
 from memtrim.run.lifecycle import TERM_GRACE
 from memtrim.run.render.summary import partial_note
 from tests.conftest import subprocess_env
@@ -27,9 +29,16 @@ BYTEARRAY = 56 + 1
 
 # A C call that holds the GIL for ever and never checks for signals (re does).
 HOLDS_GIL = """\
-import time; data = None  # the globals' growth is line 1's
+import threading; data = small = None  # the globals' growth is line 1's
 data = bytearray(40 * 2**20)  # BIG
-time.sleep(1.5)  # memtrim's keeper writes the capture of the peak meanwhile
+small = bytearray(1000)
+go, done = threading.Event(), threading.Event()
+def work():
+    kept = bytearray(3 * 2**20)  # line 6: the worker's, alive at the signal
+    done.set()
+    go.wait()
+worker = threading.Thread(target=work, name="worker-7", daemon=True)
+worker.start(); done.wait()
 print("ready", flush=True)
 sum(range(10**15))
 """
@@ -89,13 +98,57 @@ def test_sigterm_in_a_long_c_call_ends_the_program_promptly(runner, source):
     assert seconds < TERM_GRACE + 10  # (a loaded machine); before: 30 s timeout
 
 
-def test_with_the_gil_held_the_capture_kept_on_disk_remains(runner):
-    # 40 MiB is past the keeper's first write: the capture of the peak is on disk
-    status, _ = _terminate(runner, HOLDS_GIL, *RUN)
+def _line(capture, view, lineno):
+    return sum(
+        site.bytes
+        for site in capture_file.sites(capture, view)
+        if site.frame.filename.endswith("prog.py") and site.frame.lineno == lineno
+    )
+
+
+@pytest.mark.parametrize("mode", [(), ("--exact",)], ids=["default", "exact"])
+def test_with_the_gil_held_the_capture_is_written_at_the_signal(runner, mode):
+    # No Python code can run: the engine dumps the call tree and execs memtrim on
+    # it, in the same process, which writes the capture and dies of the signal.
+    status, _ = _terminate(runner, HOLDS_GIL, *RUN, *mode)
     assert status == -signal.SIGTERM
     capture = capture_file.read(str(runner.tmp_path / "out.memtrim"))
-    assert capture.meta["partial"]["reason"] == "the peak grew"
+    assert capture.meta["partial"]["reason"] == termdump.REASON
+    assert capture.meta["exit"] == {"kind": "signal", "code": -signal.SIGTERM, "message": "SIGTERM"}
+    assert capture.meta["exact"] is bool(mode)
     assert _big_line(capture) == 40 * MIB + BYTEARRAY
+    assert _line(capture, "at_exit", 3) == 1000 + BYTEARRAY  # (after any keeper's write)
+    assert _line(capture, "at_exit", 6) == 3 * MIB + BYTEARRAY
+    assert "MainThread" in capture.threads and "worker-7" in capture.threads, capture.threads
+    assert capture.peak_bytes >= 43 * MIB
+    assert not list(runner.tmp_path.glob("out.memtrim.sigterm-*"))  # the dump is gone
+
+
+RUN_REPORTS = (sys.executable, "-m", "memtrim", "run", "-o", "out.memtrim", "--html", "out.html")
+RUN_REPORTS += ("--json", "out.json")
+
+
+def test_with_the_gil_held_the_reports_and_summary_are_written(runner):
+    script = runner.write(HOLDS_GIL, "prog.py")
+    proc = subprocess.Popen(
+        [*RUN_REPORTS, str(script)],
+        cwd=runner.tmp_path,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline() == "ready\n"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGTERM
+    assert "held the GIL" in err and "40.0 MiB" in err and "s after it came" in err, err
+    assert "wrote out.memtrim" in err and "out.html" in err and "out.json" in err
+    assert "Traceback" not in err
+    report = json.loads((runner.tmp_path / "out.json").read_text())
+    assert report["meta"]["partial"]["reason"] == termdump.REASON
+    assert "prog.py" in (runner.tmp_path / "out.html").read_text()
 
 
 def test_with_the_gil_released_the_capture_is_written_at_the_signal(runner):

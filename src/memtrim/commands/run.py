@@ -12,14 +12,17 @@ import io
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, TextIO
 
+import memtrim
 from memtrim.commands import _native, _output, _script
 from memtrim.commands._advice import add_advise_options, check_advise_options, print_advice
 from memtrim.commands._progress import Steps
 from memtrim.commands.errors import CommandError
 from memtrim.commands.report import add_json_sites, describe_written, write_outputs
+from memtrim.engine import deadline
 from memtrim.model import units
 from memtrim.run.capture import Capture
 from memtrim.run.lifecycle import ProgramRun, exit_status
@@ -167,18 +170,21 @@ class _Session:
         self.write_failed = False
         self.status = 0  # the program's exit status, as python would end it
         self.top_pid = os.getpid()  # (forked children save too)
+        self.entry = _entry_spec(program, script)
         profiler = ProgramProfiler(
             exact=args.exact,
             sample_bytes=args.sample_bytes,
             interval=args.interval,
             meta={"command": program.label, **({"follow_fork": True} if args.follow_fork else {})},
-            is_entry=_entry_test(program, script),
+            is_entry=entry_test(self.entry),
             root=_root_of(program),
             seed=args.seed,
             native_frames=args.native,
             observer=_advisor(args),
             keep=self._keep,
         )
+        if sys.executable:  # (an embedded Python may have none to exec)
+            profiler.dump_context = self._dump_context
         self.kept = False  # a capture was written while the program ran
         self.steps = Steps(self.err if self.err is not None else io.StringIO())
         profiler.progress = self.steps
@@ -202,6 +208,8 @@ class _Session:
         """
         error: BaseException | None = None
         atexit.register(self._after_finish)  # before the run's: runs after it
+        if self.run_.profiler.dump_context is not None:
+            self._prepare_dump()
         try:
             with self.run_:
                 _script.run_program(self.program, self.script, self.run_.recording)
@@ -213,6 +221,36 @@ class _Session:
             error = exc
         self.status = exit_status(error)
         return _script.exit_like_python(error)
+
+    def _prepare_dump(self) -> None:
+        """A SIGTERM in a C call that holds the GIL: the engine dumps the
+        recording beside the capture and execs this memtrim on it, which
+        writes the capture and reports and dies of the signal
+        (commands/_term_dump.py)."""
+        dump = f"{self.output}.sigterm-{os.getpid()}"
+        package = os.path.dirname(os.path.dirname(os.path.abspath(memtrim.__file__)))
+        code = (
+            f"import sys; sys.path.insert(0, {package!r}); "
+            "from memtrim.commands._term_dump import main; main(sys.argv[1])"
+        )
+        fd = self.err.fileno() if self.err is not None else -1
+        deadline.prepare(dump, [os.path.abspath(sys.executable), "-c", code, dump], fd)
+
+    def _dump_context(self) -> dict[str, Any]:
+        """The command's part of the SIGTERM dump's context: where it writes, what it says."""
+        return {
+            "entry": self.entry,
+            "output": self.output,
+            "shown": self.shown,
+            "html": self.html,
+            "json": self.json,
+            "typed": self.typed,
+            "json_sites": self.args.json_sites,
+            "quiet": bool(self.args.quiet),
+            "cwd": self.cwd,
+            "stderr_fd": self.err.fileno() if self.err is not None else -1,
+            "main_ident": threading.main_thread().ident,
+        }
 
     def _after_finish(self) -> None:
         """Last: close memtrim's stream; a profile that could not be written
@@ -258,25 +296,14 @@ class _Session:
             self.steps.close()  # before anything else is written on stderr
         if self.args.quiet or self.err is None:
             return
-        from memtrim.run.render.summary import render_summary
-
         # The program's streams are flushed first, so that its output comes
         # before the summary, unless it ended the way that loses them
         # (os._exit, a signal): then they stay unflushed, as without memtrim.
         if self.run_.outcome.exit["kind"] not in ("os._exit", "signal"):
             _flush(sys.stdout, sys.stderr)
-        with contextlib.suppress(OSError, ValueError):
-            render_summary(capture, self.err, cwd=self.cwd)
-            if self.args.advise:
-                with contextlib.suppress(CommandError):
-                    print_advice(capture, self.err, self.cwd)
-            if written:  # each file by the name the user gave it, with its size
-                shown = {self.output: self.shown}
-                shown.update({path: name for path, name in self.typed if path})
-                self.err.write(describe_written(written, shown) + "\n")
-            if any(path == self.output for path, _ in written):
-                self.err.write(f"see: memtrim report {self.shown} --html report.html\n")
-            self.err.flush()
+        shown = {self.output: self.shown}
+        shown.update({path: name for path, name in self.typed if path})
+        tell(capture, self.err, self.cwd, written, shown, advise=self.args.advise)
 
     def _say(self, text: str) -> None:
         if self.err is not None:
@@ -296,6 +323,31 @@ class _Session:
         self.html = self.json = None
         self.args.quiet = True
         return self._save
+
+
+def tell(
+    capture: Capture,
+    err: TextIO,
+    cwd: str,
+    written: list[tuple[str, int]],
+    shown: dict[str, str],
+    advise: bool = False,
+) -> None:
+    """The summary on memtrim's stream, then the files written (``shown``: the
+    name the user gave each path; the first is the capture's)."""
+    from memtrim.run.render.summary import render_summary
+
+    with contextlib.suppress(OSError, ValueError):
+        render_summary(capture, err, cwd=cwd)
+        if advise:
+            with contextlib.suppress(CommandError):
+                print_advice(capture, err, cwd)
+        if written:  # each file by the name the user gave it, with its size
+            err.write(describe_written(written, shown) + "\n")
+        output, name = next(iter(shown.items()))
+        if any(path == output for path, _ in written):
+            err.write(f"see: memtrim report {name} --html report.html\n")
+        err.flush()
 
 
 def _advisor(args: argparse.Namespace) -> Any:
@@ -333,13 +385,19 @@ def _root_of(program: _script.Program) -> str:
     return os.getcwd()
 
 
-def _entry_test(program: Any, script: Any) -> Any:
-    """Which code, called by memtrim's runner, is the program's first frame."""
+def _entry_spec(program: Any, script: Any) -> dict[str, Any]:
+    """Which code, called by memtrim's runner, is the program's first frame (as data)."""
     if program.kind == "module":
+        return {"module": True}
+    return {"filename": script.code.co_filename, "qualname": script.code.co_qualname}
+
+
+def entry_test(spec: dict[str, Any]) -> Any:
+    """The test of :func:`_entry_spec`'s data."""
+    if spec.get("module"):
         return lambda filename, qualname: "runpy" in filename
-    return lambda filename, qualname: (
-        filename == script.code.co_filename and qualname == script.code.co_qualname
-    )
+    wanted = (spec["filename"], spec["qualname"])
+    return lambda filename, qualname: (filename, qualname) == wanted
 
 
 COMMAND = RunCommand()

@@ -7,7 +7,9 @@ out of the program's figures (see ``OwnFiles`` in ``run.build``).
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Callable
 from typing import Any
 
 
@@ -22,6 +24,7 @@ class ThreadNames:
     """
 
     def __init__(self) -> None:
+        self.on_change: Callable[[], None] | None = None  # a thread started or ended
         self._by_ident: dict[int, list[str]] = {}
         self._live: dict[int, threading.Thread] = {}
         self._patched: tuple[Any, Any] | None = None
@@ -49,6 +52,7 @@ class ThreadNames:
         cls._delete = _delete  # type: ignore[attr-defined]
 
     def stop(self) -> None:
+        self.on_change = None
         if self._patched is not None:
             cls = threading.Thread
             cls._set_ident, cls._delete = self._patched  # type: ignore[attr-defined]
@@ -60,6 +64,7 @@ class ThreadNames:
         if thread.ident is not None:
             self._by_ident.setdefault(thread.ident, []).append(thread.name)
             self._live[thread.ident] = thread
+            self._changed()
 
     def _ended(self, thread: threading.Thread, ident: int | None = None) -> None:
         ident = thread.ident if ident is None else ident
@@ -67,6 +72,16 @@ class ThreadNames:
         if names and self._live.get(ident) is thread:
             names[-1] = thread.name  # renamed while it ran
             del self._live[ident]
+            self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            with contextlib.suppress(Exception):  # never the program's problem
+                self.on_change()
+
+    def table(self) -> dict[int, list[str]]:
+        """The names seen so far, by ident (a copy)."""
+        return {ident: list(names) for ident, names in dict(self._by_ident).items()}
 
     def name(self, ident: int, n: int) -> str:
         """The name of the ``n``-th thread (from 0) seen with ``ident``."""

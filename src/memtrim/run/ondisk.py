@@ -177,8 +177,10 @@ class DiskKeeper:
         pressure: Pressure | None = None,
         children: Any = None,
         on_term: Callable[[], Callable[[], None] | None] | None = None,
+        on_tick: Callable[[], None] | None = None,
     ) -> None:
         self.base = base
+        self.on_tick = on_tick  # called at every tick (the SIGTERM dump's context)
         self.on_term = on_term  # -> what ends the process after a SIGTERM write, or None
         self.children = children  # polled at every tick (run/children.py)
         self.make_capture = make_capture
@@ -226,11 +228,21 @@ class DiskKeeper:
                 if self.children is not None:
                     self.children.poll()
                 self.check()
+                self._tick()
         except BaseException as exc:  # the program must never see this thread fail
             self.errors.append(f"{type(exc).__name__}: {exc}")
         finally:
             self._done.set()
         threading.Event().wait()  # parked for good (see start)
+
+    def _tick(self) -> None:
+        if self.on_tick is None:
+            return
+        try:
+            self.on_tick()
+        except Exception as exc:  # noted; the keeper goes on
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+            self.on_tick = None
 
     def _check_term(self) -> None:
         # A SIGTERM the main thread's handler has not taken: it is in a C call

@@ -11,6 +11,7 @@ thread for the timeline, and builds a :class:`~memtrim.run.capture.Capture`::
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import sys
@@ -21,7 +22,7 @@ from typing import Any, Protocol
 
 import memtrim
 from memtrim import __version__
-from memtrim.engine import calltree, hooks, memory, no_gc, procfs
+from memtrim.engine import calltree, deadline, hooks, memory, no_gc, procfs
 from memtrim.model.rss import breakdown
 from memtrim.run import _threads
 from memtrim.run._threads import ThreadNames
@@ -33,6 +34,10 @@ from memtrim.run.ondisk import DiskKeeper
 DEFAULT_SAMPLE_BYTES = 256 * 1024
 DEFAULT_INTERVAL = 0.01
 TIMELINE_POINTS = 2000
+# the SIGTERM dump's context (see dump_context) is set again at most this
+# often, and in at most 1/CONTEXT_SHARE of the time since the last
+CONTEXT_REFRESH = 1.0
+CONTEXT_SHARE = 20
 # the RSS breakdown is read again each time the heap's peak grows this much
 # (a fraction): the last reading is within it of the peak
 RSS_STEP = 0.05
@@ -117,6 +122,11 @@ class ProgramProfiler:
         self.keep = keep
         self.progress: Callable[[str], None] = lambda step: None  # names each slow step
         self.on_term: Callable[[], None] | None = None
+        # set by a command that prepared the SIGTERM dump (engine.deadline):
+        # its part of the dump's context, kept up to date while the program runs
+        self.dump_context: Callable[[], dict[str, Any]] | None = None
+        self._context_due = self._names_due = 0.0
+        self._names_dirty = False
         self._keeper: DiskKeeper | None = None
         self._rss0 = self._rss_end = 0
         self.capture: Capture | None = None
@@ -153,7 +163,12 @@ class ProgramProfiler:
         self._start_sampler()
         if self.keep is not None:  # before the base: its thread's start is not the program's
             self._keeper = DiskKeeper(
-                0, self._partial, self.keep, children=Children(), on_term=lambda: self.on_term
+                0,
+                self._partial,
+                self.keep,
+                children=Children(),
+                on_term=lambda: self.on_term,
+                on_tick=self._dump_tick,
             )
             self._keeper.start()
         self._rss0 = procfs.rss()
@@ -167,6 +182,8 @@ class ProgramProfiler:
         calltree.own_enter()  # first: even the int the level comes in is memtrim's
         self._base = hooks.level()
         try:
+            if self.dump_context is not None:
+                self._threads.on_change = self._set_dump_names
             self._threads.start()
             calltree.start(
                 self.exact,
@@ -181,6 +198,9 @@ class ProgramProfiler:
                 self.observer.start(self._base)
             if self._keeper is not None:
                 self._keeper.base = self._base
+            with contextlib.suppress(Exception):  # (then no dump: the process just dies)
+                self._set_dump_context()
+                self._set_dump_names()
         except BaseException:
             if self._keeper is not None:
                 self._keeper.stop()
@@ -207,6 +227,51 @@ class ProgramProfiler:
             meta["exit"] = why.pop("exit")
         peak, end = max(hooks.peak() - base, 0), max(hooks.level() - base, 0)
         return self._capture(raw, meta, peak, end, timeline)
+
+    def _dump_tick(self) -> None:
+        self._set_dump_context()
+        self._set_dump_names(tick=True)
+
+    def _set_dump_context(self) -> None:
+        """Give the engine what a SIGTERM dump needs besides the call tree: the
+        command exec'ed on it builds the capture from both (run/termdump.py).
+        In memtrim's own mode (the keeper's thread, or the start)."""
+        if self.dump_context is None or time.monotonic() < self._context_due:
+            return
+        began = time.monotonic()
+        level = hooks.level() - self._base
+        samples = self._sampler_peek()
+        context = {
+            "meta": self._meta(0.0),
+            "t0_ns": int(self._t0 * 1e9),
+            "base": self._base,
+            "root": self.root or "",
+            "sys_path": list(sys.path),
+            "seed": self.seed,
+            "timeline": self._timeline(began - self._t0, level, samples),
+            "kept": self._keeper.written if self._keeper is not None else 0,
+            **self.dump_context(),
+        }
+        deadline.set_context(json.dumps(context).encode())
+        spent = time.monotonic() - began
+        self._context_due = began + max(CONTEXT_REFRESH, CONTEXT_SHARE * spent)
+
+    def _set_dump_names(self, tick: bool = False) -> None:
+        """The threads' names for a SIGTERM dump, as each thread starts or ends
+        (in the program's thread: memtrim's own work, never counted), in at
+        most 1/CONTEXT_SHARE of the time: a program that starts threads by the
+        thousand has the latest set by one of the keeper's next ticks."""
+        now = time.monotonic()
+        if tick and not self._names_dirty:
+            return
+        if now < self._names_due:
+            self._names_dirty = True
+            return
+        with calltree.own():
+            names = {str(ident): seen for ident, seen in self._threads.table().items()}
+            deadline.set_context(json.dumps(names).encode(), names=True)
+        self._names_dirty = False
+        self._names_due = now + CONTEXT_SHARE * (time.monotonic() - now)
 
     def _sampler_peek(self) -> list[Any]:
         """The samples so far, the native thread going on."""

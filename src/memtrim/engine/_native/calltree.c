@@ -44,10 +44,14 @@
 #include "listeners.h"
 #include "rss.h"
 
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #define SAMPLED_BIT 0x80000000u
 #define NOGIL_ID 0x3FFFFFFFu /* the id of blocks allocated without the GIL (below MT_NATIVE_BIT) */
@@ -174,6 +178,42 @@ typedef struct {
 } rec_thread_t;
 
 static MT_TLS rec_thread_t *t_rec;
+
+/* The freeze, for the dump at SIGTERM (mt_tree_dump, below).  The dump is
+ * made by term.c's deadline thread without the GIL, because the thread that
+ * holds it is stuck in a long C call and may still allocate.  Once `frozen`
+ * is set the GIL side leaves the tree alone for good (the process dies right
+ * after the dump): the callbacks return at once, snapshot refuses, nothing is
+ * freed.  `gil_busy` says the GIL holder is inside the tree; only the GIL
+ * holder writes it, so plain (relaxed) stores do, and the hot path pays two
+ * stores and a load.  A callback stores `gil_busy` and then reads `frozen`
+ * with no CPU fence between them: the dumper sets `frozen`, then waits
+ * FREEZE_SETTLE_NS before it trusts a 0 in `gil_busy`: far longer than a
+ * store takes to leave a core's store buffer (a thread descheduled in
+ * between has had its stores drained by the switch). */
+static atomic_int frozen;
+static atomic_int gil_busy;
+#define FREEZE_SETTLE_NS 2000000L     /* 2 ms */
+#define FREEZE_WAIT_NS 300000000LL    /* give up (no dump) after 0.3 s */
+
+static inline void tree_leave(void)
+{
+    int n = atomic_load_explicit(&gil_busy, memory_order_relaxed);
+    atomic_store_explicit(&gil_busy, n - 1, memory_order_release);
+}
+
+/* GIL held: 1 if the tree may be used (then tree_leave after), 0 if frozen. */
+static inline int tree_enter(void)
+{
+    int n = atomic_load_explicit(&gil_busy, memory_order_relaxed);
+    atomic_store_explicit(&gil_busy, n + 1, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst); /* the compiler keeps the order */
+    if (MT_UNLIKELY(atomic_load_explicit(&frozen, memory_order_relaxed))) {
+        tree_leave();
+        return 0;
+    }
+    return 1;
+}
 
 /* ------------------------------------------------------------------ stats */
 
@@ -1379,10 +1419,14 @@ static int on_ref(PyObject *op, PyRefTracerEvent event, void *data)
     if ((void *)block == mt_thread_last_ptr) {
         return 0; /* just allocated: charged to this line already */
     }
+    if (!tree_enter()) {
+        return 0;
+    }
     if (queue_pending) {
         drain_queue();
     }
     mt_heap_reattribute(block, move_block);
+    tree_leave();
     return 0;
 }
 
@@ -1444,19 +1488,50 @@ static void drain_queue(void)
 
 /* ------------------------------------------------------------- lifecycle */
 
+/* The GIL callbacks, through the freeze (a frozen tree charges nothing: a
+ * block gets id 0, and its free is not heard). */
+static uint32_t gil_alloc(void *ptr, size_t size, int native)
+{
+    if (!tree_enter()) {
+        return 0;
+    }
+    uint32_t id = rec_alloc(ptr, size, native);
+    tree_leave();
+    return id;
+}
+
+static void gil_free(void *ptr, uint32_t id, size_t size, int native)
+{
+    if (tree_enter()) {
+        rec_free(ptr, id, size, native);
+        tree_leave();
+    }
+}
+
+static void gil_new_peak(void)
+{
+    if (tree_enter()) {
+        rec_new_peak();
+        tree_leave();
+    }
+}
+
 /* Attributing: the node id of each block is kept in the heap's id slot. */
 static const mt_listener_t rec_listener = {
     .name = "the call tree",
     .attributes = 1,
-    .on_alloc = rec_alloc,
-    .on_free = rec_free,
+    .on_alloc = gil_alloc,
+    .on_free = gil_free,
     .on_alloc_nogil = rec_alloc_nogil,
     .on_free_nogil = rec_free_nogil,
-    .on_new_peak = rec_new_peak,
+    .on_new_peak = gil_new_peak,
 };
 
 static void clear_all(void)
 {
+    if (!tree_enter()) {
+        return; /* frozen: the dump reads it, and the process is ending */
+    }
     for (uint32_t i = 0; i < nslots; i++) {
         free(slots[i].file);
         free(slots[i].name);
@@ -1500,6 +1575,7 @@ static void clear_all(void)
     queue_pending = 0;
     memset(&nogil_stat, 0, sizeof(nogil_stat));
     pthread_mutex_unlock(&queue_lock);
+    tree_leave();
 }
 
 int mt_tree_running(void)
@@ -1510,6 +1586,10 @@ int mt_tree_running(void)
 int mt_tree_start(int exact, int64_t sample_bytes, PyObject *hidden, uint64_t seed,
                   int cframes)
 {
+    if (atomic_load(&frozen)) {
+        PyErr_SetString(PyExc_RuntimeError, "the recording was frozen for the SIGTERM dump");
+        return -1;
+    }
     if (mt_tree_on) {
         /* the tree, the slots and the heap's id slot are process-wide: a
          * second recording would erase the first */
@@ -1560,8 +1640,9 @@ void mt_tree_stop(void)
     ref_tracer_stop();
     mt_listener_remove(&rec_listener);
     mt_tree_on = 0;
-    if (queue_pending) {
+    if (queue_pending && tree_enter()) {
         drain_queue();
+        tree_leave();
     }
 }
 
@@ -1838,9 +1919,14 @@ PyObject *mt_tree_node_site(long node)
  * meanwhile, so they pass uncounted (they are memtrim's, or a handler's). */
 PyObject *mt_tree_snapshot(void)
 {
+    if (!tree_enter()) {
+        PyErr_SetString(PyExc_RuntimeError, "the recording was frozen for the SIGTERM dump");
+        return NULL;
+    }
     mt_heap_guard_enter();
     PyObject *out = snapshot();
     mt_heap_guard_exit();
+    tree_leave();
     return out;
 }
 
@@ -1850,4 +1936,178 @@ void mt_tree_clear(void)
     mt_tree_stop();
     clear_all();
     mt_heap_guard_exit();
+}
+
+/* ------------------------------------------------------- the dump at SIGTERM
+ *
+ * term.c's deadline thread, without the GIL, when a SIGTERM came and the
+ * thread holding the GIL is stuck in a C call (so no Python code can write
+ * the capture): freeze the tree, then write what snapshot() would return as
+ * plain binary records (run/termdump.py reads them; keep the two in step).
+ * Read-only: the pending leaves and the queued frees are written as they are
+ * and folded in by the reader, since folding them here would grow the tables
+ * under readers that may still run (the advisor's node_site).  Only
+ * async-signal-safe-ish calls: write(2), the queue's mutex, no malloc (the
+ * stuck thread may hold malloc's lock), no dladdr (the loader's): C frames
+ * go out as bare addresses. */
+
+static unsigned char dump_buf[65536];
+static size_t dump_len;
+static int dump_fd, dump_failed;
+
+static void dump_flush(void)
+{
+    size_t done = 0;
+    while (done < dump_len && !dump_failed) {
+        ssize_t n = write(dump_fd, dump_buf + done, dump_len - done);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            dump_failed = 1;
+            break;
+        }
+        done += (size_t)n;
+    }
+    dump_len = 0;
+}
+
+static void dump_put(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    while (len > 0) {
+        if (dump_len == sizeof(dump_buf)) {
+            dump_flush();
+        }
+        size_t room = sizeof(dump_buf) - dump_len;
+        size_t n = len < room ? len : room;
+        memcpy(dump_buf + dump_len, p, n);
+        dump_len += n;
+        p += n;
+        len -= n;
+    }
+}
+
+static void put_i32(int32_t v) { dump_put(&v, sizeof(v)); }
+static void put_i64(int64_t v) { dump_put(&v, sizeof(v)); }
+
+/* as stat_tuple: the values at the peak resolved by the epoch */
+static void put_stat(const stat_t *s)
+{
+    int at_peak = s->epoch == epoch;
+    int64_t v[10] = {s->live_b, s->live_c, s->total_b, s->total_c,
+                     at_peak ? s->peak_b : s->live_b, at_peak ? s->peak_c : s->live_c,
+                     s->nlive_b, s->ntotal_b, at_peak ? s->npeak_b : s->nlive_b, s->hwm_b};
+    dump_put(v, sizeof(v));
+}
+
+static void put_chars(const void *chars, Py_ssize_t len, int kind)
+{
+    put_i32(kind);
+    put_i64((int64_t)len);
+    dump_put(chars, (size_t)len * (size_t)kind);
+}
+
+static int freeze(void)
+{
+    atomic_store(&frozen, 1);
+    struct timespec settle = {0, FREEZE_SETTLE_NS};
+    nanosleep(&settle, NULL);
+    struct timespec step = {0, 100000L}; /* 0.1 ms */
+    for (long long waited = 0; waited < FREEZE_WAIT_NS; waited += step.tv_nsec) {
+        if (atomic_load_explicit(&gil_busy, memory_order_acquire) == 0) {
+            return 0;
+        }
+        nanosleep(&step, NULL);
+    }
+    return -1;
+}
+
+int mt_tree_dump(int fd)
+{
+    if (!mt_tree_on || freeze() != 0) {
+        return -1;
+    }
+    dump_fd = fd;
+    dump_len = 0;
+    dump_failed = 0;
+    static const char magic[8] = "MTDUMP1";
+    dump_put(magic, sizeof(magic));
+    put_i32((int32_t)sizeof(stat_t)); /* (a reader's check of the layout below) */
+    put_i32(rec_exact);
+    put_i64(rec_sample_bytes);
+    put_i64((int64_t)tree_full_blocks);
+    put_i64(mt_heap_level());
+    put_i64(mt_heap_peak());
+    uint32_t n = nnodes;
+    put_i32((int32_t)n);
+    for (uint32_t i = 0; i < n; i++) {
+        const node_t *nd = &nodes[i];
+        int32_t slot = nd->slot == NO_SLOT       ? -1
+                       : nd->slot == NATIVE_SLOT ? -2
+                       : nd->slot == GAP_SLOT    ? -3
+                                                 : (int32_t)nd->slot;
+        int32_t rec[3] = {nd->parent, slot, slot < 0 ? nd->lasti : nd->line};
+        dump_put(rec, sizeof(rec));
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        put_stat(&stats[i]);
+    }
+    put_i32(sampled != NULL && rec_sample_bytes > 0);
+    for (uint32_t i = 0; sampled != NULL && rec_sample_bytes > 0 && i < n; i++) {
+        put_stat(&sampled[i]);
+    }
+    put_i32((int32_t)nslots);
+    for (uint32_t i = 0; i < nslots; i++) {
+        put_chars(slots[i].file, slots[i].file_len, slots[i].file_kind);
+        put_chars(slots[i].name, slots[i].name_len, slots[i].name_kind);
+        put_i32(slots[i].first_line);
+    }
+    put_i32((int32_t)nthreads);
+    for (uint32_t i = 0; i < nthreads; i++) {
+        put_i64((int64_t)thread_idents[i]);
+    }
+    put_i32((int32_t)mt_cframes_count());
+    for (uint32_t i = 0; i < mt_cframes_count(); i++) {
+        put_i64((int64_t)mt_cframes_pc(i));
+    }
+    /* what the no-GIL threads change, under their lock */
+    pthread_mutex_lock(&queue_lock);
+    put_stat(&nogil_stat);
+    put_i32((int32_t)npending);
+    for (uint32_t k = 0; k < npending; k++) {
+        put_i32((int32_t)pending[k].root);
+        put_i32((int32_t)pending[k].slot);
+        put_i32(pending[k].line);
+        put_stat(&pending[k].st);
+    }
+    put_i32((int32_t)nforeign);
+    for (uint32_t k = 0; k < nforeign; k++) {
+        char name[16];
+        memcpy(name, foreign[k].name, sizeof(name));
+        name[15] = '\0';
+        dump_put(name, sizeof(name));
+        put_stat(&foreign[k].st);
+        put_i32(foreign[k].origin_slot == NO_SLOT ? -1 : (int32_t)foreign[k].origin_slot);
+        put_i32(foreign[k].origin_line);
+    }
+    /* frees made without the GIL, not yet taken off their nodes */
+    put_i32((int32_t)queue_len);
+    for (size_t k = 0; k < queue_len; k++) {
+        const queued_t *q = &queue[k];
+        int64_t rec[5] = {q->id & ~SAMPLED_BIT, (int64_t)q->size, q->native, -1, 0};
+        if ((q->id & SAMPLED_BIT) && samples.cap != 0) {
+            size_t at = samples_find(&samples, (uintptr_t)q->ptr);
+            if (samples_used(&samples.tab[at])) {
+                rec[3] = samples.tab[at].node;
+                rec[4] = samples.tab[at].weight;
+            }
+        }
+        dump_put(rec, sizeof(rec));
+    }
+    pthread_mutex_unlock(&queue_lock);
+    static const char end[8] = "MTEND";
+    dump_put(end, sizeof(end));
+    dump_flush();
+    return dump_failed ? -1 : 0;
 }

@@ -31,6 +31,11 @@ PyObject *mt_tree_block_nodes(PyObject *objs);
 PyObject *mt_tree_node_site(long node);
 int mt_tree_on_peak(int64_t at, PyObject *cb);
 
+/* term.c's deadline thread, no GIL: freeze the recording for good and write
+ * it to `fd` (run/termdump.py reads it).  0, or -1 (no recording, the GIL
+ * holder did not leave the tree, or a write failed). */
+int mt_tree_dump(int fd);
+
 /* Where a thread was started from (native.c's pthread_create hook): any
  * thread, no GIL needed; 1 if the calling thread runs Python code the
  * recording knows. */

@@ -142,6 +142,16 @@ PyObject *mt_cframes_symbols(void)
     return out;
 }
 
+uint32_t mt_cframes_count(void)
+{
+    return npcs;
+}
+
+uintptr_t mt_cframes_pc(uint32_t index)
+{
+    return index < npcs ? pcs[index] : 0;
+}
+
 void mt_cframes_clear(void)
 {
     free(pcs);

@@ -14,5 +14,8 @@ int mt_cframes_capture(uintptr_t *out, int max);
 uint32_t mt_cframes_index(uintptr_t pc); /* a small index for a return address */
 PyObject *mt_cframes_symbols(void);       /* [(library, symbol, offset)] by index */
 void mt_cframes_clear(void);
+/* For the dump at SIGTERM (no GIL, the tree frozen): the addresses by index. */
+uint32_t mt_cframes_count(void);
+uintptr_t mt_cframes_pc(uint32_t index);
 
 #endif

@@ -456,6 +456,8 @@ PyObject *mt_term_claim(PyObject *self, PyObject *unused);
 PyObject *mt_term_waiting(PyObject *self, PyObject *unused);
 PyObject *mt_term_after_fork(PyObject *self, PyObject *args);
 PyObject *mt_term_die(PyObject *self, PyObject *unused);
+PyObject *mt_term_prepare(PyObject *self, PyObject *args);
+PyObject *mt_term_context(PyObject *self, PyObject *args);
 
 static PyObject *py_set_limit(PyObject *self, PyObject *arg)
 {
@@ -603,6 +605,10 @@ static PyMethodDef methods[] = {
     {"term_waiting", mt_term_waiting, METH_NOARGS,
      "Seconds since an unclaimed SIGTERM came, or -1.0."},
     {"term_die", mt_term_die, METH_NOARGS, "End the process of SIGTERM's default action."},
+    {"term_prepare", mt_term_prepare, METH_VARARGS,
+     "term_prepare(path, argv, fd): dump the recording there and exec argv at the deadline."},
+    {"term_context", mt_term_context, METH_VARARGS,
+     "term_context(which, bytes): the context (0) or thread names (1) written before the dump."},
     {"term_after_fork", mt_term_after_fork, METH_VARARGS,
      "(rearm): in a forked child: a thread of its own, or forget the deadline."},
     {NULL, NULL, 0, NULL},

@@ -20,7 +20,19 @@
  * may hold.  Why a pipe: write() is async-signal-safe and portable (no unnamed
  * semaphores on macOS).  The claim is one atomic exchange: the first of the
  * two Python writers to claim the signal writes the capture, the other waits
- * for the process to die. */
+ * for the process to die.
+ *
+ * The dump (term_prepare): when nobody claimed the signal, the thread holding
+ * the GIL is stuck in a C call and no Python code can run to write the
+ * capture.  Then, if memtrim run prepared it, the thread writes the call tree
+ * as it is (calltree.c's mt_tree_dump, behind the context the run last set
+ * with term_context) to a file, and execs a new Python in this process (the
+ * same pid: the program's parent still waits for it), which builds the
+ * capture and the reports from that file and then dies of SIGTERM.  exec ends
+ * every thread of the program at once, as the signal would have.  The new
+ * image starts with this thread's mask (every signal blocked): a second
+ * SIGTERM waits until the capture is written (SIGKILL still ends it). */
+#include "calltree.h"
 #include "compat.h"
 #include "heap.h"
 
@@ -31,8 +43,11 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
+
+extern char **environ;
 
 static struct sigaction python_action; /* CPython's, called by the wrapper */
 static int wake[2] = {-1, -1};         /* the wrapper and claim() -> the thread */
@@ -93,6 +108,109 @@ static void drain(void)
     }
 }
 
+/* What term_prepare set (GIL, under prepared_lock): the dump's path, the
+ * command to exec, the descriptor it must inherit (memtrim's stderr), and the
+ * context blob term_context last set. */
+static pthread_mutex_t prepared_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *dump_path;
+static char **exec_argv;
+static int keep_fd = -1;
+static char *context[2]; /* the run's context, and its thread names */
+static size_t context_len[2];
+
+static void free_argv(char **argv)
+{
+    for (char **a = argv; a != NULL && *a != NULL; a++) {
+        free(*a);
+    }
+    free(argv);
+}
+
+static int put_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* GIL held, the thread stopped: no dump from now on (term_disarm). */
+static void forget_prepared(void)
+{
+    pthread_mutex_lock(&prepared_lock);
+    free(dump_path);
+    free_argv(exec_argv);
+    for (int i = 0; i < 2; i++) {
+        free(context[i]);
+        context[i] = NULL;
+        context_len[i] = 0;
+    }
+    dump_path = NULL;
+    exec_argv = NULL;
+    keep_fd = -1;
+    pthread_mutex_unlock(&prepared_lock);
+}
+
+/* The deadline thread: write the dump and exec the command that turns it
+ * into the capture.  Returns only if that could not be done. */
+static void dump_and_exec(void)
+{
+    /* the lock is only ever held for a pointer swap: wait for it a little */
+    int locked = 0;
+    for (int i = 0; i < 1000 && !locked; i++) {
+        locked = pthread_mutex_trylock(&prepared_lock) == 0;
+        if (!locked) {
+            struct timespec ms = {0, 1000000L};
+            nanosleep(&ms, NULL);
+        }
+    }
+    if (!locked) {
+        return;
+    }
+    if (dump_path == NULL || exec_argv == NULL || context[0] == NULL) {
+        pthread_mutex_unlock(&prepared_lock);
+        return;
+    }
+    /* held to the exec: a term_context meanwhile (a thread starting) waits,
+     * and exec ends it */
+    int fd = open(dump_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        pthread_mutex_unlock(&prepared_lock);
+        return;
+    }
+    static const char magic[8] = "MTTERM1";
+    int64_t head[4] = {now_ns(), atomic_load(&seen_ns), (int64_t)context_len[0],
+                       (int64_t)context_len[1]};
+    int ok = put_all(fd, magic, sizeof(magic)) == 0 && put_all(fd, head, sizeof(head)) == 0 &&
+             put_all(fd, context[0], context_len[0]) == 0 &&
+             (context[1] == NULL || put_all(fd, context[1], context_len[1]) == 0);
+    ok = ok && mt_tree_dump(fd) == 0;
+    ok = close(fd) == 0 && ok;
+    if (!ok) {
+        unlink(dump_path);
+        pthread_mutex_unlock(&prepared_lock);
+        return;
+    }
+    if (keep_fd >= 0) {
+        int flags = fcntl(keep_fd, F_GETFD);
+        if (flags >= 0) {
+            fcntl(keep_fd, F_SETFD, flags & ~FD_CLOEXEC);
+        }
+    }
+    execve(exec_argv[0], exec_argv, environ);
+    unlink(dump_path); /* exec failed: nobody will read it */
+    pthread_mutex_unlock(&prepared_lock);
+}
+
 static void *watch(void *unused)
 {
     (void)unused;
@@ -104,6 +222,7 @@ static void *watch(void *unused)
         if (seen != 0 && !atomic_load(&claimed)) {
             long long left = seen + grace_ns - now_ns();
             if (left <= 0) {
+                dump_and_exec();
                 die_of_sigterm();
                 return NULL; /* not reached */
             }
@@ -233,6 +352,7 @@ PyObject *mt_term_disarm(PyObject *self, PyObject *unused)
     armed = 0;
     unwrap();
     stop_thread();
+    forget_prepared();
     Py_RETURN_NONE;
 }
 
@@ -279,6 +399,16 @@ PyObject *mt_term_after_fork(PyObject *self, PyObject *args)
     }
     close_pipe(); /* the parent's: its thread is not in this process */
     armed = 0;
+    /* the dump was the parent's (its capture's path): none in a child, and
+     * the lock may have been held by a thread of the parent's (the strings
+     * are left: they are the parent's memory, and small) */
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    prepared_lock = fresh;
+    dump_path = NULL;
+    exec_argv = NULL;
+    context[0] = context[1] = NULL;
+    context_len[0] = context_len[1] = 0;
+    keep_fd = -1;
     if (rearm) {
         if (start_thread() != 0) {
             sigaction(SIGTERM, &python_action, NULL); /* no deadline: as before */
@@ -289,5 +419,100 @@ PyObject *mt_term_after_fork(PyObject *self, PyObject *args)
     else {
         unwrap();
     }
+    Py_RETURN_NONE;
+}
+
+/* term_prepare(path, argv, fd) or term_prepare(None, None, -1): where the
+ * dump goes and the command (absolute executable first) to exec on it, or
+ * no dump (the default: the process just dies). */
+PyObject *mt_term_prepare(PyObject *self, PyObject *args)
+{
+    PyObject *path_obj, *argv_obj;
+    int fd;
+    if (!PyArg_ParseTuple(args, "OOi", &path_obj, &argv_obj, &fd)) {
+        return NULL;
+    }
+    char *path = NULL;
+    char **argv = NULL;
+    if (path_obj != Py_None) {
+        PyObject *bytes = NULL;
+        if (!PyUnicode_FSConverter(path_obj, &bytes)) {
+            return NULL;
+        }
+        path = strdup(PyBytes_AS_STRING(bytes));
+        Py_DECREF(bytes);
+        PyObject *seq = PySequence_Fast(argv_obj, "argv must be a sequence");
+        if (seq == NULL || path == NULL) {
+            free(path);
+            Py_XDECREF(seq);
+            return path == NULL ? PyErr_NoMemory() : NULL;
+        }
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+        argv = calloc((size_t)n + 1, sizeof(char *));
+        for (Py_ssize_t i = 0; argv != NULL && i < n; i++) {
+            PyObject *word = NULL;
+            if (!PyUnicode_FSConverter(PySequence_Fast_GET_ITEM(seq, i), &word)) {
+                free_argv(argv);
+                free(path);
+                Py_DECREF(seq);
+                return NULL;
+            }
+            argv[i] = strdup(PyBytes_AS_STRING(word));
+            Py_DECREF(word);
+        }
+        Py_DECREF(seq);
+        if (argv == NULL || n == 0) {
+            free_argv(argv);
+            free(path);
+            PyErr_SetString(PyExc_ValueError, "argv must name the executable");
+            return NULL;
+        }
+    }
+    pthread_mutex_lock(&prepared_lock);
+    char *old_path = dump_path;
+    char **old_argv = exec_argv;
+    dump_path = path;
+    exec_argv = argv;
+    keep_fd = fd;
+    pthread_mutex_unlock(&prepared_lock);
+    free(old_path);
+    free_argv(old_argv);
+    Py_RETURN_NONE;
+}
+
+/* term_context(which, bytes or None): what the command exec'ed at the dump
+ * needs besides the tree: 0, the run's meta, the timeline so far, where to
+ * write; 1, the names of its threads (set as each starts). */
+PyObject *mt_term_context(PyObject *self, PyObject *args)
+{
+    int which;
+    PyObject *arg;
+    if (!PyArg_ParseTuple(args, "iO", &which, &arg)) {
+        return NULL;
+    }
+    if (which != 0 && which != 1) {
+        PyErr_SetString(PyExc_ValueError, "which must be 0 or 1");
+        return NULL;
+    }
+    char *copy = NULL;
+    size_t len = 0;
+    if (arg != Py_None) {
+        if (!PyBytes_Check(arg)) {
+            PyErr_SetString(PyExc_TypeError, "the context must be bytes");
+            return NULL;
+        }
+        len = (size_t)PyBytes_GET_SIZE(arg);
+        copy = malloc(len ? len : 1);
+        if (copy == NULL) {
+            return PyErr_NoMemory();
+        }
+        memcpy(copy, PyBytes_AS_STRING(arg), len);
+    }
+    pthread_mutex_lock(&prepared_lock);
+    char *old = context[which];
+    context[which] = copy;
+    context_len[which] = len;
+    pthread_mutex_unlock(&prepared_lock);
+    free(old);
     Py_RETURN_NONE;
 }

@@ -143,10 +143,16 @@ def partial_note(meta: dict[str, Any]) -> str | None:
     why = partial.get("reason", "")
     limit = f" ({partial['limit']})" if partial.get("limit") else ""
     ending = meta.get("exit")
+    signal_at = partial.get("signal")  # (the dump's: written after a grace period)
     if isinstance(ending, dict) and ending.get("kind") == "signal":  # SIGTERM in a C call
+        after = (
+            f" ({when - signal_at:.1f} s after it came)"
+            if isinstance(signal_at, int | float) and isinstance(when, int | float)
+            else " when the signal came"
+        )
         head = (
             f"the program was ended by {ending.get('message', 'a signal')} in a C call that "
-            "did not return: this capture was written when the signal came"
+            f"did not return: this capture was written{after}"
         )
     else:
         head = (

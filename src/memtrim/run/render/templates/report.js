@@ -207,7 +207,10 @@
           text:
             (meta.exit && meta.exit.kind === "signal"
               ? "The program was ended by " + (meta.exit.message || "a signal") +
-                " in a C call that did not return: this capture was written when the signal came"
+                " in a C call that did not return: this capture was written" +
+                (typeof part.signal === "number" && typeof part.time === "number"
+                  ? " " + (part.time - part.signal).toFixed(1) + " s after it came"
+                  : " when the signal came")
               : "The program did not finish under memtrim (killed: SIGKILL, the OOM killer, a container's limit?): " +
                 "this capture was written while it ran") +
             (typeof part.time === "number" ? ", at " + seconds(part.time) : "") +
