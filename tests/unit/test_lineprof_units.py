@@ -45,6 +45,51 @@ def test_comprehension_lines_fold_into_their_first_line(tmp_path):
     assert folded == [(4, 3), (6, 5), (7, 5), (9, 8)]  # not the list display (lines 10-11)
 
 
+def test_folds_of_nested_code_methods_and_decorators(tmp_path):
+    module = compiled(
+        """
+        def outer(y):
+            def inner(z):
+                return [
+                    w for w in z]
+            return inner(y)
+        class K:
+            @staticmethod
+            def m(y):
+                return {a: [b for b in
+                            y]
+                        for a in y}
+        def one(y): return [x for x in y]
+        def deco(f): return f
+        @deco([d for d in
+               range(2)])
+        def decorated(y):
+            return y
+        """,
+        tmp_path,
+    )
+    inner = function_code(function_code(module, "outer"), "inner")
+    # the outer function's table counts the inner's lines too (as before)
+    assert tracer.folded_lines(function_code(module, "outer")) == [(5, 4)]
+    assert tracer.folded_lines(inner) == [(5, 4)]
+    method = function_code(function_code(module, "K"), "m")
+    assert tracer.folded_lines(method) == [(11, 10), (12, 10)]  # the outermost wins
+    assert tracer.folded_lines(function_code(module, "one")) == []
+    assert tracer.folded_lines(function_code(module, "decorated")) == [(16, 15)]
+
+
+def test_a_file_is_parsed_once_for_all_its_functions(tmp_path, monkeypatch):
+    source = "".join(f"def f{i}(y):\n    return [x\n        for x in y]\n" for i in range(50))
+    module = compiled(source, tmp_path)
+    parsed = []
+    real_parse = tracer.ast.parse
+    monkeypatch.setattr(tracer.ast, "parse", lambda *a, **k: parsed.append(1) or real_parse(*a, **k))
+    for i in range(50):
+        first = 1 + 3 * i
+        assert tracer.folded_lines(function_code(module, f"f{i}")) == [(first + 2, first + 1)]
+    assert len(parsed) == 1
+
+
 def test_no_source_folds_nothing():
     code = compile("def f(y):\n    return [x\n for x in y]\n", "<nowhere>", "exec")
     assert tracer.folded_lines(function_code(code, "f")) == []

@@ -22,6 +22,7 @@ import ast
 import linecache
 import sys
 import threading
+from collections import deque
 from collections.abc import Iterator
 from types import CodeType
 
@@ -76,7 +77,7 @@ def free_table(table: int) -> None:
         _tables.discard(table)
         _engine.free_table(table)
         if not _tables:
-            _trees.clear()
+            _folds.clear()
             _release_tool()
 
 
@@ -151,38 +152,50 @@ def folded_lines(code: CodeType) -> list[tuple[int, int]]:
 
     Found in the source; an unknown source folds nothing.
     """
-    node = _function_node(code)
-    if node is None:
-        return []
-    folded: dict[int, int] = {}
-    for sub in ast.walk(node):
-        if isinstance(sub, _COMPREHENSION_NODES) and sub.end_lineno:
-            for line in range(sub.lineno + 1, sub.end_lineno + 1):
-                # the outermost comprehension wins (ast.walk goes outside in)
-                folded.setdefault(line, sub.lineno)
-    return sorted(folded.items())
+    found = _folds.get(code.co_filename, False)
+    if found is False:
+        found = _folds[code.co_filename] = _file_folds(code.co_filename)
+    return found.get((code.co_name, code.co_firstlineno), []) if found else []
 
 
-_trees: dict[str, ast.Module | None] = {}
+# per file, parsed once: (function name, first line) -> its folded lines (only
+# functions that fold any); None: no source. Every function of a big module
+# may be profiled (-f '*'): one walk of its tree per function made that
+# quadratic (4,000 functions: 80 s). The tree itself is not kept.
+_folds: dict[str, dict[tuple[str, int], list[tuple[int, int]]] | None] = {}
 
 
-def _function_node(code: CodeType) -> ast.AST | None:
-    filename = code.co_filename
-    if filename not in _trees:
-        source = "".join(linecache.getlines(filename))
-        try:
-            _trees[filename] = ast.parse(source) if source else None
-        except (SyntaxError, ValueError):
-            _trees[filename] = None
-    tree = _trees[filename]
+def _file_folds(filename: str) -> dict[tuple[str, int], list[tuple[int, int]]] | None:
+    source = "".join(linecache.getlines(filename))
+    try:
+        tree = ast.parse(source) if source else None
+    except (SyntaxError, ValueError):
+        return None
     if tree is None:
         return None
-    for node in ast.walk(tree):
-        if isinstance(node, _FUNCTION_NODES) and node.name == code.co_name:
+    # One breadth-first walk of the module, each node with the functions it
+    # is in: within each function's subtree the order is that of a walk from
+    # the function (outside in), so the outermost comprehension wins a line.
+    folded: dict[int, dict[int, int]] = {}  # id(function node) -> {line: first}
+    keys: dict[tuple[str, int], int] = {}  # the first function in walk order
+    queue: deque[tuple[ast.AST, tuple[int, ...]]] = deque([(tree, ())])
+    while queue:
+        node, inside = queue.popleft()
+        if isinstance(node, _FUNCTION_NODES):
             first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
-            if first == code.co_firstlineno:
-                return node
-    return None
+            keys.setdefault((node.name, first), id(node))
+            inside = (*inside, id(node))
+        elif inside and isinstance(node, _COMPREHENSION_NODES) and node.end_lineno:
+            for function in inside:
+                lines = folded.setdefault(function, {})
+                for line in range(node.lineno + 1, node.end_lineno + 1):
+                    lines.setdefault(line, node.lineno)
+        for child in ast.iter_child_nodes(node):
+            # a node on one line folds nothing, nor does anything in it
+            end = getattr(child, "end_lineno", None)
+            if end is None or end != child.lineno:  # type: ignore[attr-defined]
+                queue.append((child, inside))
+    return {key: sorted(folded[f].items()) for key, f in keys.items() if f in folded}
 
 
 def enter() -> None:
