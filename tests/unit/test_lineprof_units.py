@@ -83,7 +83,12 @@ def test_a_file_is_parsed_once_for_all_its_functions(tmp_path, monkeypatch):
     module = compiled(source, tmp_path)
     parsed = []
     real_parse = tracer.ast.parse
-    monkeypatch.setattr(tracer.ast, "parse", lambda *a, **k: parsed.append(1) or real_parse(*a, **k))
+
+    def parse(*args, **kwargs):
+        parsed.append(1)
+        return real_parse(*args, **kwargs)
+
+    monkeypatch.setattr(tracer.ast, "parse", parse)
     for i in range(50):
         first = 1 + 3 * i
         assert tracer.folded_lines(function_code(module, f"f{i}")) == [(first + 2, first + 1)]

@@ -195,3 +195,11 @@ def test_the_capture_is_the_moment_of_the_dump():
     assert capture.threads == ["MainThread"]
     assert capture.timeline[-1] == (2.0, 4500, 200)  # the dump's point closes it
     assert capture.seed == 5 and capture.root == "/src"
+
+
+def test_without_thread_names_threads_are_named_by_ident():
+    stats = [ZERO, ZERO, _stat(4000, 2), ZERO]
+    data = encode(CONTEXT, nodes=NODES, stats=stats, slots=SLOTS, threads=[77])
+    capture = termdump.capture_of(termdump.read(data), OwnFiles(package="/memtrim/"), None)
+    assert capture.threads == ["thread 77"]
+    assert {s.frame.lineno: s.bytes for s in capture_file.sites(capture, "at_exit")} == {3: 4000}

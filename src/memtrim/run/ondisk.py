@@ -13,11 +13,11 @@ so that a killed program leaves the profile of its last known peak:
 - every :data:`REFRESH` seconds, whatever the peak (a program killed with a
   small peak, or in a C call that holds the GIL, still leaves a recent one);
 - at a bounded rate: at least :data:`MIN_INTERVAL` seconds apart, and in at
-  most :data:`BUDGET` of the run's time so far (the near-limit write excepted).
-
+  most :data:`BUDGET` of the run's time so far (the near-limit write excepted);
 - at once when a SIGTERM came while the main thread is in a long C call that
-  released the GIL (its Python handler cannot run): then ``on_term()`` ends the
-  process (see :mod:`memtrim.engine.deadline`).
+  released the GIL (its Python handler cannot run), if ``on_term()`` gives what
+  ends the process then (see :mod:`memtrim.engine.deadline`; under ``memtrim
+  run`` it does not: the deadline's dump writes that capture and the reports).
 
 A capture written this way says so (``meta["partial"]``: when, why, the peak
 then); the capture written when the program ends replaces it. The watcher is a

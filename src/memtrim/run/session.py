@@ -167,7 +167,9 @@ class ProgramProfiler:
                 self._partial,
                 self.keep,
                 children=Children(),
-                on_term=lambda: self.on_term,
+                # a command's SIGTERM dump writes the reports and summary too:
+                # the keeper leaves a SIGTERM in a C call to it
+                on_term=lambda: self.on_term if self.dump_context is None else None,
                 on_tick=self._dump_tick,
             )
             self._keeper.start()

@@ -37,7 +37,7 @@ C_STAT_SIZE = 88
 LIVE_B, LIVE_C, NLIVE_B = 0, 1, 6
 
 
-REASON = "SIGTERM during a long C call that held the GIL"
+REASON = "SIGTERM during a long C call"  # (as the disk keeper says it)
 
 
 class DumpError(ValueError):
@@ -199,7 +199,7 @@ def capture_of(dump: Dump, own: OwnFiles, is_entry: EntryTest | None) -> Capture
     try:
         base, t0 = int(ctx["base"]), int(ctx["t0_ns"])
         timeline = [(float(t), int(heap), int(rss)) for t, heap, rss in ctx["timeline"]]
-        names = {int(ident): list(seen) for ident, seen in ctx["threads"].items()}
+        names = {int(ident): list(seen) for ident, seen in (ctx.get("threads") or {}).items()}
         meta = dict(ctx["meta"])
     except (KeyError, TypeError, ValueError) as exc:
         raise DumpError(f"bad context in the dump: {exc!r}") from None

@@ -425,6 +425,17 @@ static PyObject *py_tree_snapshot(PyObject *self, PyObject *unused)
     return mt_tree_snapshot();
 }
 
+/* tree_dump(fd): the SIGTERM dump of the recording (calltree.c), for the
+ * tests: it freezes the recording for good (the process should end after). */
+static PyObject *py_tree_dump(PyObject *self, PyObject *args)
+{
+    int fd;
+    if (!PyArg_ParseTuple(args, "i", &fd)) {
+        return NULL;
+    }
+    return PyBool_FromLong(mt_tree_dump(fd) == 0);
+}
+
 static PyObject *py_tree_clear(PyObject *self, PyObject *unused)
 {
     mt_tree_clear();
@@ -575,6 +586,8 @@ static PyMethodDef methods[] = {
      "Start attributing allocations: (exact, sample_bytes[, hidden_files[, seed]])."},
     {"tree_stop", py_tree_stop, METH_NOARGS, "Stop attributing; the data stays."},
     {"tree_snapshot", py_tree_snapshot, METH_NOARGS, "The call tree and its statistics."},
+    {"tree_dump", py_tree_dump, METH_VARARGS,
+     "tree_dump(fd): write the recording as the SIGTERM dump does; freezes it for good."},
     {"tree_clear", py_tree_clear, METH_NOARGS, "Free the recorded data."},
     {"tree_running", py_tree_recording, METH_NOARGS, "Is a recording running?"},
     {"tree_block_nodes", py_tree_block_nodes, METH_O,

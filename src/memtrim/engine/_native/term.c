@@ -221,7 +221,10 @@ static void *watch(void *unused)
         int timeout = -1;
         if (seen != 0 && !atomic_load(&claimed)) {
             long long left = seen + grace_ns - now_ns();
-            if (left <= 0) {
+            /* the deadline claims the signal like the Python writers: if
+             * one of them claimed it in the meantime, it writes the capture
+             * and ends the process itself */
+            if (left <= 0 && atomic_exchange(&claimed, 1) == 0) {
                 dump_and_exec();
                 die_of_sigterm();
                 return NULL; /* not reached */

@@ -146,7 +146,7 @@ def partial_note(meta: dict[str, Any]) -> str | None:
     signal_at = partial.get("signal")  # (the dump's: written after a grace period)
     if isinstance(ending, dict) and ending.get("kind") == "signal":  # SIGTERM in a C call
         after = (
-            f" ({when - signal_at:.1f} s after it came)"
+            f" {when - signal_at:.1f} s after it came"
             if isinstance(signal_at, int | float) and isinstance(when, int | float)
             else " when the signal came"
         )
