@@ -10,8 +10,10 @@ rounds per mode, the ratio to plain, the geometric mean).
 
 Modes: plain (`python script`), memtrim (`python -m memtrim -o /dev/null -f '*'
 script`), optionally the same with another memtrim on PYTHONPATH (--before:
-a build of the previous revision), and kernprof (`kernprof -l -q -o /dev/null
--p script script`: line_profiler with every function of the script).
+a build of the previous revision), kernprof (`kernprof -l -q -o /dev/null
+-p script script`: line_profiler with every function of the script), and
+memory_profiler (--mprof: launchers/mprof_lines_all.py, every function of the
+script in its LineProfiler).
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--before", help="src dir of another memtrim build (PYTHONPATH)")
     ap.add_argument("--kernprof", action="store_true")
+    ap.add_argument("--mprof", action="store_true", help="memory_profiler, every function")
     ap.add_argument("--article", action="store_true")
     ap.add_argument("--workloads", default=" ".join(WORKLOADS))
     args = ap.parse_args()
@@ -113,6 +116,9 @@ def main() -> None:
                 ),
             )
         )
+    if args.mprof:
+        launcher = os.path.join(HERE, "launchers", "mprof_lines_all.py")
+        modes.append(("memory_profiler", lambda n: ([py, launcher], {})))
     best: dict[tuple[str, str], float] = {}
     for _ in range(args.rounds):
         for n in names:
@@ -123,7 +129,7 @@ def main() -> None:
         if args.article:
             art = os.path.join(ROOT, "examples", "article.py")
             for mode, make in modes:
-                if mode == "kernprof":
+                if mode in ("kernprof", "memory_profiler"):
                     continue
                 prefix, env = make("")  # type: ignore[operator]
                 cmd = [py, art] if not prefix else [py, "-m", "memtrim", "-o", "/dev/null", art]
