@@ -164,7 +164,7 @@ def test_the_line_profiler_used_once_leaves_nothing():
     assert tracer.live_tables() == 0
     assert engine.tables_live() == (0, 0, 0)  # code infos and extras freed too
     assert tracer.tool_id() is None
-    assert not tracer._folds
+    assert not tracer._folds and not tracer._function_folds
     if sys.version_info >= (3, 12):
         assert "memtrim" not in [sys.monitoring.get_tool(t) for t in range(6)]
 

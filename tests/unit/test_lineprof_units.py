@@ -78,21 +78,27 @@ def test_folds_of_nested_code_methods_and_decorators(tmp_path):
     assert tracer.folded_lines(function_code(module, "decorated")) == [(16, 15)]
 
 
-def test_a_file_is_parsed_once_for_all_its_functions(tmp_path, monkeypatch):
+def test_each_function_is_parsed_from_its_own_lines(tmp_path, monkeypatch):
+    # not the whole module per function (quadratic), nor the whole module at all (its
+    # tree costs as much memory as compiling it)
     source = "".join(f"def f{i}(y):\n    return [x\n        for x in y]\n" for i in range(50))
+    source += "class K:\n    def m(self):\n        return {\n            a for a in self}\n"
     module = compiled(source, tmp_path)
     parsed = []
     real_parse = tracer.ast.parse
 
-    def parse(*args, **kwargs):
-        parsed.append(1)
-        return real_parse(*args, **kwargs)
+    def parse(text, *args, **kwargs):
+        parsed.append(text.count("\n"))
+        return real_parse(text, *args, **kwargs)
 
     monkeypatch.setattr(tracer.ast, "parse", parse)
     for i in range(50):
         first = 1 + 3 * i
         assert tracer.folded_lines(function_code(module, f"f{i}")) == [(first + 2, first + 1)]
-    assert len(parsed) == 1
+    method = function_code(function_code(module, "K"), "m")
+    assert tracer.folded_lines(method) == [(154, 153)]
+    assert tracer.folded_lines(function_code(module, "K")) == []  # a class body
+    assert len(parsed) == 52 and max(parsed) == 4  # (the class: its own 4 lines)
 
 
 def test_no_source_folds_nothing():
