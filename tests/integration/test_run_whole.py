@@ -42,6 +42,19 @@ def test_a_tiny_program_s_totals_are_the_sums_of_its_lines(runner):
     assert all(rss > 0 for _, _, rss in capture.timeline)
 
 
+def test_a_program_that_collects_garbage_gets_a_whole_capture(runner):
+    # a collection in the program freed memtrim's own garbage from before the
+    # recording: the level ended below the start, and the capture said -N bytes
+    # at exit, which memtrim report then refused as corrupt
+    script = runner.write("import gc\ngc.collect()\nkeep = bytearray(5000)\ngc.collect()\n")
+    cap = runner.tmp_path / "out.memtrim"
+    proc = runner.memtrim("run", "-q", "-o", str(cap), str(script))
+    assert proc.returncode == 0, proc.stderr
+    capture = capture_file.read(str(cap))
+    assert capture.end_bytes == _view_whole(capture, "at_exit") >= 5000 + 56 + 1
+    assert capture.peak_bytes == _view_whole(capture, "peak")
+
+
 HOLD = """
 import time, sys
 data = bytearray(100 * 2**20)  # HOLD

@@ -11,6 +11,7 @@ thread for the timeline, and builds a :class:`~memtrim.run.capture.Capture`::
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import random
@@ -82,6 +83,10 @@ class ProgramProfiler:
     functions that made a native block below its Python line in the sampled
     stacks (the flame graph). ``observer`` (an :class:`Observer`, the advisor)
     looks at the program while it runs and adds its findings to the capture.
+    ``collect_first``: a full garbage collection before the figures start
+    (``memtrim run``: garbage from before the recording that a collection frees
+    during it is then not taken off the program's figures; costs a collection
+    of the heap as it is, so off for the API).
     ``keep(capture)``, if given, writes a capture of the recording so far while
     the program runs (:class:`~memtrim.run.ondisk.DiskKeeper`: as the peak
     grows, and near the memory limit), so that a killed program leaves one.
@@ -104,6 +109,7 @@ class ProgramProfiler:
         native_frames: bool = False,
         observer: Observer | None = None,
         keep: Callable[[Capture], None] | None = None,
+        collect_first: bool = False,
     ) -> None:
         if sample_bytes <= 0:
             raise ValueError(f"sample_bytes must be positive, not {sample_bytes}")
@@ -120,6 +126,7 @@ class ProgramProfiler:
         self.native_frames = native_frames
         self.observer = observer
         self.keep = keep
+        self.collect_first = collect_first
         self.progress: Callable[[str], None] = lambda step: None  # names each slow step
         self.on_term: Callable[[], None] | None = None
         # set by a command that prepared the SIGTERM dump (engine.deadline):
@@ -182,6 +189,12 @@ class ProgramProfiler:
         # every total of a report is a sum of its lines (a `print("hi")` no
         # longer peaks above what it allocated).
         calltree.own_enter()  # first: even the int the level comes in is memtrim's
+        if self.collect_first:
+            # Garbage from before the recording (memtrim's own start) freed by a
+            # collection during it would count as freed by the program: the level
+            # would end below the start (a program that calls gc.collect() got a
+            # capture with negative bytes). Collected now, in memtrim's own mode.
+            gc.collect()
         self._base = hooks.level()
         try:
             if self.dump_context is not None:
