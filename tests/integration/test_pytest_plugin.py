@@ -129,6 +129,39 @@ def test_limit_leaks_counts_what_stays_and_filters_by_stack(pytester):
     assert f"test_it.py:{line_of(pytester, 'KEEP.append(bytearray(n))')} (keep)" in text
 
 
+def test_garbage_from_before_the_test_does_not_hide_its_leak(pytester):
+    # The collection after the body (garbage is not a leak) also frees garbage made
+    # before the test: 4 MiB of it must not take the 2 MiB leak below zero (the leak
+    # is the lines' sum, not the heap's level, which that collection lowers).
+    result = run(
+        pytester,
+        """
+        import gc
+        import pytest
+
+        KEEP = []
+
+        def make_garbage():
+            cycle = [bytearray(4 * 1024 * 1024)]
+            cycle.append(cycle)  # only a collection frees it
+
+        @pytest.fixture
+        def garbage():
+            gc.disable()  # (no automatic collection before the plugin's own)
+            make_garbage()
+            yield
+            gc.enable()
+
+        @pytest.mark.limit_leaks("1 MB")
+        def test_leaky(garbage):
+            KEEP.append(bytearray(2 * 1024 * 1024))
+        """,
+    )
+    result.assert_outcomes(failed=1)
+    leaked = exact(result.stdout.str(), "of leaks but left")
+    assert 2 * MIB + 57 <= leaked < 2 * MIB + SLACK
+
+
 def test_a_project_default_applies_and_a_marker_overrides_it(pytester):
     pytester.makeini("[pytest]\nmemtrim_limit = 1 MB\n")
     result = run(
