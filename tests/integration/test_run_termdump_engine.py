@@ -29,6 +29,7 @@ t.start(); t.join()
 def nested(n):
     return [bytearray(n)] if n < 64 else nested(n // 2) + [bytearray(n)]  # line 19
 deep = nested(4096)
+import gc; gc.collect(); gc.disable()  # no collection between the two readings
 f = open(sys.argv[1], "wb")
 f.write(termdump.TERM_MAGIC + struct.pack("=4q", 0, 0, 2, 0) + b"{}")
 f.flush()

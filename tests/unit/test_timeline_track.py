@@ -51,8 +51,9 @@ def test_nested_blocks_have_their_own_peaks():
     # net of what the block frees of older blocks: a few bytes of the interpreter's
     assert 10 * MIB - 64 <= inner.peak < 10 * MIB + SLACK
     # the inner track's own bookkeeping (its sampler, its result) is made in
-    # the outer block: about 1 KiB
-    assert 50 * MIB - 64 <= outer.peak < 50 * MIB + 4 * SLACK
+    # the outer block: about 1 KiB, more when one of memtrim's tables crosses a
+    # resize in passing (2,077 B seen in the unit suite on 3.11)
+    assert 50 * MIB - 64 <= outer.peak < 50 * MIB + 8 * SLACK
     # `inner` itself is still alive, and what memtrim's code grew in passing
     # (a cache's table crossing a resize: 2,155 B seen on 3.12 in the suite)
     assert abs(outer.increment) < 8 * SLACK

@@ -182,7 +182,6 @@ class _Session:
             native_frames=args.native,
             observer=_advisor(args),
             keep=self._keep,
-            collect_first=True,
         )
         if sys.executable:  # (an embedded Python may have none to exec)
             profiler.dump_context = self._dump_context

@@ -83,10 +83,12 @@ class ProgramProfiler:
     functions that made a native block below its Python line in the sampled
     stacks (the flame graph). ``observer`` (an :class:`Observer`, the advisor)
     looks at the program while it runs and adds its findings to the capture.
-    ``collect_first``: a full garbage collection before the figures start
-    (``memtrim run``: garbage from before the recording that a collection frees
-    during it is then not taken off the program's figures; costs a collection
-    of the heap as it is, so off for the API).
+    ``collect_first``: a full garbage collection before the figures start, so
+    that garbage from before the recording, freed by a collection during it,
+    is not taken off the program's figures (without it, a program that calls
+    ``gc.collect()`` could end below zero bytes: a capture memtrim refuses).
+    It costs one collection of the heap as it is: turn it off only for a heap
+    so big that this matters, and no collection while recording.
     ``keep(capture)``, if given, writes a capture of the recording so far while
     the program runs (:class:`~memtrim.run.ondisk.DiskKeeper`: as the peak
     grows, and near the memory limit), so that a killed program leaves one.
@@ -109,7 +111,7 @@ class ProgramProfiler:
         native_frames: bool = False,
         observer: Observer | None = None,
         keep: Callable[[Capture], None] | None = None,
-        collect_first: bool = False,
+        collect_first: bool = True,
     ) -> None:
         if sample_bytes <= 0:
             raise ValueError(f"sample_bytes must be positive, not {sample_bytes}")
