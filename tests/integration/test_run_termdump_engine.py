@@ -25,7 +25,7 @@ def worker():
     global other
     other = [bytearray(300) for _ in range(20)]  # line 15
 t = threading.Thread(target=worker, name="w")
-t.start(); t.join()
+t.start(); t.join(); import time; time.sleep(0.3)  # (its last frees come after join)
 def nested(n):
     return [bytearray(n)] if n < 64 else nested(n // 2) + [bytearray(n)]  # line 19
 deep = nested(4096)
