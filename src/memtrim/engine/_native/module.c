@@ -11,6 +11,7 @@
 #include "calltree.h"
 #include "tracer.h"
 
+#include <limits.h>
 #include <pthread.h>
 
 static mt_c_api_t c_api = {2, mt_heap_level, mt_heap_installed, mt_heap_guard_enter};
@@ -427,13 +428,19 @@ static PyObject *py_tree_snapshot(PyObject *self, PyObject *unused)
 
 /* tree_dump(fd): the SIGTERM dump of the recording (calltree.c), for the
  * tests: it freezes the recording for good (the process should end after). */
-static PyObject *py_tree_dump(PyObject *self, PyObject *args)
+static PyObject *py_tree_dump(PyObject *self, PyObject *arg)
 {
-    int fd;
-    if (!PyArg_ParseTuple(args, "i", &fd)) {
+    /* METH_O: no argument tuple (on 3.13 a tuple from the free list is moved
+     * to the calling line, which would change the tree just before the dump) */
+    long fd = PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    return PyBool_FromLong(mt_tree_dump(fd) == 0);
+    if (fd < 0 || fd > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "not a file descriptor");
+        return NULL;
+    }
+    return PyBool_FromLong(mt_tree_dump((int)fd) == 0);
 }
 
 static PyObject *py_tree_clear(PyObject *self, PyObject *unused)
@@ -586,7 +593,7 @@ static PyMethodDef methods[] = {
      "Start attributing allocations: (exact, sample_bytes[, hidden_files[, seed]])."},
     {"tree_stop", py_tree_stop, METH_NOARGS, "Stop attributing; the data stays."},
     {"tree_snapshot", py_tree_snapshot, METH_NOARGS, "The call tree and its statistics."},
-    {"tree_dump", py_tree_dump, METH_VARARGS,
+    {"tree_dump", py_tree_dump, METH_O,
      "tree_dump(fd): write the recording as the SIGTERM dump does; freezes it for good."},
     {"tree_clear", py_tree_clear, METH_NOARGS, "Free the recorded data."},
     {"tree_running", py_tree_recording, METH_NOARGS, "Is a recording running?"},
