@@ -25,6 +25,7 @@ from typing import Any
 
 from memtrim.run.build import EntryTest, OwnFiles, build
 from memtrim.run.capture import Capture
+from memtrim.run.ondisk import TERM_REASON
 
 TERM_MAGIC = b"MTTERM1\0"
 TREE_MAGIC = b"MTDUMP1\0"
@@ -37,7 +38,7 @@ C_STAT_SIZE = 88
 LIVE_B, LIVE_C, NLIVE_B = 0, 1, 6
 
 
-REASON = "SIGTERM during a long C call"  # (as the disk keeper says it)
+REASON = TERM_REASON  # what the disk keeper says of the same moment
 
 
 class DumpError(ValueError):
