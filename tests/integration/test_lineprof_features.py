@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.integration.test_lineprof_numbers import BYTEARRAY
 from tests.integration.test_lineprof_numbers import FIRST_RUN_NOISE as NOISE
 
@@ -375,3 +377,92 @@ def test_decorator_options_under_the_command_line(runner):
     assert proc.stdout.startswith("BUF 1 True\n")
     assert proc.stdout.count("Filename:") == 1  # h's, at the end; g's went to its stream
     assert "    1.0 MiB" in proc.stdout
+
+
+def test_generators_forward_send_throw_close_and_return(runner):
+    script = runner.write(
+        """
+        import asyncio, builtins
+        profile = getattr(builtins, "profile", lambda f: f)
+
+        @profile
+        def acc():
+            total = 0
+            try:
+                while True:
+                    try:
+                        got = yield total
+                    except KeyError:
+                        got = 100
+                    total += got
+            except GeneratorExit:
+                print("closed at", total)
+                raise
+
+        @profile
+        def sub():
+            r = yield from twice()
+            return r
+
+        def twice():
+            x = yield 1
+            return x * 2
+
+        g = acc()
+        print(next(g), g.send(5), g.throw(KeyError), g.send(1))
+        g.close()
+        s = sub()
+        next(s)
+        try:
+            s.send(21)
+        except StopIteration as stop:
+            print("returned", stop.value)
+
+        @profile
+        async def agen():
+            got = 0
+            while True:
+                try:
+                    got = yield got + 1
+                except ValueError:
+                    got = -10
+
+        async def main():
+            a = agen()
+            print(await a.asend(None), await a.asend(5), await a.athrow(ValueError))
+            await a.aclose()
+
+        asyncio.run(main())
+        """
+    )
+    plain = runner.python(str(script))
+    proc = runner.memtrim("--json", "out.json", str(script))
+    assert proc.returncode == plain.returncode == 0, proc.stderr
+    assert plain.stdout == "0 5 105 106\nclosed at 106\nreturned 42\n1 6 -9\n"
+    assert proc.stdout.startswith(plain.stdout)  # then the tables
+    data = json.loads((runner.tmp_path / "out.json").read_text())
+    tables = {
+        f["function"]: {line["lineno"]: line["occurrences"] for line in f["lines"]}
+        for f in data["functions"]
+    }
+    source = script.read_text().splitlines()
+
+    def at(text: str, after: int = 0) -> int:
+        return next(i for i, line in enumerate(source, 1) if i > after and text in line)
+
+    acc, agen = tables["acc"], tables["agen"]
+    # started, resumed by send, throw and send; the close is not a resumption
+    assert acc[at("@profile")] == 4
+    assert acc[at("while True:")] == 4  # entered, then three times round
+    assert acc[at("total += got")] == 3
+    assert acc[at("got = 100")] == 1  # the KeyError thrown in
+    assert acc[at("except KeyError:")] == 2  # that, and close()'s GeneratorExit
+    assert acc[at('print("closed at"')] == 1
+    sub = tables["sub"]
+    assert sub[at("@profile", at("def acc"))] == 2  # started, resumed once
+    assert sub[at("return r")] == 1
+    first = at("async def agen")
+    # asend, asend, athrow; aclose is not a resumption
+    assert agen[first - 1] == 3
+    assert agen[at("got = -10")] == 1
+    assert agen[at("except ValueError:")] == 2

@@ -4,12 +4,15 @@ A plain function gets the engine's C wrapper: it adds no Python frame, so
 tracebacks, ``warnings.warn(stacklevel=...)``, ``sys._getframe()`` and
 :mod:`inspect` see the user's frames only.
 
-Generators, coroutines and async generators get the Python wrappers below,
-which bracket every resumption (``step_in``/``step_out``: on Python 3.11 that
-is when the C trace function must be on in the running thread). Their frames
-are taken out of the tracebacks of exceptions that pass through them; a
-generator's caller (``sys._getframe(1)`` inside it, a warning's stacklevel)
-is still memtrim's stepping frame.
+Generators, coroutines and async generators get the Python wrappers below.
+On Python 3.11 they bracket every resumption (``step_in``/``step_out``: the C
+trace function must be on in the running thread while the profiled frame
+runs). On 3.12+ the engine's ``sys.monitoring`` events need no bracketing:
+the wrapper only delegates (``yield from``, ``await``), which CPython does
+in C, and counts the running calls. Their frames are taken out of the
+tracebacks of exceptions that pass through them; a generator's caller
+(``sys._getframe(1)`` inside it, a warning's stacklevel) is still a frame of
+memtrim's (the wrapper; on 3.11 its stepping frame).
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from memtrim.engine import tracer
 
 Hook = Callable[[], None]
 _GENERATOR, _COROUTINE, _ASYNC_GENERATOR = 0x20, 0x80, 0x200  # inspect.CO_* flags
+# Each resumption goes through step_in/step_out (3.11's trace function);
+# 3.12+ delegates with no Python code per resumption.
+BRACKETED = not tracer.MONITORING
 
 
 def wrap(func: Callable[..., Any], code: CodeType, on_end: Hook | None) -> Any:
@@ -35,9 +41,11 @@ def wrap(func: Callable[..., Any], code: CodeType, on_end: Hook | None) -> Any:
     if code.co_flags & _ASYNC_GENERATOR:
         wrapper = _wrap_asyncgen(func, _Calls(on_end))
     elif code.co_flags & _COROUTINE:
-        wrapper = _wrap_coroutine(func, _Calls(on_end))
+        make = _wrap_coroutine if BRACKETED else _delegate_coroutine
+        wrapper = make(func, _Calls(on_end))
     elif code.co_flags & _GENERATOR:
-        wrapper = _wrap_generator(func, _Calls(on_end))
+        make = _wrap_generator if BRACKETED else _delegate_generator
+        wrapper = make(func, _Calls(on_end))
     else:
         wrapper = tracer.Wrapper(func, on_end, code)
     return functools.update_wrapper(wrapper, func)
@@ -135,6 +143,41 @@ def _wrap_generator(func, calls):  # type: ignore[no-untyped-def]
     return wrapper
 
 
+def _delegate_generator(func, calls):  # type: ignore[no-untyped-def]
+    @_own
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        calls.begin()
+        try:
+            return (yield from func(*args, **kwargs))
+        except BaseException as exc:
+            _drop_own_frame(exc)
+            raise
+        finally:
+            calls.end()
+
+    return wrapper
+
+
+def _delegate_coroutine(func, calls):  # type: ignore[no-untyped-def]
+    @_own
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        calls.begin()
+        try:
+            return await func(*args, **kwargs)
+        except BaseException as exc:
+            _drop_own_frame(exc)
+            raise
+        finally:
+            calls.end()
+
+    return wrapper
+
+
+def _stepped(awaitable: Any) -> Any:
+    """``awaitable``, with each resumption bracketed where that is needed (3.11)."""
+    return _Stepped(awaitable) if BRACKETED else awaitable
+
+
 class _Stepped:
     """An awaitable that awaits ``awaitable`` with each resumption bracketed."""
 
@@ -171,13 +214,13 @@ def _wrap_asyncgen(func, calls):  # type: ignore[no-untyped-def]
             pending = agen.asend(None)
             while True:
                 try:
-                    item = await _Stepped(pending)
+                    item = await _stepped(pending)
                 except StopAsyncIteration:
                     return
                 try:
                     pending = agen.asend((yield item))
                 except GeneratorExit:
-                    await _Stepped(agen.aclose())
+                    await _stepped(agen.aclose())
                     raise
                 except BaseException as exc:
                     pending = agen.athrow(exc)
