@@ -6,14 +6,17 @@ ratio comes from the same sitting, and prints a Markdown table (the best of the
 rounds per mode, the ratio to plain, the geometric mean).
 
     python benchmarks/bench_lines.py --python /tmp/v313/bin/python --scale 0.3 \
-        --rounds 3 [--before /tmp/mt_before/src] [--kernprof] [--article]
+        --rounds 3 [--before /tmp/mt_before/src] [--kernprof] [--article] \
+        [--line-events] [--floors]
 
 Modes: plain (`python script`), memtrim (`python -m memtrim -o /dev/null -f '*'
 script`), optionally the same with another memtrim on PYTHONPATH (--before:
 a build of the previous revision), kernprof (`kernprof -l -q -o /dev/null
 -p script script`: line_profiler with every function of the script), and
 memory_profiler (--mprof: launchers/mprof_lines_all.py, every function of the
-script in its LineProfiler).
+script in its LineProfiler); 3.12+: memtrim with LINE events instead of its
+lines from branch events (--line-events), and the dispatch floors of both
+event sets, with memtrim's allocator hooks (--floors: launchers/noop_branches.py).
 """
 
 from __future__ import annotations
@@ -86,6 +89,16 @@ def main() -> None:
     ap.add_argument("--kernprof", action="store_true")
     ap.add_argument("--mprof", action="store_true", help="memory_profiler, every function")
     ap.add_argument("--article", action="store_true")
+    ap.add_argument(
+        "--line-events",
+        action="store_true",
+        help="also memtrim with LINE events (MEMTRIM_LINE_EVENTS=line; 3.12+)",
+    )
+    ap.add_argument(
+        "--floors",
+        action="store_true",
+        help="no-op callbacks for memtrim's events, with its hooks (launchers/noop_branches.py)",
+    )
     ap.add_argument("--workloads", default=" ".join(WORKLOADS))
     args = ap.parse_args()
     py = args.python
@@ -98,6 +111,12 @@ def main() -> None:
     if args.before:
         modes.append(("memtrim before", lambda n: (memtrim, {"PYTHONPATH": args.before})))
     modes.append(("memtrim", lambda n: (memtrim, {})))
+    if args.line_events:
+        modes.append(("memtrim, LINE events", lambda n: (memtrim, {"MEMTRIM_LINE_EVENTS": "line"})))
+    if args.floors:
+        noop = [py, os.path.join(HERE, "launchers", "noop_branches.py"), "--hooks"]
+        modes.append(("floor: hooks + branch events", lambda n: (noop, {})))
+        modes.append(("floor: hooks + LINE events", lambda n: ([*noop, "--lines"], {})))
     if args.kernprof and os.path.exists(kernprof):
         modes.append(
             (
@@ -129,7 +148,7 @@ def main() -> None:
         if args.article:
             art = os.path.join(ROOT, "examples", "article.py")
             for mode, make in modes:
-                if mode in ("kernprof", "memory_profiler"):
+                if mode in ("kernprof", "memory_profiler") or mode.startswith("floor"):
                     continue
                 prefix, env = make("")  # type: ignore[operator]
                 cmd = [py, art] if not prefix else [py, "-m", "memtrim", "-o", "/dev/null", art]

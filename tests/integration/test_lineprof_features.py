@@ -466,3 +466,48 @@ def test_generators_forward_send_throw_close_and_return(runner):
     assert agen[first - 1] == 3
     assert agen[at("got = -10")] == 1
     assert agen[at("except ValueError:")] == 2
+
+
+def test_a_fork_while_another_thread_runs_profiled_code(runner):
+    # the child has the parent's tables, with the other thread's lines up to
+    # the fork; that thread's frames did not come along
+    script = runner.write(
+        """
+        import os, threading, time, warnings
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
+
+        @profile
+        def worker(ev):
+            x = bytearray(1000)
+            ev.wait()
+            return x
+
+        ev = threading.Event()
+        t = threading.Thread(target=worker, args=(ev,))
+        t.start()
+        time.sleep(0.3)
+        pid = os.fork()
+        if pid == 0:
+            print("child", flush=True)
+        else:
+            ev.set()
+            t.join()
+            _, status = os.waitpid(pid, 0)
+            print("child exit", os.waitstatus_to_exitcode(status), flush=True)
+        """
+    )
+    proc = runner.memtrim(str(script))
+    assert proc.returncode == 0, proc.stderr
+    assert "child exit 0" in proc.stdout
+    tables = proc.stdout.split("Filename:")[1:]
+    assert len(tables) == 2, proc.stdout  # the child's, then the parent's
+    child, parent = tables
+    occurrences = {
+        int(line.split()[0]): int(line.split()[7])  # after three "N MiB"
+        for line in child.splitlines()
+        if line.strip()[:1].isdigit() and line.count("MiB") == 3
+    }
+    assert occurrences[7] == 1  # bytearray(1000)
+    assert occurrences[8] == 1  # ev.wait(): running at the fork
+    assert 9 not in occurrences  # return x: after the fork, in the parent only
+    assert "return x" in parent

@@ -53,7 +53,8 @@ def _let_go(prof: LineProfiler) -> None:
 
 
 @monitoring
-def test_long_code_uses_instruction_events(tmp_path) -> None:
+def test_long_code_uses_instruction_events(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MEMTRIM_LINE_EVENTS", "line")  # else: branch events
     short = _long_function(20, tmp_path, "short")
     long = _long_function(3000, tmp_path, "long")
     prof = LineProfiler()
@@ -115,6 +116,7 @@ def test_instruction_events_give_the_figures_of_line_events(tmp_path, monkeypatc
         ns: dict[str, object] = {}
         exec(compile(path.read_text(), str(path), "exec"), ns)
         func = ns["mixed"]
+        monkeypatch.setenv("MEMTRIM_LINE_EVENTS", "line")  # else: branch events
         if force_lines:
             monkeypatch.setattr(tracer, "_engine", _NoInstructions(tracer._engine))
         prof = LineProfiler()

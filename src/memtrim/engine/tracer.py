@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Iterator
 from types import CodeType
 
-from memtrim.engine import load, procfs
+from memtrim.engine import _branches, load, procfs
 
 _engine = load()
 MONITORING = bool(_engine.HAVE_MONITORING)
@@ -374,9 +374,17 @@ def _local_events() -> int:
     return ev.PY_START | ev.PY_RESUME | ev.PY_RETURN | ev.PY_YIELD | ev.LINE
 
 
+def _branch_events() -> int:
+    ev = sys.monitoring.events
+    return ev.PY_START | ev.PY_RESUME | ev.PY_RETURN | ev.PY_YIELD | ev.JUMP | ev.BRANCH
+
+
 def _events() -> list[tuple[int, object]]:
     ev = sys.monitoring.events
     return [
+        (ev.JUMP, _engine.tr_jump),
+        (ev.BRANCH, _engine.tr_jump),
+        (ev.EXCEPTION_HANDLED, _engine.tr_handled),
         (ev.PY_START, _engine.tr_start),
         (ev.PY_RESUME, _engine.tr_start),
         (ev.PY_THROW, _engine.tr_throw),
@@ -409,7 +417,8 @@ def _ensure_tool() -> None:
     _engine.tr_set_disable(mon.DISABLE)
     for event, callback in _events():
         mon.register_callback(tool, event, callback)
-    mon.set_events(tool, ev.PY_UNWIND | ev.PY_THROW)  # not local events
+    # not local events (EXCEPTION_HANDLED: for the code with lines from branch events)
+    mon.set_events(tool, ev.PY_UNWIND | ev.PY_THROW | ev.EXCEPTION_HANDLED)
     _engine.tr_set_tool(tool, ev.PY_RETURN.bit_length() - 1)
     _state["tool"] = tool
 
@@ -437,6 +446,13 @@ def _enable_local(code: CodeType) -> None:
         tool = _state["tool"]
         events = _local_events()
         sys.monitoring.set_local_events(tool, code, events)  # type: ignore[arg-type]
+        # Lines from branch events where the bytecode allows it (CPython has
+        # marked the code's line locations now): "virtual lines" in tracer.c.
+        if _branches.enabled():
+            layout = _branches.layout(code)
+            if layout is not None and _engine.tr_use_branches(code, *layout):
+                sys.monitoring.set_local_events(tool, code, _branch_events())  # type: ignore[arg-type]
+                return
         # CPython recomputes the line of some LINE locations of a long code
         # object from its whole location table at every event (quadratic):
         # such code gets its line events from INSTRUCTION events instead.
@@ -448,13 +464,15 @@ def _enable_local(code: CodeType) -> None:
 
 
 def line_source(code: CodeType) -> str | None:
-    """3.12+: which events give a registered code object its lines ("line" or
+    """3.12+: which events give a registered code object its lines ("line", "branch" or
     "instruction"), or None if it has no memtrim events (or on 3.11)."""
     tool = _state["tool"]
     if not MONITORING or tool is None:
         return None
     events = sys.monitoring.get_local_events(tool, code)  # type: ignore[arg-type]
     ev = sys.monitoring.events
+    if events & ev.BRANCH:
+        return "branch"
     if events & ev.INSTRUCTION:
         return "instruction"
     if events & ev.LINE:

@@ -28,6 +28,7 @@
 #include "listeners.h"
 #include "native.h"
 #include "procfs.h"
+#include "tracer.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -38,6 +39,10 @@ MT_TLS int64_t mt_thread_cur;
 MT_TLS int64_t mt_thread_hwm;
 MT_TLS void *mt_thread_last_ptr;
 MT_TLS int64_t mt_thread_last_size;
+MT_TLS int64_t mt_thread_last_hwm;
+MT_TLS void *mt_thread_prev_ptr;
+MT_TLS int64_t mt_thread_prev_size;
+MT_TLS int64_t mt_thread_prev_hwm;
 MT_TLS int mt_guard; /* heap.h */
 MT_TLS int mt_own;   /* heap.h */
 
@@ -652,6 +657,7 @@ static inline void thread_add(int64_t delta)
 static inline __attribute__((always_inline)) void on_alloc_gil(void *p, size_t size,
                                                                uint32_t kind)
 {
+    mt_vl_check(1); /* the lines that ran before this block: their figures first */
     /* attribute first, so that a peak this allocation makes includes it.
      * With no listener this is one load of a well-predicted int. */
     uint32_t id = MT_UNLIKELY(mt_listeners_n) ? notify_alloc(p, size, kind != 0) : 0;
@@ -661,6 +667,10 @@ static inline __attribute__((always_inline)) void on_alloc_gil(void *p, size_t s
     }
     g_cur += (int64_t)size;
     g_allocs++;
+    mt_thread_prev_ptr = mt_thread_last_ptr;
+    mt_thread_prev_size = mt_thread_last_size;
+    mt_thread_prev_hwm = mt_thread_last_hwm;
+    mt_thread_last_hwm = mt_thread_hwm;
     thread_add((int64_t)size);
     mt_thread_last_ptr = p;
     mt_thread_last_size = (int64_t)size;
@@ -705,6 +715,7 @@ static inline void forget_gil(void *p, int64_t size, uint32_t id)
         id &= ~MT_NATIVE_BIT;
         __atomic_sub_fetch(&g_native, size, __ATOMIC_RELAXED);
     }
+    mt_vl_check(1);
     g_cur -= size;
     g_frees++;
     mt_thread_cur -= size;
@@ -854,6 +865,7 @@ static void on_alloc_nogil(void *p, size_t size, uint32_t kind, int lib)
             set_lib(p, (unsigned)lib);
             __atomic_add_fetch(&g_lib[lib], (int64_t)size, __ATOMIC_RELAXED);
         }
+        mt_vl_check(0);
         thread_add((int64_t)size);
     }
     pthread_mutex_unlock(&nogil_lock);
@@ -877,6 +889,7 @@ static int64_t take_nogil(void *p, uint32_t *id, unsigned *lib)
             if (native) {
                 __atomic_sub_fetch(&g_native, size, __ATOMIC_RELAXED);
             }
+            mt_vl_check(0);
             mt_thread_cur -= size;
             if (mt_listeners_n && (bare != 0 || plain_free_n)) {
                 notify_free_nogil(p, bare, (size_t)size, native);

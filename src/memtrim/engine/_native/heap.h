@@ -17,6 +17,13 @@ extern MT_TLS int64_t mt_thread_hwm;
  * the counter, at its real size (the allocating function varies by version). */
 extern MT_TLS void *mt_thread_last_ptr;
 extern MT_TLS int64_t mt_thread_last_size;
+/* The thread's mark before its latest block; the block before that, its
+ * size and the mark before it (the tracer takes CPython's boxed event
+ * arguments, up to two, back out of the figures exactly). */
+extern MT_TLS int64_t mt_thread_last_hwm;
+extern MT_TLS void *mt_thread_prev_ptr;
+extern MT_TLS int64_t mt_thread_prev_size;
+extern MT_TLS int64_t mt_thread_prev_hwm;
 
 /* Set while a hook calls an original allocator (or accounts a block): a hook
  * entered with it set passes straight through, so a block is counted once

@@ -659,6 +659,7 @@ static void after_fork_in_child(void)
     mt_heap_after_fork();
     mt_native_after_fork();
     mt_tree_after_fork();
+    mt_tracer_after_fork();
 }
 
 PyMODINIT_FUNC PyInit__engine(void)

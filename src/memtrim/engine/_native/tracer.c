@@ -72,6 +72,8 @@ typedef struct {
      * where CPython would fire LINE, else 0 (see tr_use_instructions). */
     int32_t *unit_line;
     Py_ssize_t nunits;
+    /* 3.12+: the code's lines come from branch events (see "virtual lines"), or NULL */
+    struct vl *vl;
     /* The code object whose co_extra points here (borrowed), or NULL once
      * unhooked: the extra's free function clears it when the code object dies
      * or its extra is replaced, so a non-NULL value is always a live object. */
@@ -96,6 +98,10 @@ typedef struct {
     int table; /* a root frame: the table counted in tstate_t.table_depth, else -1 */
     int fresh; /* a root frame whose call record has seen no line yet */
     int saved_foreign; /* 3.11: tstate_t.foreign of the frame below */
+    /* 3.12+, code with virtual lines: CPython's frame, and the instruction
+     * (code unit) up to which its lines are accounted (-1: none yet) */
+    mt_frame_t *iframe;
+    int32_t vl_at;
     record_t call;
     record_t line;
 } frame_t;
@@ -115,6 +121,14 @@ typedef struct tstate {
     int audited; /* 3.11: its first installation here went through sys.setprofile's audit */
     int refused; /* 3.11: an audit hook refused it: never retried in this thread */
     unsigned generation;
+    /* The thread's heap counters (its thread-locals), for a replay of its
+     * virtual lines from another thread when a table is read. */
+    int64_t *cur, *hwm;
+    /* 3.12+: a replay of virtual lines put off (0, VL_NOGIL or VL_LANDING),
+     * with the thread's counters and the frame's unit at that moment */
+    int vl_deferred;
+    int vl_def_unit;
+    int64_t vl_def_cur, vl_def_hwm;
     struct tstate *next;
 } tstate_t;
 
@@ -255,6 +269,7 @@ static void maybe_reset(void)
             ci->code = NULL;
         }
         free(ci->unit_line);
+        free(ci->vl);
         free(ci);
     }
     free(codes);
@@ -293,6 +308,38 @@ int mt_tracer_free_table(int table)
     ntables_live--;
     maybe_reset();
     return 0;
+}
+
+#if MT_HAVE_MONITORING
+static void vl_sync_all(void);
+#endif
+
+/* In a forked child (pthread_atfork, the forking thread, before anything
+ * else runs): the other threads are gone, and so are their frames.  Their
+ * lines up to the fork are accounted (as LINE events would have been in the
+ * parent; their memory came along), then nothing they held open is counted
+ * further. */
+void mt_tracer_after_fork(void)
+{
+#if MT_HAVE_MONITORING
+    if (mt_have_gil()) { /* (a fork from C without it: no replay, the frames go all the same) */
+        vl_sync_all();
+    }
+#endif
+    for (tstate_t *ts = all_states; ts != NULL; ts = ts->next) {
+        if (ts == t_state) {
+            continue;
+        }
+        ts->depth = 0;
+        ts->pending.active = 0;
+        ts->vl_deferred = 0;
+        if (ts->code_depth != NULL) {
+            memset(ts->code_depth, 0, sizeof(int32_t) * (size_t)ts->code_cap);
+        }
+        if (ts->table_depth != NULL) {
+            memset(ts->table_depth, 0, sizeof(int32_t) * (size_t)ts->table_cap);
+        }
+    }
 }
 
 void mt_tracer_counts(int *live_tables, int *attached_codes, int *kept)
@@ -466,6 +513,9 @@ PyObject *mt_tracer_table_stats(int table)
         PyErr_SetString(PyExc_ValueError, "no such table");
         return NULL;
     }
+#if MT_HAVE_MONITORING
+    vl_sync_all();
+#endif
     table_t *t = &tables[table];
     PyObject *out = PyList_New(0);
     for (int i = 0; out != NULL && i < t->nlines; i++) {
@@ -570,6 +620,8 @@ static MT_NOINLINE tstate_t *new_state(void)
         return NULL;
     }
     ts->generation = generation;
+    ts->cur = &mt_thread_cur;
+    ts->hwm = &mt_thread_hwm;
     ts->next = all_states;
     all_states = ts;
     t_state = ts;
@@ -1076,6 +1128,392 @@ void mt_on_return(PyObject *code)
     }
 }
 
+/* An event's int argument (a line, an offset): CPython's own exact int,
+ * read in place; anything else through PyLong_AsLong.  -1 and an exception
+ * on error. */
+static inline long event_int(PyObject *arg)
+{
+#if MT_HAVE_MONITORING
+    if (MT_LIKELY(PyLong_CheckExact(arg) && PyUnstable_Long_IsCompact((PyLongObject *)arg))) {
+        return (long)PyUnstable_Long_CompactValue((PyLongObject *)arg);
+    }
+#endif
+    return PyLong_AsLong(arg);
+}
+
+/* ------------------------------------------ 3.12+: virtual lines */
+
+/* LINE events cost CPython a callback per line run, and a boxed int (an
+ * allocation the hooks count) for every line number above 256.  Code whose
+ * control flow allows it takes its lines from the events that change the
+ * flow instead: JUMP and BRANCH (each loop round, each `if`), the calls,
+ * returns, yields and handled exceptions.  Between two such events a frame
+ * runs straight through its instructions, so the LINE events CPython would
+ * have sent on the way are known from the bytecode: each instruction that
+ * CPython marks as a line location fires when the instruction before it is on
+ * another line (or is a RESUME).  These "virtual" lines are replayed, with the
+ * same figures, at the next point where they matter:
+ *
+ *   - before the thread's heap level changes (the hooks call mt_vl_heap), so
+ *     a line's record starts at the level it started at;
+ *   - before a call starts (the caller's line encloses the callee);
+ *   - at the frame's next flow event, return, yield or exception.
+ *
+ * A line that allocates nothing needs no record of its own when it runs:
+ * its increment and peak are 0 either way, its occurrence and its Mem usage
+ * (the level then, unchanged since the last heap event) are what the replay
+ * gives it.  Jumps whose source and target are on one line, with only that
+ * line between them, change nothing and are switched off (DISABLE); code with
+ * such a jump that sends no event (SEND, JUMP_BACKWARD_NO_INTERRUPT) across
+ * lines keeps its LINE events (tracer.py decides, from the bytecode).
+ *
+ * Without the GIL (a C call that released it) the tracer's tables cannot be
+ * touched: the first allocation there notes the thread's level and mark, and
+ * the replay happens with those figures at the next point with the GIL. */
+
+#if MT_HAVE_MONITORING
+#define VL_MARKED 1 /* CPython instruments this instruction for LINE */
+#define VL_RESUME 2 /* a RESUME: the next line location always fires */
+#define VL_QUIET 4  /* a jump that changes no line: its event can go */
+#define VL_TARGET 8 /* where a jump can land */
+
+typedef struct vl {
+    int32_t nunits;
+    int32_t *start; /* code unit -> first unit of its instruction */
+    int32_t *line;  /* instruction -> its line, -1: none */
+    int32_t *vline; /* instruction -> the line CPython fires there when the
+                     * instruction before it ran last, else 0 */
+    int32_t *vidx;  /* unit -> how many vline instructions at or before it */
+    int32_t *vlist; /* the vline instructions, in order (vidx indexes it) */
+    uint8_t *flags;
+    /* jumps back that send no event: (source, target) by source */
+    int32_t nback;
+    int32_t (*back)[2];
+} vl_t;
+
+MT_TLS void *mt_vl_frame;
+MT_TLS const void *mt_vl_ip;
+/* A replay put off: 0, VL_NOGIL (an allocation without the GIL) or VL_LANDING
+ * (an allocation at a jump target that the jump's event has not reached yet:
+ * CPython boxes the event's offsets after it has moved the frame there). */
+#define VL_NOGIL 1
+#define VL_LANDING 2
+
+static inline int vl_unit(vl_t *vl, Py_ssize_t unit)
+{
+    return unit >= 0 && unit < vl->nunits ? vl->start[unit] : -1;
+}
+
+/* The unit of the instruction the frame is running. */
+static inline int vl_frame_unit(vl_t *vl, mt_frame_t *f)
+{
+    return vl_unit(vl, mt_frame_lasti(f));
+}
+
+/* What a LINE event at `line` does to the top frame `fr` (mt_on_line). */
+static void vl_line(tstate_t *ts, frame_t *fr, int line)
+{
+    int folded = 0;
+    int table = fr->ci->table;
+    line = fold_line(table, line, &folded);
+    if (fr->line.active && fr->line.line == line) {
+        return;
+    }
+    fr->fresh = 0;
+    next_line(ts, fr, table, line, line != fr->skip_line);
+}
+
+static inline void vl_replay(tstate_t *ts, frame_t *fr, vl_t *vl, int from, int to)
+{
+    for (int k = vl->vidx[from], end = vl->vidx[to]; k < end; k++) {
+        vl_line(ts, fr, vl->vline[vl->vlist[k]]);
+    }
+}
+
+static inline int vl_fires(vl_t *vl, int src, int dest);
+
+/* Replay the lines the top frame `fr` ran straight from fr->vl_at to `unit`.
+ * A unit before vl_at: the frame jumped back without an event, by the first
+ * such jump after vl_at (it ran straight to it): up to the jump, then from
+ * its target (on one line, these replay nothing). */
+static void vl_walk(tstate_t *ts, frame_t *fr, int unit)
+{
+    vl_t *vl = fr->ci->vl;
+    int at = fr->vl_at;
+    if (unit < 0) {
+        return;
+    }
+    if (at >= 0 && unit > at) {
+        vl_replay(ts, fr, vl, at, unit);
+    }
+    else if (at >= 0 && unit < at) {
+        for (int i = 0; i < vl->nback; i++) {
+            int src = vl->back[i][0], target = vl->back[i][1];
+            if (src < at) {
+                continue;
+            }
+            if (target <= unit) {
+                vl_replay(ts, fr, vl, at, src);
+                if (vl_fires(vl, src, target)) {
+                    vl_line(ts, fr, vl->line[target]);
+                }
+                vl_replay(ts, fr, vl, target, unit);
+            }
+            break;
+        }
+    }
+    fr->vl_at = unit;
+}
+
+/* Does CPython fire LINE at `dest` when it comes from `src` (a jump, or an
+ * exception caught there)? */
+static inline int vl_fires(vl_t *vl, int src, int dest)
+{
+    uint8_t f = vl->flags[dest];
+    int line = vl->line[dest];
+    return (f & VL_MARKED) && line >= 0 &&
+           (line != vl->line[src] || (vl->flags[src] & VL_RESUME));
+}
+
+static inline frame_t *vl_top(tstate_t *ts)
+{
+    if (ts == NULL || ts->generation != generation || ts->depth == 0) {
+        return NULL;
+    }
+    frame_t *fr = &ts->frames[ts->depth - 1];
+    return fr->ci->vl != NULL && fr->iframe != NULL ? fr : NULL;
+}
+
+/* Put the replay off, with the figures of this moment: the thread's mark is
+ * reset, as a new line's would be (vl_undefer sorts out which it was). */
+static void vl_defer(tstate_t *ts, int kind, int unit)
+{
+    ts->vl_deferred = kind;
+    ts->vl_def_cur = mt_thread_cur;
+    ts->vl_def_hwm = mt_thread_hwm;
+    ts->vl_def_unit = unit;
+    mt_thread_hwm = mt_thread_cur;
+}
+
+/* A put-off replay that was a jump's landing after all (the jump's own event
+ * replays up to its source): nothing to replay, the mark comes back. */
+static void vl_drop_deferred(tstate_t *ts)
+{
+    ts->vl_deferred = 0;
+    if (ts->vl_def_hwm > mt_thread_hwm) {
+        mt_thread_hwm = ts->vl_def_hwm;
+    }
+}
+
+/* The replay put off, with the figures of that moment. */
+static void vl_undefer(tstate_t *ts)
+{
+    if (MT_LIKELY(ts == NULL || !ts->vl_deferred)) {
+        return;
+    }
+    ts->vl_deferred = 0;
+    frame_t *fr = vl_top(ts);
+    if (fr == NULL) {
+        return;
+    }
+    int64_t cur = mt_thread_cur, hwm = mt_thread_hwm;
+    mt_thread_cur = ts->vl_def_cur;
+    mt_thread_hwm = ts->vl_def_hwm;
+    vl_walk(ts, fr, ts->vl_def_unit);
+    int64_t mark = mt_thread_hwm; /* the new line's start, or the old mark */
+    mt_thread_cur = cur;
+    mt_thread_hwm = hwm > mark ? hwm : mark;
+}
+
+/* Bring the top frame's lines up to where it is now. */
+static void vl_sync_top(tstate_t *ts)
+{
+    vl_undefer(ts);
+    frame_t *fr = vl_top(ts);
+    if (fr != NULL) {
+        vl_walk(ts, fr, vl_frame_unit(fr->ci->vl, fr->iframe));
+    }
+}
+
+/* After an event: which frame the heap hooks replay for (none while memtrim's
+ * own callbacks run: they clear it on entry). */
+static inline void vl_retop(tstate_t *ts)
+{
+    frame_t *fr = vl_top(ts);
+    mt_vl_frame = fr != NULL ? fr->iframe : NULL;
+    /* The frame's lines are accounted as of where it is now, even if it has
+     * not moved there yet (a jump's event comes with the frame still at the
+     * jump, and CPython frees the event's boxed offsets after it). */
+    mt_vl_ip = fr != NULL ? mt_frame_ip(fr->iframe) : NULL;
+}
+
+/* Before a table is read: every thread's lines up to where its frame is (a
+ * line still running shows, as with LINE events).  Another thread is not
+ * running Python (this one holds the GIL): its counters are taken into this
+ * thread's for the replay, and given back. */
+static void vl_sync_all(void)
+{
+    void *own_frame = mt_vl_frame;
+    mt_vl_frame = NULL;
+    for (tstate_t *ts = all_states; ts != NULL; ts = ts->next) {
+        if (vl_top(ts) == NULL) {
+            continue;
+        }
+        if (ts == t_state) {
+            vl_sync_top(ts);
+            continue;
+        }
+        int64_t cur = mt_thread_cur, hwm = mt_thread_hwm;
+        mt_thread_cur = *ts->cur;
+        mt_thread_hwm = *ts->hwm;
+        vl_sync_top(ts);
+        *ts->cur = mt_thread_cur;
+        *ts->hwm = mt_thread_hwm;
+        mt_thread_cur = cur;
+        mt_thread_hwm = hwm;
+    }
+    mt_vl_frame = own_frame;
+}
+
+void mt_vl_heap(int gil)
+{
+    mt_frame_t *f = mt_vl_frame;
+    tstate_t *ts = t_state;
+    frame_t *fr = vl_top(ts);
+    if (fr == NULL || fr->iframe != f) {
+        mt_vl_frame = NULL; /* cannot happen: the events keep it right */
+        return;
+    }
+    const void *ip = mt_frame_ip(f);
+    if (ip == mt_vl_ip) {
+        return; /* the same instruction as the last replay */
+    }
+    vl_t *vl = fr->ci->vl;
+    int unit = vl_frame_unit(vl, f);
+    if (!gil) {
+        if (!ts->vl_deferred) {
+            vl_defer(ts, VL_NOGIL, unit);
+        }
+        return;
+    }
+    mt_vl_frame = NULL; /* no re-entry from what the replay allocates */
+    vl_undefer(ts);
+    if (unit >= 0 && unit != fr->vl_at && (vl->flags[unit] & VL_TARGET)) {
+        /* perhaps a jump's landing, its event still to come: put off */
+        vl_defer(ts, VL_LANDING, unit);
+    }
+    else {
+        vl_walk(ts, fr, unit);
+    }
+    mt_vl_frame = f;
+    mt_vl_ip = ip;
+}
+
+/* A frame of virtual-line code was pushed for `code` at `offset` (its RESUME). */
+static void vl_started(tstate_t *ts, PyObject *code, PyObject *offset_obj)
+{
+    frame_t *fr = ts != NULL && ts->depth ? &ts->frames[ts->depth - 1] : NULL;
+    if (fr == NULL || fr->ci->vl == NULL || fr->ci != lookup_fast(code)) {
+        return;
+    }
+    mt_frame_t *f = mt_current_frame(PyThreadState_Get());
+    if (f == NULL || (PyObject *)mt_frame_code(f) != code) {
+        fr->iframe = NULL; /* not expected: no replay for this frame */
+        return;
+    }
+    fr->iframe = f;
+    long offset = offset_obj != NULL ? event_int(offset_obj) : -1;
+    if (offset == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+    }
+    fr->vl_at = offset >= 0 ? vl_unit(fr->ci->vl, offset / 2) : vl_frame_unit(fr->ci->vl, f);
+}
+
+/* A JUMP or BRANCH event from `src` to `dest` (byte offsets).  1: it can be
+ * switched off. */
+static int vl_jump(PyObject *code, long src, long dest)
+{
+    code_info_t *ci = lookup_fast(code);
+    if (ci == NULL || ci->vl == NULL) {
+        return 0;
+    }
+    tstate_t *ts = state();
+    if (ts == NULL) {
+        return 0;
+    }
+    vl_t *vl = ci->vl;
+    int s = vl_unit(vl, src / 2), d = vl_unit(vl, dest / 2);
+    if (ts->vl_deferred == VL_LANDING && ts->vl_def_unit == d) {
+        vl_drop_deferred(ts); /* this jump's landing */
+    }
+    vl_undefer(ts);
+    flush_pending(ts);
+    if (s < 0 || d < 0) {
+        return 0;
+    }
+    frame_t *fr = ts->depth ? &ts->frames[ts->depth - 1] : NULL;
+    if (fr == NULL || fr->ci != ci) {
+        if (!ci->is_root && !table_running(ts, ci->table)) {
+            return 0;
+        }
+        /* profiling switched on while this frame was already running */
+        fr = enter_frame(ts, ci);
+        if (fr == NULL) {
+            return 0;
+        }
+        mt_frame_t *f = mt_current_frame(PyThreadState_Get());
+        fr->iframe = f != NULL && (PyObject *)mt_frame_code(f) == code ? f : NULL;
+        fr->vl_at = s;
+    }
+    vl_walk(ts, fr, s);
+    if (vl_fires(vl, s, d)) {
+        vl_line(ts, fr, vl->line[d]);
+    }
+    fr->vl_at = d;
+    return (vl->flags[s] & VL_QUIET) != 0;
+}
+
+/* An exception raised in the top frame was caught there, at `handler`. */
+static void vl_handled(PyObject *code, long handler)
+{
+    code_info_t *ci = lookup_fast(code);
+    if (ci == NULL || ci->vl == NULL) {
+        return;
+    }
+    tstate_t *ts = state();
+    if (ts == NULL) {
+        return;
+    }
+    vl_undefer(ts);
+    flush_pending(ts);
+    frame_t *fr = vl_top(ts);
+    if (fr == NULL || fr->ci != ci) {
+        return;
+    }
+    vl_t *vl = ci->vl;
+    int x = vl_frame_unit(vl, fr->iframe), h = vl_unit(vl, handler / 2);
+    if (x < 0 || h < 0) {
+        return;
+    }
+    vl_walk(ts, fr, x); /* up to where it was raised */
+    if (vl_fires(vl, x, h)) {
+        vl_line(ts, fr, vl->line[h]);
+    }
+    fr->vl_at = h;
+}
+
+/* Before the top frame ends (return, yield, exception): its last lines. */
+static void vl_ending(tstate_t *ts, PyObject *code)
+{
+    vl_undefer(ts);
+    frame_t *fr = vl_top(ts);
+    if (fr != NULL && fr->ci == lookup_fast(code)) {
+        vl_walk(ts, fr, vl_frame_unit(fr->ci->vl, fr->iframe));
+    }
+}
+
+#endif
+
 /* ------------------------------------------------ 3.11: profile + trace */
 
 /* Python 3.11 has no per-code events.  Any trace or profile function puts the
@@ -1516,7 +1954,9 @@ static inline int64_t unbox_enter(PyObject *arg)
     int64_t size;
     if ((void *)arg == mt_thread_last_ptr) { /* the box is the latest block: its own size */
         size = mt_thread_last_size;         /* (3.12 boxes offsets in 28 B, lines in 32 B) */
-        goto take;
+        mt_thread_cur -= size;
+        mt_thread_hwm = mt_thread_last_hwm; /* and the mark before it */
+        return size;
     }
     if (MT_UNLIKELY(boxed_size <= 0)) {
         int64_t cur = mt_thread_cur, hwm = mt_thread_hwm;
@@ -1531,7 +1971,6 @@ static inline int64_t unbox_enter(PyObject *arg)
         boxed_size = size;
     }
     size = boxed_size;
-take:
     if (mt_thread_hwm <= mt_thread_cur) {
         mt_thread_hwm = mt_thread_cur - size; /* the box may have set the mark */
     }
@@ -1543,18 +1982,53 @@ take:
 #endif
 }
 
+/* A JUMP or BRANCH event's two offsets: CPython boxes the target first, then
+ * the source.  Both the latest blocks: out at their sizes, and the mark back
+ * to what it was before the first. */
+static inline int64_t unbox_pair(PyObject *src, PyObject *dest)
+{
+#if MT_HAVE_MONITORING
+    if ((void *)src == mt_thread_last_ptr && (void *)dest == mt_thread_prev_ptr && src != NULL &&
+        dest != NULL && !_Py_IsImmortal(src) && !_Py_IsImmortal(dest)) {
+        int64_t size = mt_thread_last_size + mt_thread_prev_size;
+        mt_thread_cur -= size;
+        mt_thread_hwm = mt_thread_prev_hwm;
+        return size;
+    }
+#endif
+    return unbox_enter(src) + unbox_enter(dest);
+}
+
 /* Put the box back: CPython's free of it takes it out again. */
 static inline void unbox_exit(int64_t size)
 {
     mt_thread_cur += size;
 }
 
+/* Around each monitoring callback: the heap hooks replay no virtual line
+ * while it runs (VL_ENTER), and know the top frame again after (VL_LEAVE). */
+#if MT_HAVE_MONITORING
+#define VL_ENTER() (mt_vl_frame = NULL)
+#define VL_LEAVE() vl_retop(t_state)
+#else
+#define VL_ENTER() ((void)0)
+#define VL_LEAVE() ((void)0)
+#endif
+
 static PyObject *py_on_start(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs >= 1) {
+        VL_ENTER();
+#if MT_HAVE_MONITORING
+        vl_sync_top(t_state); /* the caller's lines up to the call */
+#endif
         int64_t box = unbox_enter(nargs >= 2 ? args[1] : NULL);
         mt_on_start(args[0]);
+#if MT_HAVE_MONITORING
+        vl_started(t_state, args[0], nargs >= 2 ? args[1] : NULL);
+#endif
         unbox_exit(box);
+        VL_LEAVE();
     }
     Py_RETURN_NONE;
 }
@@ -1562,25 +2036,63 @@ static PyObject *py_on_start(PyObject *self, PyObject *const *args, Py_ssize_t n
 static PyObject *py_on_throw(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs >= 1) {
+        VL_ENTER();
+#if MT_HAVE_MONITORING
+        vl_sync_top(t_state);
+#endif
         int64_t box = unbox_enter(nargs >= 2 ? args[1] : NULL);
         mt_on_throw(args[0], nargs >= 3 ? args[2] : NULL);
+#if MT_HAVE_MONITORING
+        vl_started(t_state, args[0], nargs >= 2 ? args[1] : NULL);
+#endif
         unbox_exit(box);
+        VL_LEAVE();
     }
     Py_RETURN_NONE;
 }
 
-/* An event's int argument (a line, an offset): CPython's own exact int,
- * read in place; anything else through PyLong_AsLong.  -1 and an exception
- * on error. */
-static inline long event_int(PyObject *arg)
-{
+
+
 #if MT_HAVE_MONITORING
-    if (MT_LIKELY(PyLong_CheckExact(arg) && PyUnstable_Long_IsCompact((PyLongObject *)arg))) {
-        return (long)PyUnstable_Long_CompactValue((PyLongObject *)arg);
+/* JUMP and BRANCH: (code, source offset, destination offset). */
+static PyObject *py_on_jump(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 3) {
+        Py_RETURN_NONE;
     }
-#endif
-    return PyLong_AsLong(arg);
+    long src = event_int(args[1]), dest = event_int(args[2]);
+    if ((src == -1 || dest == -1) && PyErr_Occurred()) {
+        return NULL;
+    }
+    VL_ENTER();
+    int64_t boxes = unbox_pair(args[1], args[2]);
+    int off = vl_jump(args[0], src, dest);
+    unbox_exit(boxes);
+    VL_LEAVE();
+    if (off && disable_obj != NULL) {
+        return Py_NewRef(disable_obj);
+    }
+    Py_RETURN_NONE;
 }
+
+/* EXCEPTION_HANDLED: (code, handler offset, exception). */
+static PyObject *py_on_handled(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 2) {
+        Py_RETURN_NONE;
+    }
+    long handler = event_int(args[1]);
+    if (handler == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    VL_ENTER();
+    int64_t box = unbox_enter(args[1]);
+    vl_handled(args[0], handler);
+    unbox_exit(box);
+    VL_LEAVE();
+    Py_RETURN_NONE;
+}
+#endif
 
 static PyObject *py_on_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1589,9 +2101,11 @@ static PyObject *py_on_line(PyObject *self, PyObject *const *args, Py_ssize_t na
         if (line == -1 && PyErr_Occurred()) {
             return NULL;
         }
+        VL_ENTER();
         int64_t box = unbox_enter(args[1]);
         int off = mt_on_line(args[0], line);
         unbox_exit(box);
+        VL_LEAVE();
         if (off && disable_obj != NULL) {
             return Py_NewRef(disable_obj);
         }
@@ -1627,9 +2141,11 @@ static PyObject *py_on_instruction(PyObject *self, PyObject *const *args, Py_ssi
     }
     Py_ssize_t unit = offset / 2;
     int line = unit >= 0 && unit < ci->nunits ? ci->unit_line[unit] : 0;
+    VL_ENTER();
     int64_t box = unbox_enter(args[1]);
     int off = line <= 0 || mt_on_line(args[0], line);
     unbox_exit(box);
+    VL_LEAVE();
     if (off) {
         if (disable_obj != NULL) {
             return Py_NewRef(disable_obj);
@@ -1703,12 +2219,112 @@ static PyObject *py_use_instructions(PyObject *self, PyObject *args)
 #endif
 }
 
+#if MT_HAVE_MONITORING
+/* (code, [(unit, units, line, flags)] per instruction in order): called once
+ * the code's LINE events were set (CPython then knows its line locations).
+ * Builds the code's tables: True if its lines can come from branch events. */
+static PyObject *py_use_branches(PyObject *self, PyObject *args)
+{
+    PyObject *code, *instrs, *backs;
+    if (!PyArg_ParseTuple(args, "O!O!O!", &PyCode_Type, &code, &PyList_Type, &instrs,
+                          &PyList_Type, &backs)) {
+        return NULL;
+    }
+    code_info_t *ci = lookup(code);
+    PyCodeObject *co = (PyCodeObject *)code;
+    _PyCoMonitoringData *data = co->_co_monitoring;
+    if (ci == NULL || data == NULL || data->lines == NULL) {
+        Py_RETURN_FALSE;
+    }
+    Py_ssize_t n = Py_SIZE(co);
+    if (n <= 0 || n > INT32_MAX / 2) {
+        Py_RETURN_FALSE;
+    }
+    size_t cells = (size_t)n + 1;
+    Py_ssize_t nback = PyList_GET_SIZE(backs);
+    vl_t *vl = calloc(1, sizeof(vl_t) + (size_t)nback * 2 * sizeof(int32_t) +
+                             cells * (6 * sizeof(int32_t)) + cells);
+    if (vl == NULL) {
+        return PyErr_NoMemory();
+    }
+    vl->nunits = (int32_t)n;
+    vl->nback = (int32_t)nback;
+    vl->back = (int32_t(*)[2])(vl + 1);
+    vl->start = (int32_t *)(vl->back + nback);
+    vl->line = vl->start + cells;
+    vl->vline = vl->line + cells;
+    vl->vidx = vl->vline + cells;
+    vl->vlist = vl->vidx + cells;
+    vl->flags = (uint8_t *)(vl->vlist + cells);
+    for (Py_ssize_t u = 0; u < n; u++) {
+        vl->start[u] = -1;
+        vl->line[u] = -1;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(instrs);
+    int prev = -1;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        int unit, units, line, flags;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(instrs, i), "iiii", &unit, &units, &line, &flags)) {
+            free(vl);
+            return NULL;
+        }
+        if (unit < 0 || units < 1 || unit + units > n || unit <= prev) {
+            free(vl);
+            PyErr_SetString(PyExc_ValueError, "instructions out of order or out of the code");
+            return NULL;
+        }
+        for (int u = unit; u < unit + units; u++) {
+            vl->start[u] = unit;
+        }
+        vl->line[unit] = line;
+        vl->flags[unit] = (uint8_t)(flags & (VL_RESUME | VL_QUIET | VL_TARGET));
+        if (data->lines[unit].original_opcode != 0) {
+            vl->flags[unit] |= VL_MARKED;
+        }
+        if (prev >= 0 && vl_fires(vl, prev, unit)) {
+            vl->vline[unit] = line;
+        }
+        prev = unit;
+    }
+    for (Py_ssize_t i = 0; i < nback; i++) {
+        int src, target;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(backs, i), "ii", &src, &target)) {
+            free(vl);
+            return NULL;
+        }
+        if (src < 0 || src >= n || target < 0 || target > src || vl->start[src] != src ||
+            vl->start[target] != target || (i > 0 && src <= vl->back[i - 1][0])) {
+            free(vl);
+            PyErr_SetString(PyExc_ValueError, "jumps back out of order or out of the code");
+            return NULL;
+        }
+        vl->back[i][0] = src;
+        vl->back[i][1] = target;
+    }
+    int32_t seen = 0;
+    for (Py_ssize_t u = 0; u < n; u++) {
+        if (vl->vline[u] != 0) {
+            vl->vlist[seen++] = (int32_t)u;
+        }
+        vl->vidx[u] = seen;
+    }
+    free(ci->vl);
+    ci->vl = vl;
+    Py_RETURN_TRUE;
+}
+#endif
+
 static PyObject *py_on_return(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs >= 1) {
+        VL_ENTER();
         int64_t box = unbox_enter(nargs >= 2 ? args[1] : NULL);
+#if MT_HAVE_MONITORING
+        vl_ending(t_state, args[0]);
+#endif
         mt_on_return(args[0]);
         unbox_exit(box);
+        VL_LEAVE();
     }
     Py_RETURN_NONE;
 }
@@ -1716,9 +2332,14 @@ static PyObject *py_on_return(PyObject *self, PyObject *const *args, Py_ssize_t 
 static PyObject *py_on_end(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs >= 1) {
+        VL_ENTER();
         int64_t box = unbox_enter(nargs >= 2 ? args[1] : NULL);
+#if MT_HAVE_MONITORING
+        vl_ending(t_state, args[0]);
+#endif
         mt_on_end(args[0]);
         unbox_exit(box);
+        VL_LEAVE();
     }
     Py_RETURN_NONE;
 }
@@ -1858,6 +2479,10 @@ EVENT_VECTORCALL(vc_line, py_on_line)
 EVENT_VECTORCALL(vc_return, py_on_return)
 EVENT_VECTORCALL(vc_instruction, py_on_instruction)
 EVENT_VECTORCALL(vc_end, py_on_end)
+#if MT_HAVE_MONITORING
+EVENT_VECTORCALL(vc_jump, py_on_jump)
+EVENT_VECTORCALL(vc_handled, py_on_handled)
+#endif
 
 static int add_callback(PyObject *module, const char *name, vectorcallfunc fn)
 {
@@ -1877,6 +2502,12 @@ static PyMethodDef tracer_methods[] = {
     {"tr_use_instructions", py_use_instructions, METH_VARARGS,
      "3.12+: (code, code.co_lines() as a list): True if the code must take its line events "
      "from INSTRUCTION events (CPython would recompute its lines at each LINE event)."},
+#if MT_HAVE_MONITORING
+    {"tr_use_branches", py_use_branches, METH_VARARGS,
+     "3.12+: (code, [(unit, units, line, flags)] per instruction, [(source, target)] of the "
+     "jumps back without events): build the code's tables for lines from branch events; "
+     "True if it can take them."},
+#endif
     {"tr_set_disable", py_set_disable, METH_O, "The value that turns a monitoring event off."},
     {"tr_set_line_map", py_set_line_map, METH_VARARGS,
      "(table, [(line, target)]): count `line` as `target` (folded lines)."},
@@ -1910,5 +2541,12 @@ int mt_tracer_add_to_module(PyObject *module)
         add_callback(module, "tr_end", vc_end) < 0) {
         return -1;
     }
+#if MT_HAVE_MONITORING
+    /* JUMP, BRANCH; EXCEPTION_HANDLED (code with virtual lines) */
+    if (add_callback(module, "tr_jump", vc_jump) < 0 ||
+        add_callback(module, "tr_handled", vc_handled) < 0) {
+        return -1;
+    }
+#endif
     return PyModule_AddFunctions(module, tracer_methods);
 }

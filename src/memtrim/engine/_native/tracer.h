@@ -16,6 +16,8 @@ void mt_tracer_reset_table(int table);
  * (code infos, code extras, per-thread arrays) is freed too.  0, or -1 with
  * ValueError for an unknown id. */
 int mt_tracer_free_table(int table);
+/* In a forked child: forget the frames of the threads that did not come along. */
+void mt_tracer_after_fork(void);
 /* Tables not freed, code objects still hooked, registry entries kept. */
 void mt_tracer_counts(int *live_tables, int *attached_codes, int *kept);
 
@@ -37,6 +39,33 @@ int mt_step_in(void);
 int mt_step_out(void);
 /* A call of profiled `code` ran unmeasured (mt_step_in returned 1). */
 void mt_tracer_note_missed(PyObject *code);
+
+/* 3.12+: lines from branch events (tracer.c, "virtual lines").  Non-NULL
+ * while this thread's innermost followed frame takes its lines that way: the
+ * heap hooks then call mt_vl_heap() before each change of the thread's level,
+ * so that the lines run since the last event are accounted first. */
+#if MT_HAVE_MONITORING
+#include "frames.h"
+
+extern MT_TLS void *mt_vl_frame;
+extern MT_TLS const void *mt_vl_ip; /* its instruction when its lines were last replayed */
+void mt_vl_heap(int gil);
+
+/* One load when no such frame is followed; two more while one is, and a call
+ * only when it has moved since its lines were last replayed. */
+static inline void mt_vl_check(int gil)
+{
+    mt_frame_t *f = mt_vl_frame;
+    if (MT_UNLIKELY(f != NULL) && mt_frame_ip(f) != mt_vl_ip) {
+        mt_vl_heap(gil);
+    }
+}
+#else
+static inline void mt_vl_check(int gil)
+{
+    (void)gil;
+}
+#endif
 
 /* Process memory: the resident set size now (bytes, -1 if unknown). */
 int64_t mt_rss_now(void);

@@ -1,0 +1,57 @@
+"""Run a script with no-op C callbacks for the events memtrim's line profiler takes.
+
+Usage: python noop_branches.py [--lines] [--hooks] script.py [args...]   (3.12+)
+
+The dispatch floor of a line profiler (``docs/benchmarks.md``, issue 17), on
+every code object of the script (as ``-f '*'`` does):
+
+- default: PY_START, PY_RETURN, JUMP and BRANCH, what memtrim takes with its
+  lines from branch events (its "virtual lines");
+- ``--lines``: PY_START, PY_RETURN and LINE, what it takes with LINE events.
+
+``--hooks`` also installs memtrim's allocator hooks (exact per-block sizes, no
+listener), which every figure needs. The callbacks: ``operator.is_`` for the
+two-argument events; ``slice`` for the three-argument ones (it makes a slice,
+which CPython mostly takes from its one-slice cache: the floor is overstated
+by that much at most).
+"""
+
+import operator
+import os
+import runpy
+import sys
+
+args = sys.argv[1:]
+lines = "--lines" in args
+hooks = "--hooks" in args
+args = [a for a in args if a not in ("--lines", "--hooks")]
+script = os.path.abspath(args[0])
+sys.argv = args
+mon = sys.monitoring
+EVENTS = mon.events
+FIND, MEASURE = 4, 5
+mon.use_tool_id(FIND, "noop-find")
+mon.use_tool_id(MEASURE, "noop")
+MEASURED = EVENTS.PY_START | EVENTS.PY_RETURN
+MEASURED |= EVENTS.LINE if lines else EVENTS.JUMP | EVENTS.BRANCH
+
+
+def on_start(code, offset):  # type: ignore[no-untyped-def]
+    if code.co_filename == script:
+        mon.set_local_events(MEASURE, code, MEASURED)
+    return mon.DISABLE
+
+
+if hooks:
+    from memtrim.engine import hooks as _hooks
+
+    _held = _hooks.acquire("noop floor", None)
+mon.register_callback(MEASURE, EVENTS.LINE, operator.is_)
+mon.register_callback(MEASURE, EVENTS.PY_START, operator.is_)
+mon.register_callback(MEASURE, EVENTS.PY_RETURN, slice)
+mon.register_callback(MEASURE, EVENTS.JUMP, slice)
+mon.register_callback(MEASURE, EVENTS.BRANCH, slice)
+mon.register_callback(FIND, EVENTS.PY_START, on_start)
+mon.set_events(FIND, EVENTS.PY_START)
+sys.path[0] = os.path.dirname(script)
+runpy.run_path(script, run_name="__main__")
