@@ -10,13 +10,13 @@ every code object of the script (as ``-f '*'`` does):
 - ``--lines``: PY_START, PY_RETURN and LINE, what it takes with LINE events.
 
 ``--hooks`` also installs memtrim's allocator hooks (exact per-block sizes, no
-listener), which every figure needs. The callbacks: ``operator.is_`` for the
-two-argument events; ``slice`` for the three-argument ones (it makes a slice,
-which CPython mostly takes from its one-slice cache: the floor is overstated
-by that much at most).
+listener), which every figure needs. The callback of every event is
+``"".format``: a C method that takes any arguments, uses none of them and
+returns the empty string, which allocates nothing (``slice``, used by
+``noop_calls.py`` for three arguments, makes a slice, which goes through the
+hooks: it overstated a floor with them).
 """
 
-import operator
 import os
 import runpy
 import sys
@@ -46,11 +46,9 @@ if hooks:
     from memtrim.engine import hooks as _hooks
 
     _held = _hooks.acquire("noop floor", None)
-mon.register_callback(MEASURE, EVENTS.LINE, operator.is_)
-mon.register_callback(MEASURE, EVENTS.PY_START, operator.is_)
-mon.register_callback(MEASURE, EVENTS.PY_RETURN, slice)
-mon.register_callback(MEASURE, EVENTS.JUMP, slice)
-mon.register_callback(MEASURE, EVENTS.BRANCH, slice)
+NOOP = "".format
+for event in (EVENTS.LINE, EVENTS.PY_START, EVENTS.PY_RETURN, EVENTS.JUMP, EVENTS.BRANCH):
+    mon.register_callback(MEASURE, event, NOOP)
 mon.register_callback(FIND, EVENTS.PY_START, on_start)
 mon.set_events(FIND, EVENTS.PY_START)
 sys.path[0] = os.path.dirname(script)
