@@ -2484,6 +2484,17 @@ static PyTypeObject event_callback_type = {
         return impl(self, args, PyVectorcall_NARGS(nargsf));                                    \
     }
 
+/* A callback that does nothing, of the same type as the others: the
+ * benchmarks' floor of CPython's event dispatch (benchmarks/launchers). */
+static PyObject *py_noop(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    (void)args;
+    (void)nargs;
+    Py_RETURN_NONE;
+}
+
+EVENT_VECTORCALL(vc_noop, py_noop)
 EVENT_VECTORCALL(vc_start, py_on_start)
 EVENT_VECTORCALL(vc_throw, py_on_throw)
 EVENT_VECTORCALL(vc_line, py_on_line)
@@ -2549,7 +2560,8 @@ int mt_tracer_add_to_module(PyObject *module)
         add_callback(module, "tr_line", vc_line) < 0 ||
         add_callback(module, "tr_return", vc_return) < 0 ||
         add_callback(module, "tr_instruction", vc_instruction) < 0 ||
-        add_callback(module, "tr_end", vc_end) < 0) {
+        add_callback(module, "tr_end", vc_end) < 0 ||
+        add_callback(module, "tr_noop", vc_noop) < 0) {
         return -1;
     }
 #if MT_HAVE_MONITORING
