@@ -6,11 +6,15 @@ exceptions): see "virtual lines" in ``tracer.c``. It needs, per instruction,
 its place in code units, its line and two flags; this module reads them from
 the bytecode and says which jumps change nothing (their events can be
 switched off) and whether every jump that sends no event is such a jump.
+
+The bytecode is read as plain ints, without :mod:`dis`'s instruction objects:
+the tuples those make and drop would fill CPython's tuple free lists, and the
+profiled program's next tuples of those sizes would then cost no allocation
+(a line's figures changed by memtrim's own work).
 """
 
 from __future__ import annotations
 
-import bisect
 import dis
 import os
 import sys
@@ -23,9 +27,11 @@ from types import CodeType
 # CO_GENERATOR, CO_COROUTINE, CO_ASYNC_GENERATOR, CO_ITERABLE_COROUTINE
 _SUSPENDING = 0x20 | 0x80 | 0x200 | 0x100
 RESUME, QUIET, TARGET = 2, 4, 8  # the engine's VL_RESUME, VL_QUIET, VL_TARGET
+_OP = dis.opmap
 # The jumps CPython reports as JUMP or BRANCH events (3.12, 3.13).
 _EVENTED = frozenset(
-    {
+    _OP.get(name, -1)  # (3.11 has other names: it never comes here)
+    for name in (
         "JUMP_FORWARD",
         "JUMP_BACKWARD",
         "POP_JUMP_IF_FALSE",
@@ -33,11 +39,24 @@ _EVENTED = frozenset(
         "POP_JUMP_IF_NONE",
         "POP_JUMP_IF_NOT_NONE",
         "FOR_ITER",
-    }
+    )
 )
-_JUMPS = frozenset(
-    getattr(dis, "hasjump", None) or (set(dis.hasjrel) | set(dis.hasjabs))  # type: ignore[arg-type]
-)
+_RELATIVE = frozenset(dis.hasjrel)
+_ABSOLUTE = frozenset(dis.hasjabs)
+_BACKWARD = frozenset(op for op in _RELATIVE if "JUMP_BACKWARD" in dis.opname[op])
+_FOR_ITER, _RESUME, _POP_TOP = _OP["FOR_ITER"], _OP["RESUME"], _OP["POP_TOP"]
+_EXTENDED_ARG = dis.EXTENDED_ARG
+_END_FOR_SKIPS_POP_TOP = sys.version_info >= (3, 13)
+
+
+def _cache_sizes() -> list[int]:
+    entries = dis._inline_cache_entries  # type: ignore[attr-defined]
+    if isinstance(entries, dict):  # 3.13: by name
+        return [entries.get(dis.opname[op], 0) for op in range(256)]
+    return [entries[op] if op < len(entries) else 0 for op in range(256)]
+
+
+_CACHES = _cache_sizes()
 
 
 def enabled() -> bool:
@@ -45,95 +64,132 @@ def enabled() -> bool:
     return os.environ.get("MEMTRIM_LINE_EVENTS", "branch") != "line"
 
 
-Layout = tuple[list[tuple[int, int, int, int]], list[tuple[int, int]]]
+def layout(code: CodeType) -> tuple[list[int], list[int]] | None:
+    """``(instructions, jumps back)`` as flat lists of ints, or None if the code
+    must keep its LINE events.
 
-
-def layout(code: CodeType) -> Layout | None:
-    """``([(unit, units, line, flags)] per instruction, [(source, target)])``,
-    or None if the code must keep its LINE events.
-
-    The second list holds the jumps back that send no event (those switched
-    off, within one line; an ``await``'s loop; 3.13 leaves an ``except`` block
-    that way, across lines): when the frame turns up before where its lines
-    were accounted, the engine takes the first of them after that point."""
+    ``instructions``: unit, units, line, flags for each instruction in order.
+    ``jumps back``: source and target units of the jumps back that send no
+    event (those switched off, within one line; an ``await``'s loop; 3.13
+    leaves an ``except`` block that way, across lines): when the frame turns
+    up before where its lines were accounted, the engine takes the first of
+    them after that point."""
     if code.co_flags & _SUSPENDING:
         return None
-    lines = _unit_lines(code)
-    instrs = list(dis.get_instructions(code))
-    size = len(code.co_code) // 2
-    starts = [ins.offset // 2 for ins in instrs]
-    targets = _targets(instrs, starts)
-    back: list[tuple[int, int]] = []
-    out: list[tuple[int, int, int, int]] = []
-    for i, ins in enumerate(instrs):
-        unit = starts[i]
-        end = starts[i + 1] if i + 1 < len(instrs) else size
-        flags = RESUME if ins.opname == "RESUME" else 0
-        if ins.opcode in _JUMPS and isinstance(ins.argval, int):
-            target = ins.argval // 2
-            if ins.opname == "FOR_ITER":
+    raw = code.co_code
+    size = len(raw) // 2
+    lines = _unit_lines(code, size)
+    starts: list[int] = []
+    ops: list[int] = []
+    jumps: list[int] = []  # per instruction: its target unit, or -1
+    unit = arg = 0
+    while unit < size:
+        op = raw[2 * unit]
+        oparg = raw[2 * unit + 1] | arg
+        arg = oparg << 8 if op == _EXTENDED_ARG else 0
+        length = 1 + _CACHES[op]
+        starts.append(unit)
+        ops.append(op)
+        if op in _RELATIVE:
+            jumps.append(unit + length + (-oparg if op in _BACKWARD else oparg))
+        elif op in _ABSOLUTE:
+            jumps.append(oparg)
+        else:
+            jumps.append(-1)
+        unit += length
+    targets = _targets(starts, ops, jumps)
+    out: list[int] = []
+    back: list[int] = []
+    for i in range(len(starts)):  # (appends, no tuples: see the module's docstring)
+        unit, op, target = starts[i], ops[i], jumps[i]
+        end = starts[i + 1] if i + 1 < len(starts) else size
+        flags = RESUME if op == _RESUME else 0
+        if target >= 0:
+            if op == _FOR_ITER:
                 # an exhausted loop goes on after END_FOR (and 3.13's POP_TOP after it)
-                target = _loop_exit(instrs, starts, target)
-            same, no_resume = _one_line(lines, instrs, starts, unit, target)
-            quiet = ins.opname in _EVENTED and same and no_resume
+                target = _loop_exit(starts, ops, target)
+            span = _one_line(lines, starts, ops, unit, target)
+            evented = op in _EVENTED
+            quiet = evented and span == _ONE_LINE
             if quiet:
                 flags |= QUIET
-            elif ins.opname not in _EVENTED and not same and target > unit:
+            elif not evented and span == _LINES and target > unit:
                 return None  # a jump forward without an event that changes lines
-            if target <= unit and (quiet or ins.opname not in _EVENTED):
-                back.append((unit, target))  # a jump back that sends no event
+            if target <= unit and (quiet or not evented):
+                back.append(unit)  # a jump back that sends no event
+                back.append(target)
         if unit in targets:
             flags |= TARGET
-        out.append((unit, end - unit, lines.get(unit, -1), flags))
+        out.append(unit)
+        out.append(end - unit)
+        out.append(lines[unit])
+        out.append(flags)
     return out, back
 
 
-def _targets(instrs: list[dis.Instruction], starts: list[int]) -> set[int]:
+def _targets(starts: list[int], ops: list[int], jumps: list[int]) -> set[int]:
     """Where the jumps land (an exhausted FOR_ITER: after its END_FOR)."""
     out: set[int] = set()
-    for ins in instrs:
-        if ins.opcode in _JUMPS and isinstance(ins.argval, int):
-            target = ins.argval // 2
-            out.add(target)
-            if ins.opname == "FOR_ITER":
-                exit_ = _loop_exit(instrs, starts, target)
-                i = bisect.bisect_right(starts, exit_)
-                if i < len(starts):
-                    out.add(starts[i])
+    for i in range(len(jumps)):
+        target = jumps[i]
+        if target < 0:
+            continue
+        out.add(target)
+        if ops[i] == _FOR_ITER:
+            last = _loop_exit(starts, ops, target)
+            after = _index(starts, last) + 1
+            if 0 < after < len(starts):
+                out.add(starts[after])
     return out
 
 
-def _loop_exit(instrs: list[dis.Instruction], starts: list[int], target: int) -> int:
-    """The last unit a FOR_ITER with END_FOR at ``target`` passes when the loop ends
-    (3.13 skips a POP_TOP after END_FOR too)."""
-    if target not in starts:
+def _index(starts: list[int], unit: int) -> int:
+    lo, hi = 0, len(starts)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if starts[mid] < unit:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _loop_exit(starts: list[int], ops: list[int], target: int) -> int:
+    """The last unit a FOR_ITER with END_FOR at ``target`` passes when the loop ends."""
+    i = _index(starts, target)
+    if i >= len(starts) or starts[i] != target:
         return target
-    i = starts.index(target)
-    if sys.version_info >= (3, 13) and i + 1 < len(instrs) and instrs[i + 1].opname == "POP_TOP":
+    if _END_FOR_SKIPS_POP_TOP and i + 1 < len(ops) and ops[i + 1] == _POP_TOP:
         return starts[i + 1]
     return target
 
 
-def _unit_lines(code: CodeType) -> dict[int, int]:
-    out: dict[int, int] = {}
+def _unit_lines(code: CodeType, size: int) -> list[int]:
+    out = [-1] * (size + 1)
     for start, end, line in code.co_lines():
-        for unit in range(start // 2, end // 2):
-            out[unit] = -1 if line is None else line
+        if line is not None:
+            for unit in range(start // 2, min(end // 2, size)):
+                out[unit] = line
     return out
 
 
-def _one_line(
-    lines: dict[int, int], instrs: list[dis.Instruction], starts: list[int], a: int, b: int
-) -> tuple[bool, bool]:
-    """Are the instructions from unit ``a`` to unit ``b`` (either way) all on one
-    line? And is there no RESUME among them (the line after one always fires)?"""
+_LINES, _ONE_LINE_RESUME, _ONE_LINE = 0, 1, 2
+
+
+def _one_line(lines: list[int], starts: list[int], ops: list[int], a: int, b: int) -> int:
+    """The instructions from unit ``a`` to unit ``b`` (either way): on several
+    lines, on one line with a RESUME among them (the line after one always
+    fires), or on one line."""
     lo, hi = min(a, b), max(a, b)
-    first = lines.get(a, -1)
+    first = lines[a]
     if first < 0:
-        return False, False
-    no_resume = True
-    for i in range(bisect.bisect_left(starts, lo), bisect.bisect_right(starts, hi)):
-        if lines.get(starts[i], -1) != first:
-            return False, False
-        no_resume = no_resume and instrs[i].opname != "RESUME"
-    return True, no_resume
+        return _LINES
+    span = _ONE_LINE
+    i = _index(starts, lo)
+    while i < len(starts) and starts[i] <= hi:
+        if lines[starts[i]] != first:
+            return _LINES
+        if ops[i] == _RESUME:
+            span = _ONE_LINE_RESUME
+        i += 1
+    return span

@@ -37,6 +37,7 @@
 #include "procfs.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -2231,8 +2232,25 @@ static PyObject *py_use_instructions(PyObject *self, PyObject *args)
 }
 
 #if MT_HAVE_MONITORING
-/* (code, [(unit, units, line, flags)] per instruction in order): called once
- * the code's LINE events were set (CPython then knows its line locations).
+/* Item i of a list of ints (-1 and an exception if it is not one). */
+static int list_int(PyObject *list, Py_ssize_t i)
+{
+    long v = PyLong_AsLong(PyList_GET_ITEM(list, i));
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (v < INT_MIN || v > INT_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "out of range");
+        return -1;
+    }
+    return (int)v;
+}
+
+/* (code, [unit, units, line, flags, ...] per instruction in order, [source,
+ * target, ...] of the jumps back without events): flat lists of ints, no
+ * tuples (the program's next tuples would come from a free list they filled).
+ * Called once the code's LINE events were set (CPython then knows its line
+ * locations).
  * Builds the code's tables: True if its lines can come from branch events. */
 static PyObject *py_use_branches(PyObject *self, PyObject *args)
 {
@@ -2252,7 +2270,7 @@ static PyObject *py_use_branches(PyObject *self, PyObject *args)
         Py_RETURN_FALSE;
     }
     size_t cells = (size_t)n + 1;
-    Py_ssize_t nback = PyList_GET_SIZE(backs);
+    Py_ssize_t nback = PyList_GET_SIZE(backs) / 2;
     vl_t *vl = calloc(1, sizeof(vl_t) + (size_t)nback * 2 * sizeof(int32_t) +
                              cells * (6 * sizeof(int32_t)) + cells);
     if (vl == NULL) {
@@ -2273,9 +2291,15 @@ static PyObject *py_use_branches(PyObject *self, PyObject *args)
     }
     Py_ssize_t count = PyList_GET_SIZE(instrs);
     int prev = -1;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        int unit, units, line, flags;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(instrs, i), "iiii", &unit, &units, &line, &flags)) {
+    if (count % 4 != 0 || PyList_GET_SIZE(backs) % 2 != 0) {
+        free(vl);
+        PyErr_SetString(PyExc_ValueError, "instructions come by 4 ints, jumps back by 2");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i += 4) {
+        int unit = list_int(instrs, i), units = list_int(instrs, i + 1);
+        int line = list_int(instrs, i + 2), flags = list_int(instrs, i + 3);
+        if (PyErr_Occurred()) {
             free(vl);
             return NULL;
         }
@@ -2298,8 +2322,8 @@ static PyObject *py_use_branches(PyObject *self, PyObject *args)
         prev = unit;
     }
     for (Py_ssize_t i = 0; i < nback; i++) {
-        int src, target;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(backs, i), "ii", &src, &target)) {
+        int src = list_int(backs, 2 * i), target = list_int(backs, 2 * i + 1);
+        if (PyErr_Occurred()) {
             free(vl);
             return NULL;
         }
@@ -2526,8 +2550,8 @@ static PyMethodDef tracer_methods[] = {
      "from INSTRUCTION events (CPython would recompute its lines at each LINE event)."},
 #if MT_HAVE_MONITORING
     {"tr_use_branches", py_use_branches, METH_VARARGS,
-     "3.12+: (code, [(unit, units, line, flags)] per instruction, [(source, target)] of the "
-     "jumps back without events): build the code's tables for lines from branch events; "
+     "3.12+: (code, [unit, units, line, flags, ...] per instruction, [source, target, ...] of "
+     "the jumps back without events): build the code's tables for lines from branch events; "
      "True if it can take them."},
 #endif
     {"tr_set_disable", py_set_disable, METH_O, "The value that turns a monitoring event off."},
