@@ -252,10 +252,8 @@ def test_the_line_profiler_and_track_see_lxml_and_ctypes(runner):
     pytest.importorskip("lxml")
     tables = runner.profile_json(
         """
-        import ctypes, gc
+        import ctypes
         from lxml import etree
-
-        gc.disable()  # a collection in a line frees what earlier lines left
 
         @profile
         def build():
@@ -271,8 +269,10 @@ def test_the_line_profiler_and_track_see_lxml_and_ctypes(runner):
         """
     )
     lines = tables["build"]
-    assert lines[11]["increment"] >= 50_000 * 100  # libxml2's nodes and attributes
-    assert 50_000_000 <= lines[14]["increment"] <= 50_000_000 + 4096  # GIL released
+    assert lines[9]["increment"] >= 50_000 * 100  # libxml2's nodes and attributes
+    # the GIL released: all 50 MB; around them ctypes's own small objects, which
+    # vary with the hash seed (-27 B or +32 B, with LINE events as with branch events)
+    assert abs(lines[12]["increment"] - 50_000_000) <= 4096
     script = runner.write(
         """
         import ctypes, json
