@@ -41,11 +41,9 @@ def wrap(func: Callable[..., Any], code: CodeType, on_end: Hook | None) -> Any:
     if code.co_flags & _ASYNC_GENERATOR:
         wrapper = _wrap_asyncgen(func, _Calls(on_end))
     elif code.co_flags & _COROUTINE:
-        make = _wrap_coroutine if BRACKETED else _delegate_coroutine
-        wrapper = make(func, _Calls(on_end))
+        wrapper = _wrap_coroutine(func, _Calls(on_end))
     elif code.co_flags & _GENERATOR:
-        make = _wrap_generator if BRACKETED else _delegate_generator
-        wrapper = make(func, _Calls(on_end))
+        wrapper = _wrap_generator(func, _Calls(on_end))
     else:
         wrapper = tracer.Wrapper(func, on_end, code)
     return functools.update_wrapper(wrapper, func)
@@ -133,37 +131,8 @@ def _wrap_generator(func, calls):  # type: ignore[no-untyped-def]
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         calls.begin()
         try:
-            return (yield from _stepping(func(*args, **kwargs)))
-        except BaseException as exc:
-            _drop_own_frame(exc)
-            raise
-        finally:
-            calls.end()
-
-    return wrapper
-
-
-def _delegate_generator(func, calls):  # type: ignore[no-untyped-def]
-    @_own
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        calls.begin()
-        try:
-            return (yield from func(*args, **kwargs))
-        except BaseException as exc:
-            _drop_own_frame(exc)
-            raise
-        finally:
-            calls.end()
-
-    return wrapper
-
-
-def _delegate_coroutine(func, calls):  # type: ignore[no-untyped-def]
-    @_own
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        calls.begin()
-        try:
-            return await func(*args, **kwargs)
+            gen = func(*args, **kwargs)
+            return (yield from (_stepping(gen) if BRACKETED else gen))
         except BaseException as exc:
             _drop_own_frame(exc)
             raise
@@ -195,7 +164,7 @@ def _wrap_coroutine(func, calls):  # type: ignore[no-untyped-def]
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         calls.begin()
         try:
-            return await _Stepped(func(*args, **kwargs))
+            return await _stepped(func(*args, **kwargs))
         except BaseException as exc:
             _drop_own_frame(exc)
             raise

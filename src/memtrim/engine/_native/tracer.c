@@ -1396,10 +1396,7 @@ void mt_vl_heap(int gil)
         mt_vl_frame = NULL; /* cannot happen: the events keep it right */
         return;
     }
-    const void *ip = mt_frame_ip(f);
-    if (ip == mt_vl_ip) {
-        return; /* the same instruction as the last replay */
-    }
+    const void *ip = mt_frame_ip(f); /* mt_vl_check saw it move since mt_vl_ip */
     vl_t *vl = fr->ci->vl;
     int unit = vl_frame_unit(vl, f);
     if (!gil) {
