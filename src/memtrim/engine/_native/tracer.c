@@ -103,6 +103,7 @@ typedef struct {
      * (code unit) up to which its lines are accounted (-1: none yet) */
     mt_frame_t *iframe;
     int32_t vl_at;
+    struct vl *vl; /* ci->vl once iframe is known, else NULL: the frame replays its lines */
     record_t call;
     record_t line;
 } frame_t;
@@ -651,6 +652,7 @@ static frame_t *push_frame(tstate_t *ts)
     fr->saved_foreign = 0;
     fr->iframe = NULL;
     fr->vl_at = -1;
+    fr->vl = NULL;
     fr->call.active = 0;
     fr->line.active = 0;
     return fr;
@@ -703,11 +705,12 @@ static record_t *open_record(tstate_t *ts, int top)
     return NULL;
 }
 
+/* Open `rec`, the call record of the frame just pushed (the top one). */
 static void start_record(tstate_t *ts, record_t *rec, int table, int line, int count_inc,
                          int count_occurrence)
 {
-    record_t *outer = open_record(ts, ts->depth - 1);
-    if (outer != NULL && outer != rec && mt_thread_hwm > outer->max) {
+    record_t *outer = open_record(ts, ts->depth - 2); /* the new frame has none open */
+    if (outer != NULL && mt_thread_hwm > outer->max) {
         outer->max = mt_thread_hwm; /* fold before the mark is reset */
     }
     line_stats_t *s = stats_at(table, line);
@@ -949,9 +952,7 @@ static frame_t *enter_frame(tstate_t *ts, code_info_t *ci)
     }
     fr->ci = ci;
     fr->recursive = (*depth)++ > 0;
-    fr->skip_line = -1;
-    fr->table = -1;
-    if (tdepth != NULL) {
+    if (tdepth != NULL) { /* push_frame() set skip_line and table to -1 */
         (*tdepth)++;
         fr->table = ci->table;
     }
@@ -1007,15 +1008,6 @@ static frame_t *on_start(PyObject *code, int count_occurrence)
 void mt_on_start(PyObject *code)
 {
     on_start(code, 1);
-}
-
-/* An exception thrown into a generator or coroutine.  GeneratorExit is a
- * close(): not a resumption in Occurrences (3.12+ closes a generator without
- * running it when no handler surrounds the yield, 3.11 always runs it). */
-void mt_on_throw(PyObject *code, PyObject *exc)
-{
-    int closing = exc != NULL && PyErr_GivenExceptionMatches(exc, PyExc_GeneratorExit);
-    on_start(code, !closing);
 }
 
 /* The top frame `fr` moves to `line`: finish_line() then, if `start`,
@@ -1103,11 +1095,21 @@ int mt_on_line(PyObject *code, int line)
     return 0;
 }
 
+#if MT_HAVE_MONITORING
+static void vl_ending(tstate_t *ts, code_info_t *ci);
+#endif
+
 static frame_t *ending_frame(PyObject *code, tstate_t **out)
 {
     code_info_t *ci = lookup_fast(code);
     tstate_t *ts = t_state;
-    if (ci == NULL || ts == NULL || ts->generation != generation || ts->depth == 0) {
+    if (ts == NULL || ts->generation != generation) {
+        return NULL;
+    }
+#if MT_HAVE_MONITORING
+    vl_ending(ts, ci); /* its last lines first */
+#endif
+    if (ci == NULL || ts->depth == 0) {
         return NULL;
     }
     flush_pending(ts);
@@ -1248,9 +1250,8 @@ static inline int vl_fires(vl_t *vl, int src, int dest);
  * A unit before vl_at: the frame jumped back without an event, by the first
  * such jump after vl_at (it ran straight to it): up to the jump, then from
  * its target (on one line, these replay nothing). */
-static void vl_walk(tstate_t *ts, frame_t *fr, int unit)
+static MT_NOINLINE void vl_walk_slow(tstate_t *ts, frame_t *fr, vl_t *vl, int unit)
 {
-    vl_t *vl = fr->ci->vl;
     int at = fr->vl_at;
     if (unit < 0) {
         return;
@@ -1277,6 +1278,29 @@ static void vl_walk(tstate_t *ts, frame_t *fr, int unit)
     fr->vl_at = unit;
 }
 
+/* vl_walk_slow(), inline when the frame has not moved, or only forward past
+ * at most one line location (most calls to it). */
+static inline void vl_walk(tstate_t *ts, frame_t *fr, vl_t *vl, int unit)
+{
+    int at = fr->vl_at;
+    if (unit == at) {
+        return;
+    }
+    if (unit > at && at >= 0) {
+        int k = vl->vidx[at], n = vl->vidx[unit] - k;
+        if (n == 0) {
+            fr->vl_at = unit;
+            return;
+        }
+        if (n == 1) {
+            vl_line(ts, fr, vl->vline[vl->vlist[k]]);
+            fr->vl_at = unit;
+            return;
+        }
+    }
+    vl_walk_slow(ts, fr, vl, unit);
+}
+
 /* Does CPython fire LINE at `dest` when it comes from `src` (a jump, or an
  * exception caught there)? */
 static inline int vl_fires(vl_t *vl, int src, int dest)
@@ -1293,7 +1317,7 @@ static inline frame_t *vl_top(tstate_t *ts)
         return NULL;
     }
     frame_t *fr = &ts->frames[ts->depth - 1];
-    return fr->ci->vl != NULL && fr->iframe != NULL ? fr : NULL;
+    return fr->vl != NULL ? fr : NULL;
 }
 
 /* Put the replay off, with the figures of this moment: the thread's mark is
@@ -1318,11 +1342,8 @@ static void vl_drop_deferred(tstate_t *ts)
 }
 
 /* The replay put off, with the figures of that moment. */
-static void vl_undefer(tstate_t *ts)
+static MT_NOINLINE void vl_undefer_slow(tstate_t *ts)
 {
-    if (MT_LIKELY(ts == NULL || !ts->vl_deferred)) {
-        return;
-    }
     ts->vl_deferred = 0;
     frame_t *fr = vl_top(ts);
     if (fr == NULL) {
@@ -1331,19 +1352,26 @@ static void vl_undefer(tstate_t *ts)
     int64_t cur = mt_thread_cur, hwm = mt_thread_hwm;
     mt_thread_cur = ts->vl_def_cur;
     mt_thread_hwm = ts->vl_def_hwm;
-    vl_walk(ts, fr, ts->vl_def_unit);
+    vl_walk(ts, fr, fr->vl, ts->vl_def_unit);
     int64_t mark = mt_thread_hwm; /* the new line's start, or the old mark */
     mt_thread_cur = cur;
     mt_thread_hwm = hwm > mark ? hwm : mark;
 }
 
+static inline void vl_undefer(tstate_t *ts)
+{
+    if (MT_UNLIKELY(ts != NULL && ts->vl_deferred)) {
+        vl_undefer_slow(ts);
+    }
+}
+
 /* Bring the top frame's lines up to where it is now. */
-static void vl_sync_top(tstate_t *ts)
+static inline void vl_sync_top(tstate_t *ts)
 {
     vl_undefer(ts);
     frame_t *fr = vl_top(ts);
     if (fr != NULL) {
-        vl_walk(ts, fr, vl_frame_unit(fr->ci->vl, fr->iframe));
+        vl_walk(ts, fr, fr->vl, vl_frame_unit(fr->vl, fr->iframe));
     }
 }
 
@@ -1387,7 +1415,7 @@ static void vl_sync_all(void)
     mt_vl_frame = own_frame;
 }
 
-void mt_vl_heap(int gil)
+static MT_NOINLINE void vl_heap_slow(int gil)
 {
     mt_frame_t *f = mt_vl_frame;
     tstate_t *ts = t_state;
@@ -1397,7 +1425,7 @@ void mt_vl_heap(int gil)
         return;
     }
     const void *ip = mt_frame_ip(f); /* mt_vl_check saw it move since mt_vl_ip */
-    vl_t *vl = fr->ci->vl;
+    vl_t *vl = fr->vl;
     int unit = vl_frame_unit(vl, f);
     if (!gil) {
         if (!ts->vl_deferred) {
@@ -1412,30 +1440,65 @@ void mt_vl_heap(int gil)
         vl_defer(ts, VL_LANDING, unit);
     }
     else {
-        vl_walk(ts, fr, unit);
+        vl_walk(ts, fr, vl, unit);
     }
     mt_vl_frame = f;
     mt_vl_ip = ip;
 }
 
-/* A frame of virtual-line code was pushed for `code` at `offset` (its RESUME). */
-static void vl_started(tstate_t *ts, PyObject *code, PyObject *offset_obj)
+/* Most heap events find the frame moved forward past no line location and
+ * not at a jump's target: nothing to replay, only the place to note. */
+void mt_vl_heap(int gil)
 {
-    frame_t *fr = ts != NULL && ts->depth ? &ts->frames[ts->depth - 1] : NULL;
-    if (fr == NULL || fr->ci->vl == NULL || fr->ci != lookup_fast(code)) {
-        return;
+    mt_frame_t *f = mt_vl_frame;
+    tstate_t *ts = t_state;
+    if (MT_LIKELY(gil && ts != NULL && ts->generation == generation && ts->depth > 0 &&
+                  !ts->vl_deferred)) {
+        frame_t *fr = &ts->frames[ts->depth - 1];
+        vl_t *vl = fr->vl;
+        if (MT_LIKELY(vl != NULL && fr->iframe == f)) {
+            int unit = vl_frame_unit(vl, f), at = fr->vl_at;
+            if (unit >= at && at >= 0 && vl->vidx[unit] == vl->vidx[at] &&
+                (unit == at || !(vl->flags[unit] & VL_TARGET))) {
+                fr->vl_at = unit;
+                mt_vl_ip = mt_frame_ip(f);
+                return;
+            }
+        }
     }
+    vl_heap_slow(gil);
+}
+
+/* `fr` was just pushed for `code`, of virtual-line code, at `offset` (its
+ * RESUME): it replays its lines from there. */
+static void vl_started(frame_t *fr, PyObject *code, PyObject *offset_obj)
+{
     mt_frame_t *f = mt_current_frame(PyThreadState_Get());
     if (f == NULL || (PyObject *)mt_frame_code(f) != code) {
         fr->iframe = NULL; /* not expected: no replay for this frame */
+        fr->vl = NULL;
         return;
     }
     fr->iframe = f;
+    fr->vl = fr->ci->vl;
     long offset = offset_obj != NULL ? event_int(offset_obj) : -1;
     if (offset == -1 && PyErr_Occurred()) {
         PyErr_Clear();
     }
     fr->vl_at = offset >= 0 ? vl_unit(fr->ci->vl, offset / 2) : vl_frame_unit(fr->ci->vl, f);
+}
+
+/* The jump from unit `s` to unit `d` of the top frame `fr`, which replays
+ * its lines (fr->vl): the lines up to the jump, then the target's.  1: the
+ * jump's event can be switched off. */
+static inline int vl_jump_top(tstate_t *ts, frame_t *fr, vl_t *vl, int s, int d)
+{
+    vl_walk(ts, fr, vl, s);
+    if (vl_fires(vl, s, d)) {
+        vl_line(ts, fr, vl->line[d]);
+    }
+    fr->vl_at = d;
+    return (vl->flags[s] & VL_QUIET) != 0;
 }
 
 /* A JUMP or BRANCH event from `src` to `dest` (byte offsets).  1: it can be
@@ -1472,14 +1535,10 @@ static int vl_jump(PyObject *code, long src, long dest)
         }
         mt_frame_t *f = mt_current_frame(PyThreadState_Get());
         fr->iframe = f != NULL && (PyObject *)mt_frame_code(f) == code ? f : NULL;
+        fr->vl = fr->iframe != NULL ? vl : NULL;
         fr->vl_at = s;
     }
-    vl_walk(ts, fr, s);
-    if (vl_fires(vl, s, d)) {
-        vl_line(ts, fr, vl->line[d]);
-    }
-    fr->vl_at = d;
-    return (vl->flags[s] & VL_QUIET) != 0;
+    return vl_jump_top(ts, fr, vl, s, d);
 }
 
 /* An exception raised in the top frame was caught there, at `handler`. */
@@ -1504,20 +1563,21 @@ static void vl_handled(PyObject *code, long handler)
     if (x < 0 || h < 0) {
         return;
     }
-    vl_walk(ts, fr, x); /* up to where it was raised */
+    vl_walk(ts, fr, vl, x); /* up to where it was raised */
     if (vl_fires(vl, x, h)) {
         vl_line(ts, fr, vl->line[h]);
     }
     fr->vl_at = h;
 }
 
-/* Before the top frame ends (return, yield, exception): its last lines. */
-static void vl_ending(tstate_t *ts, PyObject *code)
+/* Before the top frame ends (return, yield, exception) in code `ci` (NULL:
+ * not followed): its last lines. */
+static void vl_ending(tstate_t *ts, code_info_t *ci)
 {
     vl_undefer(ts);
     frame_t *fr = vl_top(ts);
-    if (fr != NULL && fr->ci == lookup_fast(code)) {
-        vl_walk(ts, fr, vl_frame_unit(fr->ci->vl, fr->iframe));
+    if (fr != NULL && fr->ci == ci && ci != NULL) {
+        vl_walk(ts, fr, fr->vl, vl_frame_unit(fr->vl, fr->iframe));
     }
 }
 
@@ -1952,7 +2012,9 @@ static PyObject *disable_obj; /* sys.monitoring.DISABLE */
  * line that ran and the event.  The callbacks take it out of this thread's
  * counter while they run, so that it is charged to no line: the level is
  * exact; the mark is too unless it was within one box of the level. */
+#if MT_HAVE_MONITORING
 static int64_t boxed_size = -1;
+#endif
 
 static inline int64_t unbox_enter(PyObject *arg)
 {
@@ -2024,38 +2086,43 @@ static inline void unbox_exit(int64_t size)
 #define VL_LEAVE() ((void)0)
 #endif
 
+/* PY_START, PY_RESUME and PY_THROW: the caller's lines up to the call, then
+ * the new frame (which replays its own lines from its RESUME, if it can). */
+static inline void on_start_event(PyObject *code, PyObject *offset, int count_occurrence)
+{
+    VL_ENTER();
+#if MT_HAVE_MONITORING
+    vl_sync_top(t_state);
+#endif
+    int64_t box = unbox_enter(offset);
+    frame_t *fr = on_start(code, count_occurrence);
+#if MT_HAVE_MONITORING
+    if (fr != NULL && fr->ci->vl != NULL) {
+        vl_started(fr, code, offset);
+    }
+#else
+    (void)fr;
+#endif
+    unbox_exit(box);
+    VL_LEAVE();
+}
+
 static PyObject *py_on_start(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs >= 1) {
-        VL_ENTER();
-#if MT_HAVE_MONITORING
-        vl_sync_top(t_state); /* the caller's lines up to the call */
-#endif
-        int64_t box = unbox_enter(nargs >= 2 ? args[1] : NULL);
-        mt_on_start(args[0]);
-#if MT_HAVE_MONITORING
-        vl_started(t_state, args[0], nargs >= 2 ? args[1] : NULL);
-#endif
-        unbox_exit(box);
-        VL_LEAVE();
+        on_start_event(args[0], nargs >= 2 ? args[1] : NULL, 1);
     }
     Py_RETURN_NONE;
 }
 
+/* GeneratorExit is a close(): not a resumption in Occurrences (3.12+ closes a
+ * generator without running it when no handler surrounds the yield). */
 static PyObject *py_on_throw(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs >= 1) {
-        VL_ENTER();
-#if MT_HAVE_MONITORING
-        vl_sync_top(t_state);
-#endif
-        int64_t box = unbox_enter(nargs >= 2 ? args[1] : NULL);
-        mt_on_throw(args[0], nargs >= 3 ? args[2] : NULL);
-#if MT_HAVE_MONITORING
-        vl_started(t_state, args[0], nargs >= 2 ? args[1] : NULL);
-#endif
-        unbox_exit(box);
-        VL_LEAVE();
+        PyObject *exc = nargs >= 3 ? args[2] : NULL;
+        int closing = exc != NULL && PyErr_GivenExceptionMatches(exc, PyExc_GeneratorExit);
+        on_start_event(args[0], nargs >= 2 ? args[1] : NULL, !closing);
     }
     Py_RETURN_NONE;
 }
@@ -2063,21 +2130,59 @@ static PyObject *py_on_throw(PyObject *self, PyObject *const *args, Py_ssize_t n
 
 
 #if MT_HAVE_MONITORING
+static inline int compact_int(PyObject *o)
+{
+    return PyLong_CheckExact(o) && PyUnstable_Long_IsCompact((PyLongObject *)o);
+}
+
+/* The common JUMP or BRANCH event: in the top frame, which replays its
+ * lines, with nothing put off or pending.  What vl_jump() does, without its
+ * lookups; -1 when it does not apply. */
+static inline int jump_fast(PyObject *code, PyObject *src, PyObject *dest)
+{
+    tstate_t *ts = t_state;
+    if (MT_UNLIKELY(ts == NULL || ts->generation != generation || ts->depth == 0 ||
+                    ts->vl_deferred || ts->pending.active || !compact_int(src) ||
+                    !compact_int(dest))) {
+        return -1;
+    }
+    frame_t *fr = &ts->frames[ts->depth - 1];
+    vl_t *vl = fr->vl;
+    if (MT_UNLIKELY(vl == NULL || fr->ci->code != code)) {
+        return -1;
+    }
+    int s = vl_unit(vl, PyUnstable_Long_CompactValue((PyLongObject *)src) / 2);
+    int d = vl_unit(vl, PyUnstable_Long_CompactValue((PyLongObject *)dest) / 2);
+    if (MT_UNLIKELY(s < 0 || d < 0)) {
+        return -1;
+    }
+    mt_vl_frame = NULL;
+    int64_t boxes = unbox_pair(src, dest);
+    int off = vl_jump_top(ts, fr, vl, s, d);
+    unbox_exit(boxes);
+    mt_vl_frame = fr->iframe; /* what VL_LEAVE would find: the same top frame */
+    mt_vl_ip = mt_frame_ip(fr->iframe);
+    return off;
+}
+
 /* JUMP and BRANCH: (code, source offset, destination offset). */
 static PyObject *py_on_jump(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs < 3) {
         Py_RETURN_NONE;
     }
-    long src = event_int(args[1]), dest = event_int(args[2]);
-    if ((src == -1 || dest == -1) && PyErr_Occurred()) {
-        return NULL;
+    int off = jump_fast(args[0], args[1], args[2]);
+    if (off < 0) {
+        long src = event_int(args[1]), dest = event_int(args[2]);
+        if ((src == -1 || dest == -1) && PyErr_Occurred()) {
+            return NULL;
+        }
+        VL_ENTER();
+        int64_t boxes = unbox_pair(args[1], args[2]);
+        off = vl_jump(args[0], src, dest);
+        unbox_exit(boxes);
+        VL_LEAVE();
     }
-    VL_ENTER();
-    int64_t boxes = unbox_pair(args[1], args[2]);
-    int off = vl_jump(args[0], src, dest);
-    unbox_exit(boxes);
-    VL_LEAVE();
     if (off && disable_obj != NULL) {
         return Py_NewRef(disable_obj);
     }
@@ -2340,6 +2445,15 @@ static PyObject *py_use_branches(PyObject *self, PyObject *args)
         }
         vl->vidx[u] = seen;
     }
+    /* frames running the code keep replaying, with the new tables (the
+     * same code: the same layout) */
+    for (tstate_t *ts = all_states; ts != NULL; ts = ts->next) {
+        for (int i = 0; i < ts->depth; i++) {
+            if (ts->frames[i].ci == ci && ts->frames[i].vl != NULL) {
+                ts->frames[i].vl = vl;
+            }
+        }
+    }
     free(ci->vl);
     ci->vl = vl;
     Py_RETURN_TRUE;
@@ -2351,10 +2465,7 @@ static PyObject *py_on_return(PyObject *self, PyObject *const *args, Py_ssize_t 
     if (nargs >= 1) {
         VL_ENTER();
         int64_t box = unbox_enter(nargs >= 2 ? args[1] : NULL);
-#if MT_HAVE_MONITORING
-        vl_ending(t_state, args[0]);
-#endif
-        mt_on_return(args[0]);
+        mt_on_return(args[0]); /* replays the frame's last lines first */
         unbox_exit(box);
         VL_LEAVE();
     }
@@ -2366,10 +2477,7 @@ static PyObject *py_on_end(PyObject *self, PyObject *const *args, Py_ssize_t nar
     if (nargs >= 1) {
         VL_ENTER();
         int64_t box = unbox_enter(nargs >= 2 ? args[1] : NULL);
-#if MT_HAVE_MONITORING
-        vl_ending(t_state, args[0]);
-#endif
-        mt_on_end(args[0]);
+        mt_on_end(args[0]); /* replays the frame's last lines first */
         unbox_exit(box);
         VL_LEAVE();
     }

@@ -26,7 +26,6 @@ void mt_on_start(PyObject *code);
 int mt_on_line(PyObject *code, int line); /* 1: this event location can be disabled */
 void mt_on_end(PyObject *code);           /* a yield, or an exit by exception */
 void mt_on_return(PyObject *code);        /* a return */
-void mt_on_throw(PyObject *code, PyObject *exc);
 
 /* 3.11: memtrim's trace functions in this thread while count > 0, unless
  * another tracer or profiler is there.  0: measured, 1: not, -1: error. */

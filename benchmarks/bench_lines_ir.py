@@ -1,0 +1,148 @@
+"""Instructions per loop round of the line profiler, counted by valgrind (issue 17).
+
+Wall-clock ratios move by ±0.1x between sittings on a shared machine; an
+instruction count does not. This runs two small programs under callgrind at
+two sizes and prints, per round of their loop (the difference of the two runs
+divided by the difference of the sizes, so startup cancels out):
+
+- total instructions, plain Python, the dispatch floor (``launchers/noop_branches.py
+  --hooks``: memtrim's allocator hooks and no-op callbacks for its events) and
+  memtrim (``-f '*'``);
+- for memtrim, the instructions spent in its line tracer (``tracer.c``) and, with
+  ``--top N``, its N costliest functions.
+
+    python benchmarks/bench_lines_ir.py --python /tmp/v313/bin/python [--before SRC] [--top 20]
+
+``--before SRC`` counts another memtrim build too (its ``src`` directory, put on
+PYTHONPATH). The programs: ``calls`` (a loop calling a one-line function that
+allocates an int), ``gens`` (a value through three levels of ``yield from``).
+Needs valgrind (``callgrind_annotate`` too); about a minute per program and mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NOOP = os.path.join(HERE, "launchers", "noop_branches.py")
+
+PROGRAMS = {
+    "calls": """
+def f(a):
+    return a + 1
+def g(n):
+    x = 1000
+    for i in range(n):
+        x = f(x)
+    return x
+g(N)
+""",
+    "gens": """
+def leaf(n):
+    for i in range(n):
+        yield i
+def mid(n):
+    yield from leaf(n)
+def top(n):
+    yield from mid(n)
+def run(n):
+    s = 0
+    for v in top(n):
+        s += 1
+    return s
+run(N)
+""",
+}
+SIZES = (50_000, 100_000)
+
+
+def functions(out_file: str) -> dict[str, int]:
+    """Instructions per function (file:function) of one callgrind output."""
+    text = subprocess.run(
+        ["callgrind_annotate", "--threshold=100", out_file],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    found: dict[str, int] = {}
+    for line in text.splitlines():
+        m = re.match(r"\s*([\d,]+) \(\s*[\d.]+%\)\s+(\S+)", line)
+        if m and ":" in m.group(2):
+            name = m.group(2)
+            found[name] = found.get(name, 0) + int(m.group(1).replace(",", ""))
+    return found
+
+
+def count(cmd: list[str], env: dict[str, str], tmp: str) -> dict[str, int]:
+    out = os.path.join(tmp, "cg.out")
+    subprocess.run(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *cmd],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+    )
+    return functions(out)
+
+
+def per_round(cmd: list[str], program: str, env: dict[str, str], tmp: str) -> dict[str, float]:
+    runs = []
+    for n in SIZES:
+        script = os.path.join(tmp, f"{program}.py")
+        with open(script, "w") as f:
+            f.write(PROGRAMS[program].replace("N)", f"{n})"))
+        runs.append(count([*cmd, script], env, tmp))
+    small, big = runs
+    rounds = SIZES[1] - SIZES[0]
+    return {k: (big.get(k, 0) - small.get(k, 0)) / rounds for k in set(small) | set(big)}
+
+
+def tracer_part(fns: dict[str, float]) -> float:
+    return sum(v for k, v in fns.items() if "_native/tracer." in k or "_native/frames.h" in k)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--before", help="src dir of another memtrim build (PYTHONPATH)")
+    ap.add_argument("--top", type=int, default=0, help="memtrim's N costliest functions")
+    args = ap.parse_args()
+    if shutil.which("valgrind") is None or shutil.which("callgrind_annotate") is None:
+        raise SystemExit("bench_lines_ir.py: needs valgrind and callgrind_annotate")
+    py = args.python
+    memtrim = [py, "-m", "memtrim", "-o", "/dev/null", "-f", "*"]
+    modes = [("plain", [py], {}), ("floor", [py, NOOP, "--hooks"], {})]
+    if args.before:
+        modes.append(("memtrim before", memtrim, {"PYTHONPATH": args.before}))
+    modes.append(("memtrim", memtrim, {}))
+    print(f"{py}: instructions per loop round (callgrind, {SIZES[1]} - {SIZES[0]} rounds)\n")
+    print("| program | " + " | ".join(m[0] for m in modes) + " |")
+    print("| --- |" + " --- |" * len(modes))
+    tops = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for program in PROGRAMS:
+            cells = []
+            for name, cmd, extra in modes:
+                fns = per_round(cmd, program, dict(os.environ, **extra), tmp)
+                cell = f"{sum(fns.values()):,.0f}"
+                if name.startswith("memtrim"):
+                    cell += f" (tracer {tracer_part(fns):,.0f})"
+                cells.append(cell)
+                if name == "memtrim" and args.top:
+                    tops.append((program, fns))
+            print(f"| {program} | " + " | ".join(cells) + " |", flush=True)
+    for program, fns in tops:
+        print(f"\n{program}, memtrim's costliest functions per round:")
+        ours = sorted(((v, k) for k, v in fns.items() if "_native/" in k), reverse=True)
+        for v, k in ours[: args.top]:
+            print(f"  {v:8,.0f}  {k.rsplit('/', 1)[-1]}")
+
+
+if __name__ == "__main__":
+    main()
