@@ -1015,7 +1015,8 @@ void mt_on_start(PyObject *code)
  * record enclosing the line record is the same for both (the frame's call
  * record, or the innermost open one below), and once the finished record has
  * folded the mark into it, the start has nothing left to fold. */
-static inline void next_line(tstate_t *ts, frame_t *fr, int table, int line, int start)
+static inline __attribute__((always_inline)) void next_line(tstate_t *ts, frame_t *fr, int table,
+                                                          int line, int start)
 {
     const int64_t cur = mt_thread_cur, hwm = mt_thread_hwm;
     record_t *parent = fr->call.active ? &fr->call : open_record(ts, ts->depth - 2);
@@ -1225,7 +1226,7 @@ static inline int vl_frame_unit(vl_t *vl, mt_frame_t *f)
 }
 
 /* What a LINE event at `line` does to the top frame `fr` (mt_on_line). */
-static void vl_line(tstate_t *ts, frame_t *fr, int line)
+static MT_NOINLINE void vl_line(tstate_t *ts, frame_t *fr, int line)
 {
     int folded = 0;
     int table = fr->ci->table;
@@ -2157,9 +2158,13 @@ static inline int jump_fast(PyObject *code, PyObject *src, PyObject *dest)
         return -1;
     }
     mt_vl_frame = NULL;
-    int64_t boxes = unbox_pair(src, dest);
+    /* offsets below 256 are CPython's own small ints: no box */
+    int boxed = !_Py_IsImmortal(src) || !_Py_IsImmortal(dest);
+    int64_t boxes = boxed ? unbox_pair(src, dest) : 0;
     int off = vl_jump_top(ts, fr, vl, s, d);
-    unbox_exit(boxes);
+    if (boxed) {
+        unbox_exit(boxes);
+    }
     mt_vl_frame = fr->iframe; /* what VL_LEAVE would find: the same top frame */
     mt_vl_ip = mt_frame_ip(fr->iframe);
     return off;
