@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import gc
 import inspect
+import os
+import subprocess
 import sys
 import textwrap
 import threading
@@ -257,3 +259,67 @@ def test_threads_each_replay_their_own_lines(tmp_path, monkeypatch) -> None:
 
     run("branch")
     assert run("branch") == run("line")
+
+
+AGAIN_PROGRAM = """
+def main(n, again):
+    out = []
+    for i in range(n):
+        if i == n // 2:
+            again()
+        out.append(bytearray(100 + i))
+    return out
+"""
+
+AGAIN = """
+import sys
+from memtrim.engine import _branches, tracer
+from memtrim.lines.session import LineProfiler
+
+ns = {}
+with open(sys.argv[1]) as f:
+    exec(compile(f.read(), sys.argv[1], "exec"), ns)
+code = ns["main"].__code__
+prof = LineProfiler()
+
+def again():
+    if tracer.line_source(code) == "branch":
+        assert tracer._engine.tr_use_branches(code, *_branches.layout(code))
+    for _ in range(100):  # new blocks where the old tables were
+        bytearray(100).hex()
+
+prof(ns["main"])(40, again)
+print([(r.lineno, r.occurrences, r.increment) for t in prof.tables() for r in t.lines if r.ran])
+"""
+
+
+def test_tables_built_again_while_the_code_runs(tmp_path) -> None:
+    # The engine builds a code's virtual-line tables again (and frees the old
+    # ones) while a frame of it runs: the frame goes on with the new ones.
+    # MALLOC_PERTURB_ makes glibc overwrite freed blocks: a frame still reading
+    # the old tables crashes or counts wrong.
+    script, program = tmp_path / "again.py", tmp_path / "prog.py"
+    script.write_text(AGAIN)
+    program.write_text(AGAIN_PROGRAM)
+
+    def run(mode: str) -> str:
+        env = dict(os.environ, MALLOC_PERTURB_="85", MEMTRIM_LINE_EVENTS=mode)
+        done = subprocess.run(
+            [sys.executable, str(script), str(program)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    via_branches = run("branch")
+    assert via_branches == run("line")
+    # the append line: 40 bytearrays and the list's array of pointers
+    grown: list[object] = []
+    for _ in range(40):
+        grown.append(None)
+    kept = sum(sys.getsizeof(bytearray(100 + i)) for i in range(40))
+    kept += sys.getsizeof(grown) - sys.getsizeof([])
+    assert f"(7, 40, {kept})" in via_branches
