@@ -294,10 +294,11 @@ print([(r.lineno, r.occurrences, r.increment) for t in prof.tables() for r in t.
 
 
 def test_tables_built_again_while_the_code_runs(tmp_path) -> None:
-    # The engine builds a code's virtual-line tables again (and frees the old
-    # ones) while a frame of it runs: the frame goes on with the new ones.
-    # MALLOC_PERTURB_ makes glibc overwrite freed blocks: a frame still reading
-    # the old tables crashes or counts wrong.
+    # The engine builds a code's virtual-line tables again while a frame of it
+    # runs: the frame goes on with the new ones, and the old ones stay until
+    # the registry resets (another thread may read them without the GIL).
+    # MALLOC_PERTURB_ makes glibc overwrite freed blocks: a frame reading
+    # freed tables crashes or counts wrong (it did before either was done).
     script, program = tmp_path / "again.py", tmp_path / "prog.py"
     script.write_text(AGAIN)
     program.write_text(AGAIN_PROGRAM)

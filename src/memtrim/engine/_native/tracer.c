@@ -139,6 +139,10 @@ static table_t *tables;
 static int ntables;      /* ids handed out since the registry was last reset */
 static int ntables_live; /* of which not freed */
 static code_info_t **codes;
+#if MT_HAVE_MONITORING
+static struct vl *retired_vl; /* replaced virtual-line tables, freed at reset */
+static void vl_free_retired(void);
+#endif
 static int ncodes;
 static unsigned generation = 1;
 /* Every thread's state (GIL).  The structs live as long as the process (a
@@ -274,6 +278,9 @@ static void maybe_reset(void)
         free(ci->vl);
         free(ci);
     }
+#if MT_HAVE_MONITORING
+    vl_free_retired();
+#endif
     free(codes);
     codes = NULL;
     ncodes = 0;
@@ -1204,7 +1211,17 @@ typedef struct vl {
     /* jumps back that send no event: (source, target) by source */
     int32_t nback;
     int32_t (*back)[2];
+    struct vl *retired_next; /* on the retired list (see py_use_branches) */
 } vl_t;
+
+static void vl_free_retired(void)
+{
+    while (retired_vl != NULL) {
+        vl_t *next = retired_vl->retired_next;
+        free(retired_vl);
+        retired_vl = next;
+    }
+}
 
 MT_TLS void *mt_vl_frame;
 MT_TLS const void *mt_vl_ip;
@@ -2450,8 +2467,10 @@ static PyObject *py_use_branches(PyObject *self, PyObject *args)
         }
         vl->vidx[u] = seen;
     }
-    /* frames running the code keep replaying, with the new tables (the
-     * same code: the same layout) */
+    /* Frames running the code keep replaying, with the new tables (the same
+     * code: the same layout).  The old ones are not freed before the registry
+     * resets: a thread running without the GIL may be reading them in its
+     * allocation hook right now. */
     for (tstate_t *ts = all_states; ts != NULL; ts = ts->next) {
         for (int i = 0; i < ts->depth; i++) {
             if (ts->frames[i].ci == ci && ts->frames[i].vl != NULL) {
@@ -2459,7 +2478,10 @@ static PyObject *py_use_branches(PyObject *self, PyObject *args)
             }
         }
     }
-    free(ci->vl);
+    if (ci->vl != NULL) {
+        ci->vl->retired_next = retired_vl;
+        retired_vl = ci->vl;
+    }
     ci->vl = vl;
     Py_RETURN_TRUE;
 }
