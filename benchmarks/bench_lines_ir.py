@@ -5,9 +5,9 @@ instruction count does not. This runs two small programs under callgrind at
 two sizes and prints, per round of their loop (the difference of the two runs
 divided by the difference of the sizes, so startup cancels out):
 
-- total instructions, plain Python, the dispatch floor (``launchers/noop_branches.py
-  --hooks``: memtrim's allocator hooks and no-op callbacks for its events) and
-  memtrim (``-f '*'``);
+- total instructions, plain Python, the dispatch floor (3.12+:
+  ``launchers/noop_branches.py --hooks``, memtrim's allocator hooks and no-op
+  callbacks for its events) and memtrim (``-f '*'``);
 - for memtrim, the instructions spent in its line tracer (``tracer.c``) and, with
   ``--top N``, its N costliest functions.
 
@@ -117,7 +117,15 @@ def main() -> None:
         raise SystemExit("bench_lines_ir.py: needs valgrind and callgrind_annotate")
     py = args.python
     memtrim = [py, "-m", "memtrim", "-o", "/dev/null", "-f", "*"]
-    modes = [("plain", [py], {}), ("floor", [py, NOOP, "--hooks"], {})]
+    modes = [("plain", [py], {})]
+    version = subprocess.run(
+        [py, "-c", "import sys; print(sys.version_info >= (3, 12))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if version == "True":  # the floor's no-op callbacks are sys.monitoring's
+        modes.append(("floor", [py, NOOP, "--hooks"], {}))
     if args.before:
         modes.append(("memtrim before", memtrim, {"PYTHONPATH": args.before}))
     modes.append(("memtrim", memtrim, {}))
