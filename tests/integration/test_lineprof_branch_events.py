@@ -173,6 +173,12 @@ PROGRAMS = {
 }
 
 
+def _let_go(prof: LineProfiler) -> None:
+    prof.release()
+    prof.functions.clear()  # the wrapped functions, and their code objects, can go
+    gc.collect()
+
+
 def _run(source: str, tmp_path, mode: str, monkeypatch) -> list[tuple[str, int, int, int, int]]:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("MEMTRIM_LINE_EVENTS", mode)
     path = tmp_path / "prog.py"  # one name: the programs' figures must not depend on it
@@ -199,10 +205,8 @@ def _run(source: str, tmp_path, mode: str, monkeypatch) -> list[tuple[str, int, 
             if r.ran
         ]
     finally:
-        prof.release()
-        prof.functions.clear()
         del wrapped
-        gc.collect()
+        _let_go(prof)
     for code, source in sources.items():
         if mode == "line":
             assert source in ("line", "instruction"), (code, source)
@@ -253,9 +257,7 @@ def test_threads_each_replay_their_own_lines(tmp_path, monkeypatch) -> None:
                 if r.ran
             ]
         finally:
-            prof.release()
-            prof.functions.clear()
-            gc.collect()
+            _let_go(prof)
 
     run("branch")
     assert run("branch") == run("line")

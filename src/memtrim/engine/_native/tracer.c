@@ -1503,12 +1503,13 @@ static void vl_started(frame_t *fr, PyObject *code, PyObject *offset_obj)
     if (offset == -1 && PyErr_Occurred()) {
         PyErr_Clear();
     }
-    fr->vl_at = offset >= 0 ? vl_unit(fr->ci->vl, offset / 2) : vl_frame_unit(fr->ci->vl, f);
+    fr->vl_at = offset >= 0 ? vl_unit(fr->vl, offset / 2) : vl_frame_unit(fr->vl, f);
 }
 
 /* The jump from unit `s` to unit `d` of the top frame `fr`, which replays
- * its lines (fr->vl): the lines up to the jump, then the target's.  1: the
- * jump's event can be switched off. */
+ * its lines (fr->vl): the lines up to the jump, then the target's (also an
+ * exception raised at `s`, caught at `d`).  1: the jump's event can be
+ * switched off. */
 static inline int vl_jump_top(tstate_t *ts, frame_t *fr, vl_t *vl, int s, int d)
 {
     vl_walk(ts, fr, vl, s);
@@ -1581,11 +1582,7 @@ static void vl_handled(PyObject *code, long handler)
     if (x < 0 || h < 0) {
         return;
     }
-    vl_walk(ts, fr, vl, x); /* up to where it was raised */
-    if (vl_fires(vl, x, h)) {
-        vl_line(ts, fr, vl->line[h]);
-    }
-    fr->vl_at = h;
+    (void)vl_jump_top(ts, fr, vl, x, h); /* up to where it was raised, then the handler */
 }
 
 /* Before the top frame ends (return, yield, exception) in code `ci` (NULL:
@@ -2024,6 +2021,15 @@ int mt_step_out(void)
 
 static PyObject *disable_obj; /* sys.monitoring.DISABLE */
 
+/* A callback's answer: DISABLE when the event's location can be switched off. */
+static inline PyObject *event_result(int off)
+{
+    if (off && disable_obj != NULL) {
+        return Py_NewRef(disable_obj);
+    }
+    Py_RETURN_NONE;
+}
+
 /* CPython boxes an event's int argument (a line, an instruction offset)
  * above 256 right before calling the callbacks and frees it right after: an
  * allocation in the program's thread that the heap hooks count, between the
@@ -2205,10 +2211,7 @@ static PyObject *py_on_jump(PyObject *self, PyObject *const *args, Py_ssize_t na
         unbox_exit(boxes);
         VL_LEAVE();
     }
-    if (off && disable_obj != NULL) {
-        return Py_NewRef(disable_obj);
-    }
-    Py_RETURN_NONE;
+    return event_result(off);
 }
 
 /* EXCEPTION_HANDLED: (code, handler offset, exception). */
@@ -2242,9 +2245,7 @@ static PyObject *py_on_line(PyObject *self, PyObject *const *args, Py_ssize_t na
         int off = mt_on_line(args[0], line);
         unbox_exit(box);
         VL_LEAVE();
-        if (off && disable_obj != NULL) {
-            return Py_NewRef(disable_obj);
-        }
+        return event_result(off);
     }
     Py_RETURN_NONE;
 }
@@ -2282,12 +2283,7 @@ static PyObject *py_on_instruction(PyObject *self, PyObject *const *args, Py_ssi
     int off = line <= 0 || mt_on_line(args[0], line);
     unbox_exit(box);
     VL_LEAVE();
-    if (off) {
-        if (disable_obj != NULL) {
-            return Py_NewRef(disable_obj);
-        }
-    }
-    Py_RETURN_NONE;
+    return event_result(off);
 }
 
 /* (code, [(start, end, line)] from code.co_lines()): called right after
