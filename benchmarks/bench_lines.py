@@ -16,7 +16,9 @@ a build of the previous revision), kernprof (`kernprof -l -q -o /dev/null
 memory_profiler (--mprof: launchers/mprof_lines_all.py, every function of the
 script in its LineProfiler); 3.12+: memtrim with LINE events instead of its
 lines from branch events (--line-events), and the dispatch floors of both
-event sets, with memtrim's allocator hooks (--floors: launchers/noop_branches.py).
+event sets, with memtrim's allocator hooks (--floors: launchers/noop_branches.py);
+3.11: a C trace and profile function that do nothing, with the hooks (--floors:
+launchers/noop_trace.py).
 """
 
 from __future__ import annotations
@@ -54,6 +56,13 @@ def bench_dir(python: str) -> str:
         text=True,
     )
     return os.path.join(out.strip(), "data-files", "benchmarks")
+
+
+def monitoring(python: str) -> bool:
+    """Does ``python`` have sys.monitoring (3.12+)?"""
+    code = "import sys; print(int(sys.version_info >= (3, 12)))"
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True).stdout
+    return out.strip() == "1"
 
 
 def run_workload(python: str, name: str, scale: float, prefix: list[str], env_extra: dict) -> float:
@@ -97,7 +106,8 @@ def main() -> None:
     ap.add_argument(
         "--floors",
         action="store_true",
-        help="no-op callbacks for memtrim's events, with its hooks (launchers/noop_branches.py)",
+        help="no-op callbacks for memtrim's events, with its hooks (launchers/noop_branches.py; "
+        "3.11: launchers/noop_trace.py)",
     )
     ap.add_argument("--workloads", default=" ".join(WORKLOADS))
     args = ap.parse_args()
@@ -113,10 +123,13 @@ def main() -> None:
     modes.append(("memtrim", lambda n: (memtrim, {})))
     if args.line_events:
         modes.append(("memtrim, LINE events", lambda n: (memtrim, {"MEMTRIM_LINE_EVENTS": "line"})))
-    if args.floors:
+    if args.floors and monitoring(py):
         noop = [py, os.path.join(HERE, "launchers", "noop_branches.py"), "--hooks"]
         modes.append(("floor: hooks + branch events", lambda n: (noop, {})))
         modes.append(("floor: hooks + LINE events", lambda n: ([*noop, "--lines"], {})))
+    elif args.floors:
+        noop = [py, os.path.join(HERE, "launchers", "noop_trace.py"), "--hooks"]
+        modes.append(("floor: hooks + C trace function", lambda n: (noop, {})))
     if args.kernprof and os.path.exists(kernprof):
         modes.append(
             (

@@ -7,15 +7,22 @@ divided by the difference of the sizes, so startup cancels out):
 
 - total instructions, plain Python, the dispatch floor (3.12+:
   ``launchers/noop_branches.py --hooks``, memtrim's allocator hooks and no-op
-  callbacks for its events) and memtrim (``-f '*'``);
+  callbacks for its events; 3.11: ``launchers/noop_trace.py --hooks``, the hooks
+  and a C trace and profile function that do nothing) and memtrim (``-f '*'``);
 - for memtrim, the instructions spent in its line tracer (``tracer.c``) and, with
   ``--top N``, its N costliest functions.
 
     python benchmarks/bench_lines_ir.py --python /tmp/v313/bin/python [--before SRC] [--top 20]
+        [--dispatch]
 
 ``--before SRC`` counts another memtrim build too (its ``src`` directory, put on
 PYTHONPATH). The programs: ``calls`` (a loop calling a one-line function that
 allocates an int), ``gens`` (a value through three levels of ``yield from``).
+``--dispatch`` also prints what reporting one line run costs: a no-op LINE
+callback (3.12+) or C trace function (3.11), against a call of a C function
+written before each line (what a profiler that put probes in the bytecode
+would pay).
+
 Needs valgrind (``callgrind_annotate`` too); about a minute per program and mode.
 """
 
@@ -31,6 +38,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NOOP = os.path.join(HERE, "launchers", "noop_branches.py")
+NOOP_TRACE = os.path.join(HERE, "launchers", "noop_trace.py")
 
 PROGRAMS = {
     "calls": """
@@ -60,6 +68,54 @@ run(N)
 """,
 }
 SIZES = (50_000, 100_000)
+
+# --dispatch: what one line costs to report, by the means a line profiler has.
+# Five lines run per round; the probed version calls a C function of one
+# argument before each (what a profiler that rewrote the bytecode would add).
+DISPATCH = """
+def f(a):
+    b = a + 1
+    c = b * 2
+    return c - a
+def g(n):
+    x = 0
+    for i in range(n):
+        x = f(i) & 1023
+    return x
+g(N)
+"""
+PROBED = """
+from operator import not_ as _p
+def f(a):
+    _p(2)
+    b = a + 1
+    _p(3)
+    c = b * 2
+    _p(4)
+    return c - a
+def g(n):
+    x = 0
+    for i in range(n):
+        _p(7)
+        _p(8)
+        x = f(i) & 1023
+    return x
+g(N)
+"""
+LINE_NOOP = """
+import operator, runpy, sys
+mon = sys.monitoring
+mon.use_tool_id(5, "noop")
+mon.register_callback(5, mon.events.LINE, operator.is_)
+mon.set_events(5, mon.events.LINE)
+runpy.run_path(sys.argv[1], run_name="__main__")
+"""
+TRACE_NOOP = """
+import runpy, sys
+from memtrim.engine import _testing
+_testing.noop_tracing(True)
+runpy.run_path(sys.argv[1], run_name="__main__")
+"""
 
 
 def functions(out_file: str) -> dict[str, int]:
@@ -93,10 +149,11 @@ def count(cmd: list[str], env: dict[str, str], tmp: str) -> dict[str, int]:
 
 def per_round(cmd: list[str], program: str, env: dict[str, str], tmp: str) -> dict[str, float]:
     runs = []
+    source = PROGRAMS.get(program) or {"dispatch": DISPATCH, "probed": PROBED}[program]
     for n in SIZES:
         script = os.path.join(tmp, f"{program}.py")
         with open(script, "w") as f:
-            f.write(PROGRAMS[program].replace("N)", f"{n})"))
+            f.write(source.replace("N)", f"{n})"))
         runs.append(count([*cmd, script], env, tmp))
     small, big = runs
     rounds = SIZES[1] - SIZES[0]
@@ -107,11 +164,33 @@ def tracer_part(fns: dict[str, float]) -> float:
     return sum(v for k, v in fns.items() if "_native/tracer." in k or "_native/frames.h" in k)
 
 
+def dispatch(py: str, monitoring: bool, tmp: str) -> None:
+    """Per line: a no-op LINE callback (3.12+) or C trace function (3.11), and a C call."""
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    launcher = os.path.join(tmp, "launch.py")
+    with open(launcher, "w") as f:
+        f.write(LINE_NOOP if monitoring else TRACE_NOOP)
+    event = "no-op LINE callback" if monitoring else "no-op C trace and profile function"
+    plain = sum(per_round([py], "dispatch", env, tmp).values())
+    hooked = sum(per_round([py, launcher], "dispatch", env, tmp).values())
+    probed = sum(per_round([py], "probed", env, tmp).values())
+    print(f"\nPer line run (5 per round; plain {plain:,.0f} per round):\n")
+    print("| means | instructions per line |")
+    print("| --- | --- |")
+    print(f"| {event} | {(hooked - plain) / 5:,.0f} |")
+    print(f"| a C call in the bytecode (`not_(k)`) | {(probed - plain) / 5:,.0f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--before", help="src dir of another memtrim build (PYTHONPATH)")
     ap.add_argument("--top", type=int, default=0, help="memtrim's N costliest functions")
+    ap.add_argument(
+        "--dispatch",
+        action="store_true",
+        help="also: what reporting one line costs, by an event and by a C call",
+    )
     args = ap.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_annotate") is None:
         raise SystemExit("bench_lines_ir.py: needs valgrind and callgrind_annotate")
@@ -126,6 +205,8 @@ def main() -> None:
     ).stdout.strip()
     if version == "True":  # the floor's no-op callbacks are sys.monitoring's
         modes.append(("floor", [py, NOOP, "--hooks"], {}))
+    else:  # 3.11: a C trace and profile function that do nothing
+        modes.append(("floor", [py, NOOP_TRACE, "--hooks"], {}))
     if args.before:
         modes.append(("memtrim before", memtrim, {"PYTHONPATH": args.before}))
     modes.append(("memtrim", memtrim, {}))
@@ -147,6 +228,8 @@ def main() -> None:
                 if name == "memtrim" and args.top:
                     tops.append((program, fns))
             print(f"| {program} | " + " | ".join(cells) + " |", flush=True)
+        if args.dispatch:
+            dispatch(py, version == "True", tmp)
     for program, fns in tops:
         print(f"\n{program}, memtrim's costliest functions per round:")
         ours = sorted(((v, k) for k, v in fns.items() if "_native/" in k), reverse=True)

@@ -353,7 +353,36 @@ static PyObject *py_c_signal_storm(PyObject *self, PyObject *args)
     return PyLong_FromLong(storm_count);
 }
 
+/* A C trace and profile function that does nothing: the floor of a line
+ * profiler on 3.11, where CPython runs every frame of a traced thread in its
+ * tracing mode and calls the functions at each call, line and return
+ * (benchmarks/launchers/noop_trace.py). */
+static int noop_tracefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+    (void)obj;
+    (void)frame;
+    (void)what;
+    (void)arg;
+    return 0;
+}
+
+static PyObject *py_noop_tracing(PyObject *self, PyObject *arg)
+{
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) {
+        return NULL;
+    }
+    PyEval_SetProfile(on ? noop_tracefunc : NULL, NULL);
+    PyEval_SetTrace(on ? noop_tracefunc : NULL, NULL);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"noop_tracing", py_noop_tracing, METH_O,
+     "(on): a C trace and profile function that does nothing, in this thread (or none)."},
     {"c_signal_storm", py_c_signal_storm, METH_VARARGS,
      "(usec): SIGALRM every usec microseconds, its C handler mallocs and frees; 0 stops it "
      "and returns how many times it ran."},
