@@ -275,13 +275,14 @@ def left_with(marker: str) -> list[psutil.Process]:
     return found
 
 
-def wait_none_left(marker: str) -> None:
+def wait_none_left(marker: str, why: str = "") -> None:
     deadline = time.monotonic() + 10
     while left_with(marker):
         if time.monotonic() > deadline:
+            left = [proc.pid for proc in left_with(marker)]
             for proc in left_with(marker):
                 proc.kill()
-            pytest.fail(f"processes left behind: {marker}")
+            pytest.fail(f"processes left behind: {marker} {left}\n{why}")
         time.sleep(0.05)
 
 
@@ -307,16 +308,24 @@ def test_an_interrupted_watch_ends_the_command_and_its_children(runner):
     script = runner.write(
         f"import memtrim\nmemtrim.memory_usage({grandparent(marker)!r}, interval=0.05)\n"
     )
-    proc = subprocess.Popen([sys.executable, str(script)], env=subprocess_env())
+    err = script.with_name("stderr.txt")
+    with open(err, "wb") as sink:  # -X faulthandler: where it hangs, if it does (SIGABRT)
+        argv = [sys.executable, "-X", "faulthandler", str(script)]
+        proc = subprocess.Popen(argv, env=subprocess_env(), stderr=sink)
     try:
         deadline = time.monotonic() + 20
         while len(left_with(marker)) < 2:  # the command and its child run
-            assert time.monotonic() < deadline and proc.poll() is None
+            assert time.monotonic() < deadline and proc.poll() is None, err.read_text()
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=20) != 0  # KeyboardInterrupt
+        try:
+            assert proc.wait(timeout=20) != 0, err.read_text()  # KeyboardInterrupt
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            proc.wait()
+            pytest.fail(f"still running 20 s after SIGINT:\n{err.read_text()}")
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    wait_none_left(marker)
+    wait_none_left(marker, err.read_text())
