@@ -7,7 +7,7 @@ rounds per mode, the ratio to plain, the geometric mean).
 
     python benchmarks/bench_lines.py --python /tmp/v313/bin/python --scale 0.3 \
         --rounds 3 [--before /tmp/mt_before/src] [--kernprof] [--article] \
-        [--line-events] [--floors]
+        [--line-events] [--floors] [--probe-floor]
 
 Modes: plain (`python script`), memtrim (`python -m memtrim -o /dev/null -f '*'
 script`), optionally the same with another memtrim on PYTHONPATH (--before:
@@ -18,7 +18,8 @@ script in its LineProfiler); 3.12+: memtrim with LINE events instead of its
 lines from branch events (--line-events), and the dispatch floors of both
 event sets, with memtrim's allocator hooks (--floors: launchers/noop_branches.py);
 3.11: a C trace and profile function that do nothing, with the hooks (--floors:
-launchers/noop_trace.py).
+launchers/noop_trace.py); --probe-floor: a no-op C call at each basic block of the
+script's functions instead of events, with the hooks (launchers/probe_floor.py).
 """
 
 from __future__ import annotations
@@ -109,6 +110,12 @@ def main() -> None:
         help="no-op callbacks for memtrim's events, with its hooks (launchers/noop_branches.py; "
         "3.11: launchers/noop_trace.py)",
     )
+    ap.add_argument(
+        "--probe-floor",
+        action="store_true",
+        help="a no-op C call at each basic block of the script's functions, with the hooks "
+        "(launchers/probe_floor.py): the floor of a design with probes instead of events",
+    )
     ap.add_argument("--workloads", default=" ".join(WORKLOADS))
     args = ap.parse_args()
     py = args.python
@@ -130,6 +137,9 @@ def main() -> None:
     elif args.floors:
         noop = [py, os.path.join(HERE, "launchers", "noop_trace.py"), "--hooks"]
         modes.append(("floor: hooks + C trace function", lambda n: (noop, {})))
+    if args.probe_floor:
+        probes = [py, os.path.join(HERE, "launchers", "probe_floor.py"), "--hooks"]
+        modes.append(("floor: hooks + probes", lambda n: (probes, {})))
     if args.kernprof and os.path.exists(kernprof):
         modes.append(
             (

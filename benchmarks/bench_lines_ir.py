@@ -13,11 +13,15 @@ divided by the difference of the sizes, so startup cancels out):
   ``--top N``, its N costliest functions.
 
     python benchmarks/bench_lines_ir.py --python /tmp/v313/bin/python [--before SRC] [--top 20]
-        [--dispatch]
+        [--dispatch] [--probes]
 
 ``--before SRC`` counts another memtrim build too (its ``src`` directory, put on
 PYTHONPATH). The programs: ``calls`` (a loop calling a one-line function that
 allocates an int), ``gens`` (a value through three levels of ``yield from``).
+``--probes`` adds the floor of a design with probes in the code instead of
+events (``launchers/probe_floor.py --hooks``: a no-op C call at each basic
+block, entry and return of the program's functions, with memtrim's hooks).
+
 ``--dispatch`` also prints what reporting one line run costs: a no-op LINE
 callback (3.12+) or C trace function (3.11), against a call of a C function
 written before each line (what a profiler that put probes in the bytecode
@@ -39,6 +43,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 NOOP = os.path.join(HERE, "launchers", "noop_branches.py")
 NOOP_TRACE = os.path.join(HERE, "launchers", "noop_trace.py")
+PROBES = os.path.join(HERE, "launchers", "probe_floor.py")
 
 PROGRAMS = {
     "calls": """
@@ -187,6 +192,11 @@ def main() -> None:
     ap.add_argument("--before", help="src dir of another memtrim build (PYTHONPATH)")
     ap.add_argument("--top", type=int, default=0, help="memtrim's N costliest functions")
     ap.add_argument(
+        "--probes",
+        action="store_true",
+        help="also the floor of probes in the code (launchers/probe_floor.py --hooks)",
+    )
+    ap.add_argument(
         "--dispatch",
         action="store_true",
         help="also: what reporting one line costs, by an event and by a C call",
@@ -207,6 +217,8 @@ def main() -> None:
         modes.append(("floor", [py, NOOP, "--hooks"], {}))
     else:  # 3.11: a C trace and profile function that do nothing
         modes.append(("floor", [py, NOOP_TRACE, "--hooks"], {}))
+    if args.probes:  # the floor of probes in the code instead of events
+        modes.append(("probe floor", [py, PROBES, "--hooks"], {}))
     if args.before:
         modes.append(("memtrim before", memtrim, {"PYTHONPATH": args.before}))
     modes.append(("memtrim", memtrim, {}))
