@@ -40,9 +40,12 @@ import subprocess
 import sys
 import tempfile
 
+from bench_lines import monitoring
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 NOOP = os.path.join(HERE, "launchers", "noop_branches.py")
 NOOP_TRACE = os.path.join(HERE, "launchers", "noop_trace.py")
+NOOP_LINE = os.path.join(HERE, "launchers", "noop_line.py")
 PROBES = os.path.join(HERE, "launchers", "probe_floor.py")
 
 PROGRAMS = {
@@ -107,20 +110,6 @@ def g(n):
     return x
 g(N)
 """
-LINE_NOOP = """
-import operator, runpy, sys
-mon = sys.monitoring
-mon.use_tool_id(5, "noop")
-mon.register_callback(5, mon.events.LINE, operator.is_)
-mon.set_events(5, mon.events.LINE)
-runpy.run_path(sys.argv[1], run_name="__main__")
-"""
-TRACE_NOOP = """
-import runpy, sys
-from memtrim.engine import _testing
-_testing.noop_tracing(True)
-runpy.run_path(sys.argv[1], run_name="__main__")
-"""
 
 
 def functions(out_file: str) -> dict[str, int]:
@@ -172,9 +161,7 @@ def tracer_part(fns: dict[str, float]) -> float:
 def dispatch(py: str, monitoring: bool, tmp: str) -> None:
     """Per line: a no-op LINE callback (3.12+) or C trace function (3.11), and a C call."""
     env = dict(os.environ, PYTHONHASHSEED="0")
-    launcher = os.path.join(tmp, "launch.py")
-    with open(launcher, "w") as f:
-        f.write(LINE_NOOP if monitoring else TRACE_NOOP)
+    launcher = NOOP_LINE if monitoring else NOOP_TRACE
     event = "no-op LINE callback" if monitoring else "no-op C trace and profile function"
     plain = sum(per_round([py], "dispatch", env, tmp).values())
     hooked = sum(per_round([py, launcher], "dispatch", env, tmp).values())
@@ -207,13 +194,8 @@ def main() -> None:
     py = args.python
     memtrim = [py, "-m", "memtrim", "-o", "/dev/null", "-f", "*"]
     modes = [("plain", [py], {})]
-    version = subprocess.run(
-        [py, "-c", "import sys; print(sys.version_info >= (3, 12))"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    if version == "True":  # the floor's no-op callbacks are sys.monitoring's
+    has_monitoring = monitoring(py)
+    if has_monitoring:  # the floor's no-op callbacks are sys.monitoring's
         modes.append(("floor", [py, NOOP, "--hooks"], {}))
     else:  # 3.11: a C trace and profile function that do nothing
         modes.append(("floor", [py, NOOP_TRACE, "--hooks"], {}))
@@ -241,7 +223,7 @@ def main() -> None:
                     tops.append((program, fns))
             print(f"| {program} | " + " | ".join(cells) + " |", flush=True)
         if args.dispatch:
-            dispatch(py, version == "True", tmp)
+            dispatch(py, has_monitoring, tmp)
     for program, fns in tops:
         print(f"\n{program}, memtrim's costliest functions per round:")
         ours = sorted(((v, k) for k, v in fns.items() if "_native/" in k), reverse=True)

@@ -1464,9 +1464,9 @@ static MT_NOINLINE void vl_heap_slow(int gil)
     mt_vl_ip = ip;
 }
 
-/* Most heap events find the frame moved forward past no line location, or
- * past one (a call's first line), and not at a jump's target: at most one
- * line to replay, then the place to note. */
+/* Most heap events find the frame moved forward, not to a jump's target:
+ * the lines on the way (mostly none, or a call's first line) are replayed
+ * here, without vl_heap_slow's checks. */
 void mt_vl_heap(int gil)
 {
     mt_frame_t *f = mt_vl_frame;
@@ -1478,17 +1478,11 @@ void mt_vl_heap(int gil)
         if (MT_LIKELY(vl != NULL && fr->iframe == f)) {
             int unit = vl_frame_unit(vl, f), at = fr->vl_at;
             if (unit >= at && at >= 0 && (unit == at || !(vl->flags[unit] & VL_TARGET))) {
-                int k = vl->vidx[at], n = vl->vidx[unit] - k;
-                if (n == 1) {
-                    mt_vl_frame = NULL; /* no re-entry from what the replay allocates */
-                    vl_line(ts, fr, vl->vline[vl->vlist[k]]);
-                    mt_vl_frame = f;
-                }
-                if (n <= 1) {
-                    fr->vl_at = unit;
-                    mt_vl_ip = mt_frame_ip(f);
-                    return;
-                }
+                mt_vl_frame = NULL; /* no re-entry from what the replay allocates */
+                vl_walk(ts, fr, vl, unit);
+                mt_vl_frame = f;
+                mt_vl_ip = mt_frame_ip(f);
+                return;
             }
         }
     }
